@@ -1,0 +1,53 @@
+"""Reference deployments priced on a problem: the paper's baselines, before any search."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cost_models.cpu_cluster import ClusterRun, cluster_run
+from moeopt.evaluate import Evaluation, evaluate
+from moeopt.plan import DeploymentPlan
+from moeopt.problem import DeploymentProblem
+
+LAMBDAML_MEMORY_MB = 3008
+
+
+def lambdaml_plan(problem: DeploymentProblem, method: str = "storage") -> DeploymentPlan:
+    """LambdaML-style: every expert its own function at 3,008 MB, no replicas, no prediction."""
+    methods = [method] if method in problem.methods else list(problem.methods)
+    return DeploymentPlan.uniform(problem, LAMBDAML_MEMORY_MB, 1, methods[0])
+
+
+def cpu_cluster(problem: DeploymentProblem) -> ClusterRun:
+    c = problem.constants
+    inst = c.cpu_cluster()
+    return cluster_run(
+        problem.model,
+        problem.popularity.loads,
+        problem.workload.tokens_per_batch,
+        inst.usd_per_hour,
+        inst.physical_cores,
+        c.cpu_cluster_flops_per_second_per_core,
+        inst.name,
+        c.cpu_cluster_min_billed_s,
+    )
+
+
+@dataclass(frozen=True)
+class BaselineRow:
+    name: str
+    evaluation: Evaluation | None
+    cluster: ClusterRun | None = None
+
+
+def baseline_rows(problem: DeploymentProblem) -> list[BaselineRow]:
+    """LambdaML under each method, the largest uniform plan, and the CPU cluster."""
+    rows = [
+        BaselineRow(f"lambdaml-{m}", evaluate(problem, lambdaml_plan(problem, m)))
+        for m in problem.methods
+    ]
+    top = max(problem.memory_options)
+    biggest = DeploymentPlan.uniform(problem, top, problem.max_replicas, "storage")
+    rows.append(BaselineRow(f"uniform-{top}mb-x{problem.max_replicas}", evaluate(problem, biggest)))
+    rows.append(BaselineRow("cpu-cluster", None, cpu_cluster(problem)))
+    return rows

@@ -1,0 +1,212 @@
+"""The ``moeopt`` command line. User mistakes print one ``error:`` line and exit 2."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from typing import Any
+
+import click
+
+from moeopt.errors import InfeasibleError, InputError
+
+
+class _Cli(click.Group):
+    """Turns InputError into one clear line and exit status 2, anywhere below."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except InputError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(2)
+        except InfeasibleError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(3)
+
+
+def dumps(data: Any) -> str:
+    """JSON with inf/NaN as null, so every consumer can parse it."""
+    def clean(v: Any) -> Any:
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [clean(x) for x in v]
+        return v
+
+    return json.dumps(clean(data), indent=2)
+
+
+@click.group(cls=_Cli)
+@click.version_option(package_name="moeopt")
+def cli() -> None:
+    """Find, prove and run the cheapest serverless deployment of an MoE model."""
+
+
+problem_option = click.option(
+    "--problem", "problem_name", default="bert-moe-4", show_default=True,
+    help="Built-in problem name or a problem file (.json/.toml).",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
+@cli.group()
+def problems() -> None:
+    """Built-in problems and problem files."""
+
+
+@problems.command("list")
+@json_option
+def problems_list(as_json: bool) -> None:
+    """List the built-in problems."""
+    from moeopt.builtin_problems import BUILTIN_PROBLEMS, builtin_problem
+
+    rows = []
+    for name in BUILTIN_PROBLEMS:
+        p = builtin_problem(name)
+        rows.append({
+            "name": name,
+            "moe_layers": p.layers,
+            "experts_per_layer": p.experts,
+            "top_k": p.model.top_k,
+            "tokens_per_batch": p.workload.tokens_per_batch,
+            "time_limit_s": p.slo.time_limit_s,
+            "description": p.description,
+        })
+    if as_json:
+        click.echo(dumps(rows))
+        return
+    click.echo(f"{'name':18} {'layers':>6} {'experts':>7} {'top_k':>5} {'tokens':>7} {'limit_s':>8}")
+    for r in rows:
+        click.echo(
+            f"{r['name']:18} {r['moe_layers']:>6} {r['experts_per_layer']:>7} {r['top_k']:>5} "
+            f"{r['tokens_per_batch']:>7} {r['time_limit_s']:>8.1f}"
+        )
+
+
+@problems.command("show")
+@click.argument("name")
+@json_option
+@click.option("--spec", is_flag=True, help="Print the problem-file form (JSON) to copy and edit.")
+def problems_show(name: str, as_json: bool, spec: bool) -> None:
+    """Show one problem (built-in name or file)."""
+    from moeopt.builtin_problems import BUILTIN_PROBLEMS, builtin_spec
+    from moeopt.problem import load_problem
+
+    problem = load_problem(name)
+    if spec:
+        click.echo(dumps(builtin_spec(name) if name in BUILTIN_PROBLEMS else problem.spec))
+        return
+    summary = problem.summary()
+    if as_json:
+        click.echo(dumps(summary))
+        return
+    for key, value in summary.items():
+        if isinstance(value, dict):
+            click.echo(f"{key}:")
+            for k, v in value.items():
+                click.echo(f"  {k}: {v}")
+        else:
+            click.echo(f"{key}: {value}")
+
+
+def _evaluation_text(ev: Any) -> str:
+    broken = ", ".join(f"{k}=+{v:.3g}" for k, v in ev.violations.items() if v > 0)
+    return (
+        f"cost ${ev.cost_usd:.6f} ({ev.cost_gb_s:.1f} GB-s) per batch, latency {ev.latency_s:.2f} s, "
+        f"throughput {ev.throughput_tokens_per_s:.1f} tokens/s, "
+        + ("feasible" if ev.feasible else f"INFEASIBLE ({broken})")
+    )
+
+
+@cli.command("evaluate")
+@click.argument("plan_path", metavar="PLAN.json")
+@click.option("--problem", "problem_name", default=None, help="Problem name or file (default: the plan's).")
+@json_option
+def evaluate_cmd(plan_path: str, problem_name: str | None, as_json: bool) -> None:
+    """Price a plan on a problem: cost, latency, throughput and constraint violations."""
+    from moeopt.evaluate import evaluate
+    from moeopt.plan import check_plan, load_plan
+    from moeopt.problem import load_problem
+
+    plan = load_plan(plan_path)
+    problem = load_problem(problem_name or plan.problem_name)
+    check_plan(plan, problem, plan_path)
+    ev = evaluate(problem, plan)
+    if as_json:
+        click.echo(dumps({"problem": problem.name, "plan": plan_path, **ev.to_dict()}))
+        return
+    click.echo(f"{problem.name}: {_evaluation_text(ev)}")
+    for i, lat in enumerate(ev.layer_latency_s):
+        layer = plan.layers[i]
+        click.echo(f"  layer {i:2d} {layer.method:18} {len(layer.functions):3d} functions  {lat:7.3f} s")
+
+
+@cli.command("baselines")
+@problem_option
+@json_option
+def baselines_cmd(problem_name: str, as_json: bool) -> None:
+    """Price the baseline deployments of a problem (LambdaML-style, uniform, CPU cluster)."""
+    from moeopt.baselines import baseline_rows
+    from moeopt.problem import load_problem
+
+    problem = load_problem(problem_name)
+    rows = baseline_rows(problem)
+    if as_json:
+        out = []
+        for r in rows:
+            if r.evaluation is not None:
+                out.append({"baseline": r.name, **r.evaluation.to_dict()})
+            else:
+                assert r.cluster is not None
+                out.append({
+                    "baseline": r.name, "instance": r.cluster.instance,
+                    "cost_usd": r.cluster.cost_usd, "busy_cost_usd": r.cluster.busy_cost_usd, "latency_s": r.cluster.wall_time_s,
+                    "throughput_tokens_per_s": r.cluster.throughput_tokens_per_s, "feasible": True,
+                })
+        click.echo(dumps(out))
+        return
+    click.echo(f"{problem.name}: {problem.description}")
+    click.echo(f"time limit {problem.slo.time_limit_s:.1f} s per {problem.workload.tokens_per_batch} tokens")
+    for r in rows:
+        if r.evaluation is not None:
+            click.echo(f"  {r.name:28} {_evaluation_text(r.evaluation)}")
+        else:
+            assert r.cluster is not None
+            click.echo(
+                f"  {r.name:28} cost ${r.cluster.cost_usd:.6f} per run on {r.cluster.instance} "
+                f"(${r.cluster.busy_cost_usd:.6f} for its {r.cluster.wall_time_s:.2f} s busy), throughput "
+                f"{r.cluster.throughput_tokens_per_s:.1f} tokens/s"
+            )
+
+
+def _register_optional() -> None:
+    """Commands that live beside the core (popularity, runtime); absent ones are skipped."""
+    import importlib
+
+    for module, names in (
+        ("moeopt.popularity.cli", ("popularity",)),
+        ("lambda_runtime.cli", ("runtime", "run_command", "calibrate_command")),
+    ):
+        try:
+            mod = importlib.import_module(module)
+        except ImportError:
+            continue
+        for name in names:
+            cmd = getattr(mod, name, None)
+            if isinstance(cmd, click.Command):
+                cli.add_command(cmd)
+
+
+_register_optional()
+
+
+def main() -> None:
+    cli(prog_name="moeopt")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,309 @@
+"""Price plans exactly as DESIGN.md describes: cost, latency, throughput and named violations.
+
+Everything is computed on arrays shaped (plans, layers, batches, function slots), so pricing a
+thousand plans costs one pass of numpy, not a thousand Python loops. A plan is judged on every
+batch of the problem's popularity: cost is the mean over batches, and each constraint must hold
+on the worst batch (violation values > 0 break it, <= 0 is feasible).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from cost_models import lambda_model as lm
+from moeopt.plan import DeploymentPlan, PlanArrays
+from moeopt.problem import DeploymentProblem
+
+VIOLATIONS = ("memory", "payload", "time_limit", "timeout", "concurrency")
+VIOLATION_UNITS = {
+    "memory": "MB over the function's memory",
+    "payload": "MB over the 6 MB invoke payload limit",
+    "time_limit": "s over the end-to-end time limit",
+    "timeout": "s over Lambda's 900 s function timeout",
+    "concurrency": "concurrent functions over the account limit",
+}
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What one plan costs and how fast it serves one batch, on the problem's batches."""
+
+    cost_usd: float
+    cost_gb_s: float
+    feasible: bool
+    latency_s: float
+    latency_mean_s: float
+    throughput_tokens_per_s: float
+    layer_latency_s: tuple[float, ...]
+    violations: dict[str, float]
+    cost_breakdown_usd: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "cost_usd": self.cost_usd,
+            "cost_gb_s": self.cost_gb_s,
+            "feasible": self.feasible,
+            "latency_s": self.latency_s,
+            "latency_mean_s": self.latency_mean_s,
+            "throughput_tokens_per_s": self.throughput_tokens_per_s,
+            "layer_latency_s": list(self.layer_latency_s),
+            "violations": dict(self.violations),
+            "cost_breakdown_usd": dict(self.cost_breakdown_usd),
+        }
+
+    def broken(self) -> list[str]:
+        return [name for name, v in self.violations.items() if not v <= 0]
+
+
+@dataclass(frozen=True, eq=False)
+class EvaluationBatch:
+    """Evaluations of P plans as arrays of shape (P,); ``[p]`` gives one Evaluation."""
+
+    cost_usd: np.ndarray
+    cost_gb_s: np.ndarray
+    latency_s: np.ndarray
+    latency_mean_s: np.ndarray
+    layer_latency_s: np.ndarray  # (P, L), worst batch per layer
+    violations: dict[str, np.ndarray]
+    cost_breakdown_usd: dict[str, np.ndarray]
+    tokens_per_batch: int
+
+    @property
+    def feasible(self) -> np.ndarray:
+        ok = np.ones_like(self.cost_usd, dtype=bool)
+        for v in self.violations.values():
+            ok &= v <= 0
+        return ok & np.isfinite(self.cost_usd)
+
+    @property
+    def throughput_tokens_per_s(self) -> np.ndarray:
+        with np.errstate(divide="ignore"):
+            return self.tokens_per_batch / self.latency_s
+
+    def __len__(self) -> int:
+        return len(self.cost_usd)
+
+    def __getitem__(self, p: int) -> Evaluation:
+        return Evaluation(
+            cost_usd=float(self.cost_usd[p]),
+            cost_gb_s=float(self.cost_gb_s[p]),
+            feasible=bool(self.feasible[p]),
+            latency_s=float(self.latency_s[p]),
+            latency_mean_s=float(self.latency_mean_s[p]),
+            throughput_tokens_per_s=float(self.throughput_tokens_per_s[p]),
+            layer_latency_s=tuple(float(x) for x in self.layer_latency_s[p]),
+            violations={k: float(v[p]) for k, v in self.violations.items()},
+            cost_breakdown_usd={k: float(v[p]) for k, v in self.cost_breakdown_usd.items()},
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class _Fixed:
+    """Plan-independent parts of a problem, computed once per problem."""
+
+    loads: np.ndarray  # (L, B, E) token assignments
+    layer_tokens: np.ndarray  # (L, B)
+    gate_upload_s: np.ndarray  # (L, B): the gate writes every token of the layer to storage
+    gather_s: np.ndarray  # (L, B): the next function reads every expert output
+    next_load_s: float  # start the next non-MoE function and download its weights
+    nonmoe_compute_s: np.ndarray  # (L,): attention + gate after MoE layer l (0 after the last)
+    head_tail_s: float
+    nonmoe_cost_usd: float
+    nonmoe_requests: int
+
+
+@lru_cache(maxsize=64)
+def _fixed(problem: DeploymentProblem) -> _Fixed:
+    c, m = problem.constants, problem.model
+    loads = np.ascontiguousarray(problem.popularity.loads.transpose(1, 0, 2), dtype=float)
+    layer_tokens = loads.sum(axis=2)
+    bs, tdl = c.storage_bandwidth_bytes_per_s, c.storage_delay_s
+    n = problem.workload.tokens_per_batch
+    start = problem.start_s
+    rate = c.flops_per_second_per_vcpu * float(lm.vcpu_share(c.nonmoe_memory_mb, c))
+    gate_flops = 2.0 * m.hidden_size * m.experts_per_layer
+    block_s = n * (m.nonmoe_flops_per_token + gate_flops) / rate
+    nonmoe_compute = np.full(problem.layers, block_s)
+    nonmoe_compute[-1] = 0.0
+    next_load = start + m.nonmoe_param_bytes / bs + tdl
+    head = start + (m.embedding_params * m.dtype_bytes + m.nonmoe_param_bytes) / bs + tdl + block_s
+    tail = start + tdl + n * m.token_bytes / bs
+    # Non-MoE functions (head, one per MoE layer, tail) only count in the "full" scope.
+    nonmoe_s = head + tail + problem.layers * next_load + float(nonmoe_compute.sum())
+    nonmoe_cost = float(lm.billed_seconds(nonmoe_s, c)) * c.nonmoe_memory_mb * float(
+        lm.price_per_mb_second(False, c)
+    )
+    return _Fixed(
+        loads=loads,
+        layer_tokens=layer_tokens,
+        gate_upload_s=tdl + layer_tokens * m.token_bytes / bs,
+        gather_s=tdl + layer_tokens * m.token_bytes / bs,
+        next_load_s=next_load,
+        nonmoe_compute_s=nonmoe_compute,
+        head_tail_s=head + tail,
+        nonmoe_cost_usd=nonmoe_cost,
+        nonmoe_requests=problem.layers + 2,
+    )
+
+
+def evaluate_batch(problem: DeploymentProblem, plans: PlanArrays) -> EvaluationBatch:
+    """Price P plans at once. Shapes: (P, L, B, S) inside, (P,) out."""
+    c, m, fx = problem.constants, problem.model, _fixed(problem)
+    P, L = plans.method.shape
+    memory = np.asarray(plans.memory_mb, dtype=float)
+    replicas = np.asarray(plans.replicas, dtype=float)
+    method = np.asarray(plans.method)[:, :, None, None]  # (P, L, 1, 1)
+    beta = np.asarray(plans.pipeline_degree, dtype=float)[:, :, None, None]
+    arm = plans.arm64 if plans.arm64 is not None else False
+
+    # Tokens and weights per function slot.
+    if plans.group is None:
+        tokens = np.broadcast_to(fx.loads[None], (P, *fx.loads.shape))  # (P, L, B, S)
+        experts_in_slot = np.ones(memory.shape)
+    else:
+        S = memory.shape[2]
+        group = np.asarray(plans.group)
+        idx = (np.arange(P * L).reshape(P, L, 1, 1) * S + group[:, :, None, :])  # (P, L, 1, E)
+        B = fx.loads.shape[1]
+        idx = (idx * B + np.arange(B).reshape(1, 1, B, 1))  # (P, L, B, E) flat (p,l,s,b)
+        weights = np.broadcast_to(fx.loads[None], (P, *fx.loads.shape))
+        flat = np.bincount(idx.ravel(), weights=weights.ravel(), minlength=P * L * S * B)
+        tokens = flat.reshape(P, L, S, B).transpose(0, 1, 3, 2)
+        experts_in_slot = np.zeros(memory.shape)
+        np.add.at(experts_in_slot, (np.arange(P)[:, None, None], np.arange(L)[None, :, None], group), 1)
+    param_bytes = experts_in_slot * m.expert_param_bytes  # (P, L, S)
+
+    per_token = lm.compute_time_per_token(memory, m.expert_flops_per_token, c, arm)
+    head = lm.head_time(param_bytes, problem.start_s, c)
+    rep4 = replicas[:, :, None, :]
+    r = np.ceil(tokens / rep4)  # tokens per replica (P, L, B, S)
+    active = np.minimum(rep4, tokens)  # replicas that receive any token
+    # Linear methods everywhere, then the pipelined formula only on pipelined layers.
+    piped = plans.method == lm.PIPELINED_STORAGE  # (P, L)
+    linear = np.where(piped, lm.STORAGE, plans.method)[:, :, None, None]
+    t = lm.replica_time(linear, r, head[:, :, None, :], per_token[:, :, None, :], 1.0, m.token_bytes, c)
+    if piped.any():
+        t_piped = lm.pipelined_replica_time(
+            r[piped], head[piped][:, None, :], per_token[piped][:, None, :],
+            beta[piped], m.token_bytes, c,
+        )
+        t[piped] = np.where(r[piped] > 0, t_piped, 0.0)
+
+    # Cost: every active replica bills its own rounded duration.
+    billed = lm.billed_seconds(t, c) * active
+    price = lm.price_per_mb_second(arm, c) * memory  # (P, L, S)
+    expert_usd = np.einsum("plbs,pls->pb", billed, price)
+    gb_s = np.einsum("plbs,pls->pb", billed, memory) / 1024.0
+    breakdown = {"experts": expert_usd.mean(axis=1)}
+    total = expert_usd
+    if problem.cost_scope == "full":
+        requests = active.sum(axis=(1, 3)) + fx.nonmoe_requests
+        storage = _storage_requests_usd(method, r, active, beta, c)
+        breakdown["requests"] = (requests * c.lambda_request_usd).mean(axis=1)
+        breakdown["storage_requests"] = storage.mean(axis=1)
+        breakdown["nonmoe"] = np.full(P, fx.nonmoe_cost_usd)
+        total = total + requests * c.lambda_request_usd + storage + fx.nonmoe_cost_usd
+        gb_s = gb_s + fx.nonmoe_cost_usd / c.lambda_price_x86_64_usd_per_gb_s
+
+    # Latency per layer and batch (the paper's Eqs. 7, 9, 11).
+    method3 = method[:, :, :, 0]  # (P, L, 1)
+    slowest = t.max(axis=3)  # (P, L, B)
+    wire = lm.wire_token_bytes(m.token_bytes, c)
+    direct_lat = r.max(axis=3) * wire / c.function_bandwidth_bytes_per_s + slowest + fx.next_load_s
+    # Storage: an expert starts computing once its start + weight download (H) is over and
+    # its input is in storage: all of the gate's upload, or (pipelined) the first minibatch.
+    first_input = np.where(
+        method3 == lm.PIPELINED_STORAGE,
+        c.storage_delay_s + beta[:, :, :, 0] * m.token_bytes / c.storage_bandwidth_bytes_per_s,
+        fx.gate_upload_s[None],
+    )  # (P, L, B)
+    after_head = (t - head[:, :, None, :]).max(axis=3)  # work after the head, slowest replica
+    s12 = np.maximum(slowest, after_head + first_input)
+    s12 = np.where(method3 == lm.PIPELINED_STORAGE, np.maximum(s12, fx.gate_upload_s[None]), s12)
+    storage_lat = np.maximum(s12, fx.next_load_s) + fx.gather_s[None]
+    layer_lat = np.where(method3 == lm.DIRECT, direct_lat, storage_lat)  # (P, L, B)
+    e2e = fx.head_tail_s + (layer_lat + fx.nonmoe_compute_s[None, :, None]).sum(axis=1)  # (P, B)
+
+    # Constraints on the heaviest batch.
+    r_max = r.max(axis=2)  # (P, L, S)
+    need_mb = lm.memory_required_mb(
+        method[:, :, :, 0], r_max, param_bytes, beta[:, :, :, 0], m.token_bytes,
+        m.intermediate_bytes_per_token, c,
+    )
+    used = r_max > 0
+    memory_v = np.where(used, need_mb - memory, -np.inf).max(axis=(1, 2))
+    payload = lm.payload_bytes(r_max, m.token_bytes, c) - c.lambda_payload_limit_bytes
+    payload_v = np.where(used & (method[:, :, :, 0] == lm.DIRECT), payload, -np.inf).max(axis=(1, 2))
+    payload_v = np.maximum(payload_v, -c.lambda_payload_limit_bytes) / lm.MIB
+    concurrency_v = active.sum(axis=3).max(axis=(1, 2)) - c.lambda_concurrency_limit
+    violations = {
+        "memory": np.where(np.isfinite(memory_v), memory_v, -float(c.lambda_memory_max_mb)),
+        "payload": payload_v,
+        "time_limit": e2e.max(axis=1) - problem.slo.time_limit_s,
+        "timeout": t.max(axis=(1, 2, 3)) - c.lambda_timeout_max_s,
+        "concurrency": concurrency_v.astype(float),
+    }
+    return EvaluationBatch(
+        cost_usd=total.mean(axis=1),
+        cost_gb_s=gb_s.mean(axis=1),
+        latency_s=e2e.max(axis=1),
+        latency_mean_s=e2e.mean(axis=1),
+        layer_latency_s=layer_lat.max(axis=2),
+        violations=violations,
+        cost_breakdown_usd=breakdown,
+        tokens_per_batch=problem.workload.tokens_per_batch,
+    )
+
+
+def _storage_requests_usd(
+    method: np.ndarray, r: np.ndarray, active: np.ndarray, beta: np.ndarray, c: Any
+) -> np.ndarray:
+    """S3 requests per batch: a weights GET per replica; inputs and outputs by storage.
+
+    Non-pipelined: one PUT and one GET for the input and for the output of each replica.
+    Pipelined: one object per minibatch each way.
+    """
+    blocks = np.where(r > 0, np.ceil(r / np.minimum(beta, np.maximum(r, 1.0))), 0.0)
+    objects = np.where(method == lm.DIRECT, 0.0, np.where(method == lm.PIPELINED_STORAGE, 2 * blocks, 2.0))
+    per_replica = objects * (c.storage_put_usd + c.storage_get_usd) + c.storage_get_usd
+    return (per_replica * active).sum(axis=(1, 3))
+
+
+def evaluate(problem: DeploymentProblem, plan: DeploymentPlan) -> Evaluation:
+    """Price one plan (checked against the problem first)."""
+    return evaluate_batch(problem, PlanArrays.from_plans([plan], problem))[0]
+
+
+def evaluate_many(problem: DeploymentProblem, plans: list[DeploymentPlan], chunk: int = 512) -> EvaluationBatch:
+    """Price a list of plans in chunks that keep memory bounded."""
+    parts = [
+        evaluate_batch(problem, PlanArrays.from_plans(plans[i : i + chunk], problem))
+        for i in range(0, len(plans), chunk)
+    ]
+    return concat(parts)
+
+
+def concat(parts: list[EvaluationBatch]) -> EvaluationBatch:
+    return EvaluationBatch(
+        cost_usd=np.concatenate([p.cost_usd for p in parts]),
+        cost_gb_s=np.concatenate([p.cost_gb_s for p in parts]),
+        latency_s=np.concatenate([p.latency_s for p in parts]),
+        latency_mean_s=np.concatenate([p.latency_mean_s for p in parts]),
+        layer_latency_s=np.concatenate([p.layer_latency_s for p in parts]),
+        violations={k: np.concatenate([p.violations[k] for p in parts]) for k in VIOLATIONS},
+        cost_breakdown_usd={
+            k: np.concatenate([p.cost_breakdown_usd[k] for p in parts])
+            for k in parts[0].cost_breakdown_usd
+        },
+        tokens_per_batch=parts[0].tokens_per_batch,
+    )
+
+
+def json_safe(value: float) -> float | None:
+    """inf/NaN have no JSON form; report them as null."""
+    return value if math.isfinite(value) else None

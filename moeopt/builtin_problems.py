@@ -8,7 +8,7 @@ the SLO is too slow (see docs/problems.md for how each was set).
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from moeopt.problem import DeploymentProblem, problem_from_dict
@@ -155,6 +155,6 @@ def builtin_spec(name: str) -> dict[str, Any]:
     return copy.deepcopy(_SPECS[name])
 
 
-@lru_cache(maxsize=None)
+@cache
 def builtin_problem(name: str) -> DeploymentProblem:
     return problem_from_dict(builtin_spec(name), f"built-in:{name}")

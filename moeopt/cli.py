@@ -183,6 +183,14 @@ def baselines_cmd(problem_name: str, as_json: bool) -> None:
             )
 
 
+@cli.command("demo")
+@problem_option
+@click.pass_context
+def demo_cmd(ctx: click.Context, problem_name: str) -> None:
+    """The main job on the default problem: price its baseline deployments."""
+    ctx.invoke(baselines_cmd, problem_name=problem_name, as_json=False)
+
+
 def _register_optional() -> None:
     """Commands that live beside the core (popularity, runtime); absent ones are skipped."""
     import importlib

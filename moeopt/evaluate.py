@@ -1,6 +1,6 @@
 """Price plans exactly as DESIGN.md describes: cost, latency, throughput and named violations.
 
-Everything is computed on arrays shaped (plans, layers, batches, function slots), so pricing a
+Everything is computed on arrays shaped (plans, batches, layers, function slots), so pricing a
 thousand plans costs one pass of numpy, not a thousand Python loops. A plan is judged on every
 batch of the problem's popularity: cost is the mean over batches, and each constraint must hold
 on the worst batch (violation values > 0 break it, <= 0 is feasible).
@@ -106,10 +106,10 @@ class EvaluationBatch:
 class _Fixed:
     """Plan-independent parts of a problem, computed once per problem."""
 
-    loads: np.ndarray  # (L, B, E) token assignments
-    layer_tokens: np.ndarray  # (L, B)
-    gate_upload_s: np.ndarray  # (L, B): the gate writes every token of the layer to storage
-    gather_s: np.ndarray  # (L, B): the next function reads every expert output
+    loads: np.ndarray  # (B, L, E) token assignments
+    layer_tokens: np.ndarray  # (B, L)
+    gate_upload_s: np.ndarray  # (B, L): the gate writes every token of the layer to storage
+    gather_s: np.ndarray  # (B, L): the next function reads every expert output
     next_load_s: float  # start the next non-MoE function and download its weights
     nonmoe_compute_s: np.ndarray  # (L,): attention + gate after MoE layer l (0 after the last)
     head_tail_s: float
@@ -120,8 +120,8 @@ class _Fixed:
 @lru_cache(maxsize=64)
 def _fixed(problem: DeploymentProblem) -> _Fixed:
     c, m = problem.constants, problem.model
-    loads = np.ascontiguousarray(problem.popularity.loads.transpose(1, 0, 2), dtype=float)
-    layer_tokens = loads.sum(axis=2)
+    loads = np.ascontiguousarray(problem.popularity.loads, dtype=float)  # (B, L, E)
+    layer_tokens = loads.sum(axis=2)  # (B, L)
     bs, tdl = c.storage_bandwidth_bytes_per_s, c.storage_delay_s
     n = problem.workload.tokens_per_batch
     start = problem.start_s
@@ -152,93 +152,96 @@ def _fixed(problem: DeploymentProblem) -> _Fixed:
 
 
 def evaluate_batch(problem: DeploymentProblem, plans: PlanArrays) -> EvaluationBatch:
-    """Price P plans at once. Shapes: (P, L, B, S) inside, (P,) out."""
+    """Price P plans at once. Inside, arrays are (P, B, L, S): plan arrays broadcast over
+    batches as (P, 1, L, S), loads over plans as (1, B, L, S); out come arrays of shape (P,)."""
     c, m, fx = problem.constants, problem.model, _fixed(problem)
     P, L = plans.method.shape
-    memory = np.asarray(plans.memory_mb, dtype=float)
+    memory = np.asarray(plans.memory_mb, dtype=float)  # (P, L, S)
     replicas = np.asarray(plans.replicas, dtype=float)
-    method = np.asarray(plans.method)[:, :, None, None]  # (P, L, 1, 1)
-    beta = np.asarray(plans.pipeline_degree, dtype=float)[:, :, None, None]
+    method = np.asarray(plans.method)  # (P, L)
+    beta = np.asarray(plans.pipeline_degree, dtype=float)
     arm = plans.arm64 if plans.arm64 is not None else False
 
     # Tokens and weights per function slot.
     if plans.group is None:
-        tokens = np.broadcast_to(fx.loads[None], (P, *fx.loads.shape))  # (P, L, B, S)
+        tokens = fx.loads[None]  # (1, B, L, S)
         experts_in_slot = np.ones(memory.shape)
     else:
-        S = memory.shape[2]
-        group = np.asarray(plans.group)
-        idx = (np.arange(P * L).reshape(P, L, 1, 1) * S + group[:, :, None, :])  # (P, L, 1, E)
-        B = fx.loads.shape[1]
-        idx = (idx * B + np.arange(B).reshape(1, 1, B, 1))  # (P, L, B, E) flat (p,l,s,b)
-        weights = np.broadcast_to(fx.loads[None], (P, *fx.loads.shape))
-        flat = np.bincount(idx.ravel(), weights=weights.ravel(), minlength=P * L * S * B)
-        tokens = flat.reshape(P, L, S, B).transpose(0, 1, 3, 2)
+        B, S = fx.loads.shape[0], memory.shape[2]
+        group = np.asarray(plans.group)  # (P, L, E)
+        slot = np.arange(P)[:, None, None, None] * B + np.arange(B)[None, :, None, None]
+        slot = (slot * L + np.arange(L)[None, None, :, None]) * S + group[:, None]  # (P, B, L, E)
+        weights = np.broadcast_to(fx.loads[None], slot.shape)
+        tokens = np.bincount(slot.ravel(), weights=weights.ravel(), minlength=P * B * L * S)
+        tokens = tokens.reshape(P, B, L, S)
         experts_in_slot = np.zeros(memory.shape)
         np.add.at(experts_in_slot, (np.arange(P)[:, None, None], np.arange(L)[None, :, None], group), 1)
     param_bytes = experts_in_slot * m.expert_param_bytes  # (P, L, S)
 
     per_token = lm.compute_time_per_token(memory, m.expert_flops_per_token, c, arm)
     head = lm.head_time(param_bytes, problem.start_s, c)
-    rep4 = replicas[:, :, None, :]
-    r = np.ceil(tokens / rep4)  # tokens per replica (P, L, B, S)
-    active = np.minimum(rep4, tokens)  # replicas that receive any token
+    rep = replicas[:, None]
+    r = np.ceil(tokens / rep)  # tokens per replica (P, B, L, S)
+    active = np.minimum(rep, tokens)  # replicas that receive any token
     # Linear methods everywhere, then the pipelined formula only on pipelined layers.
-    piped = plans.method == lm.PIPELINED_STORAGE  # (P, L)
-    linear = np.where(piped, lm.STORAGE, plans.method)[:, :, None, None]
-    t = lm.replica_time(linear, r, head[:, :, None, :], per_token[:, :, None, :], 1.0, m.token_bytes, c)
+    piped = method == lm.PIPELINED_STORAGE  # (P, L)
+    linear = np.where(piped, lm.STORAGE, method)[:, None, :, None]
+    t = lm.replica_time(linear, r, head[:, None], per_token[:, None], 1.0, m.token_bytes, c)
     if piped.any():
+        t_pl = t.transpose(0, 2, 1, 3)  # a view (P, L, B, S): mask (P, L) selects rows
+        r_pl = r.transpose(0, 2, 1, 3)
+        r_sel = r_pl[piped]
         t_piped = lm.pipelined_replica_time(
-            r[piped], head[piped][:, None, :], per_token[piped][:, None, :],
-            beta[piped], m.token_bytes, c,
+            r_sel, head[piped][:, None, :], per_token[piped][:, None, :],
+            beta[piped][:, None, None], m.token_bytes, c,
         )
-        t[piped] = np.where(r[piped] > 0, t_piped, 0.0)
+        t_pl[piped] = np.where(r_sel > 0, t_piped, 0.0)
 
     # Cost: every active replica bills its own rounded duration.
     billed = lm.billed_seconds(t, c) * active
     price = lm.price_per_mb_second(arm, c) * memory  # (P, L, S)
-    expert_usd = np.einsum("plbs,pls->pb", billed, price)
-    gb_s = np.einsum("plbs,pls->pb", billed, memory) / 1024.0
+    expert_usd = np.einsum("pbls,pls->pb", billed, price)
+    gb_s = np.einsum("pbls,pls->pb", billed, memory) / 1024.0
     breakdown = {"experts": expert_usd.mean(axis=1)}
     total = expert_usd
     if problem.cost_scope == "full":
-        requests = active.sum(axis=(1, 3)) + fx.nonmoe_requests
-        storage = _storage_requests_usd(method, r, active, beta, c)
+        requests = active.sum(axis=(2, 3)) + fx.nonmoe_requests
+        storage = _storage_requests_usd(method[:, None, :, None], r, active, beta[:, None, :, None], c)
         breakdown["requests"] = (requests * c.lambda_request_usd).mean(axis=1)
         breakdown["storage_requests"] = storage.mean(axis=1)
         breakdown["nonmoe"] = np.full(P, fx.nonmoe_cost_usd)
         total = total + requests * c.lambda_request_usd + storage + fx.nonmoe_cost_usd
         gb_s = gb_s + fx.nonmoe_cost_usd / c.lambda_price_x86_64_usd_per_gb_s
 
-    # Latency per layer and batch (the paper's Eqs. 7, 9, 11).
-    method3 = method[:, :, :, 0]  # (P, L, 1)
-    slowest = t.max(axis=3)  # (P, L, B)
+    # Latency per batch and layer (the paper's Eqs. 7, 9, 11), shape (P, B, L).
+    method3 = method[:, None, :]
+    slowest = t.max(axis=3)
     wire = lm.wire_token_bytes(m.token_bytes, c)
     direct_lat = r.max(axis=3) * wire / c.function_bandwidth_bytes_per_s + slowest + fx.next_load_s
     # Storage: an expert starts computing once its start + weight download (H) is over and
     # its input is in storage: all of the gate's upload, or (pipelined) the first minibatch.
     first_input = np.where(
         method3 == lm.PIPELINED_STORAGE,
-        c.storage_delay_s + beta[:, :, :, 0] * m.token_bytes / c.storage_bandwidth_bytes_per_s,
+        c.storage_delay_s + beta[:, None, :] * m.token_bytes / c.storage_bandwidth_bytes_per_s,
         fx.gate_upload_s[None],
-    )  # (P, L, B)
-    after_head = (t - head[:, :, None, :]).max(axis=3)  # work after the head, slowest replica
+    )
+    after_head = (t - head[:, None]).max(axis=3)  # work after the head, slowest replica
     s12 = np.maximum(slowest, after_head + first_input)
     s12 = np.where(method3 == lm.PIPELINED_STORAGE, np.maximum(s12, fx.gate_upload_s[None]), s12)
     storage_lat = np.maximum(s12, fx.next_load_s) + fx.gather_s[None]
-    layer_lat = np.where(method3 == lm.DIRECT, direct_lat, storage_lat)  # (P, L, B)
-    e2e = fx.head_tail_s + (layer_lat + fx.nonmoe_compute_s[None, :, None]).sum(axis=1)  # (P, B)
+    layer_lat = np.where(method3 == lm.DIRECT, direct_lat, storage_lat)
+    e2e = fx.head_tail_s + (layer_lat + fx.nonmoe_compute_s).sum(axis=2)  # (P, B)
 
     # Constraints on the heaviest batch.
-    r_max = r.max(axis=2)  # (P, L, S)
+    r_max = r.max(axis=1)  # (P, L, S)
     need_mb = lm.memory_required_mb(
-        method[:, :, :, 0], r_max, param_bytes, beta[:, :, :, 0], m.token_bytes,
+        method[:, :, None], r_max, param_bytes, beta[:, :, None], m.token_bytes,
         m.intermediate_bytes_per_token, c,
     )
     used = r_max > 0
     memory_v = np.where(used, need_mb - memory, -np.inf).max(axis=(1, 2))
     payload = lm.payload_bytes(r_max, m.token_bytes, c) - c.lambda_payload_limit_bytes
-    payload_v = np.where(used & (method[:, :, :, 0] == lm.DIRECT), payload, -np.inf).max(axis=(1, 2))
+    payload_v = np.where(used & (method[:, :, None] == lm.DIRECT), payload, -np.inf).max(axis=(1, 2))
     payload_v = np.maximum(payload_v, -c.lambda_payload_limit_bytes) / lm.MIB
     concurrency_v = active.sum(axis=3).max(axis=(1, 2)) - c.lambda_concurrency_limit
     violations = {
@@ -246,14 +249,14 @@ def evaluate_batch(problem: DeploymentProblem, plans: PlanArrays) -> EvaluationB
         "payload": payload_v,
         "time_limit": e2e.max(axis=1) - problem.slo.time_limit_s,
         "timeout": t.max(axis=(1, 2, 3)) - c.lambda_timeout_max_s,
-        "concurrency": concurrency_v.astype(float),
+        "concurrency": np.broadcast_to(concurrency_v, (P,)).astype(float),
     }
     return EvaluationBatch(
         cost_usd=total.mean(axis=1),
         cost_gb_s=gb_s.mean(axis=1),
         latency_s=e2e.max(axis=1),
         latency_mean_s=e2e.mean(axis=1),
-        layer_latency_s=layer_lat.max(axis=2),
+        layer_latency_s=layer_lat.max(axis=1),
         violations=violations,
         cost_breakdown_usd=breakdown,
         tokens_per_batch=problem.workload.tokens_per_batch,
@@ -271,7 +274,7 @@ def _storage_requests_usd(
     blocks = np.where(r > 0, np.ceil(r / np.minimum(beta, np.maximum(r, 1.0))), 0.0)
     objects = np.where(method == lm.DIRECT, 0.0, np.where(method == lm.PIPELINED_STORAGE, 2 * blocks, 2.0))
     per_replica = objects * (c.storage_put_usd + c.storage_get_usd) + c.storage_get_usd
-    return (per_replica * active).sum(axis=(1, 3))
+    return (per_replica * active).sum(axis=(2, 3))
 
 
 def evaluate(problem: DeploymentProblem, plan: DeploymentPlan) -> Evaluation:
@@ -279,7 +282,7 @@ def evaluate(problem: DeploymentProblem, plan: DeploymentPlan) -> Evaluation:
     return evaluate_batch(problem, PlanArrays.from_plans([plan], problem))[0]
 
 
-def evaluate_many(problem: DeploymentProblem, plans: list[DeploymentPlan], chunk: int = 512) -> EvaluationBatch:
+def evaluate_many(problem: DeploymentProblem, plans: list[DeploymentPlan], chunk: int = 128) -> EvaluationBatch:
     """Price a list of plans in chunks that keep memory bounded."""
     parts = [
         evaluate_batch(problem, PlanArrays.from_plans(plans[i : i + chunk], problem))

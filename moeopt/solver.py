@@ -1,0 +1,425 @@
+"""The solver plugin API: one base, one budget loop, one result shape for every solver.
+
+A solver subclasses :class:`Solver` (run-to-completion: exact and constructive solvers) or
+:class:`AskTellSolver` (black-box searchers: the base supplies the budget loop) and implements
+one or two private hooks. Every plan a solver prices goes through the :class:`Tracker`, which
+counts evaluations, enforces the budget, keeps the best plan (feasible first) and records the
+best-so-far trajectory.
+
+Example (a complete solver)::
+
+    class Uniform(Solver):
+        name = "uniform-1536"
+        def _solve(self, problem, tracker):
+            tracker.evaluate(PlanArrays.from_plans([DeploymentPlan.uniform(problem, 1536)], problem))
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import time
+import traceback
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, ClassVar
+
+import numpy as np
+
+from moeopt.errors import InputError
+from moeopt.evaluate import Evaluation, EvaluationBatch, evaluate_batch
+from moeopt.plan import DeploymentPlan, PlanArrays
+from moeopt.problem import DeploymentProblem
+
+
+class SolverStatus(StrEnum):
+    """Why the solver stopped."""
+
+    OPTIMAL = "optimal"  # proved optimal (exact solvers)
+    COMPLETED = "completed"  # ran to its natural end without a proof (constructive, converged)
+    BUDGET = "budget"  # evaluation budget used up
+    TIME_LIMIT = "time_limit"  # seconds budget used up
+    INFEASIBLE = "infeasible"  # proved (or, for baselines, found) that no plan fits
+    ERROR = "error"  # the solver raised; the message says what
+
+
+class SolutionStatus(StrEnum):
+    """What the returned plan is worth."""
+
+    NONE = "none"  # no feasible plan (a least-violating plan may still be returned)
+    FEASIBLE = "feasible"
+    PROVEN_OPTIMAL = "proven_optimal"
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Evaluations and/or seconds, whichever comes first (None: unbounded)."""
+
+    evaluations: int | None = None
+    seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class TrajectoryPoint:
+    evaluations: int
+    seconds: float
+    cost_usd: float
+    score: float
+
+
+OBJECTIVES = ("cheapest", "fastest", "balanced")
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What "best" means, after AWS Lambda Power Tuning's strategies.
+
+    cheapest: cost; fastest: latency; balanced: weight * cost/cost_ref + (1 - weight) *
+    latency/latency_ref, both references taken from the LambdaML-style plan of the problem.
+    Feasibility always comes first.
+    """
+
+    kind: str = "cheapest"
+    weight: float = 0.5
+
+    def score(self, batch: EvaluationBatch, problem: DeploymentProblem) -> np.ndarray:
+        if self.kind == "cheapest":
+            return batch.cost_usd
+        if self.kind == "fastest":
+            return batch.latency_s
+        cost_ref, lat_ref = _references(problem)
+        return self.weight * batch.cost_usd / cost_ref + (1 - self.weight) * batch.latency_s / lat_ref
+
+
+def _references(problem: DeploymentProblem) -> tuple[float, float]:
+    from moeopt.baselines import lambdaml_plan
+    from moeopt.evaluate import evaluate
+
+    ev = evaluate(problem, lambdaml_plan(problem))
+    return ev.cost_usd, ev.latency_s
+
+
+def total_violation(batch: EvaluationBatch, problem: DeploymentProblem) -> np.ndarray:
+    """Sum of positive violations, each scaled to be comparable (fractions of its limit)."""
+    c = problem.constants
+    scale = {
+        "memory": c.lambda_memory_max_mb,
+        "payload": c.lambda_payload_limit_bytes / 2**20,
+        "time_limit": problem.slo.time_limit_s,
+        "timeout": c.lambda_timeout_max_s,
+        "concurrency": c.lambda_concurrency_limit,
+    }
+    total = np.zeros(len(batch))
+    for name, v in batch.violations.items():
+        total += np.maximum(np.nan_to_num(v, nan=np.inf), 0.0) / scale[name]
+    return total
+
+
+Evaluator = Callable[[DeploymentProblem, PlanArrays], EvaluationBatch]
+
+
+class BudgetExhausted(Exception):
+    """Raised inside a solver when the tracker refuses more evaluations."""
+
+
+class Tracker:
+    """Counts evaluations, enforces the budget, keeps the best plan and the trajectory."""
+
+    def __init__(
+        self,
+        problem: DeploymentProblem,
+        budget: Budget,
+        objective: Objective,
+        evaluator: Evaluator = evaluate_batch,
+    ) -> None:
+        self.problem, self.budget, self.objective = problem, budget, objective
+        self._evaluator = evaluator
+        self.start = time.perf_counter()
+        self.evaluations = 0
+        self.best_plan: DeploymentPlan | None = None
+        self.best_eval: Evaluation | None = None
+        self.best_key: tuple[float, float] = (math.inf, math.inf)
+        self.trajectory: list[TrajectoryPoint] = []
+        self.seen_feasible = False
+
+    # -- budget --
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def remaining_evaluations(self) -> int | None:
+        if self.budget.evaluations is None:
+            return None
+        return max(self.budget.evaluations - self.evaluations, 0)
+
+    def remaining_seconds(self) -> float | None:
+        if self.budget.seconds is None:
+            return None
+        return max(self.budget.seconds - self.elapsed(), 0.0)
+
+    def out_of_time(self) -> bool:
+        return self.budget.seconds is not None and self.elapsed() >= self.budget.seconds
+
+    def exhausted(self) -> bool:
+        return self.remaining_evaluations() == 0 or self.out_of_time()
+
+    # -- evaluation --
+    def evaluate(self, plans: PlanArrays) -> tuple[EvaluationBatch, np.ndarray, np.ndarray]:
+        """Price plans (truncated to the remaining budget); returns (batch, score, violation).
+
+        NaN or inf from the evaluator count as infeasible with infinite score, never as best.
+        Raises BudgetExhausted when nothing is left.
+        """
+        left = self.remaining_evaluations()
+        if left == 0 or self.out_of_time():
+            raise BudgetExhausted
+        if left is not None and plans.size > left:
+            plans = _take(plans, left)
+        batch = self._evaluator(self.problem, plans)
+        self.evaluations += plans.size
+        score = np.asarray(self.objective.score(batch, self.problem), dtype=float)
+        violation = total_violation(batch, self.problem)
+        bad = ~np.isfinite(score) | ~np.isfinite(batch.cost_usd)
+        score = np.where(bad, np.inf, score)
+        violation = np.where(bad & (violation == 0), np.inf, violation)
+        feasible = batch.feasible & ~bad
+        # Feasible plans rank by score; infeasible ones by violation, after every feasible one.
+        keys = np.where(feasible, 0.0, 1.0 + np.nan_to_num(violation, nan=np.inf))
+        order = np.lexsort((score, keys))
+        p = int(order[0])
+        key = (float(keys[p]), float(score[p]))
+        if key < self.best_key:
+            self.best_key = key
+            self.best_plan = plans.plan(p, self.problem)
+            self.best_eval = batch[p]
+            if feasible[p]:
+                self.seen_feasible = True
+                self.trajectory.append(
+                    TrajectoryPoint(self.evaluations, self.elapsed(), float(batch.cost_usd[p]), key[1])
+                )
+        return batch, score, np.where(feasible, 0.0, np.maximum(violation, 1e-12))
+
+
+def _take(plans: PlanArrays, n: int) -> PlanArrays:
+    return PlanArrays(
+        plans.memory_mb[:n], plans.replicas[:n], plans.method[:n], plans.pipeline_degree[:n],
+        None if plans.group is None else plans.group[:n],
+        None if plans.arm64 is None else plans.arm64[:n],
+    )
+
+
+@dataclass(frozen=True)
+class SolveResult:
+    """What a solver returns: the plan, how good it is and how the solver got there."""
+
+    solver: str
+    seed: int
+    options: dict[str, Any]
+    problem: str
+    plan: DeploymentPlan | None
+    evaluation: Evaluation | None
+    solver_status: SolverStatus
+    solution_status: SolutionStatus
+    lower_bound_usd: float | None
+    trajectory: tuple[TrajectoryPoint, ...]
+    evaluations: int
+    wall_seconds: float
+    message: str = ""
+    binding_constraints: tuple[str, ...] = field(default=())
+
+    @property
+    def cost_usd(self) -> float:
+        ok = self.evaluation is not None and self.solution_status != SolutionStatus.NONE
+        return self.evaluation.cost_usd if ok else math.inf  # type: ignore[union-attr]
+
+    @property
+    def gap(self) -> float | None:
+        """Relative gap to the proven lower bound, where there is one."""
+        if self.lower_bound_usd is None or not math.isfinite(self.cost_usd):
+            return None
+        return max(self.cost_usd - self.lower_bound_usd, 0.0) / max(self.cost_usd, 1e-300)
+
+    def to_dict(self) -> dict[str, Any]:
+        ev = self.evaluation
+        return {
+            "solver": self.solver,
+            "seed": self.seed,
+            "options": self.options,
+            "problem": self.problem,
+            "solver_status": str(self.solver_status),
+            "solution_status": str(self.solution_status),
+            "feasible": self.solution_status != SolutionStatus.NONE,
+            "cost_usd": self.cost_usd,
+            "cost_gb_s": ev.cost_gb_s if ev else None,
+            "latency_s": ev.latency_s if ev else None,
+            "throughput_tokens_per_s": ev.throughput_tokens_per_s if ev else None,
+            "violations": ev.violations if ev else None,
+            "lower_bound_usd": self.lower_bound_usd,
+            "gap": self.gap,
+            "evaluations": self.evaluations,
+            "solve_seconds": self.wall_seconds,
+            "message": self.message,
+            "binding_constraints": list(self.binding_constraints),
+            "trajectory": [
+                {"evaluations": t.evaluations, "seconds": t.seconds, "cost_usd": t.cost_usd}
+                for t in self.trajectory
+            ],
+        }
+
+
+@dataclass
+class Outcome:
+    """What a solver's hook may say beyond the tracker's record (exact solvers mostly)."""
+
+    status: SolverStatus | None = None
+    lower_bound_usd: float | None = None
+    proven_optimal: bool = False
+    message: str = ""
+    binding_constraints: tuple[str, ...] = ()
+
+
+class Solver(ABC):
+    """Base of every solver. Subclasses set ``name``, ``tags``, ``default_options`` and
+    implement ``_solve(problem, tracker)``, pricing plans through ``tracker.evaluate``."""
+
+    name: ClassVar[str] = ""
+    tags: ClassVar[frozenset[str]] = frozenset()
+    requires: ClassVar[tuple[str, ...]] = ()  # importable modules this solver needs
+    default_options: ClassVar[dict[str, Any]] = {}
+    default_budget: ClassVar[Budget] = Budget(evaluations=2000, seconds=60.0)
+
+    def __init__(self, *, seed: int = 0, **options: Any) -> None:
+        unknown = sorted(set(options) - set(self.default_options) - {"objective", "weight"})
+        if unknown:
+            allowed = ", ".join(sorted({*self.default_options, "objective", "weight"}))
+            raise InputError(f"solver {self.name}", unknown[0], f"unknown option; allowed: {allowed}")
+        self.seed = int(seed)
+        self.options = {**self.default_options, **options}
+        objective = self.options.pop("objective", "cheapest")
+        if objective not in OBJECTIVES:
+            raise InputError(f"solver {self.name}", "objective", f"{objective!r}; allowed: {', '.join(OBJECTIVES)}")
+        self.objective = Objective(objective, float(self.options.pop("weight", 0.5)))
+        self.rng = np.random.default_rng(self.seed)
+
+    @classmethod
+    def available(cls) -> tuple[bool, str]:
+        """Whether the optional dependencies import here, and if not, why."""
+        missing = [m for m in cls.requires if importlib.util.find_spec(m) is None]
+        return (not missing, f"missing: {', '.join(missing)}" if missing else "")
+
+    def solve(
+        self,
+        problem: DeploymentProblem,
+        budget: Budget | None = None,
+        evaluator: Evaluator = evaluate_batch,
+    ) -> SolveResult:
+        """Run the solver within ``budget`` (the solver's default when None)."""
+        budget = budget or self.default_budget
+        self.rng = np.random.default_rng(self.seed)  # same seed, same plan, on every call
+        tracker = Tracker(problem, budget, self.objective, evaluator)
+        outcome = Outcome()
+        try:
+            outcome = self._solve(problem, tracker) or Outcome()
+        except BudgetExhausted:
+            pass
+        except InputError:
+            raise
+        except Exception as exc:  # a solver bug is a result, not a crash of the comparison
+            outcome = Outcome(
+                status=SolverStatus.ERROR,
+                message=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}",
+            )
+        return self._result(problem, tracker, outcome)
+
+    def _result(self, problem: DeploymentProblem, tracker: Tracker, outcome: Outcome) -> SolveResult:
+        feasible = tracker.seen_feasible
+        if outcome.status is not None:
+            status = outcome.status
+        elif tracker.out_of_time():
+            status = SolverStatus.TIME_LIMIT
+        elif tracker.remaining_evaluations() == 0:
+            status = SolverStatus.BUDGET
+        else:
+            status = SolverStatus.COMPLETED
+        if not feasible:
+            solution = SolutionStatus.NONE
+        elif outcome.proven_optimal:
+            solution = SolutionStatus.PROVEN_OPTIMAL
+        else:
+            solution = SolutionStatus.FEASIBLE
+        binding = outcome.binding_constraints
+        if not feasible and not binding and tracker.best_eval is not None:
+            binding = tuple(tracker.best_eval.broken())
+        message = outcome.message
+        if not feasible and not message and binding:
+            message = f"no feasible plan found; binding: {', '.join(binding)}"
+        info = {"name": self.name, "seed": self.seed}
+        plan = tracker.best_plan
+        if plan is not None and tracker.best_eval is not None:
+            ev = tracker.best_eval
+            plan = DeploymentPlan(
+                plan.problem_name, plan.problem_fingerprint, plan.layers,
+                predicted={"cost_usd": ev.cost_usd, "cost_gb_s": ev.cost_gb_s,
+                           "latency_s": ev.latency_s,
+                           "throughput_tokens_per_s": ev.throughput_tokens_per_s},
+                solver=info,
+            )
+        return SolveResult(
+            solver=self.name,
+            seed=self.seed,
+            options={**self.options, "objective": self.objective.kind},
+            problem=problem.name,
+            plan=plan,
+            evaluation=tracker.best_eval,
+            solver_status=status,
+            solution_status=solution,
+            lower_bound_usd=outcome.lower_bound_usd,
+            trajectory=tuple(tracker.trajectory),
+            evaluations=tracker.evaluations,
+            wall_seconds=tracker.elapsed(),
+            message=message,
+            binding_constraints=binding,
+        )
+
+    @abstractmethod
+    def _solve(self, problem: DeploymentProblem, tracker: Tracker) -> Outcome | None:
+        """Search, pricing every candidate with ``tracker.evaluate``; use ``self.rng``."""
+
+
+class AskTellSolver(Solver):
+    """Black-box search over :class:`moeopt.space.PlanSpace`: the base runs the budget loop.
+
+    Subclasses implement ``_start(space)``, ``_ask(n) -> int array (n, dims)`` and
+    ``_tell(x, score, violation)``; optionally ``_converged()``.
+    """
+
+    batch_size: ClassVar[int] = 32
+
+    def _solve(self, problem: DeploymentProblem, tracker: Tracker) -> Outcome | None:
+        from moeopt.space import PlanSpace
+
+        space = PlanSpace.of(problem)
+        self._start(space)
+        while not tracker.exhausted():
+            x = space.clip(self._ask(self.batch_size))
+            left = tracker.remaining_evaluations()
+            if left is not None:
+                x = x[:left]
+            _, score, violation = tracker.evaluate(space.decode(x))
+            self._tell(x, score, violation)
+            if self._converged():
+                break
+        return None
+
+    @abstractmethod
+    def _start(self, space: Any) -> None: ...
+
+    @abstractmethod
+    def _ask(self, n: int) -> np.ndarray: ...
+
+    @abstractmethod
+    def _tell(self, x: np.ndarray, score: np.ndarray, violation: np.ndarray) -> None: ...
+
+    def _converged(self) -> bool:
+        return False

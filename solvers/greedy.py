@@ -1,0 +1,165 @@
+"""Greedy: cheapest feasible options first, then buy back latency where it costs least.
+
+1. Every expert takes its cheapest feasible (memory, replicas) under each method (and each
+   pipeline degree); each layer takes its cheapest method.
+2. While the time limit is broken: every layer proposes speeding up its bottleneck (every
+   expert slower than a faster level takes its cheapest option at that level, under every
+   method). All proposals are priced in one batch; the moves that buy the most seconds per
+   dollar are taken, at most one per layer, until they cover the time over the limit.
+   Stops when feasible or when nothing is faster.
+3. Then spend the slack: propose slowing each layer's bottleneck to cheaper levels and take
+   the feasible proposal that saves the most, until nothing saves.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from cost_models import lambda_model as lm
+from moeopt.plan import PlanArrays
+from moeopt.problem import DeploymentProblem
+from moeopt.solver import Budget, Outcome, Solver, Tracker
+from solvers._options import ExpertOptions, expert_options
+
+
+class GreedySolver(Solver):
+    name = "greedy"
+    tags = frozenset({"constructive", "deterministic"})
+    default_options: ClassVar[dict[str, Any]] = {"pipeline_degrees": (64, 256, 1024)}
+    default_budget: ClassVar[Budget] = Budget(evaluations=500_000, seconds=60.0)
+
+    def _variants(self, problem: DeploymentProblem) -> list[tuple[int, float]]:
+        out: list[tuple[int, float]] = []
+        for name in problem.methods:
+            m = lm.METHODS.index(name)
+            betas = self.options["pipeline_degrees"] if m == lm.PIPELINED_STORAGE else (1,)
+            out += [(m, float(b)) for b in betas]
+        return out
+
+    def _solve(self, problem: DeploymentProblem, tracker: Tracker) -> Outcome | None:
+        L, E = problem.layers, problem.experts
+        variants = self._variants(problem)
+        tables = [[expert_options(problem, layer, m, b) for (m, b) in variants] for layer in range(L)]
+
+        # State: per layer a variant and per expert (memory index, replica index).
+        choice = np.zeros(L, dtype=int)
+        mem = np.zeros((L, E), dtype=int)
+        rep = np.zeros((L, E), dtype=int)
+        for layer in range(L):
+            best = np.inf
+            for v, table in enumerate(tables[layer]):
+                m, g = table.cheapest()
+                cost = table.cost_usd[np.arange(E), m, g]
+                feasible = table.feasible[np.arange(E), m, g].all()
+                total = cost.sum() if feasible else np.inf
+                if total < best:
+                    best, choice[layer], mem[layer], rep[layer] = total, v, m, g
+
+        state_eval = tracker.evaluate(self._arrays(problem, variants, [(choice, mem, rep)]))
+        violated = state_eval[0].violations["time_limit"][0] > 0
+        while violated and not tracker.exhausted():
+            proposals, layers_of = [], []
+            for layer in range(L):
+                table = tables[layer][choice[layer]]
+                bottleneck = table.time_s[np.arange(E), mem[layer], rep[layer]].max()
+                for v, other in enumerate(tables[layer]):
+                    for target in _levels(other, bottleneck):
+                        m, g = other.cheapest(target)
+                        if not other.feasible[np.arange(E), m, g].all():
+                            continue
+                        c2, m2, r2 = choice.copy(), mem.copy(), rep.copy()
+                        c2[layer], m2[layer], r2[layer] = v, m, g
+                        proposals.append((c2, m2, r2))
+                        layers_of.append(layer)
+            if not proposals:
+                break
+            batch, score, _ = tracker.evaluate(self._arrays(problem, variants, proposals))
+            current_cost = state_eval[0].cost_usd[0]
+            current_lat = state_eval[0].latency_s[0]
+            gain = current_lat - batch.latency_s
+            extra = np.maximum(batch.cost_usd - current_cost, 1e-12)
+            value = np.where(gain > 1e-9, gain / extra, -np.inf)
+            if not np.isfinite(value.max()):
+                break
+            # Layers add up, so take the best move of several layers at once, best value
+            # first, until their summed gain covers the time still over the limit.
+            needed = state_eval[0].violations["time_limit"][0]
+            taken: set[int] = set()
+            covered = 0.0
+            for p in np.argsort(-value):
+                if not np.isfinite(value[p]) or covered >= needed:
+                    break
+                layer = layers_of[p]
+                if layer in taken:
+                    continue
+                taken.add(layer)
+                covered += gain[p]
+                choice[layer], mem[layer], rep[layer] = (
+                    proposals[p][0][layer], proposals[p][1][layer], proposals[p][2][layer]
+                )
+            state_eval = tracker.evaluate(self._arrays(problem, variants, [(choice, mem, rep)]))
+            violated = state_eval[0].violations["time_limit"][0] > 0
+        if violated:
+            return None
+        # 3. Spend the slack: slow down whichever layer saves the most money and stays feasible.
+        while not tracker.exhausted():
+            proposals = []
+            for layer in range(L):
+                table = tables[layer][choice[layer]]
+                bottleneck = table.time_s[np.arange(E), mem[layer], rep[layer]].max()
+                for v, other in enumerate(tables[layer]):
+                    for target in _levels(other, bottleneck * 1.6, floor_at=bottleneck):
+                        m, g = other.cheapest(target)
+                        if other.feasible[np.arange(E), m, g].all():
+                            c2, m2, r2 = choice.copy(), mem.copy(), rep.copy()
+                            c2[layer], m2[layer], r2[layer] = v, m, g
+                            proposals.append((c2, m2, r2))
+            if not proposals:
+                break
+            batch, _, _ = tracker.evaluate(self._arrays(problem, variants, proposals))
+            saving = np.where(batch.feasible, state_eval[0].cost_usd[0] - batch.cost_usd, -np.inf)
+            best = int(np.argmax(saving))
+            if not saving[best] > 1e-12:
+                break
+            choice, mem, rep = proposals[best]
+            state_eval = tracker.evaluate(self._arrays(problem, variants, [(choice, mem, rep)]))
+        return None
+
+    @staticmethod
+    def _arrays(
+        problem: DeploymentProblem,
+        variants: list[tuple[int, float]],
+        states: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    ) -> PlanArrays:
+        menu = np.asarray(problem.memory_options, dtype=float)
+        return PlanArrays(
+            memory_mb=np.stack([menu[m] for _, m, _ in states]),
+            replicas=np.stack([r + 1 for _, _, r in states]),
+            method=np.stack([[variants[v][0] for v in c] for c, _, _ in states]),
+            pipeline_degree=np.stack([[variants[v][1] for v in c] for c, _, _ in states]),
+        )
+
+
+def _levels(table: ExpertOptions, below: float, floor_at: float | None = None) -> list[float]:
+    """Target worst-batch times under ``below`` (and over ``floor_at``): the nearest level, and
+    levels about 3%, 10%, 25% and 50% further away, so one step can be small or large."""
+    times = np.where(table.feasible, table.time_s, np.inf)
+    floor = times.reshape(len(times), -1).min(axis=1).max()  # the slowest expert's best
+    if floor_at is not None:
+        floor = max(floor, floor_at + 1e-9)
+    levels = np.unique(times[(times < below - 1e-9) & (times >= floor)])
+    if not len(levels):
+        return []
+    if floor_at is not None:  # slowing down: nearest level first, then larger steps
+        picks = {float(levels[0])}
+        for f in (1.03, 1.1, 1.25, 1.5):
+            above = levels[levels >= floor_at * f]
+            picks.add(float(above[0]) if len(above) else float(levels[-1]))
+        return sorted(picks)
+    picks = {float(levels[-1])}
+    for f in (0.97, 0.9, 0.75, 0.5):
+        under = levels[levels <= below * f]
+        picks.add(float(under[-1]) if len(under) else float(levels[0]))
+    return sorted(picks, reverse=True)

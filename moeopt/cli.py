@@ -191,6 +191,155 @@ def demo_cmd(ctx: click.Context, problem_name: str) -> None:
     ctx.invoke(baselines_cmd, problem_name=problem_name, as_json=False)
 
 
+@cli.group()
+def solvers() -> None:
+    """Registered solvers (built-in and plugins)."""
+
+
+@solvers.command("list")
+@json_option
+def solvers_list(as_json: bool) -> None:
+    """List registered solvers, with why any is unavailable."""
+    from moeopt.registry import list_solvers
+
+    entries = list_solvers()
+    if as_json:
+        click.echo(dumps([e.to_dict() for e in entries]))
+        return
+    for e in entries:
+        state = "ok" if e.available else f"unavailable: {e.reason}"
+        click.echo(f"{e.name:22} {e.origin:10} {','.join(e.tags):38} {state}")
+
+
+def _budget(evals: int | None, seconds: float | None) -> Any:
+    from moeopt.solver import Budget
+
+    if evals is None and seconds is None:
+        return None
+    return Budget(evaluations=evals, seconds=seconds)
+
+
+budget_options = [
+    click.option("--budget-evals", type=click.IntRange(min=1), default=None, help="Evaluation budget."),
+    click.option("--budget-seconds", type=click.FloatRange(min=0, min_open=True), default=None,
+                 help="Time budget in seconds."),
+    click.option("--objective", type=click.Choice(["cheapest", "fastest", "balanced"]),
+                 default="cheapest", show_default=True,
+                 help="Power-Tuning-style strategy; balanced weighs cost against latency."),
+    click.option("--weight", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+                 help="Cost weight for --objective balanced."),
+]
+
+
+def with_budget(f: Any) -> Any:
+    for opt in reversed(budget_options):
+        f = opt(f)
+    return f
+
+
+def _objective_options(objective: str, weight: float) -> dict[str, Any]:
+    return {} if objective == "cheapest" else {"objective": objective, "weight": weight}
+
+
+@cli.command("solve")
+@problem_option
+@click.option("--solver", "solver_name", default="ilp", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@with_budget
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write the plan here.")
+@json_option
+def solve_cmd(problem_name: str, solver_name: str, seed: int, budget_evals: int | None,
+              budget_seconds: float | None, objective: str, weight: float, output: str | None,
+              as_json: bool) -> None:
+    """Solve a problem with one solver and write the plan."""
+    from moeopt.problem import load_problem
+    from moeopt.registry import make_solver
+
+    problem = load_problem(problem_name)
+    solver = make_solver(solver_name, seed=seed, **_objective_options(objective, weight))
+    result = solver.solve(problem, _budget(budget_evals, budget_seconds))
+    if output and result.plan is not None:
+        result.plan.save(output)
+    if as_json:
+        click.echo(dumps({**result.to_dict(), "plan_file": output if result.plan else None}))
+    else:
+        ev = result.evaluation
+        click.echo(
+            f"{solver_name} on {problem.name}: {result.solver_status}, solution {result.solution_status}, "
+            f"{result.evaluations} evaluations, {result.wall_seconds:.2f} s"
+        )
+        if ev is not None:
+            click.echo("  " + _evaluation_text(ev))
+        if result.lower_bound_usd is not None:
+            gap = result.gap
+            click.echo(f"  lower bound ${result.lower_bound_usd:.6f}" + (f", gap {gap:.2%}" if gap is not None else ""))
+        if result.message:
+            click.echo("  " + result.message.splitlines()[0])
+        if output and result.plan is not None:
+            click.echo(f"  plan written to {output}")
+    if result.solver_status == "error":
+        ctx = click.get_current_context()
+        ctx.exit(1)
+
+
+@cli.command("compare")
+@problem_option
+@click.option("--solvers", "solver_list", default=None,
+              help="Comma-separated solver names (default: the main zoo that is available).")
+@click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True)
+@with_budget
+@click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Best cost against time (PNG).")
+@json_option
+def compare_cmd(problem_name: str, solver_list: str | None, seeds: int, budget_evals: int | None,
+                budget_seconds: float | None, objective: str, weight: float, plot: str | None,
+                as_json: bool) -> None:
+    """Run several solvers on one problem: cost, gap, feasibility, latency, time."""
+    from tqdm import tqdm
+
+    from moeopt.compare import best_cost, compare, default_solvers, plot_trajectories
+    from moeopt.problem import load_problem
+    from moeopt.registry import get_solver_class
+
+    problem = load_problem(problem_name)
+    names = [s.strip() for s in solver_list.split(",") if s.strip()] if solver_list else default_solvers()
+    for name in names:
+        get_solver_class(name)  # unknown or unavailable: one clear error before any work
+    bar = tqdm(total=len(names) * seeds, desc="solving", unit="run", file=sys.stderr,
+               disable=as_json and not sys.stderr.isatty())
+
+    def progress(name: str, seed: int) -> None:
+        bar.set_postfix_str(f"{name} seed {seed}")
+        bar.update(1)
+
+    rows = compare(problem, names, seeds, _budget(budget_evals, budget_seconds),
+                   _objective_options(objective, weight), progress)
+    bar.close()
+    best = best_cost(rows)
+    if plot:
+        plot_trajectories(rows, plot, f"{problem.name}: best feasible cost over time")
+    if as_json:
+        click.echo(dumps([r.to_dict(best) for r in rows]))
+        return
+    click.echo(f"{problem.name}: time limit {problem.slo.time_limit_s:.1f} s, {seeds} seed(s)")
+    click.echo(f"{'solver':22} {'cost USD':>11} {'gap':>8} {'feasible':>8} {'latency s':>10} "
+               f"{'tokens/s':>9} {'solve s':>8}  status")
+    for row in sorted(rows, key=lambda r: (r.best.solution_status == "none", r.best.cost_usd)):
+        d = row.to_dict(best)
+        ev = row.best.evaluation
+        cost = ev.cost_usd if ev is not None and math.isfinite(ev.cost_usd) else None
+        gap = f"{d['gap_to_best']:.1%}" if d["gap_to_best"] is not None else "-"
+        cost_text = "-" if cost is None else f"{cost:.6f}"
+        click.echo(
+            f"{row.solver:22} {cost_text:>11} {gap:>8} "
+            f"{'yes' if d['feasible'] else 'no':>8} "
+            f"{(f'{ev.latency_s:.2f}' if ev else '-'):>10} "
+            f"{(f'{ev.throughput_tokens_per_s:.1f}' if ev else '-'):>9} {d['solve_seconds']:>8.2f}  "
+            f"{d['solver_status']}/{d['solution_status']}"
+        )
+    if plot:
+        click.echo(f"plot written to {plot}")
+
+
 def _register_optional() -> None:
     """Commands that live beside the core (popularity, runtime); absent ones are skipped."""
     import importlib

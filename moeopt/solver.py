@@ -250,7 +250,7 @@ class SolveResult:
             "solver_status": str(self.solver_status),
             "solution_status": str(self.solution_status),
             "feasible": self.solution_status != SolutionStatus.NONE,
-            "cost_usd": self.cost_usd,
+            "cost_usd": ev.cost_usd if ev else None,  # of the returned plan, feasible or not
             "cost_gb_s": ev.cost_gb_s if ev else None,
             "latency_s": ev.latency_s if ev else None,
             "throughput_tokens_per_s": ev.throughput_tokens_per_s if ev else None,

@@ -188,3 +188,20 @@ def test_subprocess_error_has_no_traceback(tmp_path):
     )
     assert out.returncode == 2
     assert "Traceback" not in out.stderr and out.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("name", BUILTIN_PROBLEMS)
+def test_builtin_slos_bind(name):
+    """LambdaML misses each built-in SLO; the fastest uniform plan meets it (docs/problems.md)."""
+    from moeopt.baselines import lambdaml_plan
+    from moeopt.evaluate import evaluate
+
+    p = builtin_problem(name)
+    assert evaluate(p, lambdaml_plan(p)).violations["time_limit"] > 0
+    top = max(p.memory_options)
+    fastest = min(
+        evaluate(p, DeploymentPlan.uniform(p, top, g, m)).latency_s
+        for g in range(1, p.max_replicas + 1)
+        for m in p.methods
+    )
+    assert fastest < p.slo.time_limit_s

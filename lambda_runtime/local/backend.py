@@ -1,0 +1,143 @@
+"""The embedded local backend: a Lambda-compatible service plus an S3 server, both on 127.0.0.1.
+
+>>> with LocalBackend() as backend:                      # doctest: +SKIP
+...     lam = backend.lambda_client()
+...     s3 = backend.s3_client()
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from lambda_runtime.local.service import LambdaService
+
+log = logging.getLogger(__name__)
+
+REGION = "us-east-1"
+TEST_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LocalBackend:
+    """Starts moto's S3 server and the local Lambda service; stops both on exit.
+
+    ``concurrency_limit`` is the account's concurrent executions (429 beyond it);
+    ``cpu_limits`` turns on the cgroup vCPU share when the OS allows it.
+    """
+
+    def __init__(
+        self,
+        concurrency_limit: int = 64,
+        max_environments: int = 32,
+        enforce_memory: bool = True,
+        cpu_limits: bool = True,
+        task_root: str | Path = REPO_ROOT,
+    ) -> None:
+        self.concurrency_limit = concurrency_limit
+        self.max_environments = max_environments
+        self.enforce_memory = enforce_memory
+        self.cpu_limits = cpu_limits
+        self.task_root = str(Path(task_root).resolve())
+        self.s3_endpoint = ""
+        self._moto: Any = None
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self.service: LambdaService | None = None
+
+    # ---- lifecycle ----------------------------------------------------------------------------
+    def start(self) -> LocalBackend:
+        from moto.server import ThreadedMotoServer
+
+        port = free_port()
+        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        self._moto.start()
+        self.s3_endpoint = f"http://127.0.0.1:{port}"
+        self._tmp = tempfile.TemporaryDirectory(prefix="moeopt-local-")
+        base_env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": os.environ.get("HOME", "/tmp"),
+            "LANG": "C.UTF-8",
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": str(REPO_ROOT),
+            "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_ACCESS_KEY_ID": TEST_CREDENTIALS["aws_access_key_id"],
+            "AWS_SECRET_ACCESS_KEY": TEST_CREDENTIALS["aws_secret_access_key"],
+            "AWS_ENDPOINT_URL_S3": self.s3_endpoint,
+            "TMPDIR": self._tmp.name,
+        }
+        self.service = LambdaService(
+            base_env,
+            Path(self._tmp.name),
+            concurrency_limit=self.concurrency_limit,
+            max_environments=self.max_environments,
+            enforce_memory=self.enforce_memory,
+            cpu_limits=self.cpu_limits,
+        )
+        self.service.start()
+        log.info("local Lambda at %s, S3 at %s", self.service.endpoint, self.s3_endpoint)
+        return self
+
+    def stop(self) -> None:
+        if self.service is not None:
+            self.service.stop()
+            self.service = None
+        if self._moto is not None:
+            self._moto.stop()
+            self._moto = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> LocalBackend:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---- clients --------------------------------------------------------------------------------
+    @property
+    def lambda_endpoint(self) -> str:
+        assert self.service is not None, "backend not started"
+        return self.service.endpoint
+
+    def lambda_client(self, read_timeout: float = 960.0, max_attempts: int = 1) -> Any:
+        """boto3's Lambda client on the local endpoint (botocore retries off by default)."""
+        config = Config(
+            read_timeout=read_timeout,
+            retries={"total_max_attempts": max_attempts, "mode": "standard"},
+            max_pool_connections=64,
+        )
+        return boto3.client(
+            "lambda", endpoint_url=self.lambda_endpoint, region_name=REGION, config=config, **TEST_CREDENTIALS
+        )
+
+    def s3_client(self) -> Any:
+        config = Config(max_pool_connections=64, retries={"total_max_attempts": 3, "mode": "standard"})
+        return boto3.client("s3", endpoint_url=self.s3_endpoint, region_name=REGION, config=config, **TEST_CREDENTIALS)
+
+    def status(self) -> dict[str, Any]:
+        assert self.service is not None, "backend not started"
+        return {**self.service.status(), "s3_endpoint": self.s3_endpoint, "python": sys.executable}
+
+    def code(self) -> dict[str, Any]:
+        """CreateFunction arguments that point a function at this repository's handler."""
+        return {
+            "PackageType": "Image",
+            "Code": {"ImageUri": f"local:{self.task_root}"},
+            "ImageConfig": {"Command": ["lambda_runtime.handler.handler"]},
+        }

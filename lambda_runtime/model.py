@@ -1,0 +1,122 @@
+"""A test MoE with seeded random weights: the monolithic reference the distributed forward must equal.
+
+Each MoE layer: gate logits ``W_g @ h`` (E, h), softmax, top-k, renormalised top-k weights;
+expert FFN ``y = W2 @ gelu(W1 @ x + b1) + b2``; residual ``h + sum_k w_k * expert_k(h)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class ExpertWeights:
+    """One expert FFN; shapes ``w1 (f, h)``, ``b1 (f)``, ``w2 (h, f)``, ``b2 (h)``, float32."""
+
+    w1: np.ndarray
+    b1: np.ndarray
+    w2: np.ndarray
+    b2: np.ndarray
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"w1": self.w1, "b1": self.b1, "w2": self.w2, "b2": self.b2}
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in self.arrays().values())
+
+
+@dataclass(frozen=True)
+class MoEExport:
+    """What the runtime deploys: per layer a gate ``(E, h)`` and the experts' weights."""
+
+    gates: tuple[np.ndarray, ...]
+    experts: tuple[tuple[ExpertWeights, ...], ...]
+    top_k: int
+
+    @property
+    def layers(self) -> int:
+        return len(self.gates)
+
+    @property
+    def experts_per_layer(self) -> int:
+        return self.gates[0].shape[0]
+
+    @property
+    def hidden_size(self) -> int:
+        return self.gates[0].shape[1]
+
+
+def expert_forward(x: torch.Tensor, w: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Rows of ``x`` (n, h) through one expert; the same op the handler runs."""
+    return F.linear(F.gelu(F.linear(x, w["w1"], w["b1"])), w["w2"], w["b2"])
+
+
+def gate_topk(h: np.ndarray, gate: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k experts per token and their renormalised softmax weights, as (n, k) arrays."""
+    with torch.no_grad():
+        logits = torch.from_numpy(h) @ torch.from_numpy(gate).T
+        probs = torch.softmax(logits, dim=-1)
+        weights, experts = torch.topk(probs, top_k, dim=-1)
+        weights = weights / weights.sum(dim=-1, keepdim=True)
+    return experts.numpy().astype(np.int64), weights.numpy().astype(np.float32)
+
+
+class SeededMoE:
+    """An MoE with seeded random weights and configurable shapes (a stand-in for a real model)."""
+
+    def __init__(
+        self, layers: int, experts: int, hidden: int, ffn: int, top_k: int = 1, seed: int = 0
+    ) -> None:
+        if not 1 <= top_k <= experts:
+            raise ValueError(f"top_k: {top_k} not allowed; must be 1..experts ({experts})")
+        rng = np.random.default_rng(seed)
+        s1, s2 = 1.0 / np.sqrt(hidden), 1.0 / np.sqrt(ffn)
+
+        def arr(shape: tuple[int, ...], scale: float) -> np.ndarray:
+            return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+        self.export_ = MoEExport(
+            gates=tuple(arr((experts, hidden), s1) for _ in range(layers)),
+            experts=tuple(
+                tuple(
+                    ExpertWeights(
+                        arr((ffn, hidden), s1), arr((ffn,), 0.1), arr((hidden, ffn), s2), arr((hidden,), 0.1)
+                    )
+                    for _ in range(experts)
+                )
+                for _ in range(layers)
+            ),
+            top_k=top_k,
+        )
+        self.layers, self.experts, self.hidden, self.ffn, self.top_k = layers, experts, hidden, ffn, top_k
+
+    def export(self) -> MoEExport:
+        return self.export_
+
+    def tokens(self, n: int, seed: int = 1) -> np.ndarray:
+        """A seeded batch of ``n`` hidden states."""
+        return np.random.default_rng(seed).standard_normal((n, self.hidden)).astype(np.float32)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """The monolithic forward through every MoE layer, in one process."""
+        h = np.asarray(x, dtype=np.float32)
+        ex = self.export_
+        with torch.no_grad():
+            for layer in range(ex.layers):
+                experts, weights = gate_topk(h, ex.gates[layer], ex.top_k)
+                ht = torch.from_numpy(h)
+                out = ht.clone()
+                for e, w in enumerate(ex.experts[layer]):
+                    rows, slots = np.nonzero(experts == e)
+                    if rows.size == 0:
+                        continue
+                    tw = {k: torch.from_numpy(v) for k, v in w.arrays().items()}
+                    y = expert_forward(ht[rows], tw)
+                    out.index_add_(0, torch.from_numpy(rows), y * torch.from_numpy(weights[rows, slots])[:, None])
+                h = out.numpy()
+        return h

@@ -1,0 +1,414 @@
+"""The paper's Bayesian optimization with a multi-dimensional epsilon-greedy acquisition (Alg. 2).
+
+One iteration tau: candidates are drawn around the best plans seen (each dimension d of the
+PlanSpace vector is re-drawn with probability eps_d, kept with 1 - eps_d, after epsilon-shotgun),
+a Gaussian process on the log-cost of every evaluated plan (infeasible plans penalised by their
+violation) ranks them by expected improvement, and the best batch is priced. The schedule is
+eps_tau = eps_0 / (1 + rho*tau), boosted by (1 + rho'*tau) on the dimensions of the experts whose
+memory (rho1) or payload (rho2) constraint broke in the iteration's deployment (rho3 otherwise),
+rho3 < rho2 < rho1 < rho. The paper's replicate step (n_new = ceil(M_real / M)) repairs that
+deployment for the next batch. Stops when the best cost moves less than zeta over lambda
+iterations. Hyperparameters and why: docs/bayes-egreedy.md.
+
+>>> from moeopt.problem import load_problem
+>>> r = BayesEGreedySolver(seed=0).solve(load_problem("bert-moe-4"), Budget(evaluations=400))
+>>> r.solution_status.value
+'feasible'
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from cost_models import lambda_model as lm
+from moeopt.evaluate import EvaluationBatch
+from moeopt.problem import DeploymentProblem
+from moeopt.solver import Budget, Outcome, Solver, Tracker
+from moeopt.space import PlanSpace
+
+# -- the epsilon schedule ----------------------------------------------------------------------
+
+
+def epsilon(
+    eps0: np.ndarray | float, tau: int, rho: float, rho_prime: np.ndarray | float
+) -> np.ndarray:
+    """eps_tau = eps_0 / (1 + rho*tau), then boosted by (1 + rho'*tau), capped at 1.
+
+    As in Alg. 2 the boost applies to the decayed eps of this iteration only: the next
+    iteration starts again from eps_0, so the effective decay per dimension is
+    (1 + rho'*tau) / (1 + rho*tau) (Theorem 2's slowest rate uses rho' = rho1).
+    """
+    eps = np.asarray(eps0, dtype=float) / (1.0 + rho * tau) * (1.0 + np.asarray(rho_prime) * tau)
+    return np.minimum(eps, 1.0)
+
+
+@dataclass(frozen=True)
+class BrokenCells:
+    """Per (plan, layer, expert): which of the paper's localisable constraints broke."""
+
+    memory: np.ndarray  # (n, L, E) bool
+    payload: np.ndarray  # (n, L, E) bool
+    memory_factor: np.ndarray  # (n, L, E) ceil(M_real / M): the paper's n_new for memory
+    payload_factor: np.ndarray  # (n, L, E) ceil(R*Din / D_p): n_new for payload
+
+
+def broken_cells(space: PlanSpace, x: np.ndarray) -> BrokenCells:
+    """Localise memory and payload violations to experts, with the evaluator's formulas.
+
+    evaluate.py reports only the worst violation of a plan; the paper boosts eps of the
+    experts that broke, so the per-expert memory need and payload are recomputed here.
+    """
+    problem, x = space.problem, np.atleast_2d(x)
+    c, m = problem.constants, problem.model
+    arrays = space.decode(x)
+    loads = problem.popularity.loads.astype(float)  # (B, L, E)
+    r_max = np.ceil(loads[None] / arrays.replicas[:, None]).max(axis=1)  # (n, L, E)
+    method = arrays.method[:, :, None]
+    beta = arrays.pipeline_degree[:, :, None]
+    need = lm.memory_required_mb(
+        method, r_max, m.expert_param_bytes, beta, m.token_bytes, m.intermediate_bytes_per_token, c
+    )
+    used = r_max > 0
+    memory = used & (need > arrays.memory_mb)
+    payload_bytes = lm.payload_bytes(r_max, m.token_bytes, c)
+    payload = used & (method == lm.DIRECT) & (payload_bytes > c.lambda_payload_limit_bytes)
+    return BrokenCells(
+        memory,
+        payload,
+        np.where(memory, np.ceil(need / arrays.memory_mb), 1.0),
+        np.where(payload, np.ceil(payload_bytes / c.lambda_payload_limit_bytes), 1.0),
+    )
+
+
+def rho_prime(
+    space: PlanSpace, broken: BrokenCells, rho1: float, rho2: float, rho3: float
+) -> np.ndarray:
+    """rho' per dimension for one plan: rho1 where memory broke, rho2 where payload broke.
+
+    A broken expert maps to its memory and replica dimensions and to its layer's method and
+    pipeline-degree dimensions (both change the memory need and the payload).
+    """
+    L, E, C = space.problem.layers, space.problem.experts, space.cells
+    out = np.full(space.dims, rho3)
+    for mask, rho in ((broken.payload[0], rho2), (broken.memory[0], rho1)):  # rho1 wins ties
+        cells = mask.reshape(C)
+        layers = mask.reshape(L, E).any(axis=1)
+        for start, hit in ((0, cells), (C, cells), (2 * C, layers), (2 * C + L, layers)):
+            seg = out[start : start + len(hit)]
+            seg[hit] = np.maximum(seg[hit], rho)
+    return out
+
+
+# -- structured initial design (shared with the Nevergrad warm start) ------------------------
+
+
+def structured_design(space: PlanSpace, rng: np.random.Generator) -> np.ndarray:
+    """Plans a search should see first: the feasible region can be too narrow to hit at random.
+
+    Load-aware plans first (replicas = ceil(max load / cap) per expert for caps on a geometric
+    grid), then uniform plans (one memory size and replica count everywhere), each at every
+    memory size and method (pipelined at three degrees). Each group is shuffled by ``rng``.
+    """
+    p = space.problem
+    C, L = space.cells, p.layers
+    up = space.upper
+    n_mem, n_rep, n_beta = int(up[0]), int(up[C]), int(up[-1])
+    variants = []  # (method index, beta index)
+    for a in range(int(up[2 * C])):
+        is_piped = space.method_options[a] == lm.PIPELINED_STORAGE
+        betas = sorted({n_beta // 4, n_beta // 2, (3 * n_beta) // 4}) if is_piped else [n_beta // 2]
+        variants += [(a, b) for b in betas]
+    peak = p.popularity.loads.max(axis=0).reshape(C).astype(float)  # heaviest batch per expert
+    top = max(peak.max(), 1.0)
+    caps = np.unique(np.ceil(top / np.geomspace(1, 4 * n_rep, 10)))
+    load_aware, uniform = [], []
+    for mem in range(n_mem):
+        for a, b in variants:
+            tail = np.concatenate([np.full(L, a), np.full(L, b)])
+            for cap in caps:
+                reps = np.clip(np.ceil(peak / cap), 1, n_rep) - 1
+                load_aware.append(np.concatenate([np.full(C, mem), reps, tail]))
+            for g in range(n_rep):
+                uniform.append(np.concatenate([np.full(C, mem), np.full(C, g), tail]))
+    groups = [np.asarray(g, dtype=np.int64) for g in (load_aware, uniform)]
+    x = np.concatenate([g[rng.permutation(len(g))] for g in groups])
+    _, first = np.unique(x, axis=0, return_index=True)
+    return space.clip(x[np.sort(first)])
+
+
+# -- the solver ----------------------------------------------------------------------------
+
+
+def _log_score(score: np.ndarray) -> np.ndarray:
+    """Log of the objective; NaN/inf become the worst finite value + 1 (the GP needs finite
+    targets, and such plans are never the answer: the tracker ranks them last)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        y = np.log(np.maximum(score, 1e-300))
+    finite = np.isfinite(y)
+    worst = y[finite].max() if finite.any() else 0.0
+    return np.where(finite, y, worst + 1.0)
+
+
+def slack(batch: EvaluationBatch, problem: DeploymentProblem) -> np.ndarray:
+    """One signed number per plan, <= 0 iff feasible: the largest named violation, each in
+    units of its limit (s over the time limit per s of limit, MB over per GB, ...).
+
+    The second GP models this; unlike tracker.evaluate's summed positive part it is smooth
+    on both sides of the boundary, which is what a probability of feasibility needs.
+    """
+    c = problem.constants
+    scale = {
+        "memory": 1024.0,
+        "payload": c.lambda_payload_limit_bytes / 2**20,
+        "time_limit": problem.slo.time_limit_s,
+        "timeout": c.lambda_timeout_max_s,
+        "concurrency": c.lambda_concurrency_limit,
+    }
+    parts = [
+        np.clip(np.nan_to_num(v / scale[k], nan=1.0, posinf=1.0, neginf=-1.0), -1.0, 1.0)
+        for k, v in batch.violations.items()
+    ]
+    out = np.max(parts, axis=0)
+    return np.where(np.isfinite(batch.cost_usd), out, np.maximum(out, 1e-3))
+
+
+class BayesEGreedySolver(Solver):
+    """Gaussian-process BO with one epsilon per PlanSpace dimension (the paper's Alg. 2)."""
+
+    name = "bayes-egreedy"
+    tags = frozenset({"black-box", "bayesian", "paper", "objectives"})
+    requires = ("sklearn",)
+    default_budget: ClassVar[Budget] = Budget(evaluations=2000, seconds=60.0)
+    default_options: ClassVar[dict[str, Any]] = {
+        "eps0_changes": 4.0,  # eps_0 = changes / dims: about 4 dimensions move per candidate
+        "rho": 0.1,
+        "rho1": 0.08,  # memory broke
+        "rho2": 0.05,  # payload broke
+        "rho3": 0.02,  # otherwise
+        "lambda_iters": 20,  # lambda: iterations the best may stall ...
+        "zeta": 1e-4,  # ... by less than this relative change before stopping
+        "batch_size": 32,
+        "candidates": 512,
+        "global_fraction": 0.1,  # candidates drawn uniformly from the whole space
+        "init_fraction": 0.2,  # share of the evaluation budget for the structured design
+        "init_random": 32,  # uniform random plans in the first batch
+        "train_best": 160,  # GP training set: the best plans ...
+        "train_recent": 64,  # ... and the most recent ones
+        "refit_every": 4,  # re-optimise the GP kernel every k iterations
+        "single_eps": False,  # ablation: one shared epsilon
+        "surrogate": True,  # ablation: False picks candidates at random (no GP)
+    }
+
+    # -- helpers --
+    def _check(self) -> None:
+        o = self.options
+        if not (0 < o["rho3"] < o["rho2"] < o["rho1"] < o["rho"]):
+            from moeopt.errors import InputError
+
+            raise InputError(f"solver {self.name}", "rho", "need 0 < rho3 < rho2 < rho1 < rho")
+
+    def _solve(self, problem: DeploymentProblem, tracker: Tracker) -> Outcome | None:
+        self._check()
+        import sklearn.gaussian_process  # noqa: F401  (load its BLAS before limiting threads)
+
+        with threadpool_limits(1):  # BLAS threads fight over 2 cores: 10x slower GP fits
+            self._loop(problem, tracker)
+        return None
+
+    def _loop(self, problem: DeploymentProblem, tracker: Tracker) -> None:
+        o = self.options
+        space = PlanSpace.of(problem)
+        dims = space.dims
+        eps0 = np.full(dims, min(0.5, o["eps0_changes"] / dims))
+        xs: list[np.ndarray] = []
+        scores: list[np.ndarray] = []
+        slacks: list[np.ndarray] = []
+        seen: set[bytes] = set()
+
+        def price(x: np.ndarray) -> np.ndarray:
+            x = space.clip(x)
+            fresh = []
+            for i, row in enumerate(x):
+                if row.tobytes() not in seen:
+                    seen.add(row.tobytes())
+                    fresh.append(i)
+            x = x[fresh]
+            left = tracker.remaining_evaluations()
+            if left is not None:
+                x = x[:left]
+            if len(x) == 0:
+                return x
+            batch, score, _ = tracker.evaluate(space.decode(x))
+            xs.append(x)
+            scores.append(score)
+            slacks.append(slack(batch, problem))
+            return x
+
+        # Initial design: structured plans (up to init_fraction of the budget) and random ones.
+        design = structured_design(space, self.rng)
+        budget = tracker.budget.evaluations
+        n_init = len(design) if budget is None else max(int(o["init_fraction"] * budget), 1)
+        design = np.concatenate([space.sample(self.rng, int(o["init_random"])), design[:n_init]])
+        for start in range(0, len(design), 256):
+            price(design[start : start + 256])
+
+        models: tuple[Any, Any] | None = None
+        history: list[float] = []
+        rho_p = np.full(dims, o["rho3"])
+        repair: np.ndarray | None = None
+        tau = 0
+        while not tracker.exhausted():
+            tau += 1
+            X, S = np.concatenate(xs), np.concatenate(slacks)
+            Y = _log_score(np.concatenate(scores))
+            rank = np.lexsort((Y, np.maximum(S, 0.0)))  # feasible by cost, then least violating
+            eps = epsilon(eps0, tau, o["rho"], rho_p)
+            if o["single_eps"]:
+                eps = np.full(dims, float(epsilon(eps0[0], tau, o["rho"], rho_p.max())))
+            cand = self._candidates(space, X[rank[:8]], eps, int(o["candidates"]))
+            cand = np.asarray([c for c in cand if c.tobytes() not in seen]).reshape(-1, dims)
+            q = int(o["batch_size"])
+            if len(cand) == 0:
+                cand = space.sample(self.rng, q)
+            if o["surrogate"] and len(cand) > q:
+                refit = models is None or tau % int(o["refit_every"]) == 1
+                idx = self._training_set(Y, S, rank)
+                models = (
+                    self._fit(X[idx], Y[idx], space.upper, refit, models and models[0].kernel_),
+                    self._fit(X[idx], S[idx], space.upper, refit, models and models[1].kernel_),
+                )
+                feasible = S <= 0
+                best = float(Y[feasible].min()) if feasible.any() else None
+                pick = np.argsort(-self._acquisition(models, cand, space.upper, best))[:q]
+            else:
+                pick = self.rng.permutation(len(cand))[:q]
+            batch = cand[pick] if repair is None else np.concatenate([repair, cand[pick]])
+            x = price(batch)
+            if len(x) == 0:
+                continue
+            # The iteration's deployment is its best plan: localise what broke on it.
+            s, y = slacks[-1], _log_score(scores[-1])
+            best_row = x[np.lexsort((y, np.maximum(s, 0.0)))[0]][None]
+            broken = broken_cells(space, best_row)
+            rho_p = rho_prime(space, broken, o["rho1"], o["rho2"], o["rho3"])
+            repair = self._replicate(space, best_row, broken)
+            history.append(tracker.best_key[1])
+            if tracker.seen_feasible and self._stalled(history):
+                break
+
+    def _training_set(self, Y: np.ndarray, S: np.ndarray, rank: np.ndarray) -> np.ndarray:
+        """The best ``train_best`` plans and the latest ``train_recent``: keeps the GP small."""
+        n, o = len(Y), self.options
+        recent = np.arange(max(n - int(o["train_recent"]), 0), n)
+        return np.unique(np.concatenate([rank[: int(o["train_best"])], recent]))
+
+    def _stalled(self, history: list[float]) -> bool:
+        """The best score moved less than zeta (relative) over the last lambda iterations."""
+        lam = int(self.options["lambda_iters"])
+        if len(history) <= lam:
+            return False
+        old, new = history[-1 - lam], history[-1]
+        return abs(old - new) <= self.options["zeta"] * abs(old)
+
+    def _candidates(
+        self, space: PlanSpace, elites: np.ndarray, eps: np.ndarray, n: int
+    ) -> np.ndarray:
+        """Epsilon-shotgun around the elites: dimension d is re-drawn with probability eps_d.
+
+        70% of candidates start from the incumbent (elites[0]), the rest from the next elites;
+        a re-drawn dimension steps +-1 (memory, replicas and degrees are ordinal) or, half the
+        time, takes any value. Each candidate scales eps by 0.5, 1, 2 or 4 so one pool holds
+        several radii; ``global_fraction`` of the pool is uniform over the whole space.
+        """
+        upper = space.upper
+        n_global = int(self.options["global_fraction"] * n)
+        n_local = n - n_global
+        parents = np.where(
+            self.rng.random(n_local) < 0.7, 0, self.rng.integers(0, len(elites), n_local)
+        )
+        base = elites[parents]
+        scale = self.rng.choice([0.5, 1.0, 2.0, 4.0], size=(n_local, 1))
+        explore = self.rng.random(base.shape) < np.minimum(eps * scale, 1.0)
+        none = np.flatnonzero(~explore.any(axis=1))  # move at least one dimension
+        explore[none, self.rng.choice(space.dims, len(none), p=eps / eps.sum())] = True
+        step = self.rng.choice([-1, 1], size=base.shape)
+        jump = self.rng.integers(0, upper, size=base.shape)
+        moved = np.where(self.rng.random(base.shape) < 0.5, base + step, jump)
+        moved = np.where(moved < 0, 1, np.where(moved >= upper, upper - 2, moved))
+        local = np.where(explore, moved, base)
+        return space.clip(np.concatenate([local, space.sample(self.rng, n_global)]))
+
+    def _replicate(self, space: PlanSpace, x: np.ndarray, broken: BrokenCells) -> np.ndarray | None:
+        """Alg. 2's replicate step: replicas *= n_new where memory or payload broke."""
+        if not (broken.memory.any() or broken.payload.any()):
+            return None
+        C = space.cells
+        factor = np.maximum(broken.memory_factor, broken.payload_factor).reshape(1, C)
+        out = x.copy()
+        out[:, C : 2 * C] = np.minimum((out[:, C : 2 * C] + 1) * factor, space.upper[C]) - 1
+        return out
+
+    def _fit(
+        self, X: np.ndarray, y: np.ndarray, upper: np.ndarray, optimize: bool, kernel: Any = None
+    ) -> Any:
+        """Matern-5/2 GP with one length scale (an ARD kernel on 1,500 dimensions is too slow
+        to fit each iteration); hyperparameters re-optimised every ``refit_every`` iterations."""
+        from sklearn.gaussian_process import GaussianProcessRegressor
+        from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+
+        if kernel is None or optimize:
+            kernel = ConstantKernel(1.0, (1e-3, 1e3)) * Matern(
+                length_scale=1.0, length_scale_bounds=(1e-2, 1e3), nu=2.5
+            ) + WhiteKernel(1e-2, (1e-6, 1.0))
+        gp = GaussianProcessRegressor(
+            kernel=kernel,
+            normalize_y=True,
+            optimizer="fmin_l_bfgs_b" if optimize else None,
+            random_state=int(self.rng.integers(2**31)),
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # L-BFGS chatter on flat likelihoods
+            gp.fit(X / np.maximum(upper - 1, 1), y)
+        return gp
+
+    def _acquisition(
+        self, models: tuple[Any, Any], cand: np.ndarray, upper: np.ndarray, best: float | None
+    ) -> np.ndarray:
+        """Expected improvement of log cost times the probability of feasibility (slack <= 0);
+        before any feasible plan, the probability of feasibility alone."""
+        from scipy.stats import norm
+
+        z = cand / np.maximum(upper - 1, 1)
+        mu_s, sd_s = models[1].predict(z, return_std=True)
+        pof = norm.cdf(-mu_s / np.maximum(sd_s, 1e-9))
+        if best is None:
+            return pof
+        mu, sd = models[0].predict(z, return_std=True)
+        sd = np.maximum(sd, 1e-9)
+        u = (best - mu) / sd
+        return ((best - mu) * norm.cdf(u) + sd * norm.pdf(u)) * pof
+
+
+class BayesSingleEpsSolver(BayesEGreedySolver):
+    """Ablation: one epsilon shared by every dimension (boosted by the largest rho')."""
+
+    name = "bayes-single-eps"
+    default_options: ClassVar[dict[str, Any]] = {
+        **BayesEGreedySolver.default_options,
+        "single_eps": True,
+    }
+
+
+class BayesRandomSolver(BayesEGreedySolver):
+    """Ablation: the same epsilon-greedy candidates, picked at random (no GP surrogate)."""
+
+    name = "bayes-random"
+    default_options: ClassVar[dict[str, Any]] = {
+        **BayesEGreedySolver.default_options,
+        "surrogate": False,
+    }

@@ -1,0 +1,126 @@
+"""bayes-egreedy and its ablations: conformance, the epsilon schedule, feasibility."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from moeopt.evaluate import evaluate_batch
+from moeopt.problem import load_problem
+from moeopt.registry import make_solver
+from moeopt.solver import Budget, SolutionStatus, SolverStatus
+from moeopt.space import PlanSpace
+from moeopt.testing import SolverConformance, small_problem
+from solvers.bayes import BrokenCells, broken_cells, epsilon, rho_prime, structured_design
+
+SOLVERS = ("bayes-egreedy", "bayes-single-eps", "bayes-random")
+
+
+class TestBayesEGreedyConformance(SolverConformance):
+    @pytest.fixture
+    def solver_name(self):
+        return "bayes-egreedy"
+
+
+class TestBayesSingleEpsConformance(SolverConformance):
+    @pytest.fixture
+    def solver_name(self):
+        return "bayes-single-eps"
+
+
+class TestBayesRandomConformance(SolverConformance):
+    @pytest.fixture
+    def solver_name(self):
+        return "bayes-random"
+
+
+def test_epsilon_decays_as_eps0_over_one_plus_rho_tau():
+    eps0 = np.array([0.2, 0.4])
+    for tau in (0, 1, 5, 50):
+        assert np.allclose(epsilon(eps0, tau, 0.1, 0.0), eps0 / (1 + 0.1 * tau))
+
+
+def test_epsilon_boost_is_one_plus_rho_prime_tau_and_capped():
+    eps0, tau, rho = np.full(3, 0.1), 7, 0.1
+    rho_p = np.array([0.08, 0.05, 0.02])  # memory, payload, otherwise
+    eps = epsilon(eps0, tau, rho, rho_p)
+    assert np.allclose(eps, 0.1 / (1 + rho * tau) * (1 + rho_p * tau))
+    assert eps[0] > eps[1] > eps[2]  # rho3 < rho2 < rho1: memory-broken dims explore most
+    assert epsilon(np.array([0.9]), 100, 0.1, 0.5)[0] == 1.0  # a probability never passes 1
+    # Theorem 2: with rho' < rho the boosted epsilon still decays.
+    assert epsilon(0.5, 1000, rho, 0.08) < epsilon(0.5, 10, rho, 0.08)
+
+
+def test_broken_memory_is_localised_to_its_expert_dimensions():
+    problem = load_problem("bert-moe-4")  # its menu starts at 128 MB: too small for an expert
+    space = PlanSpace.of(problem)
+    C, L = space.cells, problem.layers
+    x = np.zeros((2, space.dims), dtype=np.int64)
+    x[:, :C] = space.upper[0] - 1  # 3,072 MB everywhere: nothing breaks
+    x[:, C : 2 * C] = space.upper[C] - 1
+    x[:, 2 * C : 2 * C + L] = 1  # storage
+    x[1, 5] = 0  # expert 5 (layer 1, expert 1) at 128 MB
+    broken = broken_cells(space, x)
+    assert not broken.memory[0].any()
+    assert broken.memory[1].reshape(-1).tolist() == [i == 5 for i in range(C)]
+    assert broken.memory_factor[1].reshape(-1)[5] >= 2  # the paper's n_new = ceil(M_real / M)
+    violation = evaluate_batch(problem, space.decode(x)).violations["memory"]
+    assert violation[0] <= 0 < violation[1]  # agrees with the evaluator
+    rho = rho_prime(space, broken_cells(space, x[1:]), 0.08, 0.05, 0.02)
+    hit = {5, C + 5, 2 * C + 1, 2 * C + L + 1}  # memory, replicas, layer's method and degree
+    assert {int(i) for i in np.flatnonzero(rho == 0.08)} == hit
+    assert np.all(np.delete(rho, sorted(hit)) == 0.02)
+
+
+def test_payload_boost_is_rho2():
+    space = PlanSpace.of(small_problem())
+    none = np.zeros((1, 3, 4), dtype=bool)
+    pay = none.copy()
+    pay[0, 2, 3] = True
+    one = np.ones((1, 3, 4))
+    rho = rho_prime(space, BrokenCells(none, pay, one, one), 0.08, 0.05, 0.02)
+    assert sorted(set(rho.tolist())) == [0.02, 0.05]
+    assert rho[11] == 0.05 and rho[space.cells + 11] == 0.05
+
+
+def test_rho_order_is_enforced():
+    from moeopt.errors import InputError
+
+    solver = make_solver("bayes-egreedy", rho1=0.2, rho=0.1)
+    with pytest.raises(InputError):
+        solver.solve(small_problem(), Budget(evaluations=10))
+
+
+@pytest.mark.parametrize("name", SOLVERS)
+def test_registered_and_feasible_on_small_problem(name):
+    result = make_solver(name, seed=1).solve(small_problem(), Budget(evaluations=400))
+    assert result.solver_status != SolverStatus.ERROR, result.message
+    assert result.solution_status == SolutionStatus.FEASIBLE
+
+
+@pytest.mark.parametrize("name", ["bayes-egreedy", "bayes-single-eps"])
+def test_feasible_on_bert_moe_4_where_random_search_is_not(name):
+    problem = load_problem("bert-moe-4")
+    budget = Budget(evaluations=600, seconds=60)
+    result = make_solver(name, seed=0).solve(problem, budget)
+    assert result.solution_status == SolutionStatus.FEASIBLE, result.message
+    assert result.evaluation is not None and result.evaluation.feasible
+    random = make_solver("random", seed=0).solve(problem, budget)
+    assert random.cost_usd > result.cost_usd  # random search finds nothing feasible here
+
+
+def test_surrogate_beats_its_own_warm_start():
+    """The BO loop improves on the best plan of the structured initial design."""
+    problem = load_problem("bert-moe-4")
+    result = make_solver("bayes-egreedy", seed=0).solve(problem, Budget(evaluations=800))
+    first = result.trajectory[0].cost_usd
+    assert result.cost_usd < first
+
+
+def test_structured_design_is_unique_in_range_and_reaches_the_feasible_region():
+    problem = load_problem("bert-moe-4")
+    space = PlanSpace.of(problem)
+    design = structured_design(space, np.random.default_rng(0))
+    assert len(np.unique(design, axis=0)) == len(design)
+    assert (design >= 0).all() and (design < space.upper).all()
+    assert evaluate_batch(problem, space.decode(design)).feasible.any()

@@ -1,0 +1,345 @@
+"""The coordinator: gate → scatter → expert functions → gather → combine, layer by layer.
+
+Scatter follows the plan: a function's tokens are grouped by expert and split evenly over its
+replicas; each layer's method moves them by invoke payload (``direct``), one object per replica
+(``storage``) or minibatches of β tokens (``pipelined_storage``). Invocations run concurrently
+in threads and are retried with exponential backoff on function errors, timeouts and throttles.
+Every (token, top-k slot) pair is counted when its output is combined, so a test can prove that
+no token was lost or counted twice; a shard that fails after all retries is reported per request.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import re
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from lambda_runtime.codec import array_from_bytes, array_to_bytes, decode_tensor, encode_tensor
+from lambda_runtime.deploy import Deployment, FunctionSpec, LayerSpec, delete_prefix
+from lambda_runtime.model import MoEExport, gate_topk
+
+REPORT_RE = re.compile(
+    r"REPORT RequestId: (?P<id>\S+)\s+Duration: (?P<dur>[\d.]+) ms\s+Billed Duration: (?P<billed>\d+) ms\s+"
+    r"Memory Size: (?P<mem>\d+) MB\s+Max Memory Used: (?P<used>\d+) MB(?:\s+Init Duration: (?P<init>[\d.]+) ms)?"
+)
+RETRYABLE_CLIENT_ERRORS = {
+    "TooManyRequestsException",
+    "ServiceException",
+    "EC2ThrottledException",
+    "ResourceNotReadyException",
+}
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded retries with exponential backoff and jitter (why: throttles clear with time)."""
+
+    max_attempts: int = 4
+    base_delay_s: float = 0.05
+    max_delay_s: float = 2.0
+
+    def delay(self, attempt: int) -> float:
+        return min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+
+
+@dataclass(frozen=True)
+class InvocationReport:
+    """One attempt of one shard, with the billing fields of its REPORT line (if any)."""
+
+    layer: int
+    function: str
+    replica: int
+    attempt: int
+    tokens: int
+    error: str | None
+    request_id: str = ""
+    duration_ms: float = 0.0
+    billed_ms: int = 0
+    memory_mb: int = 0
+    max_memory_mb: int = 0
+    init_ms: float | None = None
+    wall_s: float = 0.0
+
+    @property
+    def billed_gb_s(self) -> float:
+        return self.billed_ms / 1000.0 * self.memory_mb / 1024.0
+
+    @property
+    def cold(self) -> bool:
+        return self.init_ms is not None
+
+
+@dataclass(frozen=True)
+class ShardFailure:
+    layer: int
+    function: str
+    replica: int
+    attempts: int
+    tokens: int
+    error: str
+
+
+@dataclass(frozen=True)
+class ForwardResult:
+    """One request: output (None when a shard failed), per-attempt reports, token accounting."""
+
+    request_id: str
+    output: np.ndarray | None
+    invocations: tuple[InvocationReport, ...]
+    failures: tuple[ShardFailure, ...]
+    latency_s: float
+    layer_latency_s: tuple[float, ...]
+    served: tuple[np.ndarray, ...] = field(repr=False)  # per layer: (tokens, top_k) combine counts
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures and all(bool((s == 1).all()) for s in self.served)
+
+    @property
+    def billed_gb_s(self) -> float:
+        return sum(r.billed_gb_s for r in self.invocations)
+
+    @property
+    def cold_starts(self) -> int:
+        return sum(r.cold for r in self.invocations)
+
+    @property
+    def retries(self) -> int:
+        return sum(r.attempt > 1 for r in self.invocations)
+
+
+@dataclass
+class _Shard:
+    spec: FunctionSpec
+    replica: int
+    pairs: np.ndarray  # (n, 3): token, slot, expert; sorted by expert
+    output: np.ndarray | None = None
+
+
+def parse_report(log_tail_b64: str | None) -> dict[str, Any]:
+    """Billing fields of the REPORT line in a ``LogResult`` tail (empty when absent)."""
+    if not log_tail_b64:
+        return {}
+    m = REPORT_RE.search(base64.b64decode(log_tail_b64).decode("utf-8", "replace"))
+    if not m:
+        return {}
+    return {
+        "request_id": m["id"],
+        "duration_ms": float(m["dur"]),
+        "billed_ms": int(m["billed"]),
+        "memory_mb": int(m["mem"]),
+        "max_memory_mb": int(m["used"]),
+        "init_ms": float(m["init"]) if m["init"] else None,
+    }
+
+
+def segments_of(experts: np.ndarray) -> list[list[int]]:
+    """``[[expert, count], ...]`` of a sorted expert column."""
+    if experts.size == 0:
+        return []
+    values, counts = np.unique(experts, return_counts=True)
+    return [[int(v), int(c)] for v, c in zip(values, counts, strict=True)]
+
+
+class Coordinator:
+    """Runs requests through a deployed plan with a boto3 Lambda client and S3 client."""
+
+    def __init__(
+        self,
+        deployment: Deployment,
+        export: MoEExport,
+        lambda_client: Any,
+        s3_client: Any,
+        retry: RetryPolicy | None = None,
+        max_workers: int = 32,
+        cleanup: bool = True,
+    ) -> None:
+        self.deployment = deployment
+        self.export = export
+        self.lambda_client = lambda_client
+        self.s3 = s3_client
+        self.retry = retry or RetryPolicy()
+        self.cleanup = cleanup
+        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="scatter")
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    def __enter__(self) -> Coordinator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- one request --------------------------------------------------------------------------
+    def forward(self, x: np.ndarray, request_id: str | None = None) -> ForwardResult:
+        """The distributed forward of one batch of hidden states ``x`` (n, h)."""
+        rid = request_id or uuid.uuid4().hex[:12]
+        h = np.ascontiguousarray(x, dtype=np.float32)
+        reports: list[InvocationReport] = []
+        failures: list[ShardFailure] = []
+        served: list[np.ndarray] = []
+        layer_times: list[float] = []
+        start = time.perf_counter()
+        try:
+            for layer in self.deployment.layers:
+                t = time.perf_counter()
+                h_next, counts, layer_failures = self._layer(layer, h, rid, reports)
+                layer_times.append(time.perf_counter() - t)
+                served.append(counts)
+                failures.extend(layer_failures)
+                if layer_failures:
+                    h = None
+                    break
+                h = h_next
+        finally:
+            if self.cleanup and self.deployment.bucket:
+                delete_prefix(self.s3, self.deployment.bucket, self._request_prefix(rid))
+        return ForwardResult(
+            rid, h, tuple(reports), tuple(failures), time.perf_counter() - start, tuple(layer_times), tuple(served)
+        )
+
+    def _request_prefix(self, rid: str) -> str:
+        return f"{self.deployment.prefix}/requests/{rid}/"
+
+    def scatter(self, layer: LayerSpec, experts: np.ndarray) -> list[_Shard]:
+        """Tokens of each function, grouped by expert, split evenly over its replicas."""
+        n, k = experts.shape
+        tokens = np.repeat(np.arange(n), k)
+        slots = np.tile(np.arange(k), n)
+        flat = experts.reshape(-1)
+        shards = []
+        for spec in layer.functions:
+            mask = np.isin(flat, spec.experts)
+            pairs = np.stack([tokens[mask], slots[mask], flat[mask]], axis=1)
+            pairs = pairs[np.argsort(pairs[:, 2], kind="stable")]
+            if len(pairs) == 0:
+                continue
+            # contiguous even chunks keep each replica's rows grouped by expert (few segments)
+            for r, chunk in enumerate(np.array_split(pairs, min(spec.replicas, len(pairs)))):
+                shards.append(_Shard(spec, r, chunk))
+        return shards
+
+    def _layer(
+        self, layer: LayerSpec, h: np.ndarray, rid: str, reports: list[InvocationReport]
+    ) -> tuple[np.ndarray, np.ndarray, list[ShardFailure]]:
+        experts, weights = gate_topk(h, self.export.gates[layer.layer], self.export.top_k)
+        shards = self.scatter(layer, experts)
+        futures = [self._pool.submit(self._run_shard, layer, s, h, rid, reports) for s in shards]
+        failures = [f for fut in futures if (f := fut.result()) is not None]
+        counts = np.zeros(experts.shape, dtype=np.int64)
+        out = torch.from_numpy(h.copy())
+        for shard in shards:  # combine in plan order: deterministic sums
+            if shard.output is None:
+                continue
+            tok, slot = shard.pairs[:, 0], shard.pairs[:, 1]
+            np.add.at(counts, (tok, slot), 1)
+            w = torch.from_numpy(weights[tok, slot])[:, None]
+            out.index_add_(0, torch.from_numpy(tok), torch.from_numpy(shard.output) * w)
+        return out.numpy(), counts, failures
+
+    # ---- one shard, with retries ----------------------------------------------------------------
+    def _run_shard(
+        self, layer: LayerSpec, shard: _Shard, h: np.ndarray, rid: str, reports: list[InvocationReport]
+    ) -> ShardFailure | None:
+        x = h[shard.pairs[:, 0]]
+        base = f"{self._request_prefix(rid)}l{layer.layer}/f{shard.spec.index}/r{shard.replica}"
+        try:
+            inputs = self._stage_inputs(layer, shard, x, base)
+        except Exception as exc:  # noqa: BLE001 - storage failure is this shard's failure
+            return ShardFailure(layer.layer, shard.spec.name, shard.replica, 0, len(x), f"StageInputs: {exc}")
+        error = ""
+        for attempt in range(1, self.retry.max_attempts + 1):
+            event = self._event(layer, shard, x, inputs, base, attempt)
+            t = time.perf_counter()
+            report, payload, error = self._invoke(shard.spec.name, event)
+            output = None
+            if not error:
+                try:
+                    output = self._collect(layer, payload, len(x))
+                except Exception as exc:  # noqa: BLE001 - a bad response is retried like an error
+                    error = f"BadResponse: {exc}"
+            rec = InvocationReport(
+                layer.layer, shard.spec.name, shard.replica, attempt, len(x), error or None,
+                wall_s=time.perf_counter() - t, **report,
+            )
+            with self._lock:
+                reports.append(rec)
+            if output is not None:
+                shard.output = output
+                return None
+            if error.startswith(("RequestEntityTooLargeException", "ResourceNotFoundException")):
+                break  # a retry cannot succeed
+            if attempt < self.retry.max_attempts:
+                time.sleep(self.retry.delay(attempt))
+        return ShardFailure(layer.layer, shard.spec.name, shard.replica, attempt, len(x), error)
+
+    def _stage_inputs(self, layer: LayerSpec, shard: _Shard, x: np.ndarray, base: str) -> list[dict[str, Any]]:
+        """Upload the shard's tokens (once, reused by retries) for the storage methods."""
+        if layer.method == "direct":
+            return []
+        beta = layer.pipeline_degree if layer.method == "pipelined_storage" else len(x)
+        batches = []
+        for k, lo in enumerate(range(0, len(x), beta)):
+            key = f"{base}/in-{k}.npy"
+            self.s3.put_object(Bucket=self.deployment.bucket, Key=key, Body=array_to_bytes(x[lo : lo + beta]))
+            batches.append({"key": key, "segments": segments_of(shard.pairs[lo : lo + beta, 2])})
+        return batches
+
+    def _event(
+        self, layer: LayerSpec, shard: _Shard, x: np.ndarray, inputs: list[dict[str, Any]], base: str, attempt: int
+    ) -> dict[str, Any]:
+        event: dict[str, Any] = {
+            "schema": "moeopt.invoke/1", "method": layer.method, "layer": layer.layer, "attempt": attempt,
+        }
+        if layer.method == "direct":
+            event.update(tokens=encode_tensor(x), segments=segments_of(shard.pairs[:, 2]))
+        else:  # each attempt writes its own output keys: a late earlier attempt cannot mix in
+            batches = [{**b, "output_key": f"{base}/out-a{attempt}-{k}.npy"} for k, b in enumerate(inputs)]
+            event.update(bucket=self.deployment.bucket, minibatches=batches)
+        return event
+
+    def _invoke(self, name: str, event: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], str]:
+        """(report fields, response payload, error text or '')."""
+        try:
+            resp = self.lambda_client.invoke(FunctionName=name, Payload=json.dumps(event).encode(), LogType="Tail")
+        except self.lambda_client.exceptions.ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "ClientError")
+            return {}, {}, f"{code}: {exc.response.get('Error', {}).get('Message', '')}"
+        except Exception as exc:  # noqa: BLE001 - connection/read timeouts are retried
+            return {}, {}, f"{type(exc).__name__}: {exc}"
+        report = parse_report(resp.get("LogResult"))
+        body = resp["Payload"].read()
+        try:
+            payload = json.loads(body) if body else {}
+        except ValueError:
+            return report, {}, "BadResponse: payload is not JSON"
+        if resp.get("FunctionError"):
+            if isinstance(payload, dict):
+                return report, {}, f"{payload.get('errorType', 'Unhandled')}: {payload.get('errorMessage', '')}"
+            return report, {}, "Unhandled"
+        return report, payload, ""
+
+    def _collect(self, layer: LayerSpec, payload: dict[str, Any], rows: int) -> np.ndarray:
+        if layer.method == "direct":
+            y = decode_tensor(payload.get("outputs"), "outputs")
+        else:
+            parts = [
+                array_from_bytes(self.s3.get_object(Bucket=payload["bucket"], Key=key)["Body"].read())
+                for key in payload["output_keys"]
+            ]
+            y = np.concatenate(parts) if parts else np.zeros((0, self.export.hidden_size), np.float32)
+        if y.shape != (rows, self.export.hidden_size):
+            raise ValueError(f"outputs shape {y.shape}, expected {(rows, self.export.hidden_size)}")
+        return np.array(y, dtype=np.float32)  # writable: torch refuses read-only buffers

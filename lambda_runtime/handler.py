@@ -123,8 +123,9 @@ def run_experts(x: np.ndarray, segments: list[tuple[int, int]], weights: dict[in
     return out
 
 
-def _inject_fault(event: dict[str, Any]) -> None:
-    """Test hook: ``MOEOPT_FAULTS`` may make given attempts raise or sleep (to force a timeout)."""
+def _inject_fault(event: dict[str, Any], phase: str = "before") -> None:
+    """Test hook: ``MOEOPT_FAULTS`` may make given attempts sleep (to force a timeout) or raise,
+    before the work (``raise_on_attempts``) or after outputs are stored (``raise_after_on_attempts``)."""
     spec = os.environ.get("MOEOPT_FAULTS")
     if not spec:
         return
@@ -134,6 +135,10 @@ def _inject_fault(event: dict[str, Any]) -> None:
         chosen = faults.get(key, [])
         return chosen == "all" or attempt in chosen
 
+    if phase == "after":
+        if hit("raise_after_on_attempts"):
+            raise RuntimeError(f"injected fault after outputs, attempt {attempt}")
+        return
     if hit("sleep_on_attempts"):
         time.sleep(float(faults.get("sleep_s", 60)))
     if hit("raise_on_attempts"):
@@ -266,6 +271,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         result = _direct(event, weights, timing)
     else:
         result = _storage(event, weights, timing, pipelined=method == "pipelined_storage")
+    _inject_fault(event, "after")
     timing["handler_s"] = time.perf_counter() - start
     result.update(layer=event.get("layer"), method=method, timing=timing)
     return result

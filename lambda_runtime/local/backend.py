@@ -63,6 +63,7 @@ class LocalBackend:
         from moto.server import ThreadedMotoServer
 
         port = free_port()
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per S3 request otherwise
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         self._moto.start()
         self.s3_endpoint = f"http://127.0.0.1:{port}"

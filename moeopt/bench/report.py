@@ -10,6 +10,7 @@ import base64
 import html
 import io
 import math
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -287,5 +288,7 @@ img.plot {{ max-width: 100%; border: 1px solid #ddd; }}
 
 
 def _inline_code(text: str) -> str:
+    """The two bits of Markdown the section texts use: `code` and *emphasis*."""
     parts = text.split("`")
-    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+    text = "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+    return re.sub(r"\*([^*]+)\*", r"<em>\1</em>", text)

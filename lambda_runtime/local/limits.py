@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 MB_PER_VCPU = 1769.0
 MAX_VCPU = 6.0
-PERIOD_US = 100_000
+PERIOD_US = 20_000  # a short CFS period: short expert bursts feel the share too
 
 
 def vcpu_share(memory_mb: int) -> float:

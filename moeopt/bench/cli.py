@@ -39,10 +39,12 @@ def _command_line() -> str:
                    "(default: the suite's, else 3x the seconds budget, at least +30 s).")
 @click.option("--references", "references_path", type=click.Path(dir_okay=False), default=None,
               help="Best-known file to update (default: OUT/best_known.json).")
+@click.option("--repeat-deterministic", is_flag=True,
+              help="Run solvers tagged 'deterministic' on every seed (default: once, seed index 0).")
 def bench_command(suite_name: str, solver_list: str | None, seeds: int | None, budget_evals: int | None,
                   budget_seconds: float | None, jobs: int, out_dir: str, executor: str,
                   scheduler: str | None, master_seed: int, timeout_s: float | None,
-                  references_path: str | None) -> None:
+                  references_path: str | None, repeat_deterministic: bool) -> None:
     """Run solvers on a benchmark suite, one process per run; resumes an interrupted sweep."""
     from tqdm import tqdm
 
@@ -62,12 +64,14 @@ def bench_command(suite_name: str, solver_list: str | None, seeds: int | None, b
         evaluations=budget_evals if budget_evals is not None else suite.budget.evaluations,
         seconds=budget_seconds if budget_seconds is not None else suite.budget.seconds,
     )
-    specs = plan_runs(suite, names, seeds or suite.seeds, budget, master_seed, timeout_s)
+    specs = plan_runs(suite, names, seeds or suite.seeds, budget, master_seed, timeout_s,
+                      repeat_deterministic)
     out = Path(out_dir)
     results = out / f"{suite.name}.jsonl"
     todo = pending(specs, results)
     click.echo(f"suite {suite.name}: {len(suite.instances)} instances x {len(names)} solvers x "
-               f"{seeds or suite.seeds} seeds = {len(specs)} runs; {len(specs) - len(todo)} already in "
+               f"{seeds or suite.seeds} seeds = {len(specs)} runs{'' if repeat_deterministic else ' (deterministic solvers once)'}; "
+               f"{len(specs) - len(todo)} already in "
                f"{results}, {len(todo)} to run on {executor} with {jobs} job(s)", err=True)
     bar = tqdm(total=len(todo), unit="run", file=sys.stderr, disable=not sys.stderr.isatty())
 

@@ -95,13 +95,21 @@ def plan_runs(
     budget: Budget,
     master_seed: int = 0,
     timeout_s: float | None = None,
+    repeat_deterministic: bool = False,
 ) -> list[RunSpec]:
-    """Instances x solvers x seeds, instance-major so early results cover every solver."""
+    """Instances x solvers x seeds, instance-major so early results cover every solver.
+
+    Solvers tagged ``deterministic`` run once (seed index 0) unless ``repeat_deterministic``:
+    another seed would repeat the same run; scoring pairs that run with every seed.
+    """
     timeout = timeout_s or suite.timeout_s or default_timeout(budget)
+    once = set() if repeat_deterministic else {s for s in solvers if "deterministic" in solver_info(s)["tags"]}
     out = []
     for inst in suite.instances:
         for k, seed in enumerate(derive_seeds(master_seed, seeds)):
             for solver in solvers:
+                if k > 0 and solver in once:
+                    continue  # the same seed-free run again: scoring reuses seed 0's
                 out.append(RunSpec(suite.name, inst.name, str(inst.path.resolve()), inst.fingerprint,
                                    solver, seed, k, master_seed, budget, float(timeout)))
     return out

@@ -57,6 +57,7 @@ class RunScore:
     evaluations: int | None
     hit_seconds: dict[float, float]  # target -> solver seconds to reach it (inf: never)
     hit_evaluations: dict[float, float]
+    deterministic: bool = False
 
 
 @dataclass(frozen=True)
@@ -176,7 +177,8 @@ def _score_run(r: dict[str, Any], scale: InstanceScale) -> RunScore:
     return RunScore(r["run_id"], r["instance"]["name"], r["instance"]["fingerprint"], scale.budget,
                     r["solver"]["name"], int(r["seed_index"]), r["status"], bool(r["feasible"]), c,
                     float(value), bool(clipped or c is None), float(r["wall_seconds"]),
-                    r.get("evaluations"), hit_s, hit_e)
+                    r.get("evaluations"), hit_s, hit_e,
+                    "deterministic" in r["solver"].get("tags", []))
 
 
 def bootstrap_ci(values: np.ndarray, n: int = BOOTSTRAP, seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
@@ -225,6 +227,12 @@ def win_rates(runs: list[RunScore], solvers: tuple[str, ...]) -> np.ndarray:
     by: dict[tuple[str, str, int], dict[str, float]] = defaultdict(dict)
     for r in runs:
         by[(r.fingerprint, r.budget, r.seed_index)][r.solver] = r.score
+    # A deterministic solver's one run stands for every seed of its instance and budget.
+    for r in runs:
+        if r.deterministic:
+            for (fp, budget, _), cell in by.items():
+                if fp == r.fingerprint and budget == r.budget:
+                    cell.setdefault(r.solver, r.score)
     n = len(solvers)
     wins, pairs = np.zeros((n, n)), np.zeros((n, n))
     for cell in by.values():

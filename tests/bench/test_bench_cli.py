@@ -28,7 +28,9 @@ def test_plugin_crash_and_hang_are_recorded_and_the_run_completes(tiny_suite, pl
     for r in records:
         by.setdefault(r["solver"]["name"], []).append(r)
     assert sorted(by) == ["coordinate-descent", "crasher", "greedy", "random", "sleeper"]
-    assert all(len(v) == 2 for v in by.values())  # 2 seeds each, none lost
+    # 2 seeds each, none lost; greedy is deterministic: one run stands for both seeds.
+    assert {k: len(v) for k, v in by.items()} == {
+        "coordinate-descent": 2, "crasher": 2, "greedy": 1, "random": 2, "sleeper": 2}
     assert {r["status"] for r in by["crasher"]} == {"crashed"}
     assert all("exit code 3" in r["message"] for r in by["crasher"])
     assert {r["status"] for r in by["sleeper"]} == {"timeout"}
@@ -47,7 +49,7 @@ def test_plugin_crash_and_hang_are_recorded_and_the_run_completes(tiny_suite, pl
 
     # Resume: the same command again runs nothing and appends nothing.
     again = moeopt_bench(*args, site=plugin_site)
-    assert again.returncode == 0 and "10 already in" in again.stderr and "0 to run" in again.stderr
+    assert again.returncode == 0 and "9 already in" in again.stderr and "0 to run" in again.stderr
     assert len(read_results(results)) == len(records)
 
 

@@ -81,6 +81,15 @@ def test_win_rates_pair_runs_and_ties_count_half():
     assert math.isnan(board.win_rate[i, i])
 
 
+def test_a_deterministic_run_stands_for_every_seed_in_win_rates():
+    d = rec("d", 2.0, 0)
+    d["solver"]["tags"] = ["deterministic"]
+    records = [rec("a", 1.0, 0), rec("a", 3.0, 1), d, rec("random", 3.0, 0)]
+    board = score(records)
+    i, j = board.solvers.index("a"), board.solvers.index("d")
+    assert board.win_rate[i, j] == 0.5 and board.win_rate[j, i] == 0.5
+
+
 def test_time_to_target_reads_the_trajectory():
     board = score([rec("a", 1.0), rec("b", 1.03), rec("random", 2.0)])
     hits = {r.solver: r for r in board.runs}

@@ -1,0 +1,1 @@
+"""Bundled text corpus sample (Python reference topics, PSF licence); see README.md."""

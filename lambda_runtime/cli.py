@@ -134,11 +134,13 @@ def _human(summary: Any) -> str:
               help="Expert FFN size when the plan's problem is not loadable.")
 @click.option("--top-k", type=click.IntRange(1), default=1, show_default=True,
               help="Experts per token when the plan's problem is not loadable.")
+@click.option("--dry-run", is_flag=True,
+              help="Print every AWS resource the run would create and the cost per 1,000 requests; create nothing.")
 @click.option("--no-check", is_flag=True, help="Skip the comparison with the monolithic forward.")
 @click.option("--json", "as_json", is_flag=True)
 def run_command(plan_path: str, backend: str, problem_name: str | None, requests: int, tokens: int | None,
                 region: str, bucket: str | None, image_uri: str | None, role_arn: str | None,
-                hidden: int, ffn: int, top_k: int, no_check: bool, as_json: bool) -> None:
+                hidden: int, ffn: int, top_k: int, dry_run: bool, no_check: bool, as_json: bool) -> None:
     """Run PLAN.json on the local backend or AWS; report measured against predicted."""
     from lambda_runtime.model import SeededMoE
     from lambda_runtime.run import run_plan
@@ -146,6 +148,9 @@ def run_command(plan_path: str, backend: str, problem_name: str | None, requests
     plan = _load_plan(plan_path)
     shape = _model_shape(plan, problem_name, hidden, ffn, top_k)
     n_tokens = tokens or shape["tokens"]
+    if dry_run:
+        _dry_run(plan, plan_path, shape, n_tokens, region, bucket or "moeopt-<account>-<region>", as_json)
+        return
     moe = SeededMoE(shape["layers"], shape["experts"], shape["hidden"], shape["ffn"], shape["top_k"], seed=0)
     try:
         if backend == "local":
@@ -170,6 +175,33 @@ def run_command(plan_path: str, backend: str, problem_name: str | None, requests
         click.echo(json.dumps(summary.to_dict(), indent=2, default=str))
     else:
         click.echo(_human(summary))
+
+
+def _dry_run(plan: dict[str, Any], plan_path: str, shape: dict[str, int], tokens: int, region: str,
+             bucket: str, as_json: bool) -> None:
+    from lambda_runtime.aws import AwsBackend
+
+    try:
+        out = AwsBackend(region=region).dry_run(plan, shape["layers"], shape["experts"], bucket, tokens)
+    except PlanError as exc:
+        raise RuntimeInputError(f"{plan_path}: {exc}") from None
+    if as_json:
+        click.echo(json.dumps(out, indent=2))
+        return
+    click.echo(f"dry run: would create in {region} (nothing created):")
+    from lambda_runtime.aws import AwsResource
+
+    for r in out["resources"]:
+        click.echo("  " + AwsResource(**r).line())
+    per = out["per_request"]
+    click.echo(f"per request: {per['invocations']} invocations, {per['s3_puts']} S3 PUTs, {per['s3_gets']} S3 GETs"
+               f" ({tokens} tokens, uniform routing estimate)")
+    if out["predicted_total_usd"] is None:
+        click.echo(f"per 1,000 requests: request and storage fees ${out['request_and_storage_fees_usd']:.4f}; "
+                   "compute cost unknown (plan has no predicted.cost_usd)")
+    else:
+        click.echo(f"per 1,000 requests: ${out['predicted_total_usd']:.4f} (compute ${out['predicted_compute_usd']:.4f}"
+                   f" + request and storage fees ${out['request_and_storage_fees_usd']:.4f})")
 
 
 @click.command("calibrate")

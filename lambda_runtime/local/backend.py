@@ -37,7 +37,9 @@ class LocalBackend:
     """Starts moto's S3 server and the local Lambda service; stops both on exit.
 
     ``concurrency_limit`` is the account's concurrent executions (429 beyond it);
-    ``cpu_limits`` turns on the cgroup vCPU share when the OS allows it.
+    ``cpu_limits`` turns on the cgroup vCPU share when the OS allows it; ``start_method`` is
+    ``fork`` (workers forked from a process that imported torch once) or ``spawn`` (a fresh
+    ``python -m awslambdaric`` per environment: slower, a truer cold start).
     """
 
     def __init__(
@@ -47,7 +49,12 @@ class LocalBackend:
         enforce_memory: bool = True,
         cpu_limits: bool = True,
         task_root: str | Path = REPO_ROOT,
+        start_method: str = "fork",
     ) -> None:
+        if start_method not in ("fork", "spawn"):
+            raise ValueError(f"start_method: {start_method!r}; allowed: fork, spawn")
+        self.start_method = start_method
+        self._forkserver: Any = None
         self.concurrency_limit = concurrency_limit
         self.max_environments = max_environments
         self.enforce_memory = enforce_memory
@@ -81,6 +88,10 @@ class LocalBackend:
             "AWS_ENDPOINT_URL_S3": self.s3_endpoint,
             "TMPDIR": self._tmp.name,
         }
+        if self.start_method == "fork":
+            from lambda_runtime.local.forkserver import ForkServer
+
+            self._forkserver = ForkServer(str(REPO_ROOT))
         self.service = LambdaService(
             base_env,
             Path(self._tmp.name),
@@ -88,6 +99,7 @@ class LocalBackend:
             max_environments=self.max_environments,
             enforce_memory=self.enforce_memory,
             cpu_limits=self.cpu_limits,
+            forkserver=self._forkserver,
         )
         self.service.start()
         log.info("local Lambda at %s, S3 at %s", self.service.endpoint, self.s3_endpoint)
@@ -97,6 +109,9 @@ class LocalBackend:
         if self.service is not None:
             self.service.stop()
             self.service = None
+        if self._forkserver is not None:
+            self._forkserver.close()
+            self._forkserver = None
         if self._moto is not None:
             self._moto.stop()
             self._moto = None

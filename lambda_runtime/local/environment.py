@@ -24,6 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from lambda_runtime.local.forkserver import ForkedProcess, ForkServer
 from lambda_runtime.local.limits import CpuLimiter, rss_mb, vcpu_share
 
 log = logging.getLogger(__name__)
@@ -91,8 +92,10 @@ class ExecutionEnvironment:
         limiter: CpuLimiter,
         enforce_memory: bool = True,
         init_timeout_s: float = 60.0,
+        forkserver: ForkServer | None = None,
     ) -> None:
         self.config = config
+        self.forkserver = forkserver
         self.id = f"{config.name}-{next(_ids)}"
         self.limiter = limiter
         self.enforce_memory = enforce_memory
@@ -110,7 +113,7 @@ class ExecutionEnvironment:
         self._log_lock = threading.Lock()
         self._spawn_time = 0.0
         self._init_ms = 0.0
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: subprocess.Popen[bytes] | ForkedProcess | None = None
         self.cgroup: Path | None = None
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _runtime_handler(self))
         self.server.daemon_threads = True
@@ -140,7 +143,17 @@ class ExecutionEnvironment:
         self.cgroup = self.limiter.create(self.id)
         cgroup = self.cgroup
         self._spawn_time = time.monotonic()
-        self.proc = subprocess.Popen(
+        if self.forkserver is not None:
+            self.proc = self.forkserver.spawn(cfg.handler, env, cfg.task_root, str(cgroup) if cgroup else None)
+        else:
+            self.proc = self._popen(env, cgroup)
+        threading.Thread(target=self._read_logs, daemon=True, name=f"log-{self.id}").start()
+        threading.Thread(target=self._watch, daemon=True, name=f"watch-{self.id}").start()
+
+    def _popen(self, env: dict[str, str], cgroup: Path | None) -> subprocess.Popen[bytes]:
+        """A fresh interpreter running AWS's runtime client (the faithful, slower cold start)."""
+        cfg = self.config
+        return subprocess.Popen(
             [sys.executable, "-m", "awslambdaric", cfg.handler],
             cwd=cfg.task_root,
             env=env,
@@ -150,8 +163,6 @@ class ExecutionEnvironment:
             preexec_fn=(lambda: CpuLimiter.attach_self(cgroup)) if cgroup else None,  # noqa: PLW1509
             start_new_session=True,
         )
-        threading.Thread(target=self._read_logs, daemon=True, name=f"log-{self.id}").start()
-        threading.Thread(target=self._watch, daemon=True, name=f"watch-{self.id}").start()
 
     def _read_logs(self) -> None:
         assert self.proc is not None and self.proc.stdout is not None

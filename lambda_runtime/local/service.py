@@ -92,7 +92,9 @@ class LambdaService:
         enforce_memory: bool = True,
         cpu_limits: bool = True,
         init_timeout_s: float = 60.0,
+        forkserver: Any = None,
     ) -> None:
+        self.forkserver = forkserver
         self.base_env = base_env
         self.workdir = workdir
         self.concurrency_limit = concurrency_limit
@@ -137,6 +139,7 @@ class LambdaService:
                 "memory_limit": "RSS watchdog (kill above memory size)" if self.enforce_memory else "not enforced",
                 "payload_limit_bytes": SYNC_PAYLOAD_LIMIT,
                 "concurrency_limit": self.concurrency_limit,
+                "start_method": "fork" if self.forkserver is not None else "spawn",
                 "functions": len(self.functions),
                 "environments": len(envs),
                 "busy": sum(e.busy for e in envs),
@@ -267,7 +270,7 @@ class LambdaService:
                     if v in f.envs:
                         f.envs.remove(v)
             env = ExecutionEnvironment(
-                fn.config, self.base_env, self.limiter, self.enforce_memory, self.init_timeout_s
+                fn.config, self.base_env, self.limiter, self.enforce_memory, self.init_timeout_s, self.forkserver
             )
             env.busy = True
             fn.envs.append(env)

@@ -19,7 +19,7 @@ from moeopt.errors import InputError
 
 SCHEMA = "moeopt.bench.result/1"
 SCHEMA_FILE = Path(__file__).with_name("results.schema.json")
-INLINE_PLAN_BYTES = 64_000
+INLINE_PLAN_BYTES = 16_000
 RUN_STATUSES = ("ok", "error", "crashed", "timeout")
 
 

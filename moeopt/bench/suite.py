@@ -198,9 +198,9 @@ MANIFESTS: dict[str, dict[str, Any]] = {
             "DeepSeek-V3 scale instances, and synthetic instances across Zipf skew, SLO "
             "tightness and batch size; plus any problem files in ../traces (profiled traces)."
         ),
-        "budget": {"evaluations": 3000, "seconds": 20.0},
+        "budget": {"evaluations": 20000, "seconds": 8.0},
         "seeds": 3,
-        "timeout_s": 120.0,
+        "timeout_s": 60.0,
         "include": ["../traces"],
     },
 }

@@ -43,7 +43,8 @@ def decode_tensor(obj: Any, field: str = "tokens") -> np.ndarray:
     expected = int(np.prod(shape, dtype=np.int64)) * np.dtype(DTYPES[dtype]).itemsize
     if len(raw) != expected:
         raise PayloadError(f"{field}.data: {len(raw)} bytes, shape {shape} needs {expected}")
-    return np.frombuffer(raw, dtype=DTYPES[dtype]).reshape(shape).astype(dtype, copy=False)
+    # a writable buffer: torch.from_numpy refuses read-only arrays
+    return np.frombuffer(bytearray(raw), dtype=DTYPES[dtype]).reshape(shape).astype(dtype, copy=False)
 
 
 def array_to_bytes(array: np.ndarray) -> bytes:

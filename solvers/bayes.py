@@ -185,7 +185,7 @@ class BayesEGreedySolver(Solver):
     requires = ("sklearn",)
     default_budget: ClassVar[Budget] = Budget(evaluations=2000, seconds=60.0)
     default_options: ClassVar[dict[str, Any]] = {
-        "eps0_changes": 4.0,  # eps_0 = changes / dims: about 4 dimensions move per candidate
+        "eps0_changes": 1.0,  # eps_0 = changes / dims: about 1 dimension moves per candidate
         "rho": 0.1,
         "rho1": 0.08,  # memory broke
         "rho2": 0.05,  # payload broke
@@ -261,6 +261,7 @@ class BayesEGreedySolver(Solver):
         history: list[float] = []
         rho_p = np.full(dims, o["rho3"])
         repair: np.ndarray | None = None
+        merged: np.ndarray | None = None
         tau = 0
         while not tracker.exhausted():
             tau += 1
@@ -287,10 +288,11 @@ class BayesEGreedySolver(Solver):
                 pick = np.argsort(-self._acquisition(models, cand, space.upper, best))[:q]
             else:
                 pick = self.rng.permutation(len(cand))[:q]
-            batch = cand[pick] if repair is None else np.concatenate([repair, cand[pick]])
-            x = price(batch)
+            extra = [e for e in (repair, merged) if e is not None]
+            x = price(np.concatenate([*extra, cand[pick]]))
             if len(x) == 0:
                 continue
+            merged = self._merge(X[rank[0]], Y[rank[0]], S[rank[0]], x, scores[-1], slacks[-1])
             # The iteration's deployment is its best plan: localise what broke on it.
             s, y = slacks[-1], _log_score(scores[-1])
             best_row = x[np.lexsort((y, np.maximum(s, 0.0)))[0]][None]
@@ -342,6 +344,38 @@ class BayesEGreedySolver(Solver):
         moved = np.where(moved < 0, 1, np.where(moved >= upper, upper - 2, moved))
         local = np.where(explore, moved, base)
         return space.clip(np.concatenate([local, space.sample(self.rng, n_global)]))
+
+    def _merge(
+        self,
+        parent: np.ndarray,
+        y_parent: float,
+        s_parent: float,
+        x: np.ndarray,
+        score: np.ndarray,
+        s: np.ndarray,
+    ) -> np.ndarray | None:
+        """Combine the moves of a batch: plans holding the changes of the best 1/4, 1/2 and all
+        of this batch's candidates that beat the incumbent they were drawn from.
+
+        A batch prices its candidates in parallel, so each improving move is found alone; on
+        a 1,500-dimensional space keeping only the best one wastes the others (our addition,
+        not in the paper: the paper evaluates one deployment per iteration).
+        """
+        y = _log_score(score)
+        feasible_parent = s_parent <= 0
+        better = (s <= 0) & (y < y_parent) if feasible_parent else (np.maximum(s, 0) < s_parent)
+        idx = np.flatnonzero(better)
+        if len(idx) < 2:
+            return None
+        idx = idx[np.argsort(y[idx] if feasible_parent else s[idx])]
+        out = []
+        for k in sorted({max(2, len(idx) // 4), max(2, len(idx) // 2), len(idx)}):
+            row = parent.copy()
+            for i in idx[:k][::-1]:  # the best move is applied last and wins conflicts
+                moved = x[i] != parent
+                row[moved] = x[i][moved]
+            out.append(row)
+        return np.asarray(out)
 
     def _replicate(self, space: PlanSpace, x: np.ndarray, broken: BrokenCells) -> np.ndarray | None:
         """Alg. 2's replicate step: replicas *= n_new where memory or payload broke."""

@@ -73,11 +73,20 @@ def bench_command(suite_name: str, solver_list: str | None, seeds: int | None, b
                f"{seeds or suite.seeds} seeds = {len(specs)} runs{'' if repeat_deterministic else ' (deterministic solvers once)'}; "
                f"{len(specs) - len(todo)} already in "
                f"{results}, {len(todo)} to run on {executor} with {jobs} job(s)", err=True)
-    bar = tqdm(total=len(todo), unit="run", file=sys.stderr, disable=not sys.stderr.isatty())
+    tty = sys.stderr.isatty()
+    bar = tqdm(total=len(todo), unit="run", file=sys.stderr, disable=not tty)
+    done = [0]
 
     def progress(spec: Any, record: dict[str, Any]) -> None:
-        bar.set_postfix_str(f"{spec.instance} {spec.solver} {record['status']}")
-        bar.update(1)
+        done[0] += 1
+        if tty:
+            bar.set_postfix_str(f"{spec.instance} {spec.solver} {record['status']}")
+            bar.update(1)
+            return
+        cost = record["cost_usd"]
+        click.echo(f"[{done[0]}/{len(todo)}] {spec.instance} {spec.solver} seed#{spec.seed_index}: "
+                   f"{record['status']}, {'cost ' + format(cost, '.6g') if cost is not None else 'no feasible plan'}, "
+                   f"{record['wall_seconds']:.1f} s", err=True)
 
     run_bench(specs, results, jobs, executor, scheduler, progress)
     bar.close()

@@ -190,7 +190,7 @@ def figures(board: Leaderboard) -> dict[str, bytes]:
             ax.set_title(f"within {tau:.0%} of best known")
             ax.grid(True, which="both", alpha=0.3)
         axes[0].set_ylabel("fraction of runs")
-        axes[-1].legend(fontsize=8, loc="lower right")
+        axes[-1].legend(fontsize=8, loc="best")
         figs[f"ttt_{axis}"] = _png(fig)
 
     fig, ax = plt.subplots(figsize=(0.6 * n + 2.5, 0.5 * n + 1.8))

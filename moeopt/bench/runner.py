@@ -237,7 +237,16 @@ def solver_info(name: str) -> dict[str, Any]:
 def _problem(path: str) -> Any:
     from moeopt.problem import read_problem_file
 
-    return read_problem_file(path)
+    return read_problem_file(resolve_instance_file(path))
+
+
+def resolve_instance_file(path: str) -> str:
+    """A recorded instance path: as written (relative to where the sweep ran), else from the
+    checkout's root, so a committed results file re-prices from any working directory."""
+    if Path(path).exists():
+        return path
+    root_relative = Path(__file__).resolve().parents[2] / path
+    return str(root_relative) if root_relative.exists() else path
 
 
 def verify_plan(problem_file: str, plan: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -347,6 +347,7 @@ def _register_optional() -> None:
     for module, names in (
         ("moeopt.popularity.cli", ("popularity",)),
         ("lambda_runtime.cli", ("runtime", "run_command", "calibrate_command")),
+        ("moeopt.bench.cli", ("bench_command", "leaderboard_command")),
     ):
         try:
             mod = importlib.import_module(module)

@@ -212,7 +212,10 @@ def _dry_run(plan: dict[str, Any], plan_path: str, shape: dict[str, int], tokens
 @click.option("--hidden", type=click.IntRange(1), default=768, show_default=True)
 @click.option("--ffn", type=click.IntRange(1), default=3072, show_default=True)
 @click.option("--tokens", type=click.IntRange(1), default=256, show_default=True)
-def calibrate_command(backend: str, output: str, memory_sizes: str, hidden: int, ffn: int, tokens: int) -> None:
+@click.option("--start-method", type=click.Choice(["spawn", "fork"]), default="spawn", show_default=True,
+              help="spawn: a fresh interpreter per environment (true cold start); fork: faster.")
+def calibrate_command(backend: str, output: str, memory_sizes: str, hidden: int, ffn: int, tokens: int,
+                      start_method: str) -> None:
     """Measure compute, start and transfer times; write a cost-model profile (JSON)."""
     from lambda_runtime.calibrate import calibrate
     from lambda_runtime.local import LocalBackend
@@ -223,9 +226,10 @@ def calibrate_command(backend: str, output: str, memory_sizes: str, hidden: int,
         raise RuntimeInputError(f"--memory: {memory_sizes!r}; allowed: integers 128..10240, comma-separated") from None
     if not all(128 <= m <= 10240 for m in sizes):
         raise RuntimeInputError(f"--memory: {memory_sizes!r}; allowed: integers 128..10240, comma-separated")
-    with LocalBackend() as b:
+    with LocalBackend(start_method=start_method) as b:
         profile = calibrate(b.lambda_client(), b.s3_client(), b.code(), BUCKET, sizes, hidden, ffn, tokens)
-        profile["backend"] = {k: v for k, v in b.status().items() if k in ("cpu_limit", "memory_limit")}
+        profile["backend"] = {k: v for k, v in b.status().items()
+                              if k in ("cpu_limit", "memory_limit", "start_method")}
     Path(output).write_text(json.dumps(profile, indent=2) + "\n")
     click.echo(f"profile written to {output}")
     for k, v in profile["constants"].items():

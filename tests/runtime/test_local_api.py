@@ -117,6 +117,20 @@ def test_backend_status_reports_cpu_limit(backend):
     assert status["payload_limit_bytes"] == 6_291_456
 
 
+def test_vcpu_share_is_applied_as_cfs_quota(lambda_client, backend, echo):
+    lambda_client.invoke(FunctionName=echo, Payload=b"{}")
+    status = backend.status()["cpu_limit"]
+    if not status["enforced"]:
+        pytest.skip(f"cgroup cpu quota not available here: {status['detail']}")
+    from lambda_runtime.local.limits import PERIOD_US
+
+    env = backend.service.functions[echo].envs[0]
+    quota_file = env.cgroup / ("cpu.cfs_quota_us" if status["mechanism"] == "cgroup-v1" else "cpu.max")
+    quota = int(quota_file.read_text().split()[0])
+    assert quota == int(256 / 1769 * PERIOD_US)  # 256 MB -> 0.145 vCPU
+    assert str(env.proc.pid) in (env.cgroup / "cgroup.procs").read_text().split()
+
+
 def test_spawned_worker_runs_awslambdaric_with_cold_start_report():
     """The faithful path: a fresh ``python -m awslambdaric`` per environment, Init Duration once."""
     with LocalBackend(start_method="spawn", cpu_limits=False) as b:

@@ -122,6 +122,10 @@ def _human(summary: Any) -> str:
 @click.option("--backend", type=click.Choice(["local", "aws"]), default="local", show_default=True)
 @click.option("--problem", "problem_name", default=None, help="Override the problem the plan names.")
 @click.option("--requests", type=click.IntRange(1), default=3, show_default=True)
+@click.option("--warmup", type=click.IntRange(0), default=1, show_default=True,
+              help="Unmeasured requests first (cold starts, weight downloads).")
+@click.option("--max-environments", type=click.IntRange(1), default=64, show_default=True,
+              help="Local backend: warm environments kept; below the plan's total replicas every request starts cold.")
 @click.option("--tokens", type=click.IntRange(1), default=None,
               help="Tokens per request (default: the problem's tokens_per_batch).")
 @click.option("--region", default="us-east-1", show_default=True, help="AWS region (--backend aws).")
@@ -138,7 +142,8 @@ def _human(summary: Any) -> str:
               help="Print every AWS resource the run would create and the cost per 1,000 requests; create nothing.")
 @click.option("--no-check", is_flag=True, help="Skip the comparison with the monolithic forward.")
 @click.option("--json", "as_json", is_flag=True)
-def run_command(plan_path: str, backend: str, problem_name: str | None, requests: int, tokens: int | None,
+def run_command(plan_path: str, backend: str, problem_name: str | None, requests: int, warmup: int,
+                max_environments: int, tokens: int | None,
                 region: str, bucket: str | None, image_uri: str | None, role_arn: str | None,
                 hidden: int, ffn: int, top_k: int, dry_run: bool, no_check: bool, as_json: bool) -> None:
     """Run PLAN.json on the local backend or AWS; report measured against predicted."""
@@ -156,9 +161,9 @@ def run_command(plan_path: str, backend: str, problem_name: str | None, requests
         if backend == "local":
             from lambda_runtime.local import LocalBackend
 
-            with LocalBackend() as b:
+            with LocalBackend(max_environments=max_environments) as b:
                 summary, _ = run_plan(plan, moe, b.lambda_client(), b.s3_client(), b.code(), BUCKET,
-                                      requests=requests, tokens=n_tokens, check=not no_check)
+                                      requests=requests, tokens=n_tokens, check=not no_check, warmup=warmup)
         else:
             from lambda_runtime.aws import AwsBackend
 
@@ -168,13 +173,23 @@ def run_command(plan_path: str, backend: str, problem_name: str | None, requests
             aws = AwsBackend(region=region)
             summary, _ = run_plan(plan, moe, aws.lambda_client(), aws.s3_client(),
                                   {"PackageType": "Image", "Code": {"ImageUri": image_uri}}, bucket,
-                                  requests=requests, tokens=n_tokens, check=not no_check, role=role_arn)
+                                  requests=requests, tokens=n_tokens, check=not no_check, role=role_arn,
+                                  warmup=warmup)
     except PlanError as exc:
         raise RuntimeInputError(f"{plan_path}: {exc}") from None
+    replicas = sum(f.get("replicas", 1) for la in plan.get("layers", []) for f in la.get("functions", []))
+    notes = []
+    if n_tokens != shape["tokens"]:
+        notes.append(f"note: ran {n_tokens} tokens per request; the plan was predicted for {shape['tokens']}")
+    if backend == "local" and replicas > max_environments:
+        notes.append(f"note: the plan has {replicas} function replicas but --max-environments is "
+                     f"{max_environments}: environments were evicted and restarted cold")
     if as_json:
-        click.echo(json.dumps(summary.to_dict(), indent=2, default=str))
+        click.echo(json.dumps({**summary.to_dict(), "notes": notes}, indent=2, default=str))
     else:
         click.echo(_human(summary))
+        for n in notes:
+            click.echo(n)
 
 
 def _dry_run(plan: dict[str, Any], plan_path: str, shape: dict[str, int], tokens: int, region: str,

@@ -112,8 +112,10 @@ def run_plan(
     retry: RetryPolicy | None = None,
     check: bool = True,
     role: str = "arn:aws:iam::123456789012:role/moeopt-local",
+    warmup: int = 0,
 ) -> tuple[RunSummary, list[ForwardResult]]:
-    """Deploy, run ``requests`` batches of ``tokens``, tear down; ``check`` compares to the monolith."""
+    """Deploy, run ``warmup`` unmeasured then ``requests`` measured batches of ``tokens``, tear down;
+    ``check`` compares every output with the monolithic forward."""
     data = plan_dict(plan)
     prefix = prefix or f"run{int(time.time() * 1000) % 10**9}"
     deployment = deploy_plan(data, moe.export(), lambda_client, s3_client, bucket, code,
@@ -121,14 +123,15 @@ def run_plan(
     results = []
     try:
         with Coordinator(deployment, moe.export(), lambda_client, s3_client, retry=retry) as coord:
-            for i in range(requests):
+            for i in range(warmup + requests):
                 x = moe.tokens(tokens, seed=100 + i)
                 r = coord.forward(x, request_id=f"{prefix}-{i}")
                 if check and r.ok and r.output is not None:
                     err = float(np.abs(r.output - moe.forward(x)).max())
                     if err > 1e-4:
                         raise AssertionError(f"distributed forward differs from monolithic by {err:.2e}")
-                results.append(r)
+                if i >= warmup:
+                    results.append(r)
     finally:
         teardown(deployment, lambda_client, s3_client)
     return summarize(results, deployment, tokens), results

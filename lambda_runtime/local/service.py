@@ -244,13 +244,10 @@ class LambdaService:
         """A warm idle environment, else a new one; 429 when concurrency is used up."""
         with self._lock:
             fn = self._get(name)
-            idle = [e for e in fn.envs if not e.busy and not e.dead]
-            if idle:
-                env = max(idle, key=lambda e: e.last_used)
-                env.busy = True
-                return env
+            dead = [e for e in fn.envs if e.dead and not e.busy]  # e.g. killed while idle
+            for e in dead:
+                fn.envs.remove(e)
             all_envs = [e for f in self.functions.values() for e in f.envs]
-            busy = sum(e.busy for e in all_envs)
             fn_busy = sum(e.busy for e in fn.envs)
             if fn.reserved_concurrency is not None and fn_busy >= fn.reserved_concurrency:
                 self.throttles += 1
@@ -258,23 +255,29 @@ class LambdaService:
                     429, "TooManyRequestsException", "Rate Exceeded.",
                     Reason="ReservedFunctionConcurrentInvocationLimitExceeded",
                 )
-            if busy >= self.concurrency_limit:
+            if sum(e.busy for e in all_envs) >= self.concurrency_limit:
                 self.throttles += 1
                 raise ApiError(
                     429, "TooManyRequestsException", "Rate Exceeded.", Reason="ConcurrentInvocationLimitExceeded"
                 )
-            evict = sorted((e for e in all_envs if not e.busy), key=lambda e: e.last_used)
-            victims = evict[: max(0, len(all_envs) + 1 - self.max_environments)]
-            for v in victims:
-                for f in self.functions.values():
-                    if v in f.envs:
-                        f.envs.remove(v)
-            env = ExecutionEnvironment(
-                fn.config, self.base_env, self.limiter, self.enforce_memory, self.init_timeout_s, self.forkserver
-            )
+            idle = [e for e in fn.envs if not e.busy and not e.dead]
+            victims: list[ExecutionEnvironment] = []
+            if idle:  # Lambda reuses the most recently used warm environment
+                env = max(idle, key=lambda e: e.last_used)
+            else:
+                evict = sorted((e for e in all_envs if not e.busy), key=lambda e: e.last_used)
+                victims = evict[: max(0, len(all_envs) + 1 - self.max_environments)]
+                for v in victims:
+                    for f in self.functions.values():
+                        if v in f.envs:
+                            f.envs.remove(v)
+                env = ExecutionEnvironment(
+                    fn.config, self.base_env, self.limiter, self.enforce_memory, self.init_timeout_s,
+                    self.forkserver,
+                )
+                fn.envs.append(env)
             env.busy = True
-            fn.envs.append(env)
-        for v in victims:
+        for v in (*victims, *dead):
             v.close()
         return env
 

@@ -26,7 +26,7 @@ PLAN["predicted"] = {"cost_usd": 1e-6, "cost_gb_s": 0.05, "latency_s": 0.5, "thr
 def test_run_local_reports_measured_against_predicted(tmp_path):
     path = tmp_path / "plan.json"
     path.write_text(json.dumps(PLAN))
-    args = [str(path), "--backend", "local", "--requests", "3", "--tokens", "40", "--hidden", "16", "--ffn", "32",
+    args = [str(path), "--backend", "local", "--requests", "3", "--warmup", "0", "--tokens", "40", "--hidden", "16", "--ffn", "32",
             "--top-k", "2", "--json"]
     result = CliRunner().invoke(run_command, args)
     assert result.exit_code == 0, result.output

@@ -143,3 +143,16 @@ def test_spawned_worker_runs_awslambdaric_with_cold_start_report():
     first, second = (REPORT.search(x) for x in logs)
     assert first and second
     assert first.group(3) and not second.group(3)  # Init Duration on the cold start only
+
+
+def test_handler_that_cannot_load_is_an_init_error(lambda_client):
+    lambda_client.create_function(FunctionName="broken", Role="r", Handler="nomodule.handler",
+                                  Code={"ZipFile": zip_code(ECHO)}, MemorySize=512, Timeout=5)
+    try:
+        resp = lambda_client.invoke(FunctionName="broken", Payload=b"{}")
+        assert resp["FunctionError"] == "Unhandled"
+        body = json.loads(resp["Payload"].read())
+        assert body["errorType"] == "Runtime.ImportModuleError"
+        assert "nomodule" in body["errorMessage"]
+    finally:
+        lambda_client.delete_function(FunctionName="broken")

@@ -1,0 +1,350 @@
+"""The MILP over option tables, built with PuLP and solved by HiGHS (or CBC).
+
+Variables: ``x`` one-hot per (layer, variant, expert) over surviving options, ``z`` one-hot per
+layer over variants (``sum_k x[l,v,i,k] = z[l,v]``), ``lat[l,b] >= 0`` per layer and batch, and
+for direct invocation ``T[l,b]``, ``S[l,b]`` (slowest replica, largest scatter). The max terms of
+evaluate.py's layer latency become ``lat >= ...`` rows; because the x of unchosen variants are 0,
+no big-M is needed. End to end: ``fixed[b] + sum_l lat[l,b] <= time limit`` per batch.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pulp
+
+from moeopt.solver import Objective
+from solvers._ilp_tables import Tables, VariantTable
+
+#: Seconds kept free under the time limit so solver tolerances (HiGHS: 1e-7 absolute) can never
+#: hand back a plan the evaluator finds a hair too slow.
+TIME_MARGIN_S = 1e-6
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One layer's decision: the variant table and, per expert, its row in that table."""
+
+    table: VariantTable
+    rows: np.ndarray  # (E,)
+
+    @property
+    def cost_usd(self) -> float:
+        return float(self.table.cost[self.rows].sum())
+
+    @property
+    def latency_s(self) -> np.ndarray:
+        return self.table.latency(self.rows)
+
+
+@dataclass(frozen=True)
+class MilpResult:
+    """``status``: optimal, time_limit (incumbent, not proven), infeasible, no_solution, or
+    cutoff (proved that nothing beats ``cutoff_usd``; ``bound_usd`` is then that cost)."""
+
+    status: str
+    choices: tuple[Choice, ...] | None
+    objective_usd: float | None  # the program's cost of the choices
+    bound_usd: float | None  # proven lower bound of the program (cheapest objective only)
+    seconds: float
+    variables: int
+    constraints: int
+
+
+def solve_milp(
+    tables: Tables,
+    *,
+    methods: set[int] | None = None,
+    backend: str = "highs",
+    time_limit_s: float | None = None,
+    mip_gap: float = 1e-6,
+    seed: int = 0,
+    objective: Objective | None = None,
+    time_rows: bool = True,
+    concurrency_rows: bool = True,
+    cutoff_usd: float | None = None,
+) -> MilpResult:
+    """Build and solve; ``methods`` restricts the variants (ODS's per-method programs)."""
+    t0 = time.perf_counter()
+    problem = tables.problem
+    B = len(tables.fixed_s)
+    scale = max(tables.lower_bound_usd, 1e-12)
+    prob = pulp.LpProblem("moeopt", pulp.LpMinimize)
+    names = iter(range(10**9))
+
+    def var(low: float | None = 0, cat: str = pulp.LpContinuous) -> pulp.LpVariable:
+        return pulp.LpVariable(f"v{next(names)}", lowBound=low, upBound=1 if cat != pulp.LpContinuous else None, cat=cat)
+
+    objective_terms: list[tuple[pulp.LpVariable, float]] = []
+    layer_lat: list[list[pulp.LpVariable]] = []
+    layout: list[list[tuple[VariantTable, pulp.LpVariable, list[pulp.LpVariable]]]] = []
+    concurrency = tables.concurrency and concurrency_rows
+    for tabs in tables.layers:
+        tabs = tuple(t for t in tabs if methods is None or t.variant.method in methods)
+        if not tabs:
+            return MilpResult("infeasible", None, None, None, time.perf_counter() - t0, 0, 0)
+        lat = [var() for _ in range(B)]
+        layer_lat.append(lat)
+        entries = []
+        zs = []
+        for t in tabs:
+            z = var(cat=pulp.LpBinary)
+            zs.append(z)
+            xs = [var(cat=pulp.LpBinary) for _ in range(len(t.cost))]
+            for i in np.unique(t.expert):
+                idx = np.flatnonzero(t.expert == i)
+                prob += pulp.LpAffineExpression([(xs[k], 1.0) for k in idx] + [(z, -1.0)]) == 0
+            objective_terms += [(x, float(cst) / scale) for x, cst in zip(xs, t.cost, strict=True)]
+            entries.append((t, z, xs))
+        prob += pulp.lpSum(zs) == 1
+        layout.append(entries)
+        storage = [(t, z, xs) for t, z, xs in entries if t.variant.storage]
+        direct = [(t, z, xs) for t, z, xs in entries if not t.variant.storage]
+        T = [var() for _ in range(B)] if direct else []
+        S = [var() for _ in range(B)] if direct else []
+        for b in range(B):
+            # lat >= the variant's floor (storage) or floor + T + S (direct)
+            # The lower bound of each variant's latency, weighted by z, tightens the relaxation.
+            prob += pulp.LpAffineExpression(
+                [(lat[b], 1.0)] + [(z, -float(t.lower[b])) for t, z, _ in entries]
+            ) >= 0
+            if direct:
+                prob += pulp.LpAffineExpression(
+                    [(lat[b], 1.0), (T[b], -1.0), (S[b], -1.0)]
+                    + [(z, -float(t.floor[b])) for t, z, _ in direct]
+                ) >= 0
+            _max_rows(prob, lat[b], storage, lambda t, b=b: t.lat[:, b], lambda t, b=b: t.lower[b])
+            if direct:
+                _max_rows(prob, T[b], direct, lambda t, b=b: t.lat[:, b], None)
+                _max_rows(prob, S[b], direct, lambda t, b=b: t.scatter[:, b], None)
+            if concurrency:
+                expr = [(x, float(a)) for t, _, xs in entries for x, a in zip(xs, t.active[:, b], strict=True)]
+                prob += pulp.LpAffineExpression(expr) <= problem.constants.lambda_concurrency_limit
+    limit = problem.slo.time_limit_s - TIME_MARGIN_S - 1e-9 * problem.slo.time_limit_s
+    e2e = [pulp.LpAffineExpression([(layer_lat[li][b], 1.0) for li in range(len(layer_lat))])
+           for b in range(B)]
+    if time_rows:
+        for b in range(B):
+            prob += e2e[b] <= limit - float(tables.fixed_s[b])
+    objective = objective or Objective()
+    cost_expr = pulp.LpAffineExpression(objective_terms)
+    if objective.kind == "cheapest":
+        prob += cost_expr
+    else:
+        zlat = var()
+        for b in range(B):
+            prob += pulp.LpAffineExpression([(zlat, 1.0)]) - e2e[b] >= float(tables.fixed_s[b])
+        if objective.kind == "fastest":
+            prob += zlat * (1.0 / problem.slo.time_limit_s) + cost_expr * 1e-6
+        else:
+            from moeopt.solver import _references
+
+            cost_ref, lat_ref = _references(problem)
+            prob += (cost_expr * (objective.weight * scale / cost_ref)
+                     + zlat * ((1 - objective.weight) / lat_ref))
+    n_vars, n_rows = len(prob.variables()), len(prob.constraints)
+    remaining = None if time_limit_s is None else max(time_limit_s - (time.perf_counter() - t0), 0.05)
+    cutoff = None
+    if cutoff_usd is not None and objective.kind == "cheapest":
+        cutoff = (cutoff_usd - tables.cost_const_usd) / scale * (1 + 1e-9)
+    status, bound = _run(prob, backend, remaining, mip_gap, seed, cutoff)
+    seconds = time.perf_counter() - t0
+    if status == "infeasible" and cutoff is not None:
+        # Nothing cheaper than the cutoff exists: the plan that set it is optimal.
+        return MilpResult("cutoff", None, None, cutoff_usd, seconds, n_vars, n_rows)
+    if status in ("infeasible", "no_solution"):
+        return MilpResult(status, None, None, None, seconds, n_vars, n_rows)
+    choices = []
+    for entries in layout:
+        zi = int(np.argmax([z.varValue or 0.0 for _, z, _ in entries]))
+        t, _, xs = entries[zi]
+        values = np.array([x.varValue or 0.0 for x in xs])
+        E = int(t.expert.max()) + 1
+        best = np.full(E, -1.0)
+        rows = np.zeros(E, dtype=int)
+        for k, (e, val) in enumerate(zip(t.expert, values, strict=True)):
+            if val > best[e]:
+                best[e], rows[e] = val, k
+        choices.append(Choice(t, rows))
+    cost = sum(ch.cost_usd for ch in choices) + tables.cost_const_usd
+    if objective.kind != "cheapest":
+        bound = None
+    elif bound is not None:
+        bound = bound * scale + tables.cost_const_usd
+        if status == "optimal":
+            bound = min(bound, cost)
+    return MilpResult(status, tuple(choices), cost, bound, seconds, n_vars, n_rows)
+
+
+def _max_rows(prob, target, entries, values, lower) -> None:  # type: ignore[no-untyped-def]
+    """target >= sum_k x_k * value_k for every expert (the linearised max over experts).
+
+    An expert's row is left out when no option of it can exceed the variant's proven lower
+    bound, which the row of the expert attaining that bound (always kept) already enforces.
+    """
+    if not entries:
+        return
+    experts = np.unique(np.concatenate([t.expert for t, _, _ in entries]))
+    per_variant = []
+    for t, _, _ in entries:
+        val = values(t)
+        mins = np.full(len(experts), np.inf)
+        maxs = np.full(len(experts), -np.inf)
+        np.minimum.at(mins, t.expert, val)
+        np.maximum.at(maxs, t.expert, val)
+        low = mins.max() if lower is None else max(lower(t), mins.max())
+        per_variant.append((val, low, mins, maxs))
+    needed = np.zeros(len(experts), dtype=bool)
+    for _, low, mins, maxs in per_variant:
+        needed[int(np.argmax(mins))] = True  # the expert that sets the lower bound
+        needed |= maxs > low
+    for i in np.flatnonzero(needed):
+        expr = [(target, 1.0)]
+        for (t, _, xs), (val, low, _, _) in zip(entries, per_variant, strict=True):
+            # max(value, the variant's bound): valid for integer points, tighter for the LP.
+            expr += [(xs[k], -float(max(val[k], low))) for k in np.flatnonzero(t.expert == i)]
+        prob += pulp.LpAffineExpression(expr) >= 0
+
+
+def _run(prob: pulp.LpProblem, backend: str, time_limit: float | None, mip_gap: float,
+         seed: int, cutoff: float | None = None) -> tuple[str, float | None]:
+    """Solve; returns (status, proven lower bound of the scaled objective or None)."""
+    if backend == "highs":
+        extra = {} if cutoff is None else {"objective_bound": float(cutoff)}
+        solver = pulp.HiGHS(msg=False, timeLimit=time_limit, gapRel=mip_gap, gapAbs=0.0,
+                            threads=1, random_seed=seed, **extra)
+        prob.solve(solver)
+        import highspy
+
+        model = prob.solverModel
+        ms = model.getModelStatus()
+        info = model.getInfo()
+        has_solution = info.primal_solution_status == 2  # kSolutionStatusFeasible
+        if ms == highspy.HighsModelStatus.kInfeasible or (
+            cutoff is not None and ms == highspy.HighsModelStatus.kObjectiveBound
+            and info.primal_solution_status != 2
+        ):
+            return "infeasible", None
+        bound = info.mip_dual_bound if math.isfinite(info.mip_dual_bound) else None
+        if ms == highspy.HighsModelStatus.kOptimal and has_solution:
+            return "optimal", bound
+        return ("time_limit" if has_solution else "no_solution"), bound
+    options = [f"randomSeed {seed + 1}"]
+    if cutoff is not None:
+        options.append(f"cutoff {cutoff!r}")
+    solver = pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit, gapRel=mip_gap, gapAbs=0.0,
+                               threads=1, options=options)
+    prob.solve(solver)
+    if prob.status == pulp.LpStatusInfeasible:
+        return "infeasible", None
+    if prob.status != pulp.LpStatusOptimal:
+        return "no_solution", None
+    if prob.sol_status == pulp.LpSolutionOptimal:
+        return "optimal", pulp.value(prob.objective)
+    return "time_limit", None
+
+
+@dataclass(frozen=True, eq=False)
+class LayerCurve:
+    """Candidate configurations of one layer: each the cheapest choice under a latency cap
+    taken from one option's own latency (the issue's cost-vs-time curve, one per batch)."""
+
+    choices: tuple[Choice, ...]
+    cost: np.ndarray  # (P,)
+    latency: np.ndarray  # (P, B)
+    active: np.ndarray  # (P, B)
+
+
+def layer_curve(tables: Tables, layer: int, methods: set[int] | None = None) -> LayerCurve:
+    choices: list[Choice] = []
+    for t in tables.layers[layer]:
+        if methods is not None and t.variant.method not in methods:
+            continue
+        E = int(t.expert.max()) + 1
+        values = [t.lat] if t.variant.storage else [t.lat, t.scatter]
+        # Caps: each option's own latency, and the max of one option of each of the two
+        # slowest experts (their bottlenecks may alternate between batches).
+        slow = np.argsort([-t.lat[t.expert == e].min(axis=0).max() for e in range(E)])[:2]
+        pairs = [np.flatnonzero(t.expert == e) for e in slow]
+        if len(pairs) == 2:
+            a, b = (x.ravel() for x in np.meshgrid(*pairs, indexing="ij"))
+        else:
+            a = b = pairs[0]
+        caps = [np.concatenate([v, np.maximum(v[a], v[b])]) for v in values]
+        if t.variant.storage:
+            caps[0] = np.maximum(caps[0], t.floor)
+        fits = np.ones((len(caps[0]), len(t.cost)), dtype=bool)  # [cap, option row]
+        for cap, val in zip(caps, values, strict=True):
+            fits &= (val[None, :, :] <= cap[:, None, :] + 1e-12).all(axis=2)
+        # Scalar caps: every expert within one option's worst-batch latency (the bottleneck
+        # may move between experts from batch to batch).
+        worst = [v.max(axis=1) for v in values]
+        scalar = np.ones((len(t.cost), len(t.cost)), dtype=bool)
+        for w in worst:
+            scalar &= w[None, :] <= w[:, None] + 1e-12
+        fits = np.vstack([fits, scalar])
+        cost = np.where(fits, t.cost[None, :], np.inf)
+        # Per cap and expert, the cheapest fitting row.
+        order = np.lexsort((t.cost, t.expert))
+        best = np.full((len(fits), E), -1)
+        best_cost = np.full((len(fits), E), np.inf)
+        for k in order[::-1]:  # cheapest last, so it wins
+            e = t.expert[k]
+            better = cost[:, k] <= best_cost[:, e]
+            best[better, e] = k
+            best_cost[better, e] = cost[better, k]
+        ok = (best >= 0).all(axis=1)
+        for rows in np.unique(best[ok], axis=0):
+            choices.append(Choice(t, rows))
+    cost = np.array([ch.cost_usd for ch in choices])
+    lat = np.array([ch.latency_s for ch in choices])
+    active = np.array([ch.table.active[ch.rows].sum(axis=0) for ch in choices])
+    vec = np.concatenate([cost[:, None], lat, active], axis=1)
+    order = np.lexsort(vec.T[::-1])
+    keep = []
+    kept_vec = np.empty((0, vec.shape[1]))
+    for p in order:
+        if not (kept_vec <= vec[p]).all(axis=1).any():
+            keep.append(p)
+            kept_vec = np.vstack([kept_vec, vec[p]])
+    keep = np.array(keep)
+    return LayerCurve(tuple(choices[p] for p in keep), cost[keep], lat[keep], active[keep])
+
+
+def solve_curves(
+    tables: Tables, curves: list[LayerCurve], *, time_limit_s: float | None = None, seed: int = 0,
+    mip_gap: float = 1e-6,
+) -> tuple[str, tuple[Choice, ...] | None]:
+    """The layers' coupling alone: one configuration per layer under the end-to-end limit."""
+    problem = tables.problem
+    B = len(tables.fixed_s)
+    scale = max(tables.lower_bound_usd, 1e-12)
+    prob = pulp.LpProblem("curves", pulp.LpMinimize)
+    ys = []
+    n = 0
+    for cv in curves:
+        y = [pulp.LpVariable(f"y{n + p}", cat=pulp.LpBinary) for p in range(len(cv.cost))]
+        n += len(y)
+        ys.append(y)
+        prob += pulp.lpSum(y) == 1
+        if tables.concurrency:
+            for b in range(B):
+                prob += pulp.LpAffineExpression(list(zip(y, cv.active[:, b].tolist(), strict=True))) <= problem.constants.lambda_concurrency_limit
+    limit = problem.slo.time_limit_s - TIME_MARGIN_S - 1e-9 * problem.slo.time_limit_s
+    for b in range(B):
+        prob += pulp.LpAffineExpression(
+            [(v, float(cv.latency[p, b])) for cv, y in zip(curves, ys, strict=True) for p, v in enumerate(y)]
+        ) <= limit - float(tables.fixed_s[b])
+    prob += pulp.LpAffineExpression(
+        [(v, float(cv.cost[p]) / scale) for cv, y in zip(curves, ys, strict=True) for p, v in enumerate(y)]
+    )
+    status, _ = _run(prob, "highs", time_limit_s, mip_gap, seed)
+    if status in ("infeasible", "no_solution"):
+        return status, None
+    picks = tuple(
+        cv.choices[int(np.argmax([v.varValue or 0.0 for v in y]))] for cv, y in zip(curves, ys, strict=True)
+    )
+    return status, picks

@@ -1,0 +1,325 @@
+"""Option tables for the exact solvers: every (architecture, memory, replicas) choice of every
+expert under every layer method variant, priced with :mod:`cost_models.lambda_model` exactly as
+:func:`moeopt.evaluate.evaluate_batch` prices it, with infeasible and dominated options removed.
+
+Why this is exact: in an ungrouped plan an expert's cost and its latency terms depend only on its
+own option and its layer's method variant; a layer's latency is a max over its experts (plus
+constants); layers meet only in the end-to-end sum. So an option that costs no less than another
+and is no faster on any batch (after clipping each term to the layer's unavoidable latency) can
+never be needed, and an option whose latency alone breaks the time limit can never be used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from cost_models import lambda_model as lm
+from moeopt.evaluate import _fixed, _storage_requests_usd
+from moeopt.problem import DeploymentProblem
+
+#: Constraint names, as in :data:`moeopt.evaluate.VIOLATIONS`.
+OPTION_CONSTRAINTS = ("memory", "payload", "timeout")
+#: Above this many live options per expert the pairwise dominance check is skipped (it is
+#: quadratic); keeping a dominated option costs the MILP time, never correctness.
+PAIRWISE_MAX = 256
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A layer's scatter-gather method and, when pipelined, its pipeline degree beta."""
+
+    method: int
+    pipeline_degree: int = 1
+
+    @property
+    def storage(self) -> bool:
+        return self.method != lm.DIRECT
+
+
+@dataclass(frozen=True, eq=False)
+class VariantTable:
+    """The surviving options of one layer under one variant, one row per (expert, option).
+
+    Storage methods: the layer latency on batch b is max(floor[b], max over experts of lat[:, b]).
+    Direct: it is floor[b] + max scatter[:, b] + max lat[:, b] (lat is then the replica time).
+    """
+
+    layer: int
+    variant: Variant
+    expert: np.ndarray  # (n,) expert of each row
+    option: np.ndarray  # (n,) index into the option grid
+    cost: np.ndarray  # (n,) USD, mean over batches
+    lat: np.ndarray  # (n, B)
+    scatter: np.ndarray  # (n, B), zeros for storage methods
+    active: np.ndarray  # (n, B) replicas that receive tokens
+    floor: np.ndarray  # (B,) latency the layer pays whatever its experts do
+    lower: np.ndarray  # (B,) a lower bound of the layer latency under this variant
+
+    def latency(self, rows: np.ndarray) -> np.ndarray:
+        """Layer latency per batch when ``rows`` (one per expert) are chosen."""
+        if self.variant.storage:
+            return np.maximum(self.floor, self.lat[rows].max(axis=0))
+        return self.floor + self.scatter[rows].max(axis=0) + self.lat[rows].max(axis=0)
+
+
+@dataclass(frozen=True, eq=False)
+class Tables:
+    """All option tables of a problem plus the constants the end-to-end constraint needs."""
+
+    problem: DeploymentProblem
+    memory_mb: np.ndarray  # (K,) option grid
+    replicas: np.ndarray  # (K,)
+    arm64: np.ndarray  # (K,) bool
+    layers: tuple[tuple[VariantTable, ...], ...]  # per layer, its feasible variants
+    fixed_s: np.ndarray  # (B,) head + tail + every non-MoE compute term
+    cost_const_usd: float  # plan-independent cost (full scope: non-MoE functions, requests)
+    lower_bound_usd: float  # cheapest options everywhere, time limit ignored
+    concurrency: bool  # whether the concurrency limit can bind
+    binding: tuple[str, ...]  # non-empty: no plan of the space is feasible, and why
+    options_before: int  # rows before pruning (for reports)
+
+    @property
+    def rows(self) -> int:
+        return sum(len(t.cost) for layer in self.layers for t in layer)
+
+    @property
+    def time_limit_s(self) -> float:
+        return self.problem.slo.time_limit_s
+
+
+def variants_of(problem: DeploymentProblem, pipeline_degrees: tuple[int, ...]) -> tuple[Variant, ...]:
+    out: list[Variant] = []
+    for name in problem.methods:
+        m = lm.METHODS.index(name)
+        if m == lm.PIPELINED_STORAGE:
+            out += [Variant(m, int(b)) for b in pipeline_degrees]
+        else:
+            out.append(Variant(m))
+    return tuple(out)
+
+
+def build_tables(problem: DeploymentProblem, variants: tuple[Variant, ...]) -> Tables:
+    """Tabulate, filter and prune; ``binding`` says why when no plan can be feasible."""
+    c, model, fx = problem.constants, problem.model, _fixed(problem)
+    arch = np.asarray([a == "arm64" for a in problem.architectures])
+    mem = np.asarray(problem.memory_options, dtype=float)
+    g = np.arange(1, problem.max_replicas + 1, dtype=float)
+    arm_k, mem_k, g_k = (a.ravel() for a in np.meshgrid(arch, mem, g, indexing="ij"))
+    B, L = fx.loads.shape[0], problem.layers
+    per_token = lm.compute_time_per_token(mem_k, model.expert_flops_per_token, c, arm_k)
+    head = lm.head_time(1.0 * model.expert_param_bytes, problem.start_s, c)
+    price = lm.price_per_mb_second(arm_k, c) * mem_k
+    tb, bs = model.token_bytes, c.storage_bandwidth_bytes_per_s
+    wire = lm.wire_token_bytes(tb, c)
+    full = problem.cost_scope == "full"
+
+    raw: list[list[dict]] = []  # per layer, per feasible variant, the unpruned table
+    binding: set[str] = set()
+    for layer in range(L):
+        d = fx.loads[:, layer, :, None]  # (B, E, 1)
+        r = np.ceil(d / g_k)  # (B, E, K)
+        active = np.minimum(g_k, d)
+        r_max = r.max(axis=0)  # (E, K)
+        used = r_max > 0
+        per_layer: list[dict] = []
+        ok_any = {name: np.zeros(r_max.shape[0], dtype=bool) for name in (*OPTION_CONSTRAINTS, "all")}
+        for v in variants:
+            beta = float(v.pipeline_degree)
+            if v.method == lm.PIPELINED_STORAGE:
+                t = np.where(r > 0, lm.pipelined_replica_time(r, head, per_token, beta, tb, c), 0.0)
+            else:
+                t = lm.replica_time(v.method, r, head, per_token, 1.0, tb, c)
+            usd = lm.billed_seconds(t, c) * active * price  # (B, E, K)
+            if full:
+                usd = usd + active * c.lambda_request_usd
+                flat = (B, -1, 1, 1)
+                usd = usd + _storage_requests_usd(
+                    np.asarray(v.method), r.reshape(flat), active.reshape(flat), np.asarray(beta), c
+                ).reshape(usd.shape)
+            need = lm.memory_required_mb(
+                v.method, r_max, 1.0 * model.expert_param_bytes, beta, tb,
+                model.intermediate_bytes_per_token, c,
+            )
+            ok = {
+                "memory": ~used | (need <= mem_k),
+                "payload": ~used | (v.method != lm.DIRECT)
+                | (lm.payload_bytes(r_max, tb, c) <= c.lambda_payload_limit_bytes),
+                "timeout": t.max(axis=0) <= c.lambda_timeout_max_s,
+            }
+            feasible = ok["memory"] & ok["payload"] & ok["timeout"]
+            for name in OPTION_CONSTRAINTS:  # which constraint alone would leave options
+                others = np.ones_like(feasible)
+                for o in OPTION_CONSTRAINTS:
+                    if o != name:
+                        others &= ok[o]
+                ok_any[name] |= others.any(axis=1)
+            ok_any["all"] |= feasible.any(axis=1)
+            if not feasible.any(axis=1).all():
+                continue  # some expert fits no option under this variant
+            if v.storage:
+                first = (
+                    c.storage_delay_s + beta * tb / bs
+                    if v.method == lm.PIPELINED_STORAGE
+                    else fx.gate_upload_s[:, layer]
+                )
+                first = np.broadcast_to(np.asarray(first, dtype=float), (B,))
+                lat = np.maximum(t, t - head + first[:, None, None]) + fx.gather_s[:, layer, None, None]
+                floor = np.full(B, fx.next_load_s)
+                if v.method == lm.PIPELINED_STORAGE:
+                    floor = np.maximum(floor, fx.gate_upload_s[:, layer])
+                floor = floor + fx.gather_s[:, layer]
+                scatter = np.zeros_like(t)
+            else:
+                lat, floor = t, np.full(B, fx.next_load_s)
+                scatter = r * wire / c.function_bandwidth_bytes_per_s
+            per_layer.append(dict(
+                variant=v, feasible=feasible, cost=usd.mean(axis=0),
+                lat=lat.transpose(1, 2, 0), scatter=scatter.transpose(1, 2, 0),
+                active=active.transpose(1, 2, 0) * np.ones((1, len(g_k), 1)), floor=floor,
+            ))
+        if not ok_any["all"].all():
+            lost = ~ok_any["all"]
+            named = {n for n in OPTION_CONSTRAINTS if ok_any[n][lost].all()}
+            binding |= named or set(OPTION_CONSTRAINTS)
+        elif not per_layer:  # each expert fits some variant, but no variant fits every expert
+            binding.add("payload" if any(v.method == lm.DIRECT for v in variants) else "memory")
+        raw.append(per_layer)
+
+    options_before = L * problem.experts * len(g_k) * len(variants)
+    empty = Tables(problem, mem_k, g_k.astype(int), arm_k, (), fx.head_tail_s + np.zeros(B), 0.0,
+                   np.inf, False, (), options_before)
+    if binding:
+        return _replace(empty, binding=tuple(sorted(binding)))
+
+    # Lower bounds of each layer's latency under each variant, then the time-limit slack.
+    for per_layer in raw:
+        for tv in per_layer:
+            inf = ~tv["feasible"][:, :, None]
+            lat_min = np.where(inf, np.inf, tv["lat"]).min(axis=1)  # (E, B)
+            if tv["variant"].storage:
+                tv["lower"] = np.maximum(tv["floor"], lat_min.max(axis=0))
+                tv["clip"] = (tv["lower"],)
+            else:
+                t_fl = lat_min.max(axis=0)
+                s_fl = np.where(inf, np.inf, tv["scatter"]).min(axis=1).max(axis=0)
+                tv["lower"] = tv["floor"] + t_fl + s_fl
+                tv["clip"] = (t_fl, s_fl)
+    fixed = fx.head_tail_s + float(fx.nonmoe_compute_s.sum()) + np.zeros(B)
+    layer_lower = np.array([np.min([tv["lower"] for tv in pl], axis=0) for pl in raw])  # (L, B)
+    slack = problem.slo.time_limit_s - fixed - layer_lower.sum(axis=0)
+    if (slack < 0).any():
+        return _replace(empty, binding=("time_limit",))
+
+    def active_extreme(pl: list[dict], pick: str) -> np.ndarray:  # (B,) per-layer sum
+        fill = 0.0 if pick == "max" else np.inf
+        per_variant = [
+            getattr(np.where(tv["feasible"][:, :, None], tv["active"], fill), pick)(axis=1).sum(axis=0)
+            for tv in pl
+        ]
+        return getattr(np.asarray(per_variant), pick)(axis=0)
+
+    limit = c.lambda_concurrency_limit
+    concurrency = any((active_extreme(pl, "max") > limit).any() for pl in raw)
+    if concurrency and any((active_extreme(pl, "min") > limit).any() for pl in raw):
+        return _replace(empty, binding=("concurrency",))
+
+    layers: list[tuple[VariantTable, ...]] = []
+    lower_bound = 0.0
+    for layer, pl in enumerate(raw):
+        kept: list[VariantTable] = []
+        for tv in pl:
+            if (tv["lower"] - layer_lower[layer] > slack).any():
+                continue  # this variant alone breaks the time limit
+            table = _prune(layer, tv, layer_lower[layer] + slack, concurrency)
+            kept.append(table)
+        layers.append(tuple(kept))
+        lower_bound += min(_cheapest_sum(t) for t in kept)
+    const = 0.0
+    if full:
+        const = fx.nonmoe_cost_usd + fx.nonmoe_requests * c.lambda_request_usd
+    return Tables(
+        problem, mem_k, g_k.astype(int), arm_k, tuple(layers), fixed, const, lower_bound + const,
+        concurrency, (), options_before,
+    )
+
+
+def _cheapest_sum(t: VariantTable) -> float:
+    best = np.full(int(t.expert.max()) + 1, np.inf)
+    np.minimum.at(best, t.expert, t.cost)
+    return float(best.sum())
+
+
+def _prune(layer: int, tv: dict, max_lat: np.ndarray, concurrency: bool) -> VariantTable:
+    """Drop options slower than the time limit allows, then dominated options."""
+    v: Variant = tv["variant"]
+    feasible = tv["feasible"].copy()  # (E, K)
+    lat, scatter = tv["lat"], tv["scatter"]  # (E, K, B)
+    if v.storage:
+        own = lat
+        vectors = [np.maximum(lat, tv["clip"][0])]
+    else:
+        t_fl, s_fl = tv["clip"]
+        own = tv["floor"] + np.maximum(lat, t_fl) + np.maximum(scatter, s_fl)
+        vectors = [np.maximum(lat, t_fl), np.maximum(scatter, s_fl)]
+    feasible &= (own <= max_lat + 1e-12).all(axis=2)
+    if concurrency:
+        vectors.append(tv["active"])
+    vec = np.concatenate([tv["cost"][:, :, None], *vectors], axis=2)  # (E, K, D)
+    vec = np.where(feasible[:, :, None], vec, np.inf)
+    keep = feasible & ~_dominated(vec)
+    e_idx, k_idx = np.nonzero(keep)
+    return VariantTable(
+        layer=layer, variant=v, expert=e_idx, option=k_idx, cost=tv["cost"][e_idx, k_idx],
+        lat=lat[e_idx, k_idx], scatter=scatter[e_idx, k_idx], active=tv["active"][e_idx, k_idx],
+        floor=tv["floor"], lower=tv["lower"],
+    )
+
+
+def _dominated(vec: np.ndarray) -> np.ndarray:
+    """(E, K, D) -> (E, K): another option is no worse in every term (ties: lower index wins).
+
+    First the cheap cut: the cheapest option whose latency terms all sit at the layer's floor
+    dominates every dearer option; then an exact pairwise check on what is left.
+    """
+    E, K, D = vec.shape
+    finite = np.isfinite(vec[:, :, 0])
+    # Sort each expert's options by cost (stable), so only earlier options can dominate.
+    order = np.argsort(vec[:, :, 0], axis=1, kind="stable")
+    sv = np.take_along_axis(vec, order[:, :, None], axis=1)
+    floor = np.where(np.isfinite(sv[:, :, 1:]), sv[:, :, 1:], np.inf).min(axis=1)  # (E, D-1)
+    at_floor = (sv[:, :, 1:] <= floor[:, None, :]).all(axis=2) & np.isfinite(sv[:, :, 0])
+    first = np.where(at_floor.any(axis=1), at_floor.argmax(axis=1), K)
+    dominated_sorted = np.arange(K)[None, :] > first[:, None]
+    live = ~dominated_sorted & np.isfinite(sv[:, :, 0])
+    counts = live.sum(axis=1)
+    # Experts in buckets of similar width, so cold experts do not pay for the hottest one's.
+    for lo in (1, 4, 16, 64):
+        hi = lo * 4 if lo < 64 else PAIRWISE_MAX
+        rows = np.flatnonzero((counts > lo) & (counts <= hi))
+        if rows.size:
+            dominated_sorted[rows] |= _pairwise(sv[rows], live[rows], int(counts[rows].max()))
+    out = np.zeros((E, K), dtype=bool)
+    np.put_along_axis(out, order, dominated_sorted, axis=1)
+    return out & finite
+
+
+def _pairwise(sv: np.ndarray, live: np.ndarray, width: int) -> np.ndarray:
+    """Exact check among the live options (sorted by cost): an earlier option no worse in
+    every term dominates a later one."""
+    pos = np.argsort(~live, axis=1, kind="stable")[:, :width]
+    cv = np.take_along_axis(sv, pos[:, :, None], axis=1)
+    cv = np.where(np.take_along_axis(live, pos, axis=1)[:, :, None], cv, np.inf)
+    le = (cv[:, :, None, :] <= cv[:, None, :, :]).all(axis=3)  # [e, j, k]: j no worse than k
+    earlier = np.arange(width)[:, None] < np.arange(width)[None, :]
+    dom = (le & earlier[None]).any(axis=1)
+    hit = np.zeros_like(live)
+    np.put_along_axis(hit, pos, dom, axis=1)
+    return hit & live
+
+
+def _replace(t: Tables, **changes: object) -> Tables:
+    from dataclasses import replace
+
+    return replace(t, **changes)

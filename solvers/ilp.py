@@ -1,0 +1,276 @@
+"""Exact MILP through PuLP (HiGHS, or CBC): the monolithic program and the paper's ODS.
+
+The search space is every ungrouped plan: per expert a memory from the problem's options, a
+replica count 1..G and (when the problem allows arm64) an architecture; per layer a method and,
+for pipelined storage, a pipeline degree from ``pipeline_degrees`` (default: the same menu as
+:data:`moeopt.space.PIPELINE_DEGREES`, so the proof covers the space every black-box solver
+searches). See docs/ilp.md.
+
+>>> from moeopt.problem import load_problem
+>>> result = IlpSolver().solve(load_problem("bert-moe-4"))
+>>> str(result.solution_status)
+'proven_optimal'
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+
+from cost_models import lambda_model as lm
+from moeopt.errors import InputError
+from moeopt.plan import PlanArrays
+from moeopt.problem import DeploymentProblem
+from moeopt.solver import Budget, Outcome, Solver, SolverStatus, Tracker
+from moeopt.space import PIPELINE_DEGREES
+from solvers._ilp_model import Choice, MilpResult, layer_curve, solve_curves, solve_milp
+from solvers._ilp_tables import Tables, build_tables, variants_of
+
+MODES = ("monolithic", "ods")
+BACKENDS = ("highs", "cbc")
+
+
+class IlpSolver(Solver):
+    """Monolithic MILP by default (the only mode that proves optimality); ``mode="ods"`` runs
+    the paper's decomposition on the same tables."""
+
+    name = "ilp"
+    tags = frozenset({"exact", "deterministic", "milp", "objectives"})
+    requires: ClassVar[tuple[str, ...]] = ("pulp", "highspy")
+    default_options: ClassVar[dict[str, Any]] = {
+        "mode": "monolithic",
+        "backend": "highs",
+        "time_limit_s": None,  # None: the budget's seconds
+        "mip_gap": 1e-6,
+        "pipeline_degrees": PIPELINE_DEGREES,
+    }
+    default_budget: ClassVar[Budget] = Budget(evaluations=100, seconds=60.0)
+
+    def _check_options(self) -> None:
+        o = self.options
+        where = f"solver {self.name}"
+        if o["mode"] not in MODES:
+            raise InputError(where, "mode", f"{o['mode']!r}; allowed: {', '.join(MODES)}")
+        if o["backend"] not in BACKENDS:
+            raise InputError(where, "backend", f"{o['backend']!r}; allowed: {', '.join(BACKENDS)}")
+        degrees = o["pipeline_degrees"]
+        if not degrees or any(isinstance(b, bool) or int(b) != b or b < 1 for b in degrees):
+            raise InputError(where, "pipeline_degrees", f"{degrees!r}; need integers >= 1")
+        if not 0 <= float(o["mip_gap"]) < 1:
+            raise InputError(where, "mip_gap", f"{o['mip_gap']!r}; allowed: 0 <= gap < 1")
+
+    def _seconds(self, tracker: Tracker) -> float | None:
+        """Solver time left: the option (counted from the start), capped by the budget."""
+        limits = [float(x) - tracker.elapsed() for x in (self.options["time_limit_s"],) if x is not None]
+        left = tracker.remaining_seconds()
+        if left is not None:
+            limits.append(max(left - 0.3, 0.05))
+        return max(min(limits), 0.05) if limits else None
+
+    def _solve(self, problem: DeploymentProblem, tracker: Tracker) -> Outcome | None:
+        self._check_options()
+        degrees = tuple(sorted({int(b) for b in self.options["pipeline_degrees"]}))
+        tables = build_tables(problem, variants_of(problem, degrees))
+        if tables.binding:
+            return Outcome(
+                status=SolverStatus.INFEASIBLE,
+                message=f"no plan of the space is feasible: {', '.join(tables.binding)} "
+                f"cannot be met (checked before the MILP)",
+                binding_constraints=tables.binding,
+            )
+        if self.options["mode"] == "ods":
+            return self._ods(tables, tracker)
+        return self._monolithic(tables, tracker)
+
+    # -- monolithic -------------------------------------------------------------------------------
+
+    def _milp(self, tables: Tables, tracker: Tracker, **kw: Any) -> MilpResult:
+        return solve_milp(
+            tables, backend=self.options["backend"], time_limit_s=kw.pop("time_limit_s", self._seconds(tracker)),
+            mip_gap=float(self.options["mip_gap"]), seed=self.seed, objective=self.objective, **kw,
+        )
+
+    def _monolithic(self, tables: Tables, tracker: Tracker) -> Outcome:
+        """A fast incumbent from the layers' cost-vs-latency curves, then the full program
+        (which must beat it) for the proof or the bound."""
+        incumbent: tuple[Choice, ...] | None = None
+        if self.objective.kind == "cheapest" and self.options["backend"] == "highs":
+            curves = [layer_curve(tables, li) for li in range(tables.problem.layers)]
+            seconds = self._seconds(tracker)
+            _, incumbent = solve_curves(
+                tables, curves, time_limit_s=None if seconds is None else seconds / 4, seed=self.seed
+            )
+            if incumbent is not None and tables.concurrency and not _meets_concurrency(tables, incumbent):
+                incumbent = None
+            if incumbent is not None:
+                self._price(tables, incumbent, tracker)
+        cutoff = None if incumbent is None else milp_cost(tables, incumbent)
+        # Concurrency rows are added only when the plan found without them breaks the limit:
+        # the program without them is a relaxation, so a solution that meets it is optimal.
+        result = self._milp(tables, tracker, concurrency_rows=False, cutoff_usd=cutoff)
+        if result.choices is not None and tables.concurrency and not _meets_concurrency(
+            tables, result.choices
+        ):
+            result = self._milp(tables, tracker, cutoff_usd=cutoff)
+        if result.status == "infeasible":
+            return self._infeasible(tables, tracker)
+        choices = result.choices
+        cost = result.objective_usd
+        if choices is None or (cutoff is not None and cost is not None and cutoff <= cost):
+            choices, cost = incumbent, cutoff
+        if choices is None:
+            return Outcome(status=SolverStatus.TIME_LIMIT, lower_bound_usd=result.bound_usd,
+                           message=f"no incumbent within {result.seconds:.1f} s")
+        if choices is not incumbent:
+            self._price(tables, choices, tracker)
+        proven = result.status in ("optimal", "cutoff")
+        bound = result.bound_usd if result.bound_usd is not None else tables.lower_bound_usd
+        if self.objective.kind != "cheapest":
+            bound = None
+        gap = _gap(cost, bound)
+        return Outcome(
+            status=SolverStatus.OPTIMAL if proven else SolverStatus.TIME_LIMIT,
+            lower_bound_usd=bound,
+            proven_optimal=proven and tracker.seen_feasible,
+            message=(
+                f"{'optimal' if proven else 'time limit'}: MILP cost {cost:.9g} USD, "
+                f"bound {bound if bound is not None else 'n/a'}, gap "
+                f"{'n/a' if gap is None else f'{gap:.3g}'}; {result.variables} variables, "
+                f"{result.constraints} rows, {tables.rows} of {tables.options_before} options "
+                f"kept, {result.seconds:.2f} s in the MILP"
+            ),
+        )
+
+    def _infeasible(self, tables: Tables, tracker: Tracker) -> Outcome:
+        """The program has no solution: find the constraint that binds by relaxing it."""
+        relaxed = self._milp(tables, tracker, time_rows=False, concurrency_rows=True)
+        binding = ("time_limit",) if relaxed.choices is not None else ("concurrency",)
+        if relaxed.choices is not None:
+            self._price(tables, relaxed.choices, tracker)  # the least-violating plan, for reference
+        return Outcome(
+            status=SolverStatus.INFEASIBLE,
+            binding_constraints=binding,
+            message=f"the MILP is infeasible; without the {binding[0]} constraint it is not",
+        )
+
+    # -- ODS (the paper's Alg. 1) -----------------------------------------------------------------
+
+    def _ods(self, tables: Tables, tracker: Tracker) -> Outcome:
+        """One program per method; per layer the cheapest method; while the time limit breaks,
+        drop the method of the slowest layer (the paper prints argmin; its prose says highest
+        latency, which is what we do); at most 2|layers| rounds; else one method everywhere."""
+        problem = tables.problem
+        methods = sorted({t.variant.method for layer in tables.layers for t in layer})
+        per_method: dict[int, tuple[Choice, ...]] = {}
+        for i, m in enumerate(methods):
+            seconds = self._seconds(tracker)
+            share = None if seconds is None else seconds / (len(methods) - i)
+            result = self._milp(tables, tracker, methods={m}, time_limit_s=share)
+            if result.choices is not None:
+                per_method[m] = result.choices
+        if not per_method:
+            return self._infeasible(tables, tracker)
+        L = problem.layers
+        cost = np.full((len(methods), L), np.inf)
+        for j, m in enumerate(methods):
+            if m in per_method:
+                cost[j] = [ch.cost_usd for ch in per_method[m]]
+        limit = problem.slo.time_limit_s
+        chosen: tuple[Choice, ...] | None = None
+        rounds = 0
+        for rounds in range(1, 2 * L + 1):  # noqa: B007 - reported below
+            if not np.isfinite(cost.min(axis=0)).all():
+                break
+            pick = cost.argmin(axis=0)
+            layers = tuple(per_method[methods[pick[li]]][li] for li in range(L))
+            lat = np.array([ch.latency_s for ch in layers])  # (L, B)
+            if (tables.fixed_s + lat.sum(axis=0) <= limit).all():
+                chosen = layers
+                break
+            slowest = int(lat.max(axis=1).argmax())
+            cost[pick[slowest], slowest] = np.inf
+        how = f"mixed methods after {rounds} round(s)"
+        if chosen is None:
+            totals = {m: sum(ch.cost_usd for ch in per_method[m]) for m in per_method}
+            best = min(totals, key=lambda m: totals[m])
+            chosen = per_method[best]
+            how = f"fallback: {lm.METHODS[best]} in every layer"
+        self._price(tables, chosen, tracker)
+        return Outcome(
+            status=SolverStatus.COMPLETED,
+            lower_bound_usd=tables.lower_bound_usd,  # cheapest options, time limit ignored
+            message=f"ODS ({how}); a heuristic: use mode='monolithic' for a proof",
+        )
+
+    # -- pricing ----------------------------------------------------------------------------------
+
+    def _price(self, tables: Tables, choices: tuple[Choice, ...], tracker: Tracker) -> None:
+        tracker.evaluate(plan_arrays(tables, choices))
+
+
+def plan_arrays(tables: Tables, choices: tuple[Choice, ...]) -> PlanArrays:
+    """The chosen options as one plan in array form (ungrouped)."""
+    problem = tables.problem
+    L, E = problem.layers, problem.experts
+    memory = np.zeros((1, L, E))
+    replicas = np.ones((1, L, E), dtype=np.int64)
+    arm = np.zeros((1, L, E), dtype=bool)
+    method = np.zeros((1, L), dtype=np.int64)
+    beta = np.ones((1, L))
+    for li, ch in enumerate(choices):
+        k = ch.table.option[ch.rows]
+        memory[0, li] = tables.memory_mb[k]
+        replicas[0, li] = tables.replicas[k]
+        arm[0, li] = tables.arm64[k]
+        method[0, li] = ch.table.variant.method
+        beta[0, li] = ch.table.variant.pipeline_degree
+    return PlanArrays(memory, replicas, method, beta, None, arm if arm.any() else None)
+
+
+def milp_cost(tables: Tables, choices: tuple[Choice, ...]) -> float:
+    """The program's objective (cheapest) for these choices, to check against the evaluator."""
+    return sum(ch.cost_usd for ch in choices) + tables.cost_const_usd
+
+
+def _meets_concurrency(tables: Tables, choices: tuple[Choice, ...]) -> bool:
+    limit = tables.problem.constants.lambda_concurrency_limit
+    return all((ch.table.active[ch.rows].sum(axis=0) <= limit).all() for ch in choices)
+
+
+def _gap(cost: float | None, bound: float | None) -> float | None:
+    if cost is None or bound is None or not math.isfinite(cost) or cost <= 0:
+        return None
+    return max(cost - bound, 0.0) / cost
+
+
+class MonolithicIlpSolver(IlpSolver):
+    """Methods chosen jointly with everything else: the exact optimum over the space."""
+
+    name = "ilp-monolithic"
+    default_options: ClassVar[dict[str, Any]] = {**IlpSolver.default_options, "mode": "monolithic"}
+
+
+class OdsIlpSolver(IlpSolver):
+    """The paper's ODS decomposition (not registered by default; ``ilp`` with mode="ods")."""
+
+    name = "ilp-ods"
+    default_options: ClassVar[dict[str, Any]] = {**IlpSolver.default_options, "mode": "ods"}
+
+
+class CbcIlpSolver(IlpSolver):
+    """The monolithic program solved by CBC (bundled with PuLP 3) instead of HiGHS."""
+
+    name = "ilp-cbc"
+    default_options: ClassVar[dict[str, Any]] = {**IlpSolver.default_options, "backend": "cbc"}
+
+    @classmethod
+    def available(cls) -> tuple[bool, str]:
+        try:
+            import pulp
+
+            ok = bool(pulp.PULP_CBC_CMD(msg=False).available())
+        except Exception as exc:  # PuLP missing or broken: a listed fact
+            return False, f"{type(exc).__name__}: {exc}"
+        return ok, "" if ok else "PuLP's bundled CBC binary is not available"

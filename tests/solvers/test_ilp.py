@@ -1,0 +1,143 @@
+"""The MILP solvers: conformance, agreement with exhaustive search, pricing identical to the
+evaluator, infeasibility with the binding constraint, and bounds on the paper's problems."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from moeopt.builtin_problems import PAPER_PROBLEMS, builtin_problem
+from moeopt.evaluate import evaluate_batch
+from moeopt.problem import problem_from_dict
+from moeopt.registry import make_solver
+from moeopt.solver import Budget, SolutionStatus, SolverStatus
+from moeopt.space import PIPELINE_DEGREES
+from moeopt.testing import SolverConformance, small_problem, tiny_problem
+from solvers._ilp_model import solve_milp
+from solvers._ilp_tables import build_tables, variants_of
+from solvers.ilp import CbcIlpSolver, milp_cost, plan_arrays
+
+SLOW = os.environ.get("MOEOPT_SLOW_TESTS") == "1"
+
+
+class TestIlpConformance(SolverConformance):
+    @pytest.fixture
+    def solver_name(self):
+        return "ilp"
+
+
+class TestIlpOdsConformance(SolverConformance):
+    @pytest.fixture
+    def solver_name(self):
+        return "ilp"
+
+    @pytest.fixture
+    def solver_options(self):
+        return {"mode": "ods"}
+
+
+@pytest.mark.skipif(not CbcIlpSolver.available()[0], reason="CBC not available")
+class TestIlpCbcConformance(SolverConformance):
+    @pytest.fixture
+    def solver_name(self):
+        return "ilp-cbc"
+
+
+@pytest.mark.parametrize("time_limit_s", [30.0, 2.0, 1.3])
+def test_ilp_agrees_with_exhaustive_on_tiny_problems(time_limit_s):
+    problem = tiny_problem(time_limit_s=time_limit_s)
+    exact = make_solver("exhaustive").solve(problem, Budget(evaluations=10**6))
+    for name in ("ilp", "ilp-cbc") if CbcIlpSolver.available()[0] else ("ilp",):
+        ilp = make_solver(name, mip_gap=0.0, pipeline_degrees=PIPELINE_DEGREES).solve(problem)
+        assert ilp.solution_status == SolutionStatus.PROVEN_OPTIMAL, (name, ilp.message)
+        assert ilp.cost_usd == pytest.approx(exact.cost_usd, rel=1e-9)
+
+
+def _spec(**deployment):
+    return {
+        "name": "milp-pricing",
+        "model": {"moe_layers": 2, "experts_per_layer": 4, "top_k": 2, "hidden_size": 768,
+                  "expert_ffn_size": 3072, "nonmoe_params_per_layer": 2_362_368},
+        "workload": {"tokens_per_batch": 4096},
+        "slo": {"time_limit_s": 8.0},
+        "popularity": {"source": "zipf", "exponent": 1.2, "batches": 3, "seed": 2},
+        "deployment": {"memory_menu": [768, 1536, 3072], "max_replicas": 4, **deployment},
+    }
+
+
+@pytest.mark.parametrize("problem", [
+    small_problem(),
+    tiny_problem(time_limit_s=1.5),
+    problem_from_dict(_spec(), "test"),
+    problem_from_dict(_spec(cost_scope="full", architectures=["x86_64", "arm64"]), "test"),
+], ids=["small", "tiny", "top2", "full-scope-arm64"])
+def test_milp_objective_is_the_evaluators_cost(problem):
+    tables = build_tables(problem, variants_of(problem, (64, 256)))
+    result = solve_milp(tables, mip_gap=0.0)
+    assert result.status == "optimal"
+    batch = evaluate_batch(problem, plan_arrays(tables, result.choices))
+    assert bool(batch.feasible[0])
+    assert milp_cost(tables, result.choices) == pytest.approx(float(batch.cost_usd[0]), rel=1e-6)
+    assert result.objective_usd == pytest.approx(float(batch.cost_usd[0]), rel=1e-6)
+    assert result.bound_usd <= result.objective_usd * (1 + 1e-9)
+    for ch, lat in zip(result.choices, batch.layer_latency_s[0], strict=True):
+        assert ch.latency_s.max() == pytest.approx(lat, rel=1e-9)
+
+
+def test_time_limit_binding_is_named():
+    result = make_solver("ilp").solve(small_problem(time_limit_s=0.5, name="impossible"))
+    assert result.solver_status == SolverStatus.INFEASIBLE
+    assert result.binding_constraints == ("time_limit",)
+    assert result.plan is None or not result.evaluation.feasible
+
+
+def test_memory_binding_is_named():
+    problem = problem_from_dict(_spec(memory_menu=[128]), "test")
+    result = make_solver("ilp").solve(problem)
+    assert result.solver_status == SolverStatus.INFEASIBLE
+    assert result.binding_constraints == ("memory",)
+
+
+def test_payload_binding_is_named():
+    problem = problem_from_dict(
+        {**_spec(methods=["direct"], max_replicas=1), "workload": {"tokens_per_batch": 40_000}},
+        "test",
+    )
+    result = make_solver("ilp").solve(problem)
+    assert result.solver_status == SolverStatus.INFEASIBLE
+    assert result.binding_constraints == ("payload",)
+
+
+def test_monolithic_is_never_worse_than_ods():
+    problem = small_problem(time_limit_s=12.0)
+    mono = make_solver("ilp-monolithic").solve(problem)
+    ods = make_solver("ilp", mode="ods").solve(problem)
+    assert mono.solution_status == SolutionStatus.PROVEN_OPTIMAL
+    assert mono.cost_usd <= ods.cost_usd * (1 + 1e-9)
+
+
+def test_bad_options_are_input_errors():
+    from moeopt.errors import InputError
+
+    with pytest.raises(InputError, match="mode"):
+        make_solver("ilp", mode="fast").solve(small_problem())
+
+
+PROBLEMS = [*PAPER_PROBLEMS, "switch-base-128"] if SLOW else ["bert-moe-4"]
+
+
+@pytest.mark.parametrize("name", PROBLEMS)
+def test_paper_problems_proven_or_gap_and_never_beaten(name):
+    problem = builtin_problem(name)
+    ilp = make_solver("ilp", time_limit_s=6.0).solve(problem)
+    assert ilp.solution_status != SolutionStatus.NONE, ilp.message
+    assert ilp.evaluation.feasible
+    assert ilp.lower_bound_usd is not None and ilp.gap is not None
+    assert ilp.lower_bound_usd <= ilp.cost_usd * (1 + 1e-9)
+    for other in ("random", "greedy"):
+        result = make_solver(other).solve(problem, Budget(evaluations=300, seconds=10))
+        if result.solution_status != SolutionStatus.NONE:
+            assert result.cost_usd >= ilp.lower_bound_usd * (1 - 1e-9), other
+            if ilp.solution_status == SolutionStatus.PROVEN_OPTIMAL:
+                assert result.cost_usd >= ilp.cost_usd * (1 - 1e-9), other

@@ -131,3 +131,12 @@ def test_plan_errors_name_the_field():
         parse_plan(make_plan([one_layer("direct", [fn([0, 1], memory_mb=64)])]), 1, 2)
     with pytest.raises(PlanError, match="one entry per MoE layer"):
         parse_plan(good, layers=2, experts=2)
+
+
+def test_plan_object_from_the_core_is_accepted():
+    core = pytest.importorskip("moeopt.plan")
+    data = make_plan([one_layer("pipelined_storage", [fn([0]), fn([1], replicas=2)], beta=16)])
+    plan = core.plan_from_dict(data, "test")
+    (layer,) = parse_plan(plan, layers=1, experts=2)
+    assert layer.method == "pipelined_storage" and layer.pipeline_degree == 16
+    assert [f.replicas for f in layer.functions] == [1, 2]

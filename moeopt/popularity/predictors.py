@@ -27,6 +27,8 @@ import numpy as np
 
 from moeopt.popularity.traces import TOKENS_PER_BATCH, RoutingTrace, batch_loads
 
+CHUNK = 8192  # tokens scored at once: bounds memory at CHUNK x layers x experts floats
+
 
 def largest_remainder(shares: np.ndarray, total: int) -> np.ndarray:
     """Integers proportional to ``shares`` (last axis) that sum exactly to ``total``."""
@@ -73,30 +75,35 @@ class Predictor(ABC):
         pass
 
     @abstractmethod
-    def scores(self, token_ids: np.ndarray) -> np.ndarray:
-        """Per-token posterior-like scores (tokens, layers, E); rows need not be normalised."""
+    def scores(self, token_ids: np.ndarray, prior_tokens: np.ndarray | None = None) -> np.ndarray:
+        """Per-token posterior-like scores (tokens, layers, E); rows need not be normalised.
 
-    def _ranked(self, token_ids: np.ndarray) -> np.ndarray:
-        s = self.scores(np.asarray(token_ids, dtype=np.int64))
-        # ties go to the globally more popular expert
-        s = s + 1e-9 * self.frequency[None]
-        return np.argsort(-s, axis=-1, kind="stable")
+        ``prior_tokens``: the whole set being predicted, when ``token_ids`` is one chunk of it.
+        """
 
-    def predict_experts(self, token_ids: np.ndarray, k: int | None = None) -> np.ndarray:
+    def predict_experts(
+        self, token_ids: np.ndarray, k: int | None = None, prior_tokens: np.ndarray | None = None
+    ) -> np.ndarray:
         """Top-k (MAP for k=1) experts per token and layer, (tokens, layers, k), best first."""
-        return self._ranked(token_ids)[..., : (k or self.top_k)]
+        token_ids = np.asarray(token_ids, dtype=np.int64)
+        prior = token_ids if prior_tokens is None else prior_tokens
+        out = []
+        for start in range(0, max(len(token_ids), 1), CHUNK):
+            s = self.scores(token_ids[start : start + CHUNK], prior)
+            s = s + 1e-9 * self.frequency[None]  # ties go to the globally more popular expert
+            out.append(np.argsort(-s, axis=-1, kind="stable")[..., : (k or self.top_k)])
+        return np.concatenate(out)
 
     def predict_loads(
         self, token_ids: np.ndarray, batch_size: int = TOKENS_PER_BATCH
     ) -> np.ndarray:
         """Predicted d[b, e, i]: batches of consecutive tokens, each token counted k times."""
-        chosen = self.predict_experts(token_ids)
-        return np.stack(
-            [
-                batch_loads(chosen[s], self.num_experts, s.stop - s.start)[0]
-                for s in _batches(len(chosen), batch_size)
-            ]
-        )
+        token_ids = np.asarray(token_ids, dtype=np.int64)
+        out = []
+        for sl in _batches(len(token_ids), batch_size):
+            chosen = self.predict_experts(token_ids[sl], prior_tokens=token_ids)
+            out.append(batch_loads(chosen, self.num_experts, sl.stop - sl.start)[0])
+        return np.stack(out)
 
 
 class FrequencyPredictor(Predictor):
@@ -104,7 +111,7 @@ class FrequencyPredictor(Predictor):
 
     name = "frequency"
 
-    def scores(self, token_ids: np.ndarray) -> np.ndarray:
+    def scores(self, token_ids: np.ndarray, prior_tokens: np.ndarray | None = None) -> np.ndarray:
         return np.broadcast_to(self.frequency[None], (len(token_ids), *self.frequency.shape))
 
     def predict_loads(
@@ -140,7 +147,7 @@ class MovingAveragePredictor(Predictor):
         recent = np.stack(self.history[-self.window :])
         return recent.sum(axis=0) / np.maximum(recent.sum(axis=(0, 2))[:, None], 1)
 
-    def scores(self, token_ids: np.ndarray) -> np.ndarray:
+    def scores(self, token_ids: np.ndarray, prior_tokens: np.ndarray | None = None) -> np.ndarray:
         return np.broadcast_to(self.share()[None], (len(token_ids), self.layers, self.num_experts))
 
     def predict_loads(
@@ -154,6 +161,7 @@ class _TokenTable(Predictor):
     """Profiled counts keyed by (layer, token id, attention id), aggregated over positions."""
 
     def _fit(self, trace: RoutingTrace) -> None:
+        self._cache = None
         if np.any(trace.token_ids < 0):
             raise ValueError(f"{self.name} needs token ids in every trace record")
         n, layers, k = trace.experts.shape
@@ -177,11 +185,21 @@ class _TokenTable(Predictor):
         """P'(a) per profiled key; 1 for the token-id-only baseline."""
         return np.ones(len(self.key_attn))
 
-    def scores(self, token_ids: np.ndarray) -> np.ndarray:
-        w = self.attention_weight(token_ids)
+    def posterior_table(self, prior_tokens: np.ndarray) -> np.ndarray:
+        """P(i | t) for every profiled token id t, (layers, profiled ids, E); cached per prior."""
+        cached = getattr(self, "_cache", None)
+        if cached is not None and cached[0] is prior_tokens:
+            return cached[1]
+        w = self.attention_weight(prior_tokens)
         table = np.zeros((self.layers, len(self.tokens), self.num_experts))
         np.add.at(table, (self.key_layer, self.key_row), w[:, None] * self.key_counts)
         table /= self.token_count[None, :, None]
+        self._cache = (prior_tokens, table)
+        return table
+
+    def scores(self, token_ids: np.ndarray, prior_tokens: np.ndarray | None = None) -> np.ndarray:
+        token_ids = np.asarray(token_ids, dtype=np.int64)
+        table = self.posterior_table(token_ids if prior_tokens is None else prior_tokens)
         pos = np.searchsorted(self.tokens, token_ids)
         pos = np.minimum(pos, len(self.tokens) - 1)
         seen = self.tokens[pos] == token_ids
@@ -242,7 +260,7 @@ class ExpectedBayesianPredictor(BayesianPredictor):
         token_ids = np.asarray(token_ids, dtype=np.int64)
         out = []
         for sl in _batches(len(token_ids), batch_size):
-            s = self.scores(token_ids[sl])
+            s = self.scores(token_ids[sl], prior_tokens=token_ids)
             s = s / np.maximum(s.sum(axis=-1, keepdims=True), 1e-300)
             out.append(largest_remainder(s.sum(axis=0), (sl.stop - sl.start) * self.top_k))
         return np.stack(out)

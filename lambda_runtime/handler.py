@@ -161,9 +161,7 @@ def _storage(
     batches = event.get("minibatches")
     if not isinstance(bucket, str) or not isinstance(batches, list) or not batches:
         raise PayloadError("bucket/minibatches: storage methods need a bucket and a non-empty minibatch list")
-    s3 = _s3()
-    for w in weights.values():  # weights before tokens: the head time H of the paper
-        _load_expert(w)
+    s3 = _s3()  # weights are already loaded by the handler: the head time H of the paper
     totals = {"download_s": 0.0, "compute_s": 0.0, "upload_s": 0.0}
     tokens = 0
 

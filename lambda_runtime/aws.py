@@ -265,8 +265,17 @@ class AwsBackend:
                  delete_bucket: bool = False) -> None:
         """Functions, objects under the prefix, role and repository; the bucket only if asked."""
         s3 = self.s3_client()
+        lam = self.lambda_client()
         if deployment is not None:
-            teardown(deployment, self.lambda_client(), s3)
+            teardown(deployment, lam, s3)
+        for page in lam.get_paginator("list_functions").paginate():
+            for f in page["Functions"]:  # leftovers of this prefix (e.g. an interrupted run)
+                if f["FunctionName"].startswith(f"{self.prefix}-l"):
+                    lam.delete_function(FunctionName=f["FunctionName"])
+        if bucket and not delete_bucket:
+            from lambda_runtime.deploy import delete_prefix
+
+            delete_prefix(s3, bucket, f"{self.prefix}/")
         iam = self.client("iam")
         role = f"{self.prefix}-expert-role"
         try:

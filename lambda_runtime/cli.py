@@ -22,8 +22,10 @@ from lambda_runtime.deploy import PlanError, plan_dict
 BUCKET = "moeopt-local"
 
 
-class RuntimeInputError(click.UsageError):
+class RuntimeInputError(click.ClickException):
     """A user mistake in a runtime command: one line, exit status 2."""
+
+    exit_code = 2
 
 
 @click.group("runtime")
@@ -57,6 +59,36 @@ def serve(concurrency: int, no_cpu_limits: bool) -> None:
         except KeyboardInterrupt:
             pass
         click.echo("stopping")
+
+
+@runtime.command("aws-provision")
+@click.option("--region", default="us-east-1", show_default=True)
+@click.option("--bucket", required=True, help="S3 bucket for weights and intermediates (created if absent).")
+@click.option("--prefix", default="moeopt", show_default=True)
+@click.option("--context", "context_dir", type=click.Path(file_okay=False), default="moeopt-image", show_default=True,
+              help="Where to write the container image build context.")
+def aws_provision(region: str, bucket: str, prefix: str, context_dir: str) -> None:
+    """Create the bucket, ECR repository and least-privilege role; build the image if Docker runs."""
+    from lambda_runtime.aws import AwsBackend
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    info = AwsBackend(region=region, prefix=prefix).provision(bucket, context_dir)
+    click.echo(json.dumps(info, indent=2))
+    click.echo(f"next: moeopt run PLAN.json --backend aws --region {region} --bucket {bucket} --prefix {prefix} "
+               f"--image-uri {info['image_uri']} --role-arn {info['role_arn']}")
+
+
+@runtime.command("aws-teardown")
+@click.option("--region", default="us-east-1", show_default=True)
+@click.option("--bucket", default=None)
+@click.option("--prefix", default="moeopt", show_default=True)
+@click.option("--delete-bucket", is_flag=True, help="Also empty and delete the bucket.")
+def aws_teardown(region: str, bucket: str | None, prefix: str, delete_bucket: bool) -> None:
+    """Delete the prefix's functions, role and repository (and the bucket if asked)."""
+    from lambda_runtime.aws import AwsBackend
+
+    AwsBackend(region=region, prefix=prefix).teardown(bucket=bucket, delete_bucket=delete_bucket)
+    click.echo(f"torn down prefix {prefix!r} in {region}")
 
 
 def _load_plan(path: str) -> dict[str, Any]:
@@ -132,6 +164,8 @@ def _human(summary: Any) -> str:
 @click.option("--bucket", default=None, help="S3 bucket (--backend aws; created if absent).")
 @click.option("--image-uri", default=None, help="Expert function image in ECR (--backend aws).")
 @click.option("--role-arn", default=None, help="Execution role (--backend aws).")
+@click.option("--prefix", default="moeopt", show_default=True,
+              help="--backend aws: name prefix of functions and S3 keys (the role's policy is scoped to it).")
 @click.option("--hidden", type=click.IntRange(1), default=64, show_default=True,
               help="Hidden size when the plan's problem is not loadable.")
 @click.option("--ffn", type=click.IntRange(1), default=128, show_default=True,
@@ -144,7 +178,7 @@ def _human(summary: Any) -> str:
 @click.option("--json", "as_json", is_flag=True)
 def run_command(plan_path: str, backend: str, problem_name: str | None, requests: int, warmup: int,
                 max_environments: int, tokens: int | None,
-                region: str, bucket: str | None, image_uri: str | None, role_arn: str | None,
+                region: str, bucket: str | None, image_uri: str | None, role_arn: str | None, prefix: str,
                 hidden: int, ffn: int, top_k: int, dry_run: bool, no_check: bool, as_json: bool) -> None:
     """Run PLAN.json on the local backend or AWS; report measured against predicted."""
     from lambda_runtime.model import SeededMoE
@@ -169,12 +203,12 @@ def run_command(plan_path: str, backend: str, problem_name: str | None, requests
 
             if not (bucket and image_uri and role_arn):
                 raise RuntimeInputError("--backend aws needs --bucket, --image-uri and --role-arn "
-                                        "(create them with `python -m lambda_runtime.aws deploy`)")
-            aws = AwsBackend(region=region)
+                                        "(create them with `moeopt runtime aws-provision`)")
+            aws = AwsBackend(region=region, prefix=prefix)
             summary, _ = run_plan(plan, moe, aws.lambda_client(), aws.s3_client(),
                                   {"PackageType": "Image", "Code": {"ImageUri": image_uri}}, bucket,
                                   requests=requests, tokens=n_tokens, check=not no_check, role=role_arn,
-                                  warmup=warmup)
+                                  warmup=warmup, prefix=prefix)
     except PlanError as exc:
         raise RuntimeInputError(f"{plan_path}: {exc}") from None
     replicas = sum(f.get("replicas", 1) for la in plan.get("layers", []) for f in la.get("functions", []))

@@ -91,3 +91,25 @@ def test_build_context_has_handler_and_no_credentials(tmp_path, monkeypatch):
     for path in ctx.rglob("*"):
         if path.is_file():
             assert "very-secret-value" not in path.read_text(errors="replace")
+
+
+def test_cli_provision_then_teardown_removes_leftovers(aws, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from lambda_runtime.cli import runtime
+
+    monkeypatch.setattr("lambda_runtime.aws.docker_available", lambda: None)
+    result = CliRunner().invoke(runtime, ["aws-provision", "--bucket", "cli-bucket", "--prefix", "cp",
+                                          "--context", str(tmp_path / "ctx")])
+    assert result.exit_code == 0, result.output
+    assert "next: moeopt run PLAN.json --backend aws" in result.output
+    info = json.loads(result.output[: result.output.index("next:")])
+    lam = aws.client("lambda")
+    lam.create_function(FunctionName="cp-l0-f0", Role=info["role_arn"], PackageType="Image",
+                        Code={"ImageUri": info["image_uri"]})  # an interrupted run's function
+    lam.create_function(FunctionName="other-fn", Role=info["role_arn"], PackageType="Image",
+                        Code={"ImageUri": info["image_uri"]})
+    result = CliRunner().invoke(runtime, ["aws-teardown", "--bucket", "cli-bucket", "--prefix", "cp"])
+    assert result.exit_code == 0, result.output
+    assert [f["FunctionName"] for f in lam.list_functions()["Functions"]] == ["other-fn"]
+    assert aws.client("ecr").describe_repositories()["repositories"] == []

@@ -238,3 +238,45 @@ def load_any(
     if head is None and src.endswith(".json"):
         return read_counts(path)  # pretty-printed JSON spans lines
     return read_routing_jsonl(path, fields, num_experts)
+
+
+def traces_to_popularity(path: str | Path, model: Any, workload: Any, data: dict[str, Any]):
+    """The ``Popularity`` of a problem whose ``[popularity] source = "trace"``.
+
+    ``data`` is the problem's popularity table (``file``, optional ``batches``, ``seed`` and
+    ``fields``, a mapping of field names for per-token JSONL). A routing trace gives measured
+    per-batch loads: consecutive batches of ``workload.tokens_per_batch`` tokens, at most
+    ``batches`` of them. A trace shorter than one batch is resampled: each batch draws
+    ``tokens_per_batch`` of its tokens with replacement (seeded), a stated model. A counts
+    file is sampled with ``Popularity.from_layer_counts``.
+    """
+    from moeopt.popularity.loads import Popularity
+    from moeopt.popularity.traces import batch_loads
+
+    src = str(path)
+    fields = data.get("fields") or {}
+    if not isinstance(fields, dict) or not all(isinstance(v, str) for v in fields.values()):
+        raise InputError(src, "popularity.fields", 'need a table of NAME = "SOURCE_FIELD"')
+    for name in fields:
+        if name not in FIELDS:
+            raise InputError(src, f"popularity.fields.{name}", f"allowed: {', '.join(FIELDS)}")
+    batches = int(data.get("batches", 8))
+    seed = int(data.get("seed", 0))
+    n = int(workload.tokens_per_batch)
+    found = load_any(path, fields, getattr(model, "experts_per_layer", None))
+    if isinstance(found, LayerCounts):
+        return found.popularity(n, model.top_k, batches, seed)
+    if found.top_k != model.top_k:
+        raise InputError(
+            src, "top_k", f"trace routes top-{found.top_k}; the model is top-{model.top_k}"
+        )
+    name = Path(path).name
+    if found.tokens >= n:
+        loads = batch_loads(found.experts, found.num_experts, n)[:batches]
+        return Popularity(loads=loads, source=f"trace:{name}")
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, found.tokens, (batches, n))
+    loads = np.stack([batch_loads(found.experts[p], found.num_experts, n)[0] for p in picks])
+    return Popularity(
+        loads=loads, source=f"trace:{name} (resampled {found.tokens} tokens, seed {seed})"
+    )

@@ -137,3 +137,22 @@ def test_round_trips_through_random(tmp_path):
     back = read_routing_jsonl(write_lines(tmp_path / "r.jsonl", recs), num_experts=4)
     np.testing.assert_array_equal(back.experts, tr.experts)
     np.testing.assert_array_equal(back.token_ids, tr.token_ids)
+
+
+def test_problem_popularity_from_a_trace(tmp_path):
+    from moeopt.model import ModelSpec, Workload
+    from moeopt.popularity.importers import traces_to_popularity
+
+    tr = random_trace(4, 2500, 3, 8, 2)
+    write_trace(tr, tmp_path / "t.jsonl")
+    model = ModelSpec(
+        "m", moe_layers=3, experts_per_layer=8, top_k=2, hidden_size=8, expert_ffn_size=8
+    )
+    pop = traces_to_popularity(tmp_path / "t.jsonl", model, Workload(1000), {"batches": 8})
+    assert pop.loads.shape == (2, 3, 8) and np.all(pop.loads.sum(axis=2) == 2000)
+    small = traces_to_popularity(tmp_path / "t.jsonl", model, Workload(10_240), {"seed": 1})
+    assert small.loads.shape == (8, 3, 8) and np.all(small.loads.sum(axis=2) == 20_480)
+    with pytest.raises(InputError, match="top-2"):
+        traces_to_popularity(
+            tmp_path / "t.jsonl", ModelSpec("m", 3, 8, 1, 8, 8), Workload(1000), {}
+        )

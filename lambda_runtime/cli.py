@@ -100,7 +100,7 @@ def _load_plan(path: str) -> dict[str, Any]:
         raise RuntimeInputError(f"{path}: not a plan: {exc}") from None
 
 
-def _model_shape(plan: dict[str, Any], problem: str | None, hidden: int, ffn: int, top_k: int) -> dict[str, int]:
+def _model_shape(plan: dict[str, Any], problem: str | None, hidden: int, ffn: int, top_k: int) -> dict[str, Any]:
     """The problem's model shape (lazy import of the core package), else the plan's own shape
     with ``hidden``/``ffn``/``top_k`` (when the plan's problem is not known here)."""
     name = problem or (plan.get("problem") or {}).get("name")
@@ -121,7 +121,8 @@ def _model_shape(plan: dict[str, Any], problem: str | None, hidden: int, ffn: in
     if p is not None:
         m = p.model
         return {"layers": m.moe_layers, "experts": m.experts_per_layer, "top_k": m.top_k,
-                "hidden": m.hidden_size, "ffn": m.expert_ffn_size, "tokens": p.workload.tokens_per_batch}
+                "hidden": m.hidden_size, "ffn": m.expert_ffn_size, "tokens": p.workload.tokens_per_batch,
+                "shares": p.popularity.loads.mean(axis=0)}
     layers = plan.get("layers") or []
     experts = 1 + max((e for la in layers for f in la.get("functions", []) for e in f.get("experts", [])), default=0)
     return {"layers": len(layers), "experts": experts, "top_k": top_k, "hidden": hidden, "ffn": ffn, "tokens": 256}
@@ -191,6 +192,8 @@ def run_command(plan_path: str, backend: str, problem_name: str | None, requests
         _dry_run(plan, plan_path, shape, n_tokens, region, bucket or "moeopt-<account>-<region>", as_json)
         return
     moe = SeededMoE(shape["layers"], shape["experts"], shape["hidden"], shape["ffn"], shape["top_k"], seed=0)
+    if shape.get("shares") is not None:  # route like the problem's popularity, which the plan was sized for
+        moe.match_loads(shape["shares"])
     try:
         if backend == "local":
             from lambda_runtime.local import LocalBackend

@@ -234,7 +234,8 @@ class Coordinator:
     def _layer(
         self, layer: LayerSpec, h: np.ndarray, rid: str, reports: list[InvocationReport]
     ) -> tuple[np.ndarray, np.ndarray, list[ShardFailure]]:
-        experts, weights = gate_topk(h, self.export.gates[layer.layer], self.export.top_k)
+        ex = self.export
+        experts, weights = gate_topk(h, ex.gates[layer.layer], ex.top_k, ex.gate_bias(layer.layer))
         shards = self.scatter(layer, experts)
         futures = [self._pool.submit(self._run_shard, layer, s, h, rid, reports) for s in shards]
         failures = [f for fut in futures if (f := fut.result()) is not None]

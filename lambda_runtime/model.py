@@ -6,7 +6,7 @@ expert FFN ``y = W2 @ gelu(W1 @ x + b1) + b2``; residual ``h + sum_k w_k * exper
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -37,6 +37,10 @@ class MoEExport:
     gates: tuple[np.ndarray, ...]
     experts: tuple[tuple[ExpertWeights, ...], ...]
     top_k: int
+    gate_biases: tuple[np.ndarray, ...] = ()  # per layer (E,), added to the logits; empty: zeros
+
+    def gate_bias(self, layer: int) -> np.ndarray | None:
+        return self.gate_biases[layer] if self.gate_biases else None
 
     @property
     def layers(self) -> int:
@@ -56,10 +60,14 @@ def expert_forward(x: torch.Tensor, w: dict[str, torch.Tensor]) -> torch.Tensor:
     return F.linear(F.gelu(F.linear(x, w["w1"], w["b1"])), w["w2"], w["b2"])
 
 
-def gate_topk(h: np.ndarray, gate: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
+def gate_topk(
+    h: np.ndarray, gate: np.ndarray, top_k: int, bias: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Top-k experts per token and their renormalised softmax weights, as (n, k) arrays."""
     with torch.no_grad():
         logits = torch.from_numpy(h) @ torch.from_numpy(gate).T
+        if bias is not None:
+            logits = logits + torch.from_numpy(bias)
         probs = torch.softmax(logits, dim=-1)
         weights, experts = torch.topk(probs, top_k, dim=-1)
         weights = weights / weights.sum(dim=-1, keepdim=True)
@@ -98,6 +106,31 @@ class SeededMoE:
     def export(self) -> MoEExport:
         return self.export_
 
+    def match_loads(self, shares: np.ndarray, tokens: int = 4096, iterations: int = 12, seed: int = 99) -> SeededMoE:
+        """Fit per-layer gate biases so routing follows ``shares`` (layers, experts) of tokens.
+
+        Why: a plan is sized for its problem's expert popularity; with random gates the load is
+        near uniform and a plan's small functions would get tokens they were not sized for.
+        """
+        shares = np.asarray(shares, dtype=np.float64)
+        if shares.shape != (self.layers, self.experts):
+            raise ValueError(f"shares: shape {shares.shape}; allowed: (layers, experts) = {(self.layers, self.experts)}")
+        shares = shares / shares.sum(axis=1, keepdims=True)
+        h = self.tokens(tokens, seed=seed)
+        biases = []
+        ex = self.export_
+        for layer in range(self.layers):
+            bias = np.zeros(self.experts, dtype=np.float32)
+            target = shares[layer] * tokens * self.top_k
+            for _ in range(iterations):
+                experts, _ = gate_topk(h, ex.gates[layer], self.top_k, bias)
+                counts = np.bincount(experts.reshape(-1), minlength=self.experts)
+                bias = (bias + 0.7 * np.log((target + 1.0) / (counts + 1.0))).astype(np.float32)
+            biases.append(bias)
+            h = self._layer(h, layer, bias)
+        self.export_ = replace(ex, gate_biases=tuple(biases))
+        return self
+
     def tokens(self, n: int, seed: int = 1) -> np.ndarray:
         """A seeded batch of ``n`` hidden states."""
         return np.random.default_rng(seed).standard_normal((n, self.hidden)).astype(np.float32)
@@ -105,18 +138,21 @@ class SeededMoE:
     def forward(self, x: np.ndarray) -> np.ndarray:
         """The monolithic forward through every MoE layer, in one process."""
         h = np.asarray(x, dtype=np.float32)
+        for layer in range(self.layers):
+            h = self._layer(h, layer, self.export_.gate_bias(layer))
+        return h
+
+    def _layer(self, h: np.ndarray, layer: int, bias: np.ndarray | None) -> np.ndarray:
         ex = self.export_
         with torch.no_grad():
-            for layer in range(ex.layers):
-                experts, weights = gate_topk(h, ex.gates[layer], ex.top_k)
-                ht = torch.from_numpy(h)
-                out = ht.clone()
-                for e, w in enumerate(ex.experts[layer]):
-                    rows, slots = np.nonzero(experts == e)
-                    if rows.size == 0:
-                        continue
-                    tw = {k: torch.from_numpy(v) for k, v in w.arrays().items()}
-                    y = expert_forward(ht[rows], tw)
-                    out.index_add_(0, torch.from_numpy(rows), y * torch.from_numpy(weights[rows, slots])[:, None])
-                h = out.numpy()
-        return h
+            experts, weights = gate_topk(h, ex.gates[layer], ex.top_k, bias)
+            ht = torch.from_numpy(h)
+            out = ht.clone()
+            for e, w in enumerate(ex.experts[layer]):
+                rows, slots = np.nonzero(experts == e)
+                if rows.size == 0:
+                    continue
+                tw = {k: torch.from_numpy(v) for k, v in w.arrays().items()}
+                y = expert_forward(ht[rows], tw)
+                out.index_add_(0, torch.from_numpy(rows), y * torch.from_numpy(weights[rows, slots])[:, None])
+        return out.numpy()

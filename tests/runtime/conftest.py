@@ -32,9 +32,13 @@ def s3_client(backend: LocalBackend) -> Any:
     return backend.s3_client()
 
 
+SKEWED = [[0.4, 0.3, 0.2, 0.1], [0.1, 0.1, 0.2, 0.6], [0.25, 0.25, 0.25, 0.25]]
+
+
 @pytest.fixture(scope="session")
 def tiny_moe() -> SeededMoE:
-    return SeededMoE(layers=3, experts=4, hidden=32, ffn=64, top_k=2, seed=7)
+    """Gate biases fitted to skewed loads, so the biased gate path runs end to end too."""
+    return SeededMoE(layers=3, experts=4, hidden=32, ffn=64, top_k=2, seed=7).match_loads(SKEWED, tokens=512)
 
 
 def one_layer(method: str, functions: list[dict[str, Any]], beta: int = 4) -> dict[str, Any]:

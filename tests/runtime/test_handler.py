@@ -140,3 +140,20 @@ def test_plan_object_from_the_core_is_accepted():
     (layer,) = parse_plan(plan, layers=1, experts=2)
     assert layer.method == "pipelined_storage" and layer.pipeline_degree == 16
     assert [f.replicas for f in layer.functions] == [1, 2]
+
+
+def test_match_loads_routes_like_the_target_shares():
+    from lambda_runtime.model import gate_topk
+
+    shares = np.array([[0.6, 0.25, 0.1, 0.05], [0.05, 0.05, 0.3, 0.6]])
+    moe = SeededMoE(layers=2, experts=4, hidden=32, ffn=64, top_k=1, seed=3)
+    x = moe.tokens(4000, seed=5)
+    before, _ = gate_topk(x, moe.export().gates[0], 1)
+    moe.match_loads(shares, tokens=2000)
+    ex = moe.export()
+    after, _ = gate_topk(x, ex.gates[0], 1, ex.gate_bias(0))
+    got = np.bincount(after[:, 0], minlength=4) / len(x)
+    np.testing.assert_allclose(got, shares[0], atol=0.05)
+    assert np.abs(np.bincount(before[:, 0], minlength=4) / len(x) - shares[0]).max() > 0.1
+    with pytest.raises(ValueError, match="shares: shape"):
+        moe.match_loads(np.ones((3, 4)))

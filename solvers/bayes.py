@@ -18,6 +18,7 @@ iterations. Hyperparameters and why: docs/bayes-egreedy.md.
 
 from __future__ import annotations
 
+import time
 import warnings
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -262,6 +263,7 @@ class BayesEGreedySolver(Solver):
         rho_p = np.full(dims, o["rho3"])
         repair: np.ndarray | None = None
         merged: np.ndarray | None = None
+        fit_seconds = 0.0  # slowest surrogate step so far: not started when time is short
         tau = 0
         while not tracker.exhausted():
             tau += 1
@@ -276,7 +278,10 @@ class BayesEGreedySolver(Solver):
             q = int(o["batch_size"])
             if len(cand) == 0:
                 cand = space.sample(self.rng, q)
-            if o["surrogate"] and len(cand) > q:
+            left_s = tracker.remaining_seconds()
+            in_time = left_s is None or left_s > 2.0 * fit_seconds  # else pick at random
+            if o["surrogate"] and len(cand) > q and in_time:
+                t0 = time.perf_counter()
                 refit = models is None or tau % int(o["refit_every"]) == 1
                 idx = self._training_set(Y, S, rank)
                 models = (
@@ -286,6 +291,7 @@ class BayesEGreedySolver(Solver):
                 feasible = S <= 0
                 best = float(Y[feasible].min()) if feasible.any() else None
                 pick = np.argsort(-self._acquisition(models, cand, space.upper, best))[:q]
+                fit_seconds = max(fit_seconds, time.perf_counter() - t0) if refit else fit_seconds
             else:
                 pick = self.rng.permutation(len(cand))[:q]
             extra = [e for e in (repair, merged) if e is not None]

@@ -316,8 +316,8 @@ def layer_curve(tables: Tables, layer: int, methods: set[int] | None = None) -> 
 
 def solve_curves(
     tables: Tables, curves: list[LayerCurve], *, time_limit_s: float | None = None, seed: int = 0,
-    mip_gap: float = 1e-6,
-) -> tuple[str, tuple[Choice, ...] | None]:
+    mip_gap: float = 1e-6, with_bound: bool = False,
+) -> tuple[str, tuple[Choice, ...] | None] | tuple[str, tuple[Choice, ...] | None, float | None]:
     """The layers' coupling alone: one configuration per layer under the end-to-end limit."""
     problem = tables.problem
     B = len(tables.fixed_s)
@@ -341,10 +341,103 @@ def solve_curves(
     prob += pulp.LpAffineExpression(
         [(v, float(cv.cost[p]) / scale) for cv, y in zip(curves, ys, strict=True) for p, v in enumerate(y)]
     )
-    status, _ = _run(prob, "highs", time_limit_s, mip_gap, seed)
+    status, bound = _run(prob, "highs", time_limit_s, mip_gap, seed)
     if status in ("infeasible", "no_solution"):
-        return status, None
+        return (status, None, None) if with_bound else (status, None)
     picks = tuple(
         cv.choices[int(np.argmax([v.varValue or 0.0 for v in y]))] for cv, y in zip(curves, ys, strict=True)
     )
+    if with_bound:
+        return status, picks, None if bound is None else bound * scale + tables.cost_const_usd
     return status, picks
+
+
+def exact_curve(
+    tables: Tables, layer: int, deadline: float, methods: set[int] | None = None,
+    max_cost_usd: float = np.inf,
+) -> LayerCurve | None:
+    """Every Pareto-optimal configuration of a layer (cost, latency per batch), by dynamic
+    programming over its experts with Pareto pruning of partial states; None past ``deadline``.
+
+    Exact because cost adds and latency is a max: a partial state no cheaper and no faster than
+    another can never complete to anything better. ``max_cost_usd``: configurations dearer than
+    this cannot be part of a plan cheaper than a known one, so they are dropped early.
+    """
+    choices: list[Choice] = []
+    vectors: list[np.ndarray] = []
+    for t in tables.layers[layer]:
+        if methods is not None and t.variant.method not in methods:
+            continue
+        E = int(t.expert.max()) + 1
+        B = t.lat.shape[1]
+        parts = [t.lat] if t.variant.storage else [t.lat, t.scatter]
+        clip = (
+            [t.lower]
+            if t.variant.storage
+            else [np.array([t.lat[t.expert == e].min(axis=0) for e in range(E)]).max(axis=0),
+                  np.array([t.scatter[t.expert == e].min(axis=0) for e in range(E)]).max(axis=0)]
+        )
+        conc = tables.concurrency
+        start = [np.maximum(t.floor, clip[0])] if t.variant.storage else clip
+        state = np.concatenate([[0.0], *start, np.zeros(B) if conc else []])[None]
+        picks = np.zeros((1, 0), dtype=int)
+        nmax = len(parts) * B
+        order = np.argsort([-t.lat[t.expert == e].min(axis=0).max() for e in range(E)], kind="stable")
+        min_cost = np.full(E, np.inf)
+        np.minimum.at(min_cost, t.expert, t.cost)
+        rest = np.concatenate([np.cumsum(min_cost[order][::-1])[::-1][1:], [0.0]])
+        for step, e in enumerate(order):
+            if time.perf_counter() > deadline:
+                return None
+            rows = np.flatnonzero(t.expert == e)
+            opt = np.concatenate(
+                [t.cost[rows, None], *[p[rows] for p in parts], t.active[rows] if conc else np.zeros((len(rows), 0))],
+                axis=1,
+            )
+            S, K = len(state), len(rows)
+            new = np.empty((S, K, state.shape[1]))
+            new[:, :, 0] = state[:, None, 0] + opt[None, :, 0]
+            new[:, :, 1 : 1 + nmax] = np.maximum(state[:, None, 1 : 1 + nmax], opt[None, :, 1 : 1 + nmax])
+            if conc:
+                new[:, :, 1 + nmax :] = state[:, None, 1 + nmax :] + opt[None, :, 1 + nmax :]
+            new = new.reshape(S * K, -1)
+            keep = np.flatnonzero(new[:, 0] + rest[step] <= max_cost_usd * (1 + 1e-9))
+            keep = keep[_pareto(new[keep])]
+            si, ki = np.divmod(keep, K)
+            state = new[keep]
+            picks = np.concatenate([picks[si], rows[ki][:, None]], axis=1)
+            if not len(state):
+                break
+        for p in range(len(state)):
+            rows = np.empty(E, dtype=int)
+            rows[order] = picks[p]
+            ch = Choice(t, rows)
+            choices.append(ch)
+            active = t.active[rows].sum(axis=0) if conc else np.zeros(0)
+            vectors.append(np.concatenate([[ch.cost_usd], ch.latency_s, active]))
+    if not choices:
+        return None
+    vec = np.array(vectors)
+    keep = _pareto(vec)
+    B = len(tables.fixed_s)
+    return LayerCurve(
+        tuple(choices[p] for p in keep), vec[keep, 0], vec[keep, 1 : 1 + B],
+        vec[keep, 1 + B :] if tables.concurrency else np.zeros((len(keep), B)),
+    )
+
+
+def _pareto(vec: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """Indices of the points no other point weakly dominates (the first of equal points)."""
+    order = np.lexsort(vec.T[::-1])
+    v = vec[order]
+    keep = np.zeros(len(v), dtype=bool)
+    front = v[:0]
+    upper = np.triu(np.ones((chunk, chunk), dtype=bool), 1)
+    for s in range(0, len(v), chunk):
+        c = v[s : s + chunk]
+        n = len(c)
+        dominated = (front[None] <= c[:, None]).all(axis=2).any(axis=1) if len(front) else np.zeros(n, dtype=bool)
+        dominated |= ((c[:, None] <= c[None]).all(axis=2) & upper[:n, :n]).any(axis=0)
+        keep[s : s + n] = ~dominated
+        front = np.vstack([front, c[~dominated]])
+    return np.sort(order[keep])

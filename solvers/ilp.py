@@ -15,6 +15,7 @@ searches). See docs/ilp.md.
 from __future__ import annotations
 
 import math
+import time
 from typing import Any, ClassVar
 
 import numpy as np
@@ -25,8 +26,15 @@ from moeopt.plan import PlanArrays
 from moeopt.problem import DeploymentProblem
 from moeopt.solver import Budget, Outcome, Solver, SolverStatus, Tracker
 from moeopt.space import PIPELINE_DEGREES
-from solvers._ilp_model import Choice, MilpResult, layer_curve, solve_curves, solve_milp
-from solvers._ilp_tables import Tables, build_tables, variants_of
+from solvers._ilp_model import (
+    Choice,
+    MilpResult,
+    exact_curve,
+    layer_curve,
+    solve_curves,
+    solve_milp,
+)
+from solvers._ilp_tables import Tables, _cheapest_sum, build_tables, variants_of
 
 MODES = ("monolithic", "ods")
 BACKENDS = ("highs", "cbc")
@@ -93,8 +101,10 @@ class IlpSolver(Solver):
         )
 
     def _monolithic(self, tables: Tables, tracker: Tracker) -> Outcome:
-        """A fast incumbent from the layers' cost-vs-latency curves, then the full program
-        (which must beat it) for the proof or the bound."""
+        """1. A fast incumbent from the layers' cost-vs-latency curves (caps from single
+        options); 2. the exact per-layer Pareto curves by dynamic programming and the program
+        over them (the proof); 3. if those do not finish in time, the full x-program, which must
+        beat the incumbent, for a bound."""
         incumbent: tuple[Choice, ...] | None = None
         if self.objective.kind == "cheapest" and self.options["backend"] == "highs":
             curves = [layer_curve(tables, li) for li in range(tables.problem.layers)]
@@ -106,6 +116,9 @@ class IlpSolver(Solver):
                 incumbent = None
             if incumbent is not None:
                 self._price(tables, incumbent, tracker)
+                exact = self._exact_curves(tables, tracker, milp_cost(tables, incumbent))
+                if exact is not None:
+                    return exact
         cutoff = None if incumbent is None else milp_cost(tables, incumbent)
         # Concurrency rows are added only when the plan found without them breaks the limit:
         # the program without them is a relaxation, so a solution that meets it is optimal.
@@ -140,6 +153,46 @@ class IlpSolver(Solver):
                 f"{'n/a' if gap is None else f'{gap:.3g}'}; {result.variables} variables, "
                 f"{result.constraints} rows, {tables.rows} of {tables.options_before} options "
                 f"kept, {result.seconds:.2f} s in the MILP"
+            ),
+        )
+
+    def _exact_curves(self, tables: Tables, tracker: Tracker, upper: float) -> Outcome | None:
+        """Exact curves within part of the time left, then the program over them; None when
+        the curves take too long (the caller then falls back to the x-program)."""
+        seconds = self._seconds(tracker)
+        start = time.perf_counter()
+        deadline = start + (0.6 * seconds if seconds is not None else 3600.0)
+        mins = [min(_cheapest_sum(t) for t in layer) for layer in tables.layers]
+        rest = sum(mins) + tables.cost_const_usd
+        curves = []
+        for li in range(tables.problem.layers):
+            curve = exact_curve(tables, li, deadline, max_cost_usd=upper - (rest - mins[li]))
+            if curve is None:
+                return None
+            curves.append(curve)
+        left = self._seconds(tracker)
+        status, choices, bound = solve_curves(
+            tables, curves, time_limit_s=left, seed=self.seed, mip_gap=float(self.options["mip_gap"]),
+            with_bound=True,
+        )
+        if choices is None:
+            return None
+        cost = milp_cost(tables, choices)
+        if cost < upper:
+            self._price(tables, choices, tracker)
+        best = min(cost, upper)
+        bound = min(best, bound) if bound is not None else None
+        proven = status == "optimal"
+        gap = _gap(best, bound)
+        return Outcome(
+            status=SolverStatus.OPTIMAL if proven else SolverStatus.TIME_LIMIT,
+            lower_bound_usd=bound,
+            proven_optimal=proven and tracker.seen_feasible,
+            message=(
+                f"{'optimal' if proven else 'time limit'} over exact layer curves: cost "
+                f"{best:.9g} USD, bound {bound}, gap {'n/a' if gap is None else f'{gap:.3g}'}; "
+                f"{sum(len(c.cost) for c in curves)} layer configurations, {tables.rows} of "
+                f"{tables.options_before} options kept, {time.perf_counter() - start:.2f} s"
             ),
         )
 

@@ -130,7 +130,7 @@ PROBLEMS = [*PAPER_PROBLEMS, "switch-base-128"] if SLOW else ["bert-moe-4"]
 @pytest.mark.parametrize("name", PROBLEMS)
 def test_paper_problems_proven_or_gap_and_never_beaten(name):
     problem = builtin_problem(name)
-    ilp = make_solver("ilp", time_limit_s=6.0).solve(problem)
+    ilp = make_solver("ilp", time_limit_s=20.0).solve(problem)
     assert ilp.solution_status != SolutionStatus.NONE, ilp.message
     assert ilp.evaluation.feasible
     assert ilp.lower_bound_usd is not None and ilp.gap is not None

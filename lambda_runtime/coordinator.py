@@ -163,8 +163,10 @@ class Coordinator:
         retry: RetryPolicy | None = None,
         max_workers: int = 32,
         cleanup: bool = True,
+        input_wait_s: float = 30.0,
     ) -> None:
         self.deployment = deployment
+        self.input_wait_s = input_wait_s
         self.export = export
         self.lambda_client = lambda_client
         self.s3 = s3_client
@@ -256,15 +258,25 @@ class Coordinator:
     ) -> ShardFailure | None:
         x = h[shard.pairs[:, 0]]
         base = f"{self._request_prefix(rid)}l{layer.layer}/f{shard.spec.index}/r{shard.replica}"
-        try:
-            inputs = self._stage_inputs(layer, shard, x, base)
-        except Exception as exc:  # noqa: BLE001 - storage failure is this shard's failure
-            return ShardFailure(layer.layer, shard.spec.name, shard.replica, 0, len(x), f"StageInputs: {exc}")
+        inputs = self._minibatches(layer, shard, base)
+        upload_errors: list[str] = []
+        uploader = None
+        if layer.method == "storage":  # the gate uploads every input, then the experts run
+            self._upload(inputs, x, upload_errors)
+        elif layer.method == "pipelined_storage":  # the function starts while the gate uploads
+            uploader = threading.Thread(target=self._upload, args=(inputs, x, upload_errors), daemon=True)
+            uploader.start()
         error = ""
+        attempt = 0
         for attempt in range(1, self.retry.max_attempts + 1):
+            if upload_errors:
+                break
             event = self._event(layer, shard, x, inputs, base, attempt)
             t = time.perf_counter()
             report, payload, error = self._invoke(shard.spec.name, event)
+            if uploader is not None:
+                uploader.join()
+                uploader = None
             output = None
             if not error:
                 try:
@@ -284,19 +296,31 @@ class Coordinator:
                 break  # a retry cannot succeed
             if attempt < self.retry.max_attempts:
                 time.sleep(self.retry.delay(attempt))
+        if uploader is not None:
+            uploader.join()
+        if upload_errors:
+            error = f"StageInputs: {upload_errors[0]}"
         return ShardFailure(layer.layer, shard.spec.name, shard.replica, attempt, len(x), error)
 
-    def _stage_inputs(self, layer: LayerSpec, shard: _Shard, x: np.ndarray, base: str) -> list[dict[str, Any]]:
-        """Upload the shard's tokens (once, reused by retries) for the storage methods."""
+    def _minibatches(self, layer: LayerSpec, shard: _Shard, base: str) -> list[dict[str, Any]]:
+        """Input objects of a shard: one (storage) or one per β tokens (pipelined); none for direct."""
         if layer.method == "direct":
             return []
-        beta = layer.pipeline_degree if layer.method == "pipelined_storage" else len(x)
-        batches = []
-        for k, lo in enumerate(range(0, len(x), beta)):
-            key = f"{base}/in-{k}.npy"
-            self.s3.put_object(Bucket=self.deployment.bucket, Key=key, Body=array_to_bytes(x[lo : lo + beta]))
-            batches.append({"key": key, "segments": segments_of(shard.pairs[lo : lo + beta, 2])})
-        return batches
+        n = len(shard.pairs)
+        beta = layer.pipeline_degree if layer.method == "pipelined_storage" else n
+        return [
+            {"key": f"{base}/in-{k}.npy", "segments": segments_of(shard.pairs[lo : lo + beta, 2]), "rows": [lo, lo + beta]}
+            for k, lo in enumerate(range(0, n, beta))
+        ]
+
+    def _upload(self, inputs: list[dict[str, Any]], x: np.ndarray, errors: list[str]) -> None:
+        """Write the inputs in order (once; retries reuse them); errors are the shard's failure."""
+        try:
+            for mb in inputs:
+                lo, hi = mb["rows"]
+                self.s3.put_object(Bucket=self.deployment.bucket, Key=mb["key"], Body=array_to_bytes(x[lo:hi]))
+        except Exception as exc:  # noqa: BLE001
+            errors.append(f"{type(exc).__name__}: {exc}")
 
     def _event(
         self, layer: LayerSpec, shard: _Shard, x: np.ndarray, inputs: list[dict[str, Any]], base: str, attempt: int
@@ -307,8 +331,13 @@ class Coordinator:
         if layer.method == "direct":
             event.update(tokens=encode_tensor(x), segments=segments_of(shard.pairs[:, 2]))
         else:  # each attempt writes its own output keys: a late earlier attempt cannot mix in
-            batches = [{**b, "output_key": f"{base}/out-a{attempt}-{k}.npy"} for k, b in enumerate(inputs)]
+            batches = [
+                {"key": b["key"], "segments": b["segments"], "output_key": f"{base}/out-a{attempt}-{k}.npy"}
+                for k, b in enumerate(inputs)
+            ]
             event.update(bucket=self.deployment.bucket, minibatches=batches)
+            if layer.method == "pipelined_storage":
+                event["input_wait_s"] = self.input_wait_s
         return event
 
     def _invoke(self, name: str, event: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], str]:

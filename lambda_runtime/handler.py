@@ -11,6 +11,7 @@ Event (``moeopt.invoke/1``), tokens grouped by expert as ``segments = [[expert, 
   in the response's ``outputs``.
 - ``storage`` / ``pipelined_storage``: ``bucket`` and ``minibatches = [{"key", "segments",
   "output_key"}]``; each input is an ``.npy`` object, each output is written to ``output_key``.
+  ``input_wait_s`` lets the function start while the gate is still uploading its minibatches.
   ``pipelined_storage`` overlaps download of minibatch k+1, compute of k and upload of k-1
   (the paper's pipelined design, PAPER.md 2.5(1)); ``storage`` runs them one after another.
 """
@@ -165,9 +166,22 @@ def _storage(
     totals = {"download_s": 0.0, "compute_s": 0.0, "upload_s": 0.0}
     tokens = 0
 
+    wait_s = float(event.get("input_wait_s", 0.0))
+
     def download(mb: dict[str, Any]) -> np.ndarray:
+        """Fetch one minibatch; with ``input_wait_s`` wait for the gate that is still uploading."""
         t = time.perf_counter()
-        x = array_from_bytes(s3.get_object(Bucket=bucket, Key=mb["key"])["Body"].read())
+        deadline, delay = time.monotonic() + wait_s, 0.002
+        while True:
+            try:
+                body = s3.get_object(Bucket=bucket, Key=mb["key"])["Body"].read()
+                break
+            except s3.exceptions.NoSuchKey:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(2 * delay, 0.05)
+        x = array_from_bytes(body)
         totals["download_s"] += time.perf_counter() - t
         return x
 

@@ -161,6 +161,33 @@ def _latency_span(spec: dict[str, Any]) -> tuple[float, float]:
     return cheap.evaluation.latency_s, min(fastest)
 
 
+def exact_spec(seed: int = 5) -> dict[str, Any]:
+    """An instance small enough to enumerate within the full suite's 20,000-evaluation budget
+    (1 layer x 3 experts, 4 memory sizes, 2 replicas: 13,824 plans), so ``exhaustive`` proves
+    its optimum and every other solver's gap to it is exact."""
+    name = "exact-1x3"
+    spec: dict[str, Any] = {
+        "name": name,
+        "model": {"name": name, **_SYNTH_MODEL, "moe_layers": 1, "experts_per_layer": 3},
+        "workload": {"tokens_per_batch": 4_096},
+        "slo": {"time_limit_s": 1e6},
+        "popularity": {"source": "zipf", "exponent": 1.0, "batches": 4, "seed": seed},
+        "deployment": {"memory_menu": [768, 1536, 2304, 3008], "max_replicas": 2,
+                       "cost_scope": "paper"},
+    }
+    slow, fast = _latency_span(spec)
+    limit = round(slow - 0.9 * (slow - fast), 3)
+    spec["slo"] = {"time_limit_s": limit}
+    spec["description"] = (
+        "Tiny exact instance: 1 MoE layer x 3 BERT-sized experts, top-1, 4,096 tokens, "
+        f"Zipf(s=1) popularity (4 batches, seed {seed}), memory menu 768/1536/2304/3008 MB, at "
+        f"most 2 replicas: 13,824 plans in the search space, so exhaustive search proves the "
+        f"optimum. SLO tightness 0.9: time limit {limit} s (cheapest {slow:.3f} s, fastest "
+        f"{fast:.3f} s)."
+    )
+    return spec
+
+
 def suite_specs() -> dict[str, dict[str, dict[str, Any]]]:
     """set name -> instance name -> problem-file dict."""
     from moeopt.builtin_problems import PAPER_PROBLEMS, builtin_spec
@@ -179,6 +206,7 @@ def suite_specs() -> dict[str, dict[str, dict[str, Any]]]:
     full = {name: builtin_spec(name) for name in (*PAPER_PROBLEMS, "switch-base-128")}
     full.update({name: builtin_spec(name) for name in ("mixtral-8x7b", "deepseek-v3")})
     full.update(synthetic)
+    full["exact-1x3"] = exact_spec()
     centre = f"synth-z{CENTRE[0]:g}-t{CENTRE[1]:g}-n{CENTRE[2]}"
     smoke = {"bert-moe-4": builtin_spec("bert-moe-4"), centre: synthetic[centre],
              "gpt2-moe-4": builtin_spec("gpt2-moe-4")}

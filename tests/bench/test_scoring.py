@@ -152,10 +152,10 @@ def test_seeds_derive_from_one_master_seed():
 
 def test_committed_suites_load_and_fingerprints_are_distinct():
     smoke, full = load_suite("smoke"), load_suite("full")
-    assert len(smoke.instances) == 3 and len(full.instances) >= 15
+    assert len(smoke.instances) == 3 and len(full.instances) >= 16
     fps = [i.fingerprint for i in full.instances]
     assert len(set(fps)) == len(fps)
     assert {i.fingerprint for i in smoke.instances} <= set(fps)  # the same files, the same runs
     names = {i.name for i in full.instances}
-    assert {"switch-base-128", "mixtral-8x7b", "deepseek-v3", "bert-moe-4"} <= names
+    assert {"switch-base-128", "mixtral-8x7b", "deepseek-v3", "bert-moe-4", "exact-1x3"} <= names
     assert any(n.startswith("synth-z1.6") for n in names) and any("-t0.9-" in n for n in names)

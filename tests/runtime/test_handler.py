@@ -157,3 +157,27 @@ def test_match_loads_routes_like_the_target_shares():
     assert np.abs(np.bincount(before[:, 0], minlength=4) / len(x) - shares[0]).max() > 0.1
     with pytest.raises(ValueError, match="shares: shape"):
         moe.match_loads(np.ones((3, 4)))
+
+
+def test_pipelined_function_waits_for_the_gate_upload(weights_dir, monkeypatch):
+    import threading
+
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(key, "testing")
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+    x = np.ones((4, 16), np.float32)
+    with mock_aws():
+        monkeypatch.setattr(h, "_s3_client", boto3.client("s3", region_name="us-east-1"))
+        s3 = h._s3_client
+        s3.create_bucket(Bucket="bkt")
+        s3.put_object(Bucket="bkt", Key="in0", Body=array_to_bytes(x[:2]))
+        late = threading.Timer(0.3, lambda: s3.put_object(Bucket="bkt", Key="in1", Body=array_to_bytes(x[2:])))
+        batches = [{"key": "in0", "output_key": "o0", "segments": [[1, 2]]},
+                   {"key": "in1", "output_key": "o1", "segments": [[1, 2]]}]
+        event = {"method": "pipelined_storage", "bucket": "bkt", "minibatches": batches}
+        with pytest.raises(Exception, match="NoSuchKey|does not exist"):
+            h.handler(event, None)  # no waiting allowed: the second input is missing
+        late.start()
+        out = h.handler({**event, "input_wait_s": 10}, None)
+        late.join()
+    assert out["tokens"] == 4

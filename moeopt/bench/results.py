@@ -42,11 +42,22 @@ def run_key(fingerprint: str, solver: str, seed: int, budget: dict[str, Any]) ->
 
 
 def append_records(path: Path, records: Iterable[dict[str, Any]]) -> None:
+    """Append whole lines; a torn last line (a writer killed mid-line) is cut off first."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    _drop_torn_tail(path)
     with path.open("a") as f:
         for record in records:
             f.write(json.dumps(clean(record), sort_keys=True) + "\n")
             f.flush()
+
+
+def _drop_torn_tail(path: Path) -> None:
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    data = path.read_bytes()
+    if not data.endswith(b"\n"):
+        with path.open("r+b") as f:
+            f.truncate(data.rfind(b"\n") + 1)
 
 
 def read_results(path: Path) -> list[dict[str, Any]]:

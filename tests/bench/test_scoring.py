@@ -159,3 +159,15 @@ def test_committed_suites_load_and_fingerprints_are_distinct():
     names = {i.name for i in full.instances}
     assert {"switch-base-128", "mixtral-8x7b", "deepseek-v3", "bert-moe-4", "exact-1x3"} <= names
     assert any(n.startswith("synth-z1.6") for n in names) and any("-t0.9-" in n for n in names)
+
+
+def test_a_torn_last_line_is_skipped_on_read_and_cut_before_the_next_append(tmp_path):
+    from moeopt.bench.results import append_records, read_results
+
+    path = tmp_path / "r.jsonl"
+    append_records(path, [rec("a", 1.0)])
+    with path.open("a") as f:
+        f.write('{"schema": "moeopt.bench.res')  # the writer died here
+    assert len(read_results(path)) == 1
+    append_records(path, [rec("b", 2.0)])
+    assert [r["solver"]["name"] for r in read_results(path)] == ["a", "b"]

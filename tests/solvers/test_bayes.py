@@ -98,7 +98,7 @@ def test_registered_and_feasible_on_small_problem(name):
     assert result.solution_status == SolutionStatus.FEASIBLE
 
 
-@pytest.mark.parametrize("name", ["bayes-egreedy", "bayes-single-eps"])
+@pytest.mark.parametrize("name", SOLVERS)
 def test_feasible_on_bert_moe_4_where_random_search_is_not(name):
     problem = load_problem("bert-moe-4")
     budget = Budget(evaluations=600, seconds=60)

@@ -67,7 +67,7 @@ def test_nevergrad_told_the_violations(monkeypatch):
     assert any(sum(cv) > 0 for _, cv in told) and all(np.isfinite(loss) for loss, _ in told)
 
 
-@pytest.mark.parametrize("name", ["nevergrad", "nevergrad-de"])
+@pytest.mark.parametrize("name", VARIANTS)
 def test_feasible_on_bert_moe_4(name):
     result = make_solver(name, seed=0).solve(load_problem("bert-moe-4"), Budget(evaluations=600))
     assert result.solution_status == SolutionStatus.FEASIBLE, result.message

@@ -125,8 +125,8 @@ class LambdaService:
         with self._lock:
             envs = [e for f in self.functions.values() for e in f.envs]
             self.functions.clear()
-        for env in envs:
-            env.close()
+        with ThreadPoolExecutor(max_workers=32) as pool:  # each close waits for its server's poll loop
+            list(pool.map(lambda e: e.close(), envs))
         self.limiter.close()
 
     def status(self) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from moeopt.models.fidelity import closeness
 from moeopt.popularity.corpus import load_corpus
 from moeopt.popularity.traces import capture
 
-COSINE_THRESHOLD = 0.6  # E=4, top-2, gates fitted on 1,500 tokens (docs: ~0.8 at full size)
+COSINE_THRESHOLD = 0.8  # E=4, top-2, gates fitted on 1,500 tokens: 0.88-0.89 for seeds 0-2
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +97,7 @@ def test_export_reproduces_the_moe_layer(moe):
 def test_conversion_stays_close_to_dense(moe, corpus_ids):
     c = closeness(moe, corpus_ids[2000:2600])
     assert c.cosine_mean > COSINE_THRESHOLD, c
-    assert 0.0 < c.relative_l2 < 2.0
+    assert 0.0 < c.relative_l2 < 1.0
 
 
 def test_capture_records_every_token_with_paper_features(moe, corpus_ids):

@@ -22,6 +22,11 @@ from solvers._ilp_tables import Tables, VariantTable
 #: Seconds kept free under the time limit so solver tolerances (HiGHS: 1e-7 absolute) can never
 #: hand back a plan the evaluator finds a hair too slow.
 TIME_MARGIN_S = 1e-6
+#: Pair caps (two experts' options) are skipped above this many pairs: they only seed the
+#: incumbent, and their cost grows with the square of the options.
+MAX_PAIR_CAPS = 400
+#: The full x-program is only built below this many option rows (PuLP builds it in Python).
+MAX_X_ROWS = 60_000
 
 
 @dataclass(frozen=True)
@@ -269,7 +274,7 @@ def layer_curve(tables: Tables, layer: int, methods: set[int] | None = None) -> 
         # slowest experts (their bottlenecks may alternate between batches).
         slow = np.argsort([-t.lat[t.expert == e].min(axis=0).max() for e in range(E)])[:2]
         pairs = [np.flatnonzero(t.expert == e) for e in slow]
-        if len(pairs) == 2:
+        if len(pairs) == 2 and len(pairs[0]) * len(pairs[1]) <= MAX_PAIR_CAPS:
             a, b = (x.ravel() for x in np.meshgrid(*pairs, indexing="ij"))
         else:
             a = b = pairs[0]
@@ -316,7 +321,7 @@ def layer_curve(tables: Tables, layer: int, methods: set[int] | None = None) -> 
 
 def solve_curves(
     tables: Tables, curves: list[LayerCurve], *, time_limit_s: float | None = None, seed: int = 0,
-    mip_gap: float = 1e-6, with_bound: bool = False,
+    mip_gap: float = 1e-6, with_bound: bool = False, cutoff_usd: float | None = None,
 ) -> tuple[str, tuple[Choice, ...] | None] | tuple[str, tuple[Choice, ...] | None, float | None]:
     """The layers' coupling alone: one configuration per layer under the end-to-end limit."""
     problem = tables.problem
@@ -341,7 +346,12 @@ def solve_curves(
     prob += pulp.LpAffineExpression(
         [(v, float(cv.cost[p]) / scale) for cv, y in zip(curves, ys, strict=True) for p, v in enumerate(y)]
     )
-    status, bound = _run(prob, "highs", time_limit_s, mip_gap, seed)
+    cutoff = None
+    if cutoff_usd is not None:
+        cutoff = (cutoff_usd - tables.cost_const_usd) / scale * (1 + 1e-9)
+    status, bound = _run(prob, "highs", time_limit_s, mip_gap, seed, cutoff)
+    if status == "infeasible" and cutoff is not None:
+        return ("cutoff", None, cutoff_usd) if with_bound else ("cutoff", None)
     if status in ("infeasible", "no_solution"):
         return (status, None, None) if with_bound else (status, None)
     picks = tuple(

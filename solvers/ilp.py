@@ -27,6 +27,7 @@ from moeopt.problem import DeploymentProblem
 from moeopt.solver import Budget, Outcome, Solver, SolverStatus, Tracker
 from moeopt.space import PIPELINE_DEGREES
 from solvers._ilp_model import (
+    MAX_X_ROWS,
     Choice,
     MilpResult,
     exact_curve,
@@ -107,11 +108,19 @@ class IlpSolver(Solver):
         beat the incumbent, for a bound."""
         incumbent: tuple[Choice, ...] | None = None
         if self.objective.kind == "cheapest" and self.options["backend"] == "highs":
-            curves = [layer_curve(tables, li) for li in range(tables.problem.layers)]
             seconds = self._seconds(tracker)
-            _, incumbent = solve_curves(
-                tables, curves, time_limit_s=None if seconds is None else seconds / 4, seed=self.seed
-            )
+            stop = time.perf_counter() + (0.4 * seconds if seconds is not None else 3600.0)
+            curves = []
+            for li in range(tables.problem.layers):
+                if time.perf_counter() > stop:
+                    break
+                curves.append(layer_curve(tables, li))
+            if len(curves) == tables.problem.layers:
+                seconds = self._seconds(tracker)
+                _, incumbent = solve_curves(
+                    tables, curves, time_limit_s=None if seconds is None else seconds / 3,
+                    seed=self.seed, mip_gap=1e-4,  # only an incumbent: no need to close
+                )
             if incumbent is not None and tables.concurrency and not _meets_concurrency(tables, incumbent):
                 incumbent = None
             if incumbent is not None:
@@ -120,6 +129,20 @@ class IlpSolver(Solver):
                 if exact is not None:
                     return exact
         cutoff = None if incumbent is None else milp_cost(tables, incumbent)
+        if tables.rows > MAX_X_ROWS:
+            bound = tables.lower_bound_usd if self.objective.kind == "cheapest" else None
+            gap = _gap(cutoff, bound)
+            if incumbent is None:
+                return Outcome(status=SolverStatus.TIME_LIMIT, lower_bound_usd=bound,
+                               message=f"no incumbent in time; {tables.rows} option rows are too "
+                               "many for the x-program; give more seconds or fewer pipeline_degrees")
+            return Outcome(
+                status=SolverStatus.TIME_LIMIT, lower_bound_usd=bound,
+                message=f"incumbent {cutoff:.9g} USD from the layer curves; the exact curves did "
+                f"not finish in time and {tables.rows} option rows are too many for the x-program; "
+                f"bound {bound} (cheapest options, time limit ignored), gap "
+                f"{'n/a' if gap is None else f'{gap:.3g}'}",
+            )
         # Concurrency rows are added only when the plan found without them breaks the limit:
         # the program without them is a relaxation, so a solution that meets it is optimal.
         result = self._milp(tables, tracker, concurrency_rows=False, cutoff_usd=cutoff)
@@ -173,12 +196,14 @@ class IlpSolver(Solver):
         left = self._seconds(tracker)
         status, choices, bound = solve_curves(
             tables, curves, time_limit_s=left, seed=self.seed, mip_gap=float(self.options["mip_gap"]),
-            with_bound=True,
+            with_bound=True, cutoff_usd=upper,
         )
-        if choices is None:
+        if status == "cutoff":  # nothing beats the incumbent: it is optimal
+            status, choices, bound = "optimal", None, upper
+        elif choices is None:
             return None
-        cost = milp_cost(tables, choices)
-        if cost < upper:
+        cost = upper if choices is None else milp_cost(tables, choices)
+        if choices is not None and cost < upper:
             self._price(tables, choices, tracker)
         best = min(cost, upper)
         bound = min(best, bound) if bound is not None else None

@@ -245,9 +245,9 @@ class IlpSolver(Solver):
         for i, m in enumerate(methods):
             seconds = self._seconds(tracker)
             share = None if seconds is None else seconds / (len(methods) - i)
-            result = self._milp(tables, tracker, methods={m}, time_limit_s=share)
-            if result.choices is not None:
-                per_method[m] = result.choices
+            choices = self._method_program(tables, m, share)
+            if choices is not None:
+                per_method[m] = choices
         if not per_method:
             return self._infeasible(tables, tracker)
         L = problem.layers
@@ -281,6 +281,29 @@ class IlpSolver(Solver):
             lower_bound_usd=tables.lower_bound_usd,  # cheapest options, time limit ignored
             message=f"ODS ({how}); a heuristic: use mode='monolithic' for a proof",
         )
+
+    def _method_program(
+        self, tables: Tables, method: int, seconds: float | None
+    ) -> tuple[Choice, ...] | None:
+        """ODS's sub-program: the method fixed in every layer, solved exactly over the exact
+        layer curves when they come in time, else by the x-program."""
+        start = time.perf_counter()
+        deadline = start + (0.6 * seconds if seconds is not None else 3600.0)
+        curves = []
+        for li in range(tables.problem.layers):
+            curve = exact_curve(tables, li, deadline, methods={method})
+            if curve is None:
+                break
+            curves.append(curve)
+        left = None if seconds is None else max(seconds - (time.perf_counter() - start), 0.05)
+        if len(curves) == tables.problem.layers and self.options["backend"] == "highs":
+            _, choices = solve_curves(tables, curves, time_limit_s=left, seed=self.seed,
+                                      mip_gap=float(self.options["mip_gap"]))
+            return choices
+        return solve_milp(
+            tables, methods={method}, backend=self.options["backend"], time_limit_s=left,
+            mip_gap=float(self.options["mip_gap"]), seed=self.seed,
+        ).choices
 
     # -- pricing ----------------------------------------------------------------------------------
 

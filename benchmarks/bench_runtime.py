@@ -128,7 +128,7 @@ def main() -> None:
                         "method": method, "tokens": tokens, "ok": len(ok), "latency_s": lat,
                         "tokens_per_s": tokens / lat if ok else 0.0, "billed_gb_s": measured,
                         "predicted_gb_s": predicted,
-                        "cost_error": None if predicted is None or not ok else (predicted - measured) / measured,
+                        "cost_error": None if predicted is None or not ok else (measured - predicted) / predicted,
                         "failure": None if ok else results[0].failures[0].error[:80],
                     })
             teardown(d, lam, s3)
@@ -143,6 +143,7 @@ def main() -> None:
     print(f"vCPU share: {'cgroup ' + status['cpu_limit']['mechanism'] if status['cpu_limit']['enforced'] else 'NOT enforced'}")
     print(f"per-invoke overhead: {overhead['overhead_ms']:.2f} ms (round trip {overhead['invoke_round_trip_ms']:.2f} ms,"
           f" handler in-process {overhead['handler_in_process_ms']:.3f} ms)")
+    print("error = (measured - predicted) / predicted billed GB-s per request")
     print(f"{'method':<18}{'tokens':>7}{'tokens/s':>11}{'vs direct':>10}{'GB-s meas':>11}{'GB-s pred':>11}{'error':>8}")
     for r in rows:
         pred = "-" if r["predicted_gb_s"] is None else f"{r['predicted_gb_s']:.4f}"

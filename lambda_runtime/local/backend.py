@@ -10,8 +10,10 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +35,55 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+_MOTO_MAIN = """
+import sys, time
+from moto.server import ThreadedMotoServer
+server = ThreadedMotoServer(ip_address="127.0.0.1", port=int(sys.argv[1]), verbose=False)
+server.start()
+print("ready", flush=True)
+sys.stdin.read()  # until the parent closes our stdin (or exits)
+server.stop()
+"""
+
+
+class _MotoProcess:
+    """moto's ThreadedMotoServer in a child process; stops when told or when the parent dies."""
+
+    def __init__(self, port: int) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _MOTO_MAIN, str(port)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL, text=True,
+        )
+        assert self.proc.stdout is not None
+        if self.proc.stdout.readline().strip() != "ready":
+            self.proc.kill()
+            raise RuntimeError("moto S3 server did not start")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # the port answers once werkzeug is listening
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    return
+            time.sleep(0.05)
+        raise RuntimeError(f"moto S3 server not listening on port {port}")
+
+    def stop(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
 class LocalBackend:
     """Starts moto's S3 server and the local Lambda service; stops both on exit.
 
     ``concurrency_limit`` is the account's concurrent executions (429 beyond it);
     ``cpu_limits`` turns on the cgroup vCPU share when the OS allows it; ``start_method`` is
     ``fork`` (workers forked from a process that imported torch once) or ``spawn`` (a fresh
-    ``python -m awslambdaric`` per environment: slower, a truer cold start).
+    ``python -m awslambdaric`` per environment: slower, a truer cold start). moto's
+    ``ThreadedMotoServer`` runs in a child process unless ``s3_in_process``.
     """
 
     def __init__(
@@ -50,7 +94,9 @@ class LocalBackend:
         cpu_limits: bool = True,
         task_root: str | Path = REPO_ROOT,
         start_method: str = "fork",
+        s3_in_process: bool = False,
     ) -> None:
+        self.s3_in_process = s3_in_process
         if start_method not in ("fork", "spawn"):
             raise ValueError(f"start_method: {start_method!r}; allowed: fork, spawn")
         self.start_method = start_method
@@ -71,8 +117,11 @@ class LocalBackend:
 
         port = free_port()
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per S3 request otherwise
-        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-        self._moto.start()
+        if self.s3_in_process:
+            self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+            self._moto.start()
+        else:  # its own process: S3 requests do not queue behind the coordinator's GIL
+            self._moto = _MotoProcess(port)
         self.s3_endpoint = f"http://127.0.0.1:{port}"
         self._tmp = tempfile.TemporaryDirectory(prefix="moeopt-local-")
         base_env = {

@@ -179,6 +179,9 @@ class ExecutionEnvironment:
         proc = self.proc
         assert proc is not None
         while proc.poll() is None and not self.dead:
+            if not self.busy and self._current is None:  # an idle worker allocates nothing
+                time.sleep(0.1)
+                continue
             if self.enforce_memory:
                 rss, _ = rss_mb(proc.pid)
                 if rss > self.config.memory_mb:

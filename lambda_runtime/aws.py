@@ -39,7 +39,13 @@ REQUIREMENTS = ("numpy>=1.26", "boto3>=1.34")
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 TRUST_POLICY = {
     "Version": "2012-10-17",
-    "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": "lambda.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+        }
+    ],
 }
 
 
@@ -116,11 +122,19 @@ def build_image(context: Path, image_uri: str, platform: str = "linux/amd64") ->
     """``docker build`` + ``docker push``; False (with a log line) when Docker is absent."""
     docker = docker_available()
     if docker is None:
-        log.warning("docker not found (or its daemon is not running): build context written to %s; build and push it yourself:\n"
-                    "  docker build --platform %s -t %s %s && docker push %s",
-                    context, platform, image_uri, context, image_uri)
+        log.warning(
+            "docker not found (or its daemon is not running): build context written to %s; build and push it yourself:\n"
+            "  docker build --platform %s -t %s %s && docker push %s",
+            context,
+            platform,
+            image_uri,
+            context,
+            image_uri,
+        )
         return False
-    subprocess.run([docker, "build", "--platform", platform, "-t", image_uri, str(context)], check=True)
+    subprocess.run(
+        [docker, "build", "--platform", platform, "-t", image_uri, str(context)], check=True
+    )
     subprocess.run([docker, "push", image_uri], check=True)
     return True
 
@@ -128,7 +142,9 @@ def build_image(context: Path, image_uri: str, platform: str = "linux/amd64") ->
 class AwsBackend:
     """boto3 clients for one region (a ``boto3.Session`` may be given, e.g. a profile)."""
 
-    def __init__(self, region: str = "us-east-1", session: Any = None, prefix: str = "moeopt") -> None:
+    def __init__(
+        self, region: str = "us-east-1", session: Any = None, prefix: str = "moeopt"
+    ) -> None:
         import boto3
 
         self.region = region
@@ -142,7 +158,9 @@ class AwsBackend:
     def lambda_client(self) -> Any:
         from botocore.config import Config
 
-        return self.client("lambda", config=Config(read_timeout=960, retries={"total_max_attempts": 1}))
+        return self.client(
+            "lambda", config=Config(read_timeout=960, retries={"total_max_attempts": 1})
+        )
 
     def s3_client(self) -> Any:
         return self.client("s3")
@@ -151,25 +169,48 @@ class AwsBackend:
         return self.client("sts").get_caller_identity()["Account"]
 
     # ---- what would be created ----------------------------------------------------------------
-    def resources(self, plan: Any, layers: int, experts: int, bucket: str, account: str = "<account>") -> list[AwsResource]:
+    def resources(
+        self, plan: Any, layers: int, experts: int, bucket: str, account: str = "<account>"
+    ) -> list[AwsResource]:
         spec = parse_plan(plan, layers, experts)
         repo = f"{self.prefix}-experts"
         out = [
-            AwsResource("s3:bucket", bucket, {"objects": f"{self.prefix}/weights/, {self.prefix}/requests/"}),
-            AwsResource("ecr:repository", repo, {"image": f"{account}.dkr.ecr.{self.region}.amazonaws.com/{repo}"}),
-            AwsResource("iam:role", f"{self.prefix}-expert-role",
-                        {"policy": f"logs on /aws/lambda/{self.prefix}-*, s3 Get/Put on {bucket}/{self.prefix}/*"}),
+            AwsResource(
+                "s3:bucket", bucket, {"objects": f"{self.prefix}/weights/, {self.prefix}/requests/"}
+            ),
+            AwsResource(
+                "ecr:repository",
+                repo,
+                {"image": f"{account}.dkr.ecr.{self.region}.amazonaws.com/{repo}"},
+            ),
+            AwsResource(
+                "iam:role",
+                f"{self.prefix}-expert-role",
+                {
+                    "policy": f"logs on /aws/lambda/{self.prefix}-*, s3 Get/Put on {bucket}/{self.prefix}/*"
+                },
+            ),
         ]
         for layer in spec:
             for f in layer.functions:
-                out.append(AwsResource("lambda:function", function_name(self.prefix, f.layer, f.index), {
-                    "experts": list(f.experts), "memory_mb": f.memory_mb, "replicas": f.replicas,
-                    "architecture": f.architecture, "method": layer.method,
-                }))
+                out.append(
+                    AwsResource(
+                        "lambda:function",
+                        function_name(self.prefix, f.layer, f.index),
+                        {
+                            "experts": list(f.experts),
+                            "memory_mb": f.memory_mb,
+                            "replicas": f.replicas,
+                            "architecture": f.architecture,
+                            "method": layer.method,
+                        },
+                    )
+                )
         return out
 
-    def dry_run(self, plan: Any, layers: int, experts: int, bucket: str, tokens: int,
-                requests: int = 1000) -> dict[str, Any]:
+    def dry_run(
+        self, plan: Any, layers: int, experts: int, bucket: str, tokens: int, requests: int = 1000
+    ) -> dict[str, Any]:
         """Every resource and the predicted cost of ``requests`` requests (plan's prediction + fees)."""
         data = plan_dict(plan)
         spec = parse_plan(data, layers, experts)
@@ -185,9 +226,15 @@ class AwsBackend:
             for f in layer.functions:
                 invokes += f.replicas
                 r = math.ceil(per_fn * len(f.experts) / f.replicas)
-                objs = math.ceil(r / layer.pipeline_degree) if layer.method == "pipelined_storage" else 1
+                objs = (
+                    math.ceil(r / layer.pipeline_degree)
+                    if layer.method == "pipelined_storage"
+                    else 1
+                )
                 if layer.method != "direct":
-                    puts += 2 * objs * f.replicas  # inputs by the coordinator, outputs by the function
+                    puts += (
+                        2 * objs * f.replicas
+                    )  # inputs by the coordinator, outputs by the function
                     gets += 2 * objs * f.replicas
         predicted = (data.get("predicted") or {}).get("cost_usd")
         fees = invokes * request_fee + puts * put + gets * get
@@ -209,17 +256,27 @@ class AwsBackend:
             if self.region != "us-east-1":
                 kwargs["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
             s3.create_bucket(**kwargs)
-        s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in self.tags.items()]})
-        s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration={
-            "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True, "RestrictPublicBuckets": True,
-        })
+        s3.put_bucket_tagging(
+            Bucket=bucket,
+            Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in self.tags.items()]},
+        )
+        s3.put_public_access_block(
+            Bucket=bucket,
+            PublicAccessBlockConfiguration={
+                "BlockPublicAcls": True,
+                "IgnorePublicAcls": True,
+                "BlockPublicPolicy": True,
+                "RestrictPublicBuckets": True,
+            },
+        )
 
     def ensure_repository(self) -> str:
         ecr = self.client("ecr")
         name = f"{self.prefix}-experts"
         try:
             repo = ecr.create_repository(
-                repositoryName=name, tags=[{"Key": k, "Value": v} for k, v in self.tags.items()],
+                repositoryName=name,
+                tags=[{"Key": k, "Value": v} for k, v in self.tags.items()],
                 imageScanningConfiguration={"scanOnPush": True},
             )["repository"]
         except ecr.exceptions.RepositoryAlreadyExistsException:
@@ -231,15 +288,19 @@ class AwsBackend:
         name = f"{self.prefix}-expert-role"
         try:
             arn = iam.create_role(
-                RoleName=name, AssumeRolePolicyDocument=json.dumps(TRUST_POLICY),
+                RoleName=name,
+                AssumeRolePolicyDocument=json.dumps(TRUST_POLICY),
                 Tags=[{"Key": k, "Value": v} for k, v in self.tags.items()],
                 Description="moeopt expert functions: own logs, one bucket prefix",
             )["Role"]["Arn"]
         except iam.exceptions.EntityAlreadyExistsException:
             arn = iam.get_role(RoleName=name)["Role"]["Arn"]
         account = arn.split(":")[4]
-        iam.put_role_policy(RoleName=name, PolicyName=f"{self.prefix}-least-privilege",
-                            PolicyDocument=json.dumps(role_policy(bucket, self.prefix, self.region, account)))
+        iam.put_role_policy(
+            RoleName=name,
+            PolicyName=f"{self.prefix}-least-privilege",
+            PolicyDocument=json.dumps(role_policy(bucket, self.prefix, self.region, account)),
+        )
         return arn
 
     def provision(self, bucket: str, context_dir: str | Path, build: bool = True) -> dict[str, Any]:
@@ -250,19 +311,45 @@ class AwsBackend:
         context = write_build_context(context_dir)
         image_uri = f"{repo_uri}:latest"
         built = build_image(context, image_uri) if build else False
-        return {"bucket": bucket, "repository_uri": repo_uri, "image_uri": image_uri, "role_arn": role_arn,
-                "context": str(context), "image_built": built}
+        return {
+            "bucket": bucket,
+            "repository_uri": repo_uri,
+            "image_uri": image_uri,
+            "role_arn": role_arn,
+            "context": str(context),
+            "image_built": built,
+        }
 
-    def deploy(self, plan: Any, export: MoEExport, bucket: str, image_uri: str, role_arn: str,
-               timeout_s: int = 300) -> Deployment:
-        return deploy_plan(plan, export, self.lambda_client(), self.s3_client(), bucket,
-                           {"PackageType": "Image", "Code": {"ImageUri": image_uri}},
-                           prefix=self.prefix, role=role_arn, timeout_s=timeout_s, tags=self.tags,
-                           create_bucket=False)
+    def deploy(
+        self,
+        plan: Any,
+        export: MoEExport,
+        bucket: str,
+        image_uri: str,
+        role_arn: str,
+        timeout_s: int = 300,
+    ) -> Deployment:
+        return deploy_plan(
+            plan,
+            export,
+            self.lambda_client(),
+            self.s3_client(),
+            bucket,
+            {"PackageType": "Image", "Code": {"ImageUri": image_uri}},
+            prefix=self.prefix,
+            role=role_arn,
+            timeout_s=timeout_s,
+            tags=self.tags,
+            create_bucket=False,
+        )
 
     # ---- tear down --------------------------------------------------------------------------------
-    def teardown(self, deployment: Deployment | None = None, bucket: str | None = None,
-                 delete_bucket: bool = False) -> None:
+    def teardown(
+        self,
+        deployment: Deployment | None = None,
+        bucket: str | None = None,
+        delete_bucket: bool = False,
+    ) -> None:
         """Functions, objects under the prefix, role and repository; the bucket only if asked."""
         s3 = self.s3_client()
         lam = self.lambda_client()

@@ -21,12 +21,23 @@ from lambda_runtime.model import SeededMoE
 
 
 def _plan(memory_mb: int) -> dict[str, Any]:
-    return {"schema": "moeopt.plan/1", "problem": {"name": "calibrate", "fingerprint": ""},
-            "layers": [{"layer": 0, "method": "direct", "pipeline_degree": 1,
-                        "functions": [{"experts": [0], "memory_mb": memory_mb, "replicas": 1}]}]}
+    return {
+        "schema": "moeopt.plan/1",
+        "problem": {"name": "calibrate", "fingerprint": ""},
+        "layers": [
+            {
+                "layer": 0,
+                "method": "direct",
+                "pipeline_degree": 1,
+                "functions": [{"experts": [0], "memory_mb": memory_mb, "replicas": 1}],
+            }
+        ],
+    }
 
 
-def _invoke(lam: Any, name: str, event: dict[str, Any]) -> tuple[float, dict[str, Any], dict[str, Any]]:
+def _invoke(
+    lam: Any, name: str, event: dict[str, Any]
+) -> tuple[float, dict[str, Any], dict[str, Any]]:
     from lambda_runtime.coordinator import parse_report
 
     t = time.perf_counter()
@@ -58,14 +69,24 @@ def calibrate(
     by_memory: dict[str, Any] = {}
     cold, warm, overhead_mb, rates, payload_rate, invoke_rate = [], [], [], [], [], 0.0
     for mem in memory_sizes:
-        d = deploy_plan(_plan(mem), moe.export(), lambda_client, s3_client, bucket, code,
-                        prefix=f"calibrate-{mem}", timeout_s=300)
+        d = deploy_plan(
+            _plan(mem),
+            moe.export(),
+            lambda_client,
+            s3_client,
+            bucket,
+            code,
+            prefix=f"calibrate-{mem}",
+            timeout_s=300,
+        )
         name = d.layers[0].functions[0].name
         try:
             wall, _, rep = _invoke(lambda_client, name, empty)  # cold start
             if rep.get("init_ms") is not None:
                 cold.append(rep["init_ms"] / 1000.0 + rep["duration_ms"] / 1000.0)
-            overhead_mb.append(rep.get("max_memory_mb", 0) - moe.export().experts[0][0].nbytes / 2**20)
+            overhead_mb.append(
+                rep.get("max_memory_mb", 0) - moe.export().experts[0][0].nbytes / 2**20
+            )
             per_token = []
             for _ in range(repeats):
                 _, body, _ = _invoke(lambda_client, name, direct)
@@ -81,9 +102,14 @@ def calibrate(
                     walls.append(w - body["timing"]["handler_s"])
                 warm.append(statistics.median(walls))
                 invoke_rate = 1.0 / statistics.median(walls)
-                rows = 4_000_000 // (hidden * 4 * 4 // 3)  # about 4 MB of base64 each way, under 6 MB
-                event = {"method": "direct", "tokens": encode_tensor(np.zeros((rows, hidden), np.float32)),
-                         "segments": [[0, rows]]}
+                rows = 4_000_000 // (
+                    hidden * 4 * 4 // 3
+                )  # about 4 MB of base64 each way, under 6 MB
+                event = {
+                    "method": "direct",
+                    "tokens": encode_tensor(np.zeros((rows, hidden), np.float32)),
+                    "segments": [[0, rows]],
+                }
                 size = len(json.dumps(event))
                 w_big, body, _ = _invoke(lambda_client, name, event)
                 extra = w_big - body["timing"]["handler_s"] - warm[-1]
@@ -102,7 +128,9 @@ def calibrate(
         t = time.perf_counter()
         s3_client.get_object(Bucket=bucket, Key="calibrate/blob")["Body"].read()
         bws.append(len(blob) / max(time.perf_counter() - t - delays[-1], 1e-6))
-    s3_client.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "calibrate/tiny"}, {"Key": "calibrate/blob"}]})
+    s3_client.delete_objects(
+        Bucket=bucket, Delete={"Objects": [{"Key": "calibrate/tiny"}, {"Key": "calibrate/blob"}]}
+    )
     constants = {
         "flops_per_second_per_vcpu": statistics.median(rates),
         "storage_bandwidth_bytes_per_s": statistics.median(bws),
@@ -115,7 +143,11 @@ def calibrate(
     return {
         "constants": {k: v for k, v in constants.items() if v is not None},
         "measurements": {
-            "expert": {"hidden_size": hidden, "expert_ffn_size": ffn, "flops_per_token": flops_per_token},
+            "expert": {
+                "hidden_size": hidden,
+                "expert_ffn_size": ffn,
+                "flops_per_token": flops_per_token,
+            },
             "compute_by_memory_mb": by_memory,
             "invoke_rate_per_s_sequential": invoke_rate,
             "cold_start_samples_s": cold,

@@ -34,8 +34,13 @@ def runtime() -> None:
 
 
 @runtime.command("serve")
-@click.option("--concurrency", type=click.IntRange(1), default=64, show_default=True,
-              help="Account concurrency limit (429 beyond it).")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1),
+    default=64,
+    show_default=True,
+    help="Account concurrency limit (429 beyond it).",
+)
 @click.option("--no-cpu-limits", is_flag=True, help="Do not apply cgroup vCPU quotas.")
 def serve(concurrency: int, no_cpu_limits: bool) -> None:
     """Start the local backend and print its endpoints; runs until Ctrl-C."""
@@ -47,10 +52,14 @@ def serve(concurrency: int, no_cpu_limits: bool) -> None:
         click.echo(f"Lambda API: {status['lambda_endpoint']}")
         click.echo(f"S3:         {status['s3_endpoint']}")
         cpu = status["cpu_limit"]
-        click.echo(f"vCPU share: {'enforced by ' + cpu['mechanism'] if cpu['enforced'] else 'NOT enforced'}"
-                   f" ({cpu['detail']})")
-        click.echo(f"client:     boto3.client('lambda', endpoint_url='{status['lambda_endpoint']}', "
-                   "region_name='us-east-1', aws_access_key_id='testing', aws_secret_access_key='testing')")
+        click.echo(
+            f"vCPU share: {'enforced by ' + cpu['mechanism'] if cpu['enforced'] else 'NOT enforced'}"
+            f" ({cpu['detail']})"
+        )
+        click.echo(
+            f"client:     boto3.client('lambda', endpoint_url='{status['lambda_endpoint']}', "
+            "region_name='us-east-1', aws_access_key_id='testing', aws_secret_access_key='testing')"
+        )
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         try:
@@ -63,10 +72,18 @@ def serve(concurrency: int, no_cpu_limits: bool) -> None:
 
 @runtime.command("aws-provision")
 @click.option("--region", default="us-east-1", show_default=True)
-@click.option("--bucket", required=True, help="S3 bucket for weights and intermediates (created if absent).")
+@click.option(
+    "--bucket", required=True, help="S3 bucket for weights and intermediates (created if absent)."
+)
 @click.option("--prefix", default="moeopt", show_default=True)
-@click.option("--context", "context_dir", type=click.Path(file_okay=False), default="moeopt-image", show_default=True,
-              help="Where to write the container image build context.")
+@click.option(
+    "--context",
+    "context_dir",
+    type=click.Path(file_okay=False),
+    default="moeopt-image",
+    show_default=True,
+    help="Where to write the container image build context.",
+)
 def aws_provision(region: str, bucket: str, prefix: str, context_dir: str) -> None:
     """Create the bucket, ECR repository and least-privilege role; build the image if Docker runs."""
     from lambda_runtime.aws import AwsBackend
@@ -74,8 +91,10 @@ def aws_provision(region: str, bucket: str, prefix: str, context_dir: str) -> No
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     info = AwsBackend(region=region, prefix=prefix).provision(bucket, context_dir)
     click.echo(json.dumps(info, indent=2))
-    click.echo(f"next: moeopt run PLAN.json --backend aws --region {region} --bucket {bucket} --prefix {prefix} "
-               f"--image-uri {info['image_uri']} --role-arn {info['role_arn']}")
+    click.echo(
+        f"next: moeopt run PLAN.json --backend aws --region {region} --bucket {bucket} --prefix {prefix} "
+        f"--image-uri {info['image_uri']} --role-arn {info['role_arn']}"
+    )
 
 
 @runtime.command("aws-teardown")
@@ -100,7 +119,9 @@ def _load_plan(path: str) -> dict[str, Any]:
         raise RuntimeInputError(f"{path}: not a plan: {exc}") from None
 
 
-def _model_shape(plan: dict[str, Any], problem: str | None, hidden: int, ffn: int, top_k: int) -> dict[str, Any]:
+def _model_shape(
+    plan: dict[str, Any], problem: str | None, hidden: int, ffn: int, top_k: int
+) -> dict[str, Any]:
     """The problem's model shape (lazy import of the core package), else the plan's own shape
     with ``hidden``/``ffn``/``top_k`` (when the plan's problem is not known here)."""
     name = problem or (plan.get("problem") or {}).get("name")
@@ -114,18 +135,36 @@ def _model_shape(plan: dict[str, Any], problem: str | None, hidden: int, ffn: in
         except ValueError as exc:
             if problem:
                 raise RuntimeInputError(f"--problem: {exc}") from None
-            click.echo(f"note: plan's problem not loadable ({exc}); using the plan's shape", err=True)
+            click.echo(
+                f"note: plan's problem not loadable ({exc}); using the plan's shape", err=True
+            )
             p = None
     else:
         p = None
     if p is not None:
         m = p.model
-        return {"layers": m.moe_layers, "experts": m.experts_per_layer, "top_k": m.top_k,
-                "hidden": m.hidden_size, "ffn": m.expert_ffn_size, "tokens": p.workload.tokens_per_batch,
-                "shares": p.popularity.loads.mean(axis=0)}
+        return {
+            "layers": m.moe_layers,
+            "experts": m.experts_per_layer,
+            "top_k": m.top_k,
+            "hidden": m.hidden_size,
+            "ffn": m.expert_ffn_size,
+            "tokens": p.workload.tokens_per_batch,
+            "shares": p.popularity.loads.mean(axis=0),
+        }
     layers = plan.get("layers") or []
-    experts = 1 + max((e for la in layers for f in la.get("functions", []) for e in f.get("experts", [])), default=0)
-    return {"layers": len(layers), "experts": experts, "top_k": top_k, "hidden": hidden, "ffn": ffn, "tokens": 256}
+    experts = 1 + max(
+        (e for la in layers for f in la.get("functions", []) for e in f.get("experts", [])),
+        default=0,
+    )
+    return {
+        "layers": len(layers),
+        "experts": experts,
+        "top_k": top_k,
+        "hidden": hidden,
+        "ffn": ffn,
+        "tokens": 256,
+    }
 
 
 def _human(summary: Any) -> str:
@@ -139,8 +178,12 @@ def _human(summary: Any) -> str:
         f"cold starts: {s.cold_starts}, retries: {s.retries}",
     ]
     if s.predicted:
-        measured = {"cost_usd": s.usd_per_request, "cost_gb_s": s.billed_gb_s_per_request,
-                    "latency_s": s.latency_p50_s, "throughput_tokens_per_s": s.throughput_tokens_per_s}
+        measured = {
+            "cost_usd": s.usd_per_request,
+            "cost_gb_s": s.billed_gb_s_per_request,
+            "latency_s": s.latency_p50_s,
+            "throughput_tokens_per_s": s.throughput_tokens_per_s,
+        }
         lines.append(f"{'':24}{'predicted':>14}{'measured':>14}{'error':>9}")
         for key, value in s.predicted.items():
             if key in measured and isinstance(value, int | float):
@@ -153,34 +196,90 @@ def _human(summary: Any) -> str:
 @click.command("run")
 @click.argument("plan_path", metavar="PLAN.json", type=click.Path(dir_okay=False))
 @click.option("--backend", type=click.Choice(["local", "aws"]), default="local", show_default=True)
-@click.option("--problem", "problem_name", default=None, help="Override the problem the plan names.")
+@click.option(
+    "--problem", "problem_name", default=None, help="Override the problem the plan names."
+)
 @click.option("--requests", type=click.IntRange(1), default=3, show_default=True)
-@click.option("--warmup", type=click.IntRange(0), default=1, show_default=True,
-              help="Unmeasured requests first (cold starts, weight downloads).")
-@click.option("--max-environments", type=click.IntRange(1), default=64, show_default=True,
-              help="Local backend: warm environments kept; below the plan's total replicas every request starts cold.")
-@click.option("--tokens", type=click.IntRange(1), default=None,
-              help="Tokens per request (default: the problem's tokens_per_batch).")
-@click.option("--region", default="us-east-1", show_default=True, help="AWS region (--backend aws).")
+@click.option(
+    "--warmup",
+    type=click.IntRange(0),
+    default=1,
+    show_default=True,
+    help="Unmeasured requests first (cold starts, weight downloads).",
+)
+@click.option(
+    "--max-environments",
+    type=click.IntRange(1),
+    default=64,
+    show_default=True,
+    help="Local backend: warm environments kept; below the plan's total replicas every request starts cold.",
+)
+@click.option(
+    "--tokens",
+    type=click.IntRange(1),
+    default=None,
+    help="Tokens per request (default: the problem's tokens_per_batch).",
+)
+@click.option(
+    "--region", default="us-east-1", show_default=True, help="AWS region (--backend aws)."
+)
 @click.option("--bucket", default=None, help="S3 bucket (--backend aws; created if absent).")
 @click.option("--image-uri", default=None, help="Expert function image in ECR (--backend aws).")
 @click.option("--role-arn", default=None, help="Execution role (--backend aws).")
-@click.option("--prefix", default="moeopt", show_default=True,
-              help="--backend aws: name prefix of functions and S3 keys (the role's policy is scoped to it).")
-@click.option("--hidden", type=click.IntRange(1), default=64, show_default=True,
-              help="Hidden size when the plan's problem is not loadable.")
-@click.option("--ffn", type=click.IntRange(1), default=128, show_default=True,
-              help="Expert FFN size when the plan's problem is not loadable.")
-@click.option("--top-k", type=click.IntRange(1), default=1, show_default=True,
-              help="Experts per token when the plan's problem is not loadable.")
-@click.option("--dry-run", is_flag=True,
-              help="Print every AWS resource the run would create and the cost per 1,000 requests; create nothing.")
+@click.option(
+    "--prefix",
+    default="moeopt",
+    show_default=True,
+    help="--backend aws: name prefix of functions and S3 keys (the role's policy is scoped to it).",
+)
+@click.option(
+    "--hidden",
+    type=click.IntRange(1),
+    default=64,
+    show_default=True,
+    help="Hidden size when the plan's problem is not loadable.",
+)
+@click.option(
+    "--ffn",
+    type=click.IntRange(1),
+    default=128,
+    show_default=True,
+    help="Expert FFN size when the plan's problem is not loadable.",
+)
+@click.option(
+    "--top-k",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Experts per token when the plan's problem is not loadable.",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print every AWS resource the run would create and the cost per 1,000 requests; create nothing.",
+)
 @click.option("--no-check", is_flag=True, help="Skip the comparison with the monolithic forward.")
 @click.option("--json", "as_json", is_flag=True)
-def run_command(plan_path: str, backend: str, problem_name: str | None, requests: int, warmup: int,
-                max_environments: int, tokens: int | None,
-                region: str, bucket: str | None, image_uri: str | None, role_arn: str | None, prefix: str,
-                hidden: int, ffn: int, top_k: int, dry_run: bool, no_check: bool, as_json: bool) -> None:
+def run_command(
+    plan_path: str,
+    backend: str,
+    problem_name: str | None,
+    requests: int,
+    warmup: int,
+    max_environments: int,
+    tokens: int | None,
+    region: str,
+    bucket: str | None,
+    image_uri: str | None,
+    role_arn: str | None,
+    prefix: str,
+    hidden: int,
+    ffn: int,
+    top_k: int,
+    dry_run: bool,
+    no_check: bool,
+    as_json: bool,
+) -> None:
     """Run PLAN.json on the local backend or AWS; report measured against predicted."""
     from lambda_runtime.model import SeededMoE
     from lambda_runtime.run import run_plan
@@ -189,38 +288,72 @@ def run_command(plan_path: str, backend: str, problem_name: str | None, requests
     shape = _model_shape(plan, problem_name, hidden, ffn, top_k)
     n_tokens = tokens or shape["tokens"]
     if dry_run:
-        _dry_run(plan, plan_path, shape, n_tokens, region, bucket or "moeopt-<account>-<region>", as_json)
+        _dry_run(
+            plan, plan_path, shape, n_tokens, region, bucket or "moeopt-<account>-<region>", as_json
+        )
         return
-    moe = SeededMoE(shape["layers"], shape["experts"], shape["hidden"], shape["ffn"], shape["top_k"], seed=0)
-    if shape.get("shares") is not None:  # route like the problem's popularity, which the plan was sized for
+    moe = SeededMoE(
+        shape["layers"], shape["experts"], shape["hidden"], shape["ffn"], shape["top_k"], seed=0
+    )
+    if (
+        shape.get("shares") is not None
+    ):  # route like the problem's popularity, which the plan was sized for
         moe.match_loads(shape["shares"])
     try:
         if backend == "local":
             from lambda_runtime.local import LocalBackend
 
             with LocalBackend(max_environments=max_environments) as b:
-                summary, _ = run_plan(plan, moe, b.lambda_client(), b.s3_client(), b.code(), BUCKET,
-                                      requests=requests, tokens=n_tokens, check=not no_check, warmup=warmup)
+                summary, _ = run_plan(
+                    plan,
+                    moe,
+                    b.lambda_client(),
+                    b.s3_client(),
+                    b.code(),
+                    BUCKET,
+                    requests=requests,
+                    tokens=n_tokens,
+                    check=not no_check,
+                    warmup=warmup,
+                )
         else:
             from lambda_runtime.aws import AwsBackend
 
             if not (bucket and image_uri and role_arn):
-                raise RuntimeInputError("--backend aws needs --bucket, --image-uri and --role-arn "
-                                        "(create them with `moeopt runtime aws-provision`)")
+                raise RuntimeInputError(
+                    "--backend aws needs --bucket, --image-uri and --role-arn "
+                    "(create them with `moeopt runtime aws-provision`)"
+                )
             aws = AwsBackend(region=region, prefix=prefix)
-            summary, _ = run_plan(plan, moe, aws.lambda_client(), aws.s3_client(),
-                                  {"PackageType": "Image", "Code": {"ImageUri": image_uri}}, bucket,
-                                  requests=requests, tokens=n_tokens, check=not no_check, role=role_arn,
-                                  warmup=warmup, prefix=prefix)
+            summary, _ = run_plan(
+                plan,
+                moe,
+                aws.lambda_client(),
+                aws.s3_client(),
+                {"PackageType": "Image", "Code": {"ImageUri": image_uri}},
+                bucket,
+                requests=requests,
+                tokens=n_tokens,
+                check=not no_check,
+                role=role_arn,
+                warmup=warmup,
+                prefix=prefix,
+            )
     except PlanError as exc:
         raise RuntimeInputError(f"{plan_path}: {exc}") from None
-    replicas = sum(f.get("replicas", 1) for la in plan.get("layers", []) for f in la.get("functions", []))
+    replicas = sum(
+        f.get("replicas", 1) for la in plan.get("layers", []) for f in la.get("functions", [])
+    )
     notes = []
     if n_tokens != shape["tokens"]:
-        notes.append(f"note: ran {n_tokens} tokens per request; the plan was predicted for {shape['tokens']}")
+        notes.append(
+            f"note: ran {n_tokens} tokens per request; the plan was predicted for {shape['tokens']}"
+        )
     if backend == "local" and replicas > max_environments:
-        notes.append(f"note: the plan has {replicas} function replicas but --max-environments is "
-                     f"{max_environments}: environments were evicted and restarted cold")
+        notes.append(
+            f"note: the plan has {replicas} function replicas but --max-environments is "
+            f"{max_environments}: environments were evicted and restarted cold"
+        )
     if as_json:
         click.echo(json.dumps({**summary.to_dict(), "notes": notes}, indent=2, default=str))
     else:
@@ -229,12 +362,21 @@ def run_command(plan_path: str, backend: str, problem_name: str | None, requests
             click.echo(n)
 
 
-def _dry_run(plan: dict[str, Any], plan_path: str, shape: dict[str, int], tokens: int, region: str,
-             bucket: str, as_json: bool) -> None:
+def _dry_run(
+    plan: dict[str, Any],
+    plan_path: str,
+    shape: dict[str, int],
+    tokens: int,
+    region: str,
+    bucket: str,
+    as_json: bool,
+) -> None:
     from lambda_runtime.aws import AwsBackend
 
     try:
-        out = AwsBackend(region=region).dry_run(plan, shape["layers"], shape["experts"], bucket, tokens)
+        out = AwsBackend(region=region).dry_run(
+            plan, shape["layers"], shape["experts"], bucket, tokens
+        )
     except PlanError as exc:
         raise RuntimeInputError(f"{plan_path}: {exc}") from None
     if as_json:
@@ -246,28 +388,51 @@ def _dry_run(plan: dict[str, Any], plan_path: str, shape: dict[str, int], tokens
     for r in out["resources"]:
         click.echo("  " + AwsResource(**r).line())
     per = out["per_request"]
-    click.echo(f"per request: {per['invocations']} invocations, {per['s3_puts']} S3 PUTs, {per['s3_gets']} S3 GETs"
-               f" ({tokens} tokens, uniform routing estimate)")
+    click.echo(
+        f"per request: {per['invocations']} invocations, {per['s3_puts']} S3 PUTs, {per['s3_gets']} S3 GETs"
+        f" ({tokens} tokens, uniform routing estimate)"
+    )
     if out["predicted_total_usd"] is None:
-        click.echo(f"per 1,000 requests: request and storage fees ${out['request_and_storage_fees_usd']:.4f}; "
-                   "compute cost unknown (plan has no predicted.cost_usd)")
+        click.echo(
+            f"per 1,000 requests: request and storage fees ${out['request_and_storage_fees_usd']:.4f}; "
+            "compute cost unknown (plan has no predicted.cost_usd)"
+        )
     else:
-        click.echo(f"per 1,000 requests: ${out['predicted_total_usd']:.4f} (compute ${out['predicted_compute_usd']:.4f}"
-                   f" + request and storage fees ${out['request_and_storage_fees_usd']:.4f})")
+        click.echo(
+            f"per 1,000 requests: ${out['predicted_total_usd']:.4f} (compute ${out['predicted_compute_usd']:.4f}"
+            f" + request and storage fees ${out['request_and_storage_fees_usd']:.4f})"
+        )
 
 
 @click.command("calibrate")
 @click.option("--backend", type=click.Choice(["local"]), default="local", show_default=True)
 @click.option("-o", "--output", "output", type=click.Path(dir_okay=False), required=True)
-@click.option("--memory", "memory_sizes", default="1024,1769,3538", show_default=True,
-              help="Comma-separated memory sizes (MB) to time the expert at.")
+@click.option(
+    "--memory",
+    "memory_sizes",
+    default="1024,1769,3538",
+    show_default=True,
+    help="Comma-separated memory sizes (MB) to time the expert at.",
+)
 @click.option("--hidden", type=click.IntRange(1), default=768, show_default=True)
 @click.option("--ffn", type=click.IntRange(1), default=3072, show_default=True)
 @click.option("--tokens", type=click.IntRange(1), default=256, show_default=True)
-@click.option("--start-method", type=click.Choice(["spawn", "fork"]), default="spawn", show_default=True,
-              help="spawn: a fresh interpreter per environment (true cold start); fork: faster.")
-def calibrate_command(backend: str, output: str, memory_sizes: str, hidden: int, ffn: int, tokens: int,
-                      start_method: str) -> None:
+@click.option(
+    "--start-method",
+    type=click.Choice(["spawn", "fork"]),
+    default="spawn",
+    show_default=True,
+    help="spawn: a fresh interpreter per environment (true cold start); fork: faster.",
+)
+def calibrate_command(
+    backend: str,
+    output: str,
+    memory_sizes: str,
+    hidden: int,
+    ffn: int,
+    tokens: int,
+    start_method: str,
+) -> None:
     """Measure compute, start and transfer times; write a cost-model profile (JSON)."""
     from lambda_runtime.calibrate import calibrate
     from lambda_runtime.local import LocalBackend
@@ -275,13 +440,22 @@ def calibrate_command(backend: str, output: str, memory_sizes: str, hidden: int,
     try:
         sizes = tuple(int(m) for m in memory_sizes.split(","))
     except ValueError:
-        raise RuntimeInputError(f"--memory: {memory_sizes!r}; allowed: integers 128..10240, comma-separated") from None
+        raise RuntimeInputError(
+            f"--memory: {memory_sizes!r}; allowed: integers 128..10240, comma-separated"
+        ) from None
     if not all(128 <= m <= 10240 for m in sizes):
-        raise RuntimeInputError(f"--memory: {memory_sizes!r}; allowed: integers 128..10240, comma-separated")
+        raise RuntimeInputError(
+            f"--memory: {memory_sizes!r}; allowed: integers 128..10240, comma-separated"
+        )
     with LocalBackend(start_method=start_method) as b:
-        profile = calibrate(b.lambda_client(), b.s3_client(), b.code(), BUCKET, sizes, hidden, ffn, tokens)
-        profile["backend"] = {k: v for k, v in b.status().items()
-                              if k in ("cpu_limit", "memory_limit", "start_method")}
+        profile = calibrate(
+            b.lambda_client(), b.s3_client(), b.code(), BUCKET, sizes, hidden, ffn, tokens
+        )
+        profile["backend"] = {
+            k: v
+            for k, v in b.status().items()
+            if k in ("cpu_limit", "memory_limit", "start_method")
+        }
     Path(output).write_text(json.dumps(profile, indent=2) + "\n")
     click.echo(f"profile written to {output}")
     for k, v in profile["constants"].items():

@@ -26,7 +26,11 @@ def encode_tensor(array: np.ndarray) -> dict[str, Any]:
     if name not in DTYPES:
         raise PayloadError(f"dtype: {name!r} not supported; allowed: {', '.join(DTYPES)}")
     data = np.ascontiguousarray(array, dtype=DTYPES[name]).tobytes()
-    return {"dtype": name, "shape": list(array.shape), "data": base64.b64encode(data).decode("ascii")}
+    return {
+        "dtype": name,
+        "shape": list(array.shape),
+        "data": base64.b64encode(data).decode("ascii"),
+    }
 
 
 def decode_tensor(obj: Any, field: str = "tokens") -> np.ndarray:
@@ -44,7 +48,9 @@ def decode_tensor(obj: Any, field: str = "tokens") -> np.ndarray:
     if len(raw) != expected:
         raise PayloadError(f"{field}.data: {len(raw)} bytes, shape {shape} needs {expected}")
     # a writable buffer: torch.from_numpy refuses read-only arrays
-    return np.frombuffer(bytearray(raw), dtype=DTYPES[dtype]).reshape(shape).astype(dtype, copy=False)
+    return (
+        np.frombuffer(bytearray(raw), dtype=DTYPES[dtype]).reshape(shape).astype(dtype, copy=False)
+    )
 
 
 def array_to_bytes(array: np.ndarray) -> bytes:

@@ -49,7 +49,9 @@ class RetryPolicy:
     max_delay_s: float = 2.0
 
     def delay(self, attempt: int) -> float:
-        return min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+        return min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1)) * random.uniform(
+            0.5, 1.0
+        )
 
 
 @dataclass(frozen=True)
@@ -209,7 +211,13 @@ class Coordinator:
             if self.cleanup and self.deployment.bucket:
                 delete_prefix(self.s3, self.deployment.bucket, self._request_prefix(rid))
         return ForwardResult(
-            rid, h, tuple(reports), tuple(failures), time.perf_counter() - start, tuple(layer_times), tuple(served)
+            rid,
+            h,
+            tuple(reports),
+            tuple(failures),
+            time.perf_counter() - start,
+            tuple(layer_times),
+            tuple(served),
         )
 
     def _request_prefix(self, rid: str) -> str:
@@ -254,7 +262,12 @@ class Coordinator:
 
     # ---- one shard, with retries ----------------------------------------------------------------
     def _run_shard(
-        self, layer: LayerSpec, shard: _Shard, h: np.ndarray, rid: str, reports: list[InvocationReport]
+        self,
+        layer: LayerSpec,
+        shard: _Shard,
+        h: np.ndarray,
+        rid: str,
+        reports: list[InvocationReport],
     ) -> ShardFailure | None:
         x = h[shard.pairs[:, 0]]
         base = f"{self._request_prefix(rid)}l{layer.layer}/f{shard.spec.index}/r{shard.replica}"
@@ -264,7 +277,9 @@ class Coordinator:
         if layer.method == "storage":  # the gate uploads every input, then the experts run
             self._upload(inputs, x, upload_errors)
         elif layer.method == "pipelined_storage":  # the function starts while the gate uploads
-            uploader = threading.Thread(target=self._upload, args=(inputs, x, upload_errors), daemon=True)
+            uploader = threading.Thread(
+                target=self._upload, args=(inputs, x, upload_errors), daemon=True
+            )
             uploader.start()
         error = ""
         attempt = 0
@@ -284,8 +299,14 @@ class Coordinator:
                 except Exception as exc:  # noqa: BLE001 - a bad response is retried like an error
                     error = f"BadResponse: {exc}"
             rec = InvocationReport(
-                layer.layer, shard.spec.name, shard.replica, attempt, len(x), error or None,
-                wall_s=time.perf_counter() - t, **report,
+                layer.layer,
+                shard.spec.name,
+                shard.replica,
+                attempt,
+                len(x),
+                error or None,
+                wall_s=time.perf_counter() - t,
+                **report,
             )
             with self._lock:
                 reports.append(rec)
@@ -309,7 +330,11 @@ class Coordinator:
         n = len(shard.pairs)
         beta = layer.pipeline_degree if layer.method == "pipelined_storage" else n
         return [
-            {"key": f"{base}/in-{k}.npy", "segments": segments_of(shard.pairs[lo : lo + beta, 2]), "rows": [lo, lo + beta]}
+            {
+                "key": f"{base}/in-{k}.npy",
+                "segments": segments_of(shard.pairs[lo : lo + beta, 2]),
+                "rows": [lo, lo + beta],
+            }
             for k, lo in enumerate(range(0, n, beta))
         ]
 
@@ -318,21 +343,36 @@ class Coordinator:
         try:
             for mb in inputs:
                 lo, hi = mb["rows"]
-                self.s3.put_object(Bucket=self.deployment.bucket, Key=mb["key"], Body=array_to_bytes(x[lo:hi]))
+                self.s3.put_object(
+                    Bucket=self.deployment.bucket, Key=mb["key"], Body=array_to_bytes(x[lo:hi])
+                )
         except Exception as exc:  # noqa: BLE001
             errors.append(f"{type(exc).__name__}: {exc}")
 
     def _event(
-        self, layer: LayerSpec, shard: _Shard, x: np.ndarray, inputs: list[dict[str, Any]], base: str, attempt: int
+        self,
+        layer: LayerSpec,
+        shard: _Shard,
+        x: np.ndarray,
+        inputs: list[dict[str, Any]],
+        base: str,
+        attempt: int,
     ) -> dict[str, Any]:
         event: dict[str, Any] = {
-            "schema": "moeopt.invoke/1", "method": layer.method, "layer": layer.layer, "attempt": attempt,
+            "schema": "moeopt.invoke/1",
+            "method": layer.method,
+            "layer": layer.layer,
+            "attempt": attempt,
         }
         if layer.method == "direct":
             event.update(tokens=encode_tensor(x), segments=segments_of(shard.pairs[:, 2]))
         else:  # each attempt writes its own output keys: a late earlier attempt cannot mix in
             batches = [
-                {"key": b["key"], "segments": b["segments"], "output_key": f"{base}/out-a{attempt}-{k}.npy"}
+                {
+                    "key": b["key"],
+                    "segments": b["segments"],
+                    "output_key": f"{base}/out-a{attempt}-{k}.npy",
+                }
                 for k, b in enumerate(inputs)
             ]
             event.update(bucket=self.deployment.bucket, minibatches=batches)
@@ -340,10 +380,14 @@ class Coordinator:
                 event["input_wait_s"] = self.input_wait_s
         return event
 
-    def _invoke(self, name: str, event: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], str]:
+    def _invoke(
+        self, name: str, event: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any], str]:
         """(report fields, response payload, error text or '')."""
         try:
-            resp = self.lambda_client.invoke(FunctionName=name, Payload=json.dumps(event).encode(), LogType="Tail")
+            resp = self.lambda_client.invoke(
+                FunctionName=name, Payload=json.dumps(event).encode(), LogType="Tail"
+            )
         except self.lambda_client.exceptions.ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "ClientError")
             return {}, {}, f"{code}: {exc.response.get('Error', {}).get('Message', '')}"
@@ -357,7 +401,11 @@ class Coordinator:
             return report, {}, "BadResponse: payload is not JSON"
         if resp.get("FunctionError"):
             if isinstance(payload, dict):
-                return report, {}, f"{payload.get('errorType', 'Unhandled')}: {payload.get('errorMessage', '')}"
+                return (
+                    report,
+                    {},
+                    f"{payload.get('errorType', 'Unhandled')}: {payload.get('errorMessage', '')}",
+                )
             return report, {}, "Unhandled"
         return report, payload, ""
 
@@ -366,10 +414,16 @@ class Coordinator:
             y = decode_tensor(payload.get("outputs"), "outputs")
         else:
             parts = [
-                array_from_bytes(self.s3.get_object(Bucket=payload["bucket"], Key=key)["Body"].read())
+                array_from_bytes(
+                    self.s3.get_object(Bucket=payload["bucket"], Key=key)["Body"].read()
+                )
                 for key in payload["output_keys"]
             ]
-            y = np.concatenate(parts) if parts else np.zeros((0, self.export.hidden_size), np.float32)
+            y = (
+                np.concatenate(parts)
+                if parts
+                else np.zeros((0, self.export.hidden_size), np.float32)
+            )
         if y.shape != (rows, self.export.hidden_size):
             raise ValueError(f"outputs shape {y.shape}, expected {(rows, self.export.hidden_size)}")
         return np.array(y, dtype=np.float32)  # writable: torch refuses read-only buffers

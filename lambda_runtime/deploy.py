@@ -74,7 +74,9 @@ def parse_plan(plan: Any, layers: int, experts: int) -> tuple[LayerSpec, ...]:
     data = plan_dict(plan)
     raw_layers = data.get("layers")
     if not isinstance(raw_layers, list) or len(raw_layers) != layers:
-        raise PlanError(f"layers: need one entry per MoE layer ({layers}), got {len(raw_layers or [])}")
+        raise PlanError(
+            f"layers: need one entry per MoE layer ({layers}), got {len(raw_layers or [])}"
+        )
     out = []
     for li, raw in enumerate(raw_layers):
         where = f"layers[{li}]"
@@ -89,7 +91,9 @@ def parse_plan(plan: Any, layers: int, experts: int) -> tuple[LayerSpec, ...]:
             fw = f"{where}.functions[{fi}]"
             exp = tuple(int(e) for e in f.get("experts") or [])
             if not exp or any(not 0 <= e < experts for e in exp):
-                raise PlanError(f"{fw}.experts: {list(exp)}; allowed: a non-empty list of 0..{experts - 1}")
+                raise PlanError(
+                    f"{fw}.experts: {list(exp)}; allowed: a non-empty list of 0..{experts - 1}"
+                )
             mem = f.get("memory_mb")
             if not isinstance(mem, int) or not MEMORY_RANGE[0] <= mem <= MEMORY_RANGE[1]:
                 raise PlanError(f"{fw}.memory_mb: {mem!r}; allowed: an integer 128..10240")
@@ -102,7 +106,9 @@ def parse_plan(plan: Any, layers: int, experts: int) -> tuple[LayerSpec, ...]:
             funcs.append(FunctionSpec(li, fi, exp, mem, reps, arch))
             seen.extend(exp)
         if sorted(seen) != list(range(experts)):
-            raise PlanError(f"{where}.functions: every expert 0..{experts - 1} must appear exactly once")
+            raise PlanError(
+                f"{where}.functions: every expert 0..{experts - 1} must appear exactly once"
+            )
         out.append(LayerSpec(li, method, beta, tuple(funcs)))
     return tuple(out)
 
@@ -118,7 +124,9 @@ def weight_key(prefix: str, layer: int, expert: int) -> str:
 def upload_weights(s3: Any, bucket: str, prefix: str, export: MoEExport) -> None:
     for layer, experts in enumerate(export.experts):
         for e, w in enumerate(experts):
-            s3.put_object(Bucket=bucket, Key=weight_key(prefix, layer, e), Body=arrays_to_npz(w.arrays()))
+            s3.put_object(
+                Bucket=bucket, Key=weight_key(prefix, layer, e), Body=arrays_to_npz(w.arrays())
+            )
 
 
 def deploy_plan(
@@ -148,7 +156,10 @@ def deploy_plan(
         for f in layer.functions:
             name = function_name(prefix, f.layer, f.index)
             weights = {str(e): f"s3://{bucket}/{weight_key(prefix, f.layer, e)}" for e in f.experts}
-            env = {"MOEOPT_WEIGHTS": json.dumps(weights), **(extra_env or {}).get((f.layer, f.index), {})}
+            env = {
+                "MOEOPT_WEIGHTS": json.dumps(weights),
+                **(extra_env or {}).get((f.layer, f.index), {}),
+            }
             lambda_client.create_function(
                 FunctionName=name,
                 Role=role,
@@ -159,7 +170,11 @@ def deploy_plan(
                 Tags={"moeopt:prefix": prefix, **(tags or {})},
                 **code,
             )
-            funcs.append(FunctionSpec(f.layer, f.index, f.experts, f.memory_mb, f.replicas, f.architecture, name))
+            funcs.append(
+                FunctionSpec(
+                    f.layer, f.index, f.experts, f.memory_mb, f.replicas, f.architecture, name
+                )
+            )
         named.append(LayerSpec(layer.layer, layer.method, layer.pipeline_degree, tuple(funcs)))
     return Deployment(tuple(named), bucket, prefix, plan_dict(plan))
 

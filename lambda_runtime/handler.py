@@ -108,7 +108,9 @@ def _segments(raw: Any, rows: int, field: str) -> list[tuple[int, int]]:
     return segs
 
 
-def run_experts(x: np.ndarray, segments: list[tuple[int, int]], weights: dict[int, str]) -> np.ndarray:
+def run_experts(
+    x: np.ndarray, segments: list[tuple[int, int]], weights: dict[int, str]
+) -> np.ndarray:
     """Each segment's rows through its expert; output rows in input order."""
     out = np.empty_like(x, dtype=np.float32)
     xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
@@ -116,7 +118,9 @@ def run_experts(x: np.ndarray, segments: list[tuple[int, int]], weights: dict[in
     with torch.no_grad():
         for expert, count in segments:
             if expert not in weights:
-                raise PayloadError(f"segments: expert {expert} not hosted here; hosted: {sorted(weights)}")
+                raise PayloadError(
+                    f"segments: expert {expert} not hosted here; hosted: {sorted(weights)}"
+                )
             if count:
                 w = _load_expert(weights[expert])
                 out[start : start + count] = expert_forward(xt[start : start + count], w).numpy()
@@ -146,7 +150,9 @@ def _inject_fault(event: dict[str, Any], phase: str = "before") -> None:
         raise RuntimeError(f"injected fault on attempt {attempt}")
 
 
-def _direct(event: dict[str, Any], weights: dict[int, str], timing: dict[str, float]) -> dict[str, Any]:
+def _direct(
+    event: dict[str, Any], weights: dict[int, str], timing: dict[str, float]
+) -> dict[str, Any]:
     x = decode_tensor(event.get("tokens"), "tokens")
     segs = _segments(event.get("segments"), x.shape[0], "segments")
     t = time.perf_counter()
@@ -161,7 +167,9 @@ def _storage(
     bucket = event.get("bucket")
     batches = event.get("minibatches")
     if not isinstance(bucket, str) or not isinstance(batches, list) or not batches:
-        raise PayloadError("bucket/minibatches: storage methods need a bucket and a non-empty minibatch list")
+        raise PayloadError(
+            "bucket/minibatches: storage methods need a bucket and a non-empty minibatch list"
+        )
     s3 = _s3()  # weights are already loaded by the handler: the head time H of the paper
     totals = {"download_s": 0.0, "compute_s": 0.0, "upload_s": 0.0}
     tokens = 0
@@ -187,7 +195,9 @@ def _storage(
 
     def compute(mb: dict[str, Any], x: np.ndarray) -> np.ndarray:
         t = time.perf_counter()
-        y = run_experts(x, _segments(mb.get("segments"), x.shape[0], "minibatches.segments"), weights)
+        y = run_experts(
+            x, _segments(mb.get("segments"), x.shape[0], "minibatches.segments"), weights
+        )
         totals["compute_s"] += time.perf_counter() - t
         return y
 
@@ -237,7 +247,10 @@ def _pipeline(batches: list[dict[str, Any]], download: Any, compute: Any, upload
                 errors.append(exc)
                 stop.set()
 
-    threads = [threading.Thread(target=downloader, daemon=True), threading.Thread(target=uploader, daemon=True)]
+    threads = [
+        threading.Thread(target=downloader, daemon=True),
+        threading.Thread(target=uploader, daemon=True),
+    ]
     for t in threads:
         t.start()
     tokens = 0

@@ -93,7 +93,10 @@ class SeededMoE:
             experts=tuple(
                 tuple(
                     ExpertWeights(
-                        arr((ffn, hidden), s1), arr((ffn,), 0.1), arr((hidden, ffn), s2), arr((hidden,), 0.1)
+                        arr((ffn, hidden), s1),
+                        arr((ffn,), 0.1),
+                        arr((hidden, ffn), s2),
+                        arr((hidden,), 0.1),
                     )
                     for _ in range(experts)
                 )
@@ -101,12 +104,20 @@ class SeededMoE:
             ),
             top_k=top_k,
         )
-        self.layers, self.experts, self.hidden, self.ffn, self.top_k = layers, experts, hidden, ffn, top_k
+        self.layers, self.experts, self.hidden, self.ffn, self.top_k = (
+            layers,
+            experts,
+            hidden,
+            ffn,
+            top_k,
+        )
 
     def export(self) -> MoEExport:
         return self.export_
 
-    def match_loads(self, shares: np.ndarray, tokens: int = 4096, iterations: int = 12, seed: int = 99) -> SeededMoE:
+    def match_loads(
+        self, shares: np.ndarray, tokens: int = 4096, iterations: int = 12, seed: int = 99
+    ) -> SeededMoE:
         """Fit per-layer gate biases so routing follows ``shares`` (layers, experts) of tokens.
 
         Why: a plan is sized for its problem's expert popularity; with random gates the load is
@@ -114,7 +125,9 @@ class SeededMoE:
         """
         shares = np.asarray(shares, dtype=np.float64)
         if shares.shape != (self.layers, self.experts):
-            raise ValueError(f"shares: shape {shares.shape}; allowed: (layers, experts) = {(self.layers, self.experts)}")
+            raise ValueError(
+                f"shares: shape {shares.shape}; allowed: (layers, experts) = {(self.layers, self.experts)}"
+            )
         shares = shares / shares.sum(axis=1, keepdims=True)
         h = self.tokens(tokens, seed=seed)
         biases = []
@@ -154,5 +167,7 @@ class SeededMoE:
                     continue
                 tw = {k: torch.from_numpy(v) for k, v in w.arrays().items()}
                 y = expert_forward(ht[rows], tw)
-                out.index_add_(0, torch.from_numpy(rows), y * torch.from_numpy(weights[rows, slots])[:, None])
+                out.index_add_(
+                    0, torch.from_numpy(rows), y * torch.from_numpy(weights[rows, slots])[:, None]
+                )
         return out.numpy()

@@ -60,7 +60,14 @@ def summarize(results: list[ForwardResult], deployment: Deployment, tokens: int)
     arch = {f.name: f.architecture for f in deployment.functions}
     n = max(1, len(results))
     gb_s = sum(r.billed_gb_s for r in results) / n
-    usd = sum(i.billed_gb_s * p[arch.get(i.function, "x86_64")] for r in results for i in r.invocations) / n
+    usd = (
+        sum(
+            i.billed_gb_s * p[arch.get(i.function, "x86_64")]
+            for r in results
+            for i in r.invocations
+        )
+        / n
+    )
     invocations = sum(len(r.invocations) for r in results) / n
     lat = np.array([r.latency_s for r in results if r.ok] or [float("nan")])
     ok = [r for r in results if r.ok]
@@ -69,7 +76,9 @@ def summarize(results: list[ForwardResult], deployment: Deployment, tokens: int)
     versus = None
     if isinstance(predicted, dict):
         measured = {
-            "cost_usd": usd, "cost_gb_s": gb_s, "latency_s": float(np.median(lat)),
+            "cost_usd": usd,
+            "cost_gb_s": gb_s,
+            "latency_s": float(np.median(lat)),
             "throughput_tokens_per_s": throughput,
         }
         versus = {
@@ -91,8 +100,11 @@ def summarize(results: list[ForwardResult], deployment: Deployment, tokens: int)
         invocations_per_request=invocations,
         cold_starts=sum(r.cold_starts for r in results),
         retries=sum(r.retries for r in results),
-        failures=tuple(f"request {r.request_id}: {f.function} replica {f.replica}: {f.error}"
-                       for r in results for f in r.failures),
+        failures=tuple(
+            f"request {r.request_id}: {f.function} replica {f.replica}: {f.error}"
+            for r in results
+            for f in r.failures
+        ),
         predicted=predicted if isinstance(predicted, dict) else None,
         measured_vs_predicted=versus,
     )
@@ -118,8 +130,17 @@ def run_plan(
     ``check`` compares every output with the monolithic forward."""
     data = plan_dict(plan)
     prefix = prefix or f"run{int(time.time() * 1000) % 10**9}"
-    deployment = deploy_plan(data, moe.export(), lambda_client, s3_client, bucket, code,
-                             prefix=prefix, timeout_s=timeout_s, role=role)
+    deployment = deploy_plan(
+        data,
+        moe.export(),
+        lambda_client,
+        s3_client,
+        bucket,
+        code,
+        prefix=prefix,
+        timeout_s=timeout_s,
+        role=role,
+    )
     results = []
     try:
         with Coordinator(deployment, moe.export(), lambda_client, s3_client, retry=retry) as coord:
@@ -129,7 +150,9 @@ def run_plan(
                 if check and r.ok and r.output is not None:
                     err = float(np.abs(r.output - moe.forward(x)).max())
                     if err > 1e-4:
-                        raise AssertionError(f"distributed forward differs from monolithic by {err:.2e}")
+                        raise AssertionError(
+                            f"distributed forward differs from monolithic by {err:.2e}"
+                        )
                 if i >= warmup:
                     results.append(r)
     finally:

@@ -51,8 +51,11 @@ class _MotoProcess:
 
     def __init__(self, port: int) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", _MOTO_MAIN, str(port)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL, text=True,
+            [sys.executable, "-c", _MOTO_MAIN, str(port)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
         )
         assert self.proc.stdout is not None
         if self.proc.stdout.readline().strip() != "ready":
@@ -188,12 +191,24 @@ class LocalBackend:
             max_pool_connections=64,
         )
         return boto3.client(
-            "lambda", endpoint_url=self.lambda_endpoint, region_name=REGION, config=config, **TEST_CREDENTIALS
+            "lambda",
+            endpoint_url=self.lambda_endpoint,
+            region_name=REGION,
+            config=config,
+            **TEST_CREDENTIALS,
         )
 
     def s3_client(self) -> Any:
-        config = Config(max_pool_connections=64, retries={"total_max_attempts": 3, "mode": "standard"})
-        return boto3.client("s3", endpoint_url=self.s3_endpoint, region_name=REGION, config=config, **TEST_CREDENTIALS)
+        config = Config(
+            max_pool_connections=64, retries={"total_max_attempts": 3, "mode": "standard"}
+        )
+        return boto3.client(
+            "s3",
+            endpoint_url=self.s3_endpoint,
+            region_name=REGION,
+            config=config,
+            **TEST_CREDENTIALS,
+        )
 
     def status(self) -> dict[str, Any]:
         assert self.service is not None, "backend not started"

@@ -117,7 +117,9 @@ class ExecutionEnvironment:
         self.cgroup: Path | None = None
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _runtime_handler(self))
         self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True, name=f"rapi-{self.id}").start()
+        threading.Thread(
+            target=self.server.serve_forever, daemon=True, name=f"rapi-{self.id}"
+        ).start()
 
     # ---- lifecycle -------------------------------------------------------------------------
     @property
@@ -138,13 +140,17 @@ class ExecutionEnvironment:
             "AWS_EXECUTION_ENV": "AWS_Lambda_python3.11",
             "LAMBDA_TASK_ROOT": cfg.task_root,
             "_HANDLER": cfg.handler,
-            "PYTHONPATH": os.pathsep.join(p for p in (cfg.task_root, self._base_env.get("PYTHONPATH", "")) if p),
+            "PYTHONPATH": os.pathsep.join(
+                p for p in (cfg.task_root, self._base_env.get("PYTHONPATH", "")) if p
+            ),
         }
         self.cgroup = self.limiter.create(self.id)
         cgroup = self.cgroup
         self._spawn_time = time.monotonic()
         if self.forkserver is not None:
-            self.proc = self.forkserver.spawn(cfg.handler, env, cfg.task_root, str(cgroup) if cgroup else None)
+            self.proc = self.forkserver.spawn(
+                cfg.handler, env, cfg.task_root, str(cgroup) if cgroup else None
+            )
         else:
             self.proc = self._popen(env, cgroup)
         threading.Thread(target=self._read_logs, daemon=True, name=f"log-{self.id}").start()
@@ -185,7 +191,9 @@ class ExecutionEnvironment:
             if self.enforce_memory:
                 rss, _ = rss_mb(proc.pid)
                 if rss > self.config.memory_mb:
-                    log.warning("%s: RSS %.0f MB over %d MB, killing", self.id, rss, self.config.memory_mb)
+                    log.warning(
+                        "%s: RSS %.0f MB over %d MB, killing", self.id, rss, self.config.memory_mb
+                    )
                     self._fail_current(
                         "Runtime.OutOfMemory",
                         f"Runtime exited with error: signal: killed (RSS {rss:.0f} MB > {self.config.memory_mb} MB)",
@@ -197,7 +205,9 @@ class ExecutionEnvironment:
     def _on_exit(self) -> None:
         if not self.dead:
             code = self.proc.poll() if self.proc else None
-            self._fail_current("Runtime.ExitError", f"Runtime exited with error: exit status {code}")
+            self._fail_current(
+                "Runtime.ExitError", f"Runtime exited with error: exit status {code}"
+            )
         self.dead = True
         self._init_done.set()
 
@@ -205,7 +215,10 @@ class ExecutionEnvironment:
         inv = self._current
         if inv is not None and not inv.done.is_set():
             inv.error_type = error_type
-            body = {"errorType": error_type, "errorMessage": f"RequestId: {inv.request_id} Error: {message}"}
+            body = {
+                "errorType": error_type,
+                "errorMessage": f"RequestId: {inv.request_id} Error: {message}",
+            }
             inv.body = json.dumps(body).encode()
             inv.end_time = time.monotonic()
             inv.done.set()
@@ -239,11 +252,17 @@ class ExecutionEnvironment:
             self._start()
         self._pending.put(inv)
         if not inv.started.wait(self.init_timeout_s) and not inv.done.is_set():
-            self._fail_current("Runtime.InitTimeout", f"init did not finish in {self.init_timeout_s:.0f} s")
+            self._fail_current(
+                "Runtime.InitTimeout", f"init did not finish in {self.init_timeout_s:.0f} s"
+            )
             self.kill()
-        remaining = inv.start_time + self.config.timeout_s - time.monotonic() if inv.start_time else 0
+        remaining = (
+            inv.start_time + self.config.timeout_s - time.monotonic() if inv.start_time else 0
+        )
         if not inv.done.wait(max(0.0, remaining)):
-            self._fail_current("Sandbox.Timedout", f"Task timed out after {self.config.timeout_s:.2f} seconds")
+            self._fail_current(
+                "Sandbox.Timedout", f"Task timed out after {self.config.timeout_s:.2f} seconds"
+            )
             self.kill()
         self._current = None
         duration_ms = max(0.0, (inv.end_time - inv.start_time) * 1000.0) if inv.start_time else 0.0
@@ -299,7 +318,9 @@ def _runtime_handler(env: ExecutionEnvironment) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
             pass
 
-        def _reply(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+        def _reply(
+            self, status: int, body: bytes = b"", headers: dict[str, str] | None = None
+        ) -> None:
             try:
                 self.send_response(status)
                 for k, v in (headers or {}).items():
@@ -336,7 +357,10 @@ def _runtime_handler(env: ExecutionEnvironment) -> type[BaseHTTPRequestHandler]:
             body = self._body()
             parts = self.path[len(RUNTIME_PREFIX) :].strip("/").split("/")
             if parts == ["init", "error"]:
-                env.init_error(body, self.headers.get("Lambda-Runtime-Function-Error-Type", "Runtime.InitError"))
+                env.init_error(
+                    body,
+                    self.headers.get("Lambda-Runtime-Function-Error-Type", "Runtime.InitError"),
+                )
                 return self._reply(202, b'{"status":"OK"}')
             if len(parts) == 3 and parts[0] == "invocation" and parts[2] in ("response", "error"):
                 error_type = None
@@ -348,4 +372,3 @@ def _runtime_handler(env: ExecutionEnvironment) -> type[BaseHTTPRequestHandler]:
             self._reply(404, b'{"errorMessage":"not found"}')
 
     return RuntimeAPI
-

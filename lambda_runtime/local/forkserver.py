@@ -22,7 +22,14 @@ import traceback
 from pathlib import Path
 from typing import IO, Any
 
-PRELOAD = ("numpy", "torch", "torch.nn.functional", "boto3", "botocore.session", "concurrent.futures")
+PRELOAD = (
+    "numpy",
+    "torch",
+    "torch.nn.functional",
+    "boto3",
+    "botocore.session",
+    "concurrent.futures",
+)
 
 
 class ForkedProcess:
@@ -60,9 +67,16 @@ class ForkServer:
         self._sock, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         env = {**os.environ, "PYTHONPATH": python_path}
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", "import sys; from lambda_runtime.local.forkserver import main; main(int(sys.argv[1]))",
-             str(child.fileno())],
-            pass_fds=(child.fileno(),), env=env, stdin=subprocess.DEVNULL, start_new_session=True,
+            [
+                sys.executable,
+                "-c",
+                "import sys; from lambda_runtime.local.forkserver import main; main(int(sys.argv[1]))",
+                str(child.fileno()),
+            ],
+            pass_fds=(child.fileno(),),
+            env=env,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
         child.close()
         self._lock = threading.Lock()
@@ -74,11 +88,15 @@ class ForkServer:
         if msg == b"ready":
             self._ready.set()
 
-    def spawn(self, handler: str, env: dict[str, str], cwd: str, cgroup: str | None) -> ForkedProcess:
+    def spawn(
+        self, handler: str, env: dict[str, str], cwd: str, cgroup: str | None
+    ) -> ForkedProcess:
         if not self._ready.wait(120):
             raise RuntimeError("fork server did not start (importing torch took over 120 s)")
         read_fd, write_fd = os.pipe()
-        request = json.dumps({"handler": handler, "env": env, "cwd": cwd, "cgroup": cgroup}).encode()
+        request = json.dumps(
+            {"handler": handler, "env": env, "cwd": cwd, "cgroup": cgroup}
+        ).encode()
         with self._lock:
             socket.send_fds(self._sock, [request], [write_fd])
             reply = self._sock.recv(256)

@@ -53,7 +53,9 @@ class CpuLimiter:
         candidates: list[tuple[int, Path]] = []
         if (v1 / "cpu.cfs_quota_us").exists():
             candidates.append((1, v1))
-        if (v2 / "cgroup.controllers").exists() and "cpu" in (v2 / "cgroup.controllers").read_text():
+        if (v2 / "cgroup.controllers").exists() and "cpu" in (
+            v2 / "cgroup.controllers"
+        ).read_text():
             candidates.append((2, v2))
         reasons = []
         for version, base in candidates:
@@ -73,7 +75,9 @@ class CpuLimiter:
                 with contextlib.suppress(OSError):
                     root.rmdir()
         if not candidates:
-            reasons.append("no cgroup cpu controller mounted (/sys/fs/cgroup/cpu or cgroup2 with cpu)")
+            reasons.append(
+                "no cgroup cpu controller mounted (/sys/fs/cgroup/cpu or cgroup2 with cpu)"
+            )
         return CpuLimitStatus(False, "none", "; ".join(reasons))
 
     def create(self, name: str) -> Path | None:

@@ -109,7 +109,9 @@ class LambdaService:
         self._async = ThreadPoolExecutor(max_workers=8, thread_name_prefix="lambda-event")
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _api_handler(self))
         self.server.daemon_threads = True
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True, name="lambda-api")
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, daemon=True, name="lambda-api"
+        )
 
     @property
     def endpoint(self) -> str:
@@ -125,7 +127,9 @@ class LambdaService:
         with self._lock:
             envs = [e for f in self.functions.values() for e in f.envs]
             self.functions.clear()
-        with ThreadPoolExecutor(max_workers=32) as pool:  # each close waits for its server's poll loop
+        with ThreadPoolExecutor(
+            max_workers=32
+        ) as pool:  # each close waits for its server's poll loop
             list(pool.map(lambda e: e.close(), envs))
         self.limiter.close()
 
@@ -136,7 +140,9 @@ class LambdaService:
             return {
                 "lambda_endpoint": self.endpoint,
                 "cpu_limit": {"enforced": s.enforced, "mechanism": s.mechanism, "detail": s.detail},
-                "memory_limit": "RSS watchdog (kill above memory size)" if self.enforce_memory else "not enforced",
+                "memory_limit": "RSS watchdog (kill above memory size)"
+                if self.enforce_memory
+                else "not enforced",
                 "payload_limit_bytes": SYNC_PAYLOAD_LIMIT,
                 "concurrency_limit": self.concurrency_limit,
                 "start_method": "fork" if self.forkserver is not None else "spawn",
@@ -151,13 +157,19 @@ class LambdaService:
     def create_function(self, body: dict[str, Any]) -> dict[str, Any]:
         name = body.get("FunctionName")
         if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
-            raise ApiError(400, "InvalidParameterValueException", "FunctionName: 1-64 letters, digits, - or _")
+            raise ApiError(
+                400, "InvalidParameterValueException", "FunctionName: 1-64 letters, digits, - or _"
+            )
         memory = int(body.get("MemorySize", 128))
         timeout = int(body.get("Timeout", 3))
         if not MEMORY_RANGE[0] <= memory <= MEMORY_RANGE[1]:
-            raise ApiError(400, "InvalidParameterValueException", f"MemorySize: {memory} not in 128..10240")
+            raise ApiError(
+                400, "InvalidParameterValueException", f"MemorySize: {memory} not in 128..10240"
+            )
         if not TIMEOUT_RANGE[0] <= timeout <= TIMEOUT_RANGE[1]:
-            raise ApiError(400, "InvalidParameterValueException", f"Timeout: {timeout} not in 1..900")
+            raise ApiError(
+                400, "InvalidParameterValueException", f"Timeout: {timeout} not in 1..900"
+            )
         package = body.get("PackageType", "Zip")
         code = body.get("Code") or {}
         handler = body.get("Handler")
@@ -166,7 +178,9 @@ class LambdaService:
             root = Path(uri[len("local:") :] if uri.startswith("local:") else uri)
             if not root.is_dir():
                 raise ApiError(
-                    400, "InvalidParameterValueException", f"Code.ImageUri: {uri!r} must be local:<directory>"
+                    400,
+                    "InvalidParameterValueException",
+                    f"Code.ImageUri: {uri!r} must be local:<directory>",
                 )
             handler = ((body.get("ImageConfig") or {}).get("Command") or [handler])[0]
             raw = str(root).encode()
@@ -177,9 +191,13 @@ class LambdaService:
             with zipfile.ZipFile(io.BytesIO(raw)) as zf:
                 zf.extractall(root)
         else:
-            raise ApiError(400, "InvalidParameterValueException", "Code: give ZipFile, or ImageUri=local:<dir>")
+            raise ApiError(
+                400, "InvalidParameterValueException", "Code: give ZipFile, or ImageUri=local:<dir>"
+            )
         if not handler:
-            raise ApiError(400, "InvalidParameterValueException", "Handler: required (module.function)")
+            raise ApiError(
+                400, "InvalidParameterValueException", "Handler: required (module.function)"
+            )
         config = FunctionConfig(
             name=name,
             handler=handler,
@@ -252,13 +270,18 @@ class LambdaService:
             if fn.reserved_concurrency is not None and fn_busy >= fn.reserved_concurrency:
                 self.throttles += 1
                 raise ApiError(
-                    429, "TooManyRequestsException", "Rate Exceeded.",
+                    429,
+                    "TooManyRequestsException",
+                    "Rate Exceeded.",
                     Reason="ReservedFunctionConcurrentInvocationLimitExceeded",
                 )
             if sum(e.busy for e in all_envs) >= self.concurrency_limit:
                 self.throttles += 1
                 raise ApiError(
-                    429, "TooManyRequestsException", "Rate Exceeded.", Reason="ConcurrentInvocationLimitExceeded"
+                    429,
+                    "TooManyRequestsException",
+                    "Rate Exceeded.",
+                    Reason="ConcurrentInvocationLimitExceeded",
                 )
             idle = [e for e in fn.envs if not e.busy and not e.dead]
             victims: list[ExecutionEnvironment] = []
@@ -272,7 +295,11 @@ class LambdaService:
                         if v in f.envs:
                             f.envs.remove(v)
                 env = ExecutionEnvironment(
-                    fn.config, self.base_env, self.limiter, self.enforce_memory, self.init_timeout_s,
+                    fn.config,
+                    self.base_env,
+                    self.limiter,
+                    self.enforce_memory,
+                    self.init_timeout_s,
                     self.forkserver,
                 )
                 fn.envs.append(env)
@@ -324,7 +351,9 @@ class LambdaService:
             self.records.append(record)
         return outcome, record
 
-    def invoke(self, name: str, payload: bytes, invocation_type: str, log_type: str) -> tuple[int, dict[str, str], bytes]:
+    def invoke(
+        self, name: str, payload: bytes, invocation_type: str, log_type: str
+    ) -> tuple[int, dict[str, str], bytes]:
         limit = ASYNC_PAYLOAD_LIMIT if invocation_type == "Event" else SYNC_PAYLOAD_LIMIT
         if len(payload) > limit:
             raise ApiError(
@@ -340,20 +369,25 @@ class LambdaService:
             return 202, {}, b""
         if invocation_type != "RequestResponse":
             raise ApiError(
-                400, "InvalidParameterValueException",
+                400,
+                "InvalidParameterValueException",
                 f"InvocationType: {invocation_type!r}; allowed: RequestResponse, Event, DryRun",
             )
         if payload:
             try:
                 json.loads(payload)
             except ValueError:
-                raise ApiError(400, "InvalidRequestContentException", "Could not parse request body into json") from None
+                raise ApiError(
+                    400, "InvalidRequestContentException", "Could not parse request body into json"
+                ) from None
         outcome, record = self.run(name, payload or b"{}")
         headers = {"X-Amz-Executed-Version": "$LATEST", "x-amzn-RequestId": record.request_id}
         if outcome.function_error:
             headers["X-Amz-Function-Error"] = outcome.function_error
         if log_type == "Tail":
-            text = outcome.logs + f"END RequestId: {record.request_id}\n" + record.report_line() + "\n"
+            text = (
+                outcome.logs + f"END RequestId: {record.request_id}\n" + record.report_line() + "\n"
+            )
             tail = text.encode()[-LOG_TAIL_BYTES:]
             headers["X-Amz-Log-Result"] = base64.b64encode(tail).decode()
         return 200, headers, outcome.payload
@@ -419,7 +453,9 @@ def _api_handler(service: LambdaService) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(body)
 
-        def _dispatch(self, action: Callable[[bytes, str], tuple[int, dict[str, str], bytes]]) -> None:
+        def _dispatch(
+            self, action: Callable[[bytes, str], tuple[int, dict[str, str], bytes]]
+        ) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             path = urlparse(self.path).path
             try:
@@ -434,7 +470,9 @@ def _api_handler(service: LambdaService) -> type[BaseHTTPRequestHandler]:
             except Exception as exc:  # noqa: BLE001 - report as a service error, keep serving
                 log.exception("local Lambda API failure")
                 payload = {"Type": "Service", "message": f"{type(exc).__name__}: {exc}"}
-                self._send(500, json.dumps(payload).encode(), {"x-amzn-ErrorType": "ServiceException"})
+                self._send(
+                    500, json.dumps(payload).encode(), {"x-amzn-ErrorType": "ServiceException"}
+                )
                 return
             self._send(status, out, headers)
 
@@ -479,7 +517,13 @@ def _api_handler(service: LambdaService) -> type[BaseHTTPRequestHandler]:
             def action(body: bytes, path: str) -> tuple[int, dict[str, str], bytes]:
                 m = conc_path.match(path)
                 if m:
-                    return 200, {}, json.dumps(service.put_concurrency(fname(m.group(1)), _json(body))).encode()
+                    return (
+                        200,
+                        {},
+                        json.dumps(
+                            service.put_concurrency(fname(m.group(1)), _json(body))
+                        ).encode(),
+                    )
                 raise ApiError(404, "UnknownOperationException", f"unsupported: PUT {path}")
 
             self._dispatch(action)
@@ -491,7 +535,9 @@ def _json(body: bytes) -> dict[str, Any]:
     try:
         data = json.loads(body or b"{}")
     except ValueError:
-        raise ApiError(400, "InvalidRequestContentException", "Could not parse request body into json") from None
+        raise ApiError(
+            400, "InvalidRequestContentException", "Could not parse request body into json"
+        ) from None
     if not isinstance(data, dict):
         raise ApiError(400, "InvalidRequestContentException", "request body must be a JSON object")
     return data

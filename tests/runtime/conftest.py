@@ -38,7 +38,9 @@ SKEWED = [[0.4, 0.3, 0.2, 0.1], [0.1, 0.1, 0.2, 0.6], [0.25, 0.25, 0.25, 0.25]]
 @pytest.fixture(scope="session")
 def tiny_moe() -> SeededMoE:
     """Gate biases fitted to skewed loads, so the biased gate path runs end to end too."""
-    return SeededMoE(layers=3, experts=4, hidden=32, ffn=64, top_k=2, seed=7).match_loads(SKEWED, tokens=512)
+    return SeededMoE(layers=3, experts=4, hidden=32, ffn=64, top_k=2, seed=7).match_loads(
+        SKEWED, tokens=512
+    )
 
 
 def one_layer(method: str, functions: list[dict[str, Any]], beta: int = 4) -> dict[str, Any]:
@@ -46,7 +48,12 @@ def one_layer(method: str, functions: list[dict[str, Any]], beta: int = 4) -> di
 
 
 def fn(experts: list[int], replicas: int = 1, memory_mb: int = 1769) -> dict[str, Any]:
-    return {"experts": experts, "memory_mb": memory_mb, "replicas": replicas, "architecture": "x86_64"}
+    return {
+        "experts": experts,
+        "memory_mb": memory_mb,
+        "replicas": replicas,
+        "architecture": "x86_64",
+    }
 
 
 def make_plan(layers: list[dict[str, Any]]) -> dict[str, Any]:
@@ -64,8 +71,14 @@ def deploy(backend: LocalBackend, lambda_client: Any, s3_client: Any) -> Iterato
 
     def _deploy(plan: dict[str, Any], moe: SeededMoE, **kwargs: Any) -> Deployment:
         d = deploy_plan(
-            plan, moe.export(), lambda_client, s3_client, BUCKET, backend.code(),
-            prefix=f"t{next(_prefixes)}", **kwargs,
+            plan,
+            moe.export(),
+            lambda_client,
+            s3_client,
+            BUCKET,
+            backend.code(),
+            prefix=f"t{next(_prefixes)}",
+            **kwargs,
         )
         made.append(d)
         return d

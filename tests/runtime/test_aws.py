@@ -24,14 +24,18 @@ PLAN["predicted"] = {"cost_usd": 0.001, "latency_s": 2.0}
 @pytest.fixture()
 def aws(monkeypatch):
     for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
     }.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
     with mock_aws():
-        yield AwsBackend(region="us-east-1", session=boto3.Session(region_name="us-east-1"), prefix="mt")
+        yield AwsBackend(
+            region="us-east-1", session=boto3.Session(region_name="us-east-1"), prefix="mt"
+        )
 
 
 def test_dry_run_lists_every_resource_and_cost(aws):
@@ -49,12 +53,18 @@ def test_dry_run_lists_every_resource_and_cost(aws):
 
 
 def test_provision_deploy_and_teardown(aws, tmp_path, caplog, monkeypatch):
-    monkeypatch.setattr("lambda_runtime.aws.docker_available", lambda: None)  # never build/push in tests
+    monkeypatch.setattr(
+        "lambda_runtime.aws.docker_available", lambda: None
+    )  # never build/push in tests
     moe = SeededMoE(layers=2, experts=4, hidden=8, ffn=16, top_k=1)
     info = aws.provision("mt-bucket", tmp_path / "ctx")
     assert info["image_built"] is False  # no docker here: context written, build skipped
     assert "docker not found" in caplog.text
-    assert (tmp_path / "ctx" / "Dockerfile").read_text().startswith("FROM public.ecr.aws/lambda/python:3.11")
+    assert (
+        (tmp_path / "ctx" / "Dockerfile")
+        .read_text()
+        .startswith("FROM public.ecr.aws/lambda/python:3.11")
+    )
     d = aws.deploy(PLAN, moe.export(), "mt-bucket", info["image_uri"], info["role_arn"])
     lam = aws.client("lambda")
     names = sorted(f["FunctionName"] for f in lam.list_functions()["Functions"])
@@ -64,9 +74,15 @@ def test_provision_deploy_and_teardown(aws, tmp_path, caplog, monkeypatch):
     assert cfg["Configuration"]["PackageType"] == "Image"
     assert cfg["Tags"]["moeopt:prefix"] == "mt"
     iam = aws.client("iam")
-    policy = iam.get_role_policy(RoleName="mt-expert-role", PolicyName="mt-least-privilege")["PolicyDocument"]
+    policy = iam.get_role_policy(RoleName="mt-expert-role", PolicyName="mt-least-privilege")[
+        "PolicyDocument"
+    ]
     resources = json.dumps(policy)
-    assert "arn:aws:s3:::mt-bucket/mt/*" in resources and "s3:*" not in resources and '"*"' not in resources
+    assert (
+        "arn:aws:s3:::mt-bucket/mt/*" in resources
+        and "s3:*" not in resources
+        and '"*"' not in resources
+    )
     s3 = aws.s3_client()
     tags = {t["Key"]: t["Value"] for t in s3.get_bucket_tagging(Bucket="mt-bucket")["TagSet"]}
     assert tags["moeopt:prefix"] == "mt"
@@ -80,8 +96,13 @@ def test_provision_deploy_and_teardown(aws, tmp_path, caplog, monkeypatch):
 def test_role_policy_is_scoped():
     p = role_policy("b", "pre", "eu-west-1", "123")
     actions = {a for s in p["Statement"] for a in s["Action"]}
-    assert actions == {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "s3:GetObject",
-                       "s3:PutObject"}
+    assert actions == {
+        "logs:CreateLogGroup",
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+        "s3:GetObject",
+        "s3:PutObject",
+    }
 
 
 def test_build_context_has_handler_and_no_credentials(tmp_path, monkeypatch):
@@ -99,17 +120,37 @@ def test_cli_provision_then_teardown_removes_leftovers(aws, tmp_path, monkeypatc
     from lambda_runtime.cli import runtime
 
     monkeypatch.setattr("lambda_runtime.aws.docker_available", lambda: None)
-    result = CliRunner().invoke(runtime, ["aws-provision", "--bucket", "cli-bucket", "--prefix", "cp",
-                                          "--context", str(tmp_path / "ctx")])
+    result = CliRunner().invoke(
+        runtime,
+        [
+            "aws-provision",
+            "--bucket",
+            "cli-bucket",
+            "--prefix",
+            "cp",
+            "--context",
+            str(tmp_path / "ctx"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "next: moeopt run PLAN.json --backend aws" in result.output
     info = json.loads(result.output[: result.output.index("next:")])
     lam = aws.client("lambda")
-    lam.create_function(FunctionName="cp-l0-f0", Role=info["role_arn"], PackageType="Image",
-                        Code={"ImageUri": info["image_uri"]})  # an interrupted run's function
-    lam.create_function(FunctionName="other-fn", Role=info["role_arn"], PackageType="Image",
-                        Code={"ImageUri": info["image_uri"]})
-    result = CliRunner().invoke(runtime, ["aws-teardown", "--bucket", "cli-bucket", "--prefix", "cp"])
+    lam.create_function(
+        FunctionName="cp-l0-f0",
+        Role=info["role_arn"],
+        PackageType="Image",
+        Code={"ImageUri": info["image_uri"]},
+    )  # an interrupted run's function
+    lam.create_function(
+        FunctionName="other-fn",
+        Role=info["role_arn"],
+        PackageType="Image",
+        Code={"ImageUri": info["image_uri"]},
+    )
+    result = CliRunner().invoke(
+        runtime, ["aws-teardown", "--bucket", "cli-bucket", "--prefix", "cp"]
+    )
     assert result.exit_code == 0, result.output
     assert [f["FunctionName"] for f in lam.list_functions()["Functions"]] == ["other-fn"]
     assert aws.client("ecr").describe_repositories()["repositories"] == []

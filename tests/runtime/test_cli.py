@@ -20,14 +20,35 @@ PLAN = make_plan(
         one_layer("direct", [fn([0]), fn([1, 2])]),
     ]
 )
-PLAN["predicted"] = {"cost_usd": 1e-6, "cost_gb_s": 0.05, "latency_s": 0.5, "throughput_tokens_per_s": 100.0}
+PLAN["predicted"] = {
+    "cost_usd": 1e-6,
+    "cost_gb_s": 0.05,
+    "latency_s": 0.5,
+    "throughput_tokens_per_s": 100.0,
+}
 
 
 def test_run_local_reports_measured_against_predicted(tmp_path):
     path = tmp_path / "plan.json"
     path.write_text(json.dumps(PLAN))
-    args = [str(path), "--backend", "local", "--requests", "3", "--warmup", "0", "--tokens", "40", "--hidden", "16", "--ffn", "32",
-            "--top-k", "2", "--json"]
+    args = [
+        str(path),
+        "--backend",
+        "local",
+        "--requests",
+        "3",
+        "--warmup",
+        "0",
+        "--tokens",
+        "40",
+        "--hidden",
+        "16",
+        "--ffn",
+        "32",
+        "--top-k",
+        "2",
+        "--json",
+    ]
     result = CliRunner().invoke(run_command, args)
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
@@ -36,7 +57,9 @@ def test_run_local_reports_measured_against_predicted(tmp_path):
     assert out["latency_p50_s"] <= out["latency_p95_s"] <= out["latency_p99_s"]
     assert out["cold_starts"] >= 4  # the first request started every function
     assert set(out["measured_vs_predicted"]) == {
-        "cost_usd_relative_error", "cost_gb_s_relative_error", "latency_s_relative_error",
+        "cost_usd_relative_error",
+        "cost_gb_s_relative_error",
+        "latency_s_relative_error",
         "throughput_tokens_per_s_relative_error",
     }
 
@@ -44,7 +67,9 @@ def test_run_local_reports_measured_against_predicted(tmp_path):
 def test_run_dry_run_and_bad_plan(tmp_path):
     path = tmp_path / "plan.json"
     path.write_text(json.dumps(PLAN))
-    result = CliRunner().invoke(run_command, [str(path), "--backend", "aws", "--dry-run", "--tokens", "300"])
+    result = CliRunner().invoke(
+        run_command, [str(path), "--backend", "aws", "--dry-run", "--tokens", "300"]
+    )
     assert result.exit_code == 0, result.output
     assert result.output.count("lambda:function") == 4
     assert "per 1,000 requests: $" in result.output
@@ -64,8 +89,15 @@ def test_calibrate_writes_a_profile(tmp_path):
     assert result.exit_code == 0, result.output
     profile = json.loads(out.read_text())
     constants = profile["constants"]
-    for key in ("flops_per_second_per_vcpu", "storage_bandwidth_bytes_per_s", "storage_delay_s",
-                "function_bandwidth_bytes_per_s", "warm_start_s", "cold_start_s", "runtime_overhead_mb"):
+    for key in (
+        "flops_per_second_per_vcpu",
+        "storage_bandwidth_bytes_per_s",
+        "storage_delay_s",
+        "function_bandwidth_bytes_per_s",
+        "warm_start_s",
+        "cold_start_s",
+        "runtime_overhead_mb",
+    ):
         assert constants[key] > 0, key
     assert constants["cold_start_s"] > constants["warm_start_s"]
     assert "cpu_limit" in profile["backend"]
@@ -78,7 +110,9 @@ def test_calibrate_writes_a_profile(tmp_path):
 
 def test_runtime_serve_starts_and_stops():
     code = "from lambda_runtime.cli import runtime; runtime(['serve'])"
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
     try:
         endpoint = None
         deadline = time.monotonic() + 60
@@ -87,8 +121,13 @@ def test_runtime_serve_starts_and_stops():
             if line.startswith("Lambda API:"):
                 endpoint = line.split()[-1]
         assert endpoint
-        lam = boto3.client("lambda", endpoint_url=endpoint, region_name="us-east-1",
-                           aws_access_key_id="testing", aws_secret_access_key="testing")
+        lam = boto3.client(
+            "lambda",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
         assert lam.list_functions()["Functions"] == []
     finally:
         proc.send_signal(signal.SIGTERM)

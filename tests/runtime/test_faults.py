@@ -59,7 +59,9 @@ def test_function_that_always_raises_is_reported(deploy, lambda_client, s3_clien
 
 def test_timeout_kills_worker_and_retry_succeeds(deploy, lambda_client, s3_client, small_moe):
     plan = make_plan([one_layer("pipelined_storage", [fn([0, 1, 2, 3])], beta=7)])
-    d = deploy(plan, small_moe, timeout_s=1, extra_env={(0, 0): faults(sleep_on_attempts=[1], sleep_s=5)})
+    d = deploy(
+        plan, small_moe, timeout_s=1, extra_env={(0, 0): faults(sleep_on_attempts=[1], sleep_s=5)}
+    )
     x = small_moe.tokens(30)
     with Coordinator(d, small_moe.export(), lambda_client, s3_client, retry=FAST_RETRY) as coord:
         r = coord.forward(x)
@@ -71,7 +73,9 @@ def test_timeout_kills_worker_and_retry_succeeds(deploy, lambda_client, s3_clien
     np.testing.assert_allclose(r.output, small_moe.forward(x), atol=1e-5, rtol=0)
 
 
-def test_outputs_written_by_a_failed_attempt_are_not_counted(deploy, lambda_client, s3_client, small_moe):
+def test_outputs_written_by_a_failed_attempt_are_not_counted(
+    deploy, lambda_client, s3_client, small_moe
+):
     plan = make_plan([one_layer("pipelined_storage", [fn([0, 1]), fn([2, 3], replicas=2)], beta=3)])
     d = deploy(plan, small_moe, extra_env={(0, 1): faults(raise_after_on_attempts=[1])})
     x = small_moe.tokens(50)
@@ -86,8 +90,12 @@ def test_throttled_invocations_are_retried(deploy, lambda_client, s3_client, sma
     plan = make_plan([one_layer("direct", [fn([0, 1, 2, 3], replicas=3)])])
     d = deploy(plan, small_moe, extra_env={(0, 0): faults(sleep_on_attempts=[1], sleep_s=0.6)})
     name = d.layers[0].functions[0].name
-    warm = {"method": "direct", "attempt": 0, "tokens": {"dtype": "float32", "shape": [0, 32], "data": ""},
-            "segments": []}
+    warm = {
+        "method": "direct",
+        "attempt": 0,
+        "tokens": {"dtype": "float32", "shape": [0, 32], "data": ""},
+        "segments": [],
+    }
     assert "FunctionError" not in lambda_client.invoke(FunctionName=name, Payload=json.dumps(warm))
     lambda_client.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=1)
     x = small_moe.tokens(30)
@@ -95,7 +103,9 @@ def test_throttled_invocations_are_retried(deploy, lambda_client, s3_client, sma
     with Coordinator(d, small_moe.export(), lambda_client, s3_client, retry=retry) as coord:
         r = coord.forward(x)
     assert r.ok, r.failures
-    throttled = [i for i in r.invocations if i.error and i.error.startswith("TooManyRequestsException")]
+    throttled = [
+        i for i in r.invocations if i.error and i.error.startswith("TooManyRequestsException")
+    ]
     assert throttled, [i.error for i in r.invocations]
     assert all(i.billed_ms == 0 for i in throttled)  # a throttled request never ran
     assert (r.served[0] == 1).all()
@@ -107,8 +117,13 @@ def test_throttle_is_botocores_modeled_exception(deploy, lambda_client, small_mo
     d = deploy(plan, small_moe, extra_env={(0, 0): faults(sleep_on_attempts="all", sleep_s=0.8)})
     name = d.layers[0].functions[0].name
     lambda_client.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=1)
-    event = json.dumps({"method": "direct", "tokens": {"dtype": "float32", "shape": [0, 32], "data": ""},
-                        "segments": []})
+    event = json.dumps(
+        {
+            "method": "direct",
+            "tokens": {"dtype": "float32", "shape": [0, 32], "data": ""},
+            "segments": [],
+        }
+    )
 
     def call(_: int) -> str:
         try:
@@ -150,8 +165,13 @@ def test_payload_over_6mb_is_refused_with_413(deploy, lambda_client, s3_client):
 def test_memory_limit_kills_the_worker(deploy, lambda_client, small_moe):
     plan = make_plan([one_layer("direct", [fn([0, 1, 2, 3], memory_mb=128)])])
     d = deploy(plan, small_moe)
-    event = json.dumps({"method": "direct", "tokens": {"dtype": "float32", "shape": [0, 32], "data": ""},
-                        "segments": []})
+    event = json.dumps(
+        {
+            "method": "direct",
+            "tokens": {"dtype": "float32", "shape": [0, 32], "data": ""},
+            "segments": [],
+        }
+    )
     resp = lambda_client.invoke(FunctionName=d.layers[0].functions[0].name, Payload=event)
     assert resp["FunctionError"] == "Unhandled"
     body = json.loads(resp["Payload"].read())

@@ -24,7 +24,9 @@ def mixed_run(backend, lambda_client, s3_client, tiny_moe):
     from lambda_runtime.deploy import deploy_plan, teardown
     from tests.runtime.conftest import BUCKET
 
-    d = deploy_plan(MIXED, tiny_moe.export(), lambda_client, s3_client, BUCKET, backend.code(), prefix="mixed")
+    d = deploy_plan(
+        MIXED, tiny_moe.export(), lambda_client, s3_client, BUCKET, backend.code(), prefix="mixed"
+    )
     x = tiny_moe.tokens(48, seed=3)
     with Coordinator(d, tiny_moe.export(), lambda_client, s3_client) as coord:
         results = [coord.forward(x), coord.forward(x)]

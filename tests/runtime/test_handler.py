@@ -38,7 +38,9 @@ def weights_dir(tmp_path, monkeypatch):
     moe = SeededMoE(layers=1, experts=3, hidden=16, ffn=24, top_k=1, seed=2)
     for e, w in enumerate(moe.export().experts[0]):
         (tmp_path / f"e{e}.npz").write_bytes(arrays_to_npz(w.arrays()))
-    monkeypatch.setenv("MOEOPT_WEIGHTS", json.dumps({str(e): f"file://{tmp_path}/e{e}.npz" for e in range(3)}))
+    monkeypatch.setenv(
+        "MOEOPT_WEIGHTS", json.dumps({str(e): f"file://{tmp_path}/e{e}.npz" for e in range(3)})
+    )
     h._experts.clear()
     return moe
 
@@ -66,7 +68,9 @@ def test_direct_group_from_packaged_weights(weights_dir):
     x = np.random.default_rng(1).standard_normal((9, 16)).astype(np.float32)
     segments = [[0, 4], [2, 5]]
     out = h.handler({"method": "direct", "tokens": encode_tensor(x), "segments": segments}, None)
-    np.testing.assert_allclose(decode_tensor(out["outputs"]), reference(moe, x, segments), atol=1e-6)
+    np.testing.assert_allclose(
+        decode_tensor(out["outputs"]), reference(moe, x, segments), atol=1e-6
+    )
     assert out["tokens"] == 9 and out["timing"]["compute_s"] > 0
 
 
@@ -87,11 +91,20 @@ def test_storage_methods_write_every_minibatch(weights_dir, monkeypatch, method)
         for k, lo in enumerate(range(0, 23, 4)):
             s3.put_object(Bucket="bkt", Key=f"in{k}", Body=array_to_bytes(x[lo : lo + 4]))
             vals, counts = np.unique(experts[lo : lo + 4], return_counts=True)
-            batches.append({"key": f"in{k}", "output_key": f"out{k}",
-                            "segments": [[int(v), int(c)] for v, c in zip(vals, counts, strict=True)]})
+            batches.append(
+                {
+                    "key": f"in{k}",
+                    "output_key": f"out{k}",
+                    "segments": [[int(v), int(c)] for v, c in zip(vals, counts, strict=True)],
+                }
+            )
         out = h.handler({"method": method, "bucket": "bkt", "minibatches": batches}, None)
-        got = np.concatenate([array_from_bytes(s3.get_object(Bucket="bkt", Key=k)["Body"].read())
-                              for k in out["output_keys"]])
+        got = np.concatenate(
+            [
+                array_from_bytes(s3.get_object(Bucket="bkt", Key=k)["Body"].read())
+                for k in out["output_keys"]
+            ]
+        )
     assert out["tokens"] == 23 and len(out["output_keys"]) == 6
     np.testing.assert_allclose(got, reference(moe, x, [[0, 10], [1, 6], [2, 7]]), atol=1e-6)
 
@@ -103,11 +116,17 @@ def test_pipeline_error_propagates_without_hanging(weights_dir, monkeypatch):
     with mock_aws():
         monkeypatch.setattr(h, "_s3_client", boto3.client("s3", region_name="us-east-1"))
         h._s3_client.create_bucket(Bucket="bkt")
-        h._s3_client.put_object(Bucket="bkt", Key="in0", Body=array_to_bytes(np.zeros((2, 16), np.float32)))
-        batches = [{"key": "in0", "output_key": "o0", "segments": [[0, 2]]},
-                   {"key": "missing", "output_key": "o1", "segments": [[0, 2]]}]
+        h._s3_client.put_object(
+            Bucket="bkt", Key="in0", Body=array_to_bytes(np.zeros((2, 16), np.float32))
+        )
+        batches = [
+            {"key": "in0", "output_key": "o0", "segments": [[0, 2]]},
+            {"key": "missing", "output_key": "o1", "segments": [[0, 2]]},
+        ]
         with pytest.raises(Exception, match="NoSuchKey|does not exist"):
-            h.handler({"method": "pipelined_storage", "bucket": "bkt", "minibatches": batches}, None)
+            h.handler(
+                {"method": "pipelined_storage", "bucket": "bkt", "minibatches": batches}, None
+            )
 
 
 def test_bad_events_are_clear(weights_dir):
@@ -171,9 +190,13 @@ def test_pipelined_function_waits_for_the_gate_upload(weights_dir, monkeypatch):
         s3 = h._s3_client
         s3.create_bucket(Bucket="bkt")
         s3.put_object(Bucket="bkt", Key="in0", Body=array_to_bytes(x[:2]))
-        late = threading.Timer(0.3, lambda: s3.put_object(Bucket="bkt", Key="in1", Body=array_to_bytes(x[2:])))
-        batches = [{"key": "in0", "output_key": "o0", "segments": [[1, 2]]},
-                   {"key": "in1", "output_key": "o1", "segments": [[1, 2]]}]
+        late = threading.Timer(
+            0.3, lambda: s3.put_object(Bucket="bkt", Key="in1", Body=array_to_bytes(x[2:]))
+        )
+        batches = [
+            {"key": "in0", "output_key": "o0", "segments": [[1, 2]]},
+            {"key": "in1", "output_key": "o1", "segments": [[1, 2]]},
+        ]
         event = {"method": "pipelined_storage", "bucket": "bkt", "minibatches": batches}
         with pytest.raises(Exception, match="NoSuchKey|does not exist"):
             h.handler(event, None)  # no waiting allowed: the second input is missing

@@ -19,7 +19,7 @@ REPORT = re.compile(
     re.M,
 )
 
-ECHO = '''
+ECHO = """
 import json, os
 def handler(event, context):
     if event.get("raise"):
@@ -30,7 +30,7 @@ def handler(event, context):
         return "x" * 6_400_000
     return {"echo": event, "memory": os.environ["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"],
             "remaining_ms": context.get_remaining_time_in_millis()}
-'''
+"""
 
 
 def zip_code(source: str) -> bytes:
@@ -43,8 +43,14 @@ def zip_code(source: str) -> bytes:
 @pytest.fixture(scope="module")
 def echo(lambda_client):
     lambda_client.create_function(
-        FunctionName="echo", Runtime="python3.11", Role="arn:aws:iam::123456789012:role/x", Handler="echo.handler",
-        Code={"ZipFile": zip_code(ECHO)}, MemorySize=256, Timeout=5, Tags={"team": "runtime"},
+        FunctionName="echo",
+        Runtime="python3.11",
+        Role="arn:aws:iam::123456789012:role/x",
+        Handler="echo.handler",
+        Code={"ZipFile": zip_code(ECHO)},
+        MemorySize=256,
+        Timeout=5,
+        Tags={"team": "runtime"},
     )
     yield "echo"
     lambda_client.delete_function(FunctionName="echo")
@@ -52,19 +58,30 @@ def echo(lambda_client):
 
 def test_control_plane_roundtrip(lambda_client, echo):
     cfg = lambda_client.get_function(FunctionName=echo)
-    assert cfg["Configuration"]["MemorySize"] == 256 and cfg["Configuration"]["Handler"] == "echo.handler"
+    assert (
+        cfg["Configuration"]["MemorySize"] == 256
+        and cfg["Configuration"]["Handler"] == "echo.handler"
+    )
     assert cfg["Tags"] == {"team": "runtime"}
     assert echo in [f["FunctionName"] for f in lambda_client.list_functions()["Functions"]]
     with pytest.raises(lambda_client.exceptions.ResourceConflictException):
-        lambda_client.create_function(FunctionName=echo, Role="r", Handler="echo.handler",
-                                      Code={"ZipFile": zip_code(ECHO)})
+        lambda_client.create_function(
+            FunctionName=echo, Role="r", Handler="echo.handler", Code={"ZipFile": zip_code(ECHO)}
+        )
     with pytest.raises(lambda_client.exceptions.InvalidParameterValueException, match="MemorySize"):
-        lambda_client.create_function(FunctionName="too-big", Role="r", Handler="echo.handler",
-                                      Code={"ZipFile": zip_code(ECHO)}, MemorySize=20_000)
+        lambda_client.create_function(
+            FunctionName="too-big",
+            Role="r",
+            Handler="echo.handler",
+            Code={"ZipFile": zip_code(ECHO)},
+            MemorySize=20_000,
+        )
 
 
 def test_request_response_with_log_tail(lambda_client, echo):
-    resp = lambda_client.invoke(FunctionName=echo, Payload=json.dumps({"print": True, "n": 1}), LogType="Tail")
+    resp = lambda_client.invoke(
+        FunctionName=echo, Payload=json.dumps({"print": True, "n": 1}), LogType="Tail"
+    )
     assert resp["StatusCode"] == 200 and "FunctionError" not in resp
     body = json.loads(resp["Payload"].read())
     assert body["echo"]["n"] == 1 and body["memory"] == "256"
@@ -95,7 +112,10 @@ def test_response_over_6mb_is_a_function_error(lambda_client, echo):
 def test_event_and_dry_run(lambda_client, backend, echo):
     assert lambda_client.invoke(FunctionName=echo, InvocationType="DryRun")["StatusCode"] == 204
     before = backend.status()["invocations"]
-    assert lambda_client.invoke(FunctionName=echo, InvocationType="Event", Payload=b"{}")["StatusCode"] == 202
+    assert (
+        lambda_client.invoke(FunctionName=echo, InvocationType="Event", Payload=b"{}")["StatusCode"]
+        == 202
+    )
     deadline = time.monotonic() + 20
     while backend.status()["invocations"] == before and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -125,7 +145,9 @@ def test_vcpu_share_is_applied_as_cfs_quota(lambda_client, backend, echo):
     from lambda_runtime.local.limits import PERIOD_US
 
     env = backend.service.functions[echo].envs[0]
-    quota_file = env.cgroup / ("cpu.cfs_quota_us" if status["mechanism"] == "cgroup-v1" else "cpu.max")
+    quota_file = env.cgroup / (
+        "cpu.cfs_quota_us" if status["mechanism"] == "cgroup-v1" else "cpu.max"
+    )
     quota = int(quota_file.read_text().split()[0])
     assert quota == int(256 / 1769 * PERIOD_US)  # 256 MB -> 0.145 vCPU
     assert str(env.proc.pid) in (env.cgroup / "cgroup.procs").read_text().split()
@@ -135,10 +157,20 @@ def test_spawned_worker_runs_awslambdaric_with_cold_start_report():
     """The faithful path: a fresh ``python -m awslambdaric`` per environment, Init Duration once."""
     with LocalBackend(start_method="spawn", cpu_limits=False) as b:
         lam = b.lambda_client(read_timeout=120)
-        lam.create_function(FunctionName="echo2", Role="r", Handler="echo.handler",
-                            Code={"ZipFile": zip_code(ECHO)}, MemorySize=512, Timeout=30)
-        logs = [base64.b64decode(lam.invoke(FunctionName="echo2", Payload=b"{}", LogType="Tail")["LogResult"]).decode()
-                for _ in range(2)]
+        lam.create_function(
+            FunctionName="echo2",
+            Role="r",
+            Handler="echo.handler",
+            Code={"ZipFile": zip_code(ECHO)},
+            MemorySize=512,
+            Timeout=30,
+        )
+        logs = [
+            base64.b64decode(
+                lam.invoke(FunctionName="echo2", Payload=b"{}", LogType="Tail")["LogResult"]
+            ).decode()
+            for _ in range(2)
+        ]
         assert b.status()["start_method"] == "spawn"
     first, second = (REPORT.search(x) for x in logs)
     assert first and second
@@ -146,8 +178,14 @@ def test_spawned_worker_runs_awslambdaric_with_cold_start_report():
 
 
 def test_handler_that_cannot_load_is_an_init_error(lambda_client):
-    lambda_client.create_function(FunctionName="broken", Role="r", Handler="nomodule.handler",
-                                  Code={"ZipFile": zip_code(ECHO)}, MemorySize=512, Timeout=5)
+    lambda_client.create_function(
+        FunctionName="broken",
+        Role="r",
+        Handler="nomodule.handler",
+        Code={"ZipFile": zip_code(ECHO)},
+        MemorySize=512,
+        Timeout=5,
+    )
     try:
         resp = lambda_client.invoke(FunctionName="broken", Payload=b"{}")
         assert resp["FunctionError"] == "Unhandled"

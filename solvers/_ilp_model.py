@@ -410,8 +410,18 @@ def exact_curve(
             new[:, :, 1 : 1 + nmax] = np.maximum(state[:, None, 1 : 1 + nmax], opt[None, :, 1 : 1 + nmax])
             if conc:
                 new[:, :, 1 + nmax :] = state[:, None, 1 + nmax :] + opt[None, :, 1 + nmax :]
+            if not conc:
+                # Options that fit under a state's latencies all leave it as it is: only the
+                # cheapest of them can matter.
+                fits = (new[:, :, 1:] == state[:, None, 1:]).all(axis=2)
+                cheapest = np.where(fits, new[:, :, 0], np.inf).argmin(axis=1)
+                drop = fits.copy()
+                drop[np.arange(S), cheapest] = False
+                new[drop, 0] = np.inf
             new = new.reshape(S * K, -1)
-            keep = np.flatnonzero(new[:, 0] + rest[step] <= max_cost_usd * (1 + 1e-9))
+            keep = np.flatnonzero(
+                np.isfinite(new[:, 0]) & (new[:, 0] + rest[step] <= max_cost_usd * (1 + 1e-9))
+            )
             keep = keep[_pareto(new[keep])]
             si, ki = np.divmod(keep, K)
             state = new[keep]

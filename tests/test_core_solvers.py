@@ -54,7 +54,7 @@ def test_eplb_replicates_heavy_and_packs_cold_experts():
 
 
 def test_oracle_is_a_bound_for_static_plans():
-    problem = builtin_problem("bert-moe-4")
+    problem = small_problem(time_limit_s=20)
     oracle = make_solver("oracle").solve(problem)
     greedy = make_solver("greedy").solve(problem)
     assert oracle.solver_status == SolverStatus.COMPLETED and oracle.plan is None

@@ -263,6 +263,7 @@ class BayesEGreedySolver(Solver):
         rho_p = np.full(dims, o["rho3"])
         repair: np.ndarray | None = None
         merged: np.ndarray | None = None
+        idle = 0
         fit_seconds = 0.0  # slowest surrogate step so far: not started when time is short
         tau = 0
         while not tracker.exhausted():
@@ -296,8 +297,12 @@ class BayesEGreedySolver(Solver):
                 pick = self.rng.permutation(len(cand))[:q]
             extra = [e for e in (repair, merged) if e is not None]
             x = price(np.concatenate([*extra, cand[pick]]))
-            if len(x) == 0:
+            if len(x) == 0:  # nothing new to price: a tiny space may be used up
+                idle += 1
+                if idle >= 10 or len(seen) >= space.size():
+                    break
                 continue
+            idle = 0
             merged = self._merge(X[rank[0]], Y[rank[0]], S[rank[0]], x, scores[-1], slacks[-1])
             # The iteration's deployment is its best plan: localise what broke on it.
             s, y = slacks[-1], _log_score(scores[-1])

@@ -124,3 +124,27 @@ def test_structured_design_is_unique_in_range_and_reaches_the_feasible_region():
     assert len(np.unique(design, axis=0)) == len(design)
     assert (design >= 0).all() and (design < space.upper).all()
     assert evaluate_batch(problem, space.decode(design)).feasible.any()
+
+
+def test_stops_when_a_tiny_space_is_used_up():
+    from moeopt.problem import problem_from_dict
+
+    spec = {
+        "name": "27-plans",
+        "model": {
+            "moe_layers": 1,
+            "experts_per_layer": 2,
+            "top_k": 1,
+            "hidden_size": 768,
+            "expert_ffn_size": 3072,
+            "nonmoe_params_per_layer": 2_362_368,
+        },
+        "workload": {"tokens_per_batch": 512},
+        "slo": {"time_limit_s": 30.0},
+        "popularity": {"source": "zipf", "exponent": 1.0, "batches": 2, "seed": 5},
+        "deployment": {"memory_menu": [3072], "max_replicas": 1},
+    }
+    problem = problem_from_dict(spec, "test")
+    result = make_solver("bayes-egreedy").solve(problem, Budget(evaluations=50))
+    assert result.evaluations == PlanSpace.of(problem).size() == 27  # each plan priced once
+    assert result.solver_status == SolverStatus.COMPLETED

@@ -341,6 +341,12 @@ def run_command(
             )
     except PlanError as exc:
         raise RuntimeInputError(f"{plan_path}: {exc}") from None
+    except Exception as exc:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        if backend == "aws" and isinstance(exc, BotoCoreError | ClientError):
+            raise RuntimeInputError(f"aws: {exc}") from None  # e.g. no credentials, access denied
+        raise
     replicas = sum(
         f.get("replicas", 1) for la in plan.get("layers", []) for f in la.get("functions", [])
     )

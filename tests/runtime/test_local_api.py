@@ -175,6 +175,11 @@ def test_spawned_worker_runs_awslambdaric_with_cold_start_report():
     first, second = (REPORT.search(x) for x in logs)
     assert first and second
     assert first.group(3) and not second.group(3)  # Init Duration on the cold start only
+    fields = dict(re.findall(r"(Duration|Billed Duration|Init Duration): ([\d.]+) ms", logs[0]))
+    # the init phase is billed on a cold start (container images; all on-demand functions since 2025)
+    assert int(fields["Billed Duration"]) >= float(fields["Duration"]) + float(
+        fields["Init Duration"]
+    )
 
 
 def test_handler_that_cannot_load_is_an_init_error(lambda_client):

@@ -126,7 +126,7 @@ class LocalBackend:
         else:  # its own process: S3 requests do not queue behind the coordinator's GIL
             self._moto = _MotoProcess(port)
         self.s3_endpoint = f"http://127.0.0.1:{port}"
-        self._tmp = tempfile.TemporaryDirectory(prefix="moeopt-local-")
+        self._tmp = tempfile.TemporaryDirectory(prefix="moeopt-local-", ignore_cleanup_errors=True)
         base_env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": os.environ.get("HOME", "/tmp"),

@@ -116,9 +116,10 @@ class CpuLimiter:
 
     def close(self) -> None:
         if self.root is not None:
-            for child in self.root.iterdir():
-                if child.is_dir():
-                    self.remove(child)
+            with contextlib.suppress(OSError):  # environments may be removing theirs concurrently
+                for child in list(self.root.iterdir()):
+                    if child.is_dir():
+                        self.remove(child)
             self.remove(self.root)
             self.root = None
 

@@ -461,3 +461,41 @@ def _pareto(vec: np.ndarray, chunk: int = 256) -> np.ndarray:
         keep[s : s + n] = ~dominated
         front = np.vstack([front, c[~dominated]])
     return np.sort(order[keep])
+
+
+def quick_incumbent(tables: Tables) -> tuple[Choice, ...] | None:
+    """A feasible plan in milliseconds: every layer gets its latency lower bound plus an equal
+    share of the slack, and takes its cheapest variant whose experts each fit that cap."""
+    problem = tables.problem
+    lowers = np.array([np.min([t.lower for t in layer], axis=0) for layer in tables.layers])
+    slack = problem.slo.time_limit_s - TIME_MARGIN_S - 1e-9 * problem.slo.time_limit_s
+    slack = (slack - tables.fixed_s - lowers.sum(axis=0)) / len(tables.layers)
+    if (slack < 0).any():
+        return None
+    choices = []
+    for layer, low in zip(tables.layers, lowers, strict=True):
+        cap = low + slack
+        best: Choice | None = None
+        for t in layer:
+            E = int(t.expert.max()) + 1
+            if t.variant.storage:
+                fits = (t.lat <= cap).all(axis=1)
+            else:
+                s_fl = np.array([t.scatter[t.expert == e].min(axis=0) for e in range(E)]).max(axis=0)
+                fits = (t.scatter <= s_fl).all(axis=1) & (t.floor + t.lat + s_fl <= cap).all(axis=1)
+            cost = np.where(fits, t.cost, np.inf)
+            rows = np.zeros(E, dtype=int)
+            ok = True
+            for e in range(E):
+                idx = np.flatnonzero(t.expert == e)
+                k = idx[np.argmin(cost[idx])]
+                ok &= bool(np.isfinite(cost[k]))
+                rows[e] = k
+            if ok:
+                ch = Choice(t, rows)
+                if (ch.latency_s <= cap + 1e-12).all() and (best is None or ch.cost_usd < best.cost_usd):
+                    best = ch
+        if best is None:
+            return None
+        choices.append(best)
+    return tuple(choices)

@@ -32,6 +32,7 @@ from solvers._ilp_model import (
     MilpResult,
     exact_curve,
     layer_curve,
+    quick_incumbent,
     solve_curves,
     solve_milp,
 )
@@ -107,6 +108,12 @@ class IlpSolver(Solver):
         over them (the proof); 3. if those do not finish in time, the full x-program, which must
         beat the incumbent, for a bound."""
         incumbent: tuple[Choice, ...] | None = None
+        if self.objective.kind == "cheapest":
+            incumbent = quick_incumbent(tables)
+            if incumbent is not None and tables.concurrency and not _meets_concurrency(tables, incumbent):
+                incumbent = None
+            if incumbent is not None:
+                self._price(tables, incumbent, tracker)
         if self.objective.kind == "cheapest" and self.options["backend"] == "highs":
             seconds = self._seconds(tracker)
             stop = time.perf_counter() + (0.4 * seconds if seconds is not None else 3600.0)
@@ -117,14 +124,16 @@ class IlpSolver(Solver):
                 curves.append(layer_curve(tables, li))
             if len(curves) == tables.problem.layers:
                 seconds = self._seconds(tracker)
-                _, incumbent = solve_curves(
+                _, better = solve_curves(
                     tables, curves, time_limit_s=None if seconds is None else seconds / 3,
                     seed=self.seed, mip_gap=1e-4,  # only an incumbent: no need to close
                 )
-            if incumbent is not None and tables.concurrency and not _meets_concurrency(tables, incumbent):
-                incumbent = None
+                if better is not None and not (
+                    tables.concurrency and not _meets_concurrency(tables, better)
+                ) and (incumbent is None or milp_cost(tables, better) < milp_cost(tables, incumbent)):
+                    incumbent = better
+                    self._price(tables, incumbent, tracker)
             if incumbent is not None:
-                self._price(tables, incumbent, tracker)
                 exact = self._exact_curves(tables, tracker, milp_cost(tables, incumbent))
                 if exact is not None:
                     return exact

@@ -48,6 +48,40 @@ def _paper(
     }
 
 
+_MINILM_ATTN = 4 * 384 * 384 + 4 * 384 + 4 * 384
+_MINILM_EMB = (30_522 + 512 + 2) * 384
+
+
+def minilm_spec(experts: int, top_k: int, popularity: dict[str, Any], tps: float) -> dict[str, Any]:
+    """Our converted all-MiniLM-L6-v2 MoE (docs/popularity.md): 6 MoE layers, hidden 384,
+    the 1,536-neuron FFN split into ``experts`` experts."""
+    name = f"minilm-moe-{experts}" + ("" if top_k == 1 else f"-top{top_k}")
+    return {
+        "name": name,
+        "description": (
+            f"moeopt's converted all-MiniLM-L6-v2 MoE: 6 MoE layers x {experts} experts "
+            f"(FFN split by co-activation clustering), top-{top_k}, 10,240 tokens per batch. "
+            "Popularity measured by profiling the model on the bundled corpus."
+        ),
+        "model": {
+            "name": name,
+            "moe_layers": 6,
+            "experts_per_layer": experts,
+            "top_k": top_k,
+            "hidden_size": 384,
+            "expert_ffn_size": 1536 // experts,
+            "dtype": "float32",
+            "sequence_length": 128,
+            "nonmoe_params_per_layer": _MINILM_ATTN,
+            "embedding_params": _MINILM_EMB,
+        },
+        "workload": {"tokens_per_batch": 10_240},
+        "slo": {"throughput_tokens_per_s": tps},
+        "popularity": popularity,
+        "deployment": {"memory_menu": "paper", "max_replicas": 8, "cost_scope": "paper"},
+    }
+
+
 _SPECS: dict[str, dict[str, Any]] = {
     "bert-moe-4": _paper("bert-moe-4", 12, 4, _BERT_ATTN, _BERT_EMB, 300.0, "BERT-MoE (basic)", 4),
     "bert-moe-8": _paper("bert-moe-8", 12, 8, _BERT_ATTN, _BERT_EMB, 300.0, "BERT-MoE", 8),
@@ -88,6 +122,9 @@ _SPECS: dict[str, dict[str, Any]] = {
         },
         "deployment": {"memory_menu": "paper", "max_replicas": 8, "cost_scope": "paper"},
     },
+    "minilm-moe-8": minilm_spec(
+        8, 1, {"source": "loads", "file": "traces/minilm-moe-e8-top1-loads.json"}, 1600.0
+    ),
     "mixtral-8x7b": {
         "name": "mixtral-8x7b",
         "description": (

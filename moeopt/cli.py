@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -24,6 +27,24 @@ class _Cli(click.Group):
         except InfeasibleError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(3)
+
+
+@contextlib.contextmanager
+def native_stdout_to_stderr() -> Iterator[None]:
+    """Send what C libraries print to fd 1 (HiGHS's banner) to stderr, so stdout stays ours."""
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no real fd 1 (e.g. under a test runner): nothing to protect
+        yield
+        return
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def dumps(data: Any) -> str:
@@ -51,6 +72,10 @@ problem_option = click.option(
     help="Built-in problem name or a problem file (.json/.toml).",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+trace_option = click.option(
+    "--trace", "trace", type=click.Path(dir_okay=False), default=None,
+    help="Routing trace (moeopt JSONL, per-token JSONL or counts JSON): the problem's popularity.",
+)
 
 
 @cli.group()
@@ -89,16 +114,17 @@ def problems_list(as_json: bool) -> None:
 
 @problems.command("show")
 @click.argument("name")
+@trace_option
 @json_option
 @click.option("--spec", is_flag=True, help="Print the problem-file form (JSON) to copy and edit.")
-def problems_show(name: str, as_json: bool, spec: bool) -> None:
+def problems_show(name: str, trace: str | None, as_json: bool, spec: bool) -> None:
     """Show one problem (built-in name or file)."""
     from moeopt.builtin_problems import BUILTIN_PROBLEMS, builtin_spec
     from moeopt.problem import load_problem
 
-    problem = load_problem(name)
+    problem = load_problem(name, trace)
     if spec:
-        click.echo(dumps(builtin_spec(name) if name in BUILTIN_PROBLEMS else problem.spec))
+        click.echo(dumps(builtin_spec(name) if name in BUILTIN_PROBLEMS and not trace else problem.spec))
         return
     summary = problem.summary()
     if as_json:
@@ -125,15 +151,16 @@ def _evaluation_text(ev: Any) -> str:
 @cli.command("evaluate")
 @click.argument("plan_path", metavar="PLAN.json")
 @click.option("--problem", "problem_name", default=None, help="Problem name or file (default: the plan's).")
+@trace_option
 @json_option
-def evaluate_cmd(plan_path: str, problem_name: str | None, as_json: bool) -> None:
+def evaluate_cmd(plan_path: str, problem_name: str | None, trace: str | None, as_json: bool) -> None:
     """Price a plan on a problem: cost, latency, throughput and constraint violations."""
     from moeopt.evaluate import evaluate
     from moeopt.plan import check_plan, load_plan
     from moeopt.problem import load_problem
 
     plan = load_plan(plan_path)
-    problem = load_problem(problem_name or plan.problem_name)
+    problem = load_problem(problem_name or plan.problem_name.split("@")[0], trace)
     check_plan(plan, problem, plan_path)
     ev = evaluate(problem, plan)
     if as_json:
@@ -147,13 +174,14 @@ def evaluate_cmd(plan_path: str, problem_name: str | None, as_json: bool) -> Non
 
 @cli.command("baselines")
 @problem_option
+@trace_option
 @json_option
-def baselines_cmd(problem_name: str, as_json: bool) -> None:
+def baselines_cmd(problem_name: str, as_json: bool, trace: str | None = None) -> None:
     """Price the baseline deployments of a problem (LambdaML-style, uniform, CPU cluster)."""
     from moeopt.baselines import baseline_rows
     from moeopt.problem import load_problem
 
-    problem = load_problem(problem_name)
+    problem = load_problem(problem_name, trace)
     rows = baseline_rows(problem)
     if as_json:
         out = []
@@ -243,21 +271,23 @@ def _objective_options(objective: str, weight: float) -> dict[str, Any]:
 
 @cli.command("solve")
 @problem_option
+@trace_option
 @click.option("--solver", "solver_name", default="ilp", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @with_budget
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write the plan here.")
 @json_option
-def solve_cmd(problem_name: str, solver_name: str, seed: int, budget_evals: int | None,
+def solve_cmd(problem_name: str, trace: str | None, solver_name: str, seed: int, budget_evals: int | None,
               budget_seconds: float | None, objective: str, weight: float, output: str | None,
               as_json: bool) -> None:
     """Solve a problem with one solver and write the plan."""
     from moeopt.problem import load_problem
     from moeopt.registry import make_solver
 
-    problem = load_problem(problem_name)
+    problem = load_problem(problem_name, trace)
     solver = make_solver(solver_name, seed=seed, **_objective_options(objective, weight))
-    result = solver.solve(problem, _budget(budget_evals, budget_seconds))
+    with native_stdout_to_stderr():
+        result = solver.solve(problem, _budget(budget_evals, budget_seconds))
     if output and result.plan is not None:
         result.plan.save(output)
     if as_json:
@@ -284,13 +314,14 @@ def solve_cmd(problem_name: str, solver_name: str, seed: int, budget_evals: int 
 
 @cli.command("compare")
 @problem_option
+@trace_option
 @click.option("--solvers", "solver_list", default=None,
               help="Comma-separated solver names (default: the main zoo that is available).")
 @click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True)
 @with_budget
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Best cost against time (PNG).")
 @json_option
-def compare_cmd(problem_name: str, solver_list: str | None, seeds: int, budget_evals: int | None,
+def compare_cmd(problem_name: str, trace: str | None, solver_list: str | None, seeds: int, budget_evals: int | None,
                 budget_seconds: float | None, objective: str, weight: float, plot: str | None,
                 as_json: bool) -> None:
     """Run several solvers on one problem: cost, gap, feasibility, latency, time."""
@@ -300,7 +331,7 @@ def compare_cmd(problem_name: str, solver_list: str | None, seeds: int, budget_e
     from moeopt.problem import load_problem
     from moeopt.registry import get_solver_class
 
-    problem = load_problem(problem_name)
+    problem = load_problem(problem_name, trace)
     names = [s.strip() for s in solver_list.split(",") if s.strip()] if solver_list else default_solvers()
     for name in names:
         get_solver_class(name)  # unknown or unavailable: one clear error before any work
@@ -311,8 +342,9 @@ def compare_cmd(problem_name: str, solver_list: str | None, seeds: int, budget_e
         bar.set_postfix_str(f"{name} seed {seed}")
         bar.update(1)
 
-    rows = compare(problem, names, seeds, _budget(budget_evals, budget_seconds),
-                   _objective_options(objective, weight), progress)
+    with native_stdout_to_stderr():
+        rows = compare(problem, names, seeds, _budget(budget_evals, budget_seconds),
+                       _objective_options(objective, weight), progress)
     bar.close()
     best = best_cost(rows)
     if plot:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from functools import cached_property
@@ -332,7 +333,11 @@ def _read_popularity(
     kind = p.choice("source", ("zipf", "counts", "trace", "loads"), "zipf")
     src = p.source
     if kind == "loads":
-        p.unknown({"source", "loads"})
+        p.unknown({"source", "loads", "file"})
+        if "file" in p.data:
+            path = Path(p.get("file", str))
+            path = path if path.is_absolute() else _resolve_data_file(path, base_dir)
+            return Popularity(loads=_read_loads_file(path), source=path.name)
         raw = p.get("loads", list)
         try:
             loads = np.asarray(raw, dtype=float)
@@ -369,6 +374,22 @@ def _read_popularity(
     return traces_to_popularity(path, model, workload, p.data)
 
 
+def _read_loads_file(path: Path) -> np.ndarray:
+    """A per-batch loads file: ``{"loads": [[[...experts] ...layers] ...batches]}``."""
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        raise InputError(str(path), "file", f"cannot read: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(str(path), "file", f"not valid JSON: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("loads"), list):
+        raise InputError(str(path), "loads", "need {'loads': [[[...]]]} (batches x layers x experts)")
+    try:
+        return np.asarray(data["loads"], dtype=float)
+    except (TypeError, ValueError):
+        raise InputError(str(path), "loads", "need a (batches x layers x experts) array of counts") from None
+
+
 def _resolve_data_file(path: Path, base_dir: Path) -> Path:
     """Relative data files resolve against the problem file, then the package's data folder."""
     candidate = base_dir / path
@@ -392,11 +413,28 @@ def read_problem_file(path: str | Path) -> DeploymentProblem:
     return problem_from_dict(data, source, base_dir=path.parent)
 
 
-def load_problem(name_or_path: str | Path) -> DeploymentProblem:
-    """A built-in problem by name, or a problem file (.json or .toml)."""
-    from moeopt.builtin_problems import BUILTIN_PROBLEMS, builtin_problem
+def load_problem(name_or_path: str | Path, trace: str | Path | None = None) -> DeploymentProblem:
+    """A built-in problem by name, or a problem file (.json or .toml).
+
+    With ``trace`` (a routing trace, per-token JSONL or counts file), the problem's popularity
+    comes from the trace; a trace of moeopt's converted MiniLM MoE whose shape differs from the
+    named problem gets the matching MiniLM model (see :func:`problem_from_trace`).
+    """
+    from moeopt.builtin_problems import BUILTIN_PROBLEMS, builtin_problem, builtin_spec
 
     text = str(name_or_path)
+    if trace is not None:
+        if text in BUILTIN_PROBLEMS:
+            return problem_from_trace(trace, builtin_spec(text))
+        minilm = re.fullmatch(r"minilm-moe-(\d+)(?:-top(\d+))?", text)
+        if minilm:  # the shape a MiniLM trace names its problem by
+            from moeopt.builtin_problems import minilm_spec
+
+            experts, top_k = int(minilm[1]), int(minilm[2] or 1)
+            return problem_from_trace(trace, minilm_spec(experts, top_k, {}, 1600.0))
+        path = Path(text)
+        base = read_problem_file(path).spec
+        return problem_from_trace(trace, base, base_dir=path.parent)
     if text in BUILTIN_PROBLEMS:
         return builtin_problem(text)
     path = Path(text)
@@ -405,3 +443,33 @@ def load_problem(name_or_path: str | Path) -> DeploymentProblem:
     raise InputError(
         text, "problem", f"no such problem file or built-in; built-ins: {', '.join(BUILTIN_PROBLEMS)}"
     )
+
+
+def problem_from_trace(
+    trace: str | Path, base: dict[str, Any], base_dir: Path | None = None
+) -> DeploymentProblem:
+    """``base`` (a problem-file dict) with its popularity measured from ``trace``."""
+    import copy
+
+    from moeopt.builtin_problems import minilm_spec
+    from moeopt.popularity.importers import load_any
+    from moeopt.popularity.traces import RoutingTrace
+
+    trace = Path(trace).resolve()
+    spec = copy.deepcopy(base)
+    found = load_any(trace, None, spec["model"]["experts_per_layer"])
+    model = spec["model"]
+    if isinstance(found, RoutingTrace):
+        shape = (found.layers, found.num_experts, found.top_k)
+        if shape != (model["moe_layers"], model["experts_per_layer"], model["top_k"]):
+            if "MiniLM" not in found.model:
+                raise InputError(
+                    str(trace), "moe_layers/experts/top_k",
+                    f"trace is {shape[0]} layers x {shape[1]} experts, top-{shape[2]}; the problem "
+                    f"{spec['name']!r} is {model['moe_layers']} x {model['experts_per_layer']}, "
+                    f"top-{model['top_k']}; name a problem of the trace's shape",
+                )
+            spec = minilm_spec(found.num_experts, found.top_k, {}, 1600.0)
+    spec["popularity"] = {"source": "trace", "file": str(trace), "batches": 8, "seed": 0}
+    spec["name"] = f"{spec['name']}@{trace.name}"
+    return problem_from_dict(spec, f"{spec['name']}", base_dir=base_dir)

@@ -258,7 +258,13 @@ class IlpSolver(Solver):
             if choices is not None:
                 per_method[m] = choices
         if not per_method:
-            return self._infeasible(tables, tracker)
+            fallback = quick_incumbent(tables)
+            if fallback is None:
+                return self._infeasible(tables, tracker)
+            self._price(tables, fallback, tracker)  # out of time, not infeasible
+            return Outcome(status=SolverStatus.TIME_LIMIT, lower_bound_usd=tables.lower_bound_usd,
+                           message="ODS: no per-method program finished in time; returned the "
+                           "equal-slack incumbent")
         L = problem.layers
         cost = np.full((len(methods), L), np.inf)
         for j, m in enumerate(methods):

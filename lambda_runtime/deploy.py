@@ -10,10 +10,12 @@ import contextlib
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lambda_runtime.codec import arrays_to_npz
-from lambda_runtime.model import MoEExport
+
+if TYPE_CHECKING:  # torch loads only when a model is built, not for the CLI's start-up
+    from lambda_runtime.model import MoEExport
 
 METHODS = ("pipelined_storage", "storage", "direct")
 ARCHITECTURES = ("x86_64", "arm64")

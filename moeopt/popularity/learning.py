@@ -47,14 +47,15 @@ class LearningConfig:
     rho1: float = 0.08  # the real load broke memory
     rho2: float = 0.05  # ... broke the payload of a direct layer
     rho3: float = 0.02  # mispredicted, constraints held
-    lambda_iters: int = 8  # lambda: trials the best may stall ...
+    lambda_iters: int = 10  # lambda: trials the best may stall ...
     zeta: float = 1e-3  # ... by less than this relative change
-    max_iterations: int = 30
+    max_iterations: int = 40
     candidates: int = 128  # epsilon-greedy proposals the GP ranks per trial
     acquisition: str = "egreedy"  # or the ablations "single-eps", "random"
     replicate: bool = True  # Alg. 2's replicate step on the real loads
     penalty: float = 10.0  # score = cost * (1 + penalty * violation) when infeasible
     ilp_seconds: float = 20.0
+    time_limit_s: float | None = None  # stop after the trial that crosses it
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -152,7 +153,7 @@ class LearningResult:
     trial: Trial  # the best trial (plan, evaluation on the learning batches' real loads)
     records: tuple[IterationRecord, ...]
     best_tau: int
-    stopped: str  # "converged" or "max_iterations"
+    stopped: str  # "converged", "max_iterations" or "time_limit"
 
     @property
     def plan(self) -> DeploymentPlan | None:
@@ -447,6 +448,7 @@ def learn(
     records: list[IterationRecord] = []
     best_hist: list[float] = []
     stopped = "max_iterations"
+    start = time.perf_counter()
     for tau in range(1, config.max_iterations + 1):
         t0 = time.perf_counter()
         trial = deploy(with_values(predictor, pairs, values), problem, token_ids, real, config)
@@ -494,6 +496,9 @@ def learn(
                 stopped = "converged"
                 break
         if tau == config.max_iterations:
+            break
+        if config.time_limit_s is not None and time.perf_counter() - start >= config.time_limit_s:
+            stopped = "time_limit"
             break
         # Update the pairs (Alg. 2 line 8): eps-GS over the history, GP-ranked.
         X, y = np.stack(xs), np.asarray(ys)

@@ -177,3 +177,21 @@ def test_oracle_plans_on_real_loads(setup):
     _, problem, _, real = setup
     trial = oracle(problem, real)
     assert trial.feasible and trial.score == pytest.approx(trial.cost_usd)
+
+
+def test_solver_wrapper_learns_from_a_trace_file(tmp_path, setup):
+    from moeopt.popularity.traces import write_trace
+    from moeopt.solver import Budget
+    from solvers.bo_popularity import BoPopularitySolver
+
+    _, problem, _, _ = setup
+    path = tmp_path / "t.jsonl"
+    write_trace(random_trace(2, 4 * BS, LAYERS, EXPERTS, 1), path)
+    solver = BoPopularitySolver(seed=0, trace=str(path), q=30, max_iterations=3)
+    result = solver.solve(problem, Budget(evaluations=5, seconds=60))
+    assert result.plan is not None and result.evaluations == 1
+    assert "Alg. 2: 3 trials" in result.message
+    from moeopt.errors import InputError
+
+    with pytest.raises(InputError, match="trace"):
+        BoPopularitySolver().solve(problem)

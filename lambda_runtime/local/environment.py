@@ -268,6 +268,7 @@ class ExecutionEnvironment:
         duration_ms = max(0.0, (inv.end_time - inv.start_time) * 1000.0) if inv.start_time else 0.0
         _, peak = rss_mb(self.proc.pid) if self.proc and not self.dead else (0.0, 0.0)
         self._peak = max(getattr(self, "_peak", 0.0), peak)
+        self._settle_logs()
         with self._log_lock:
             lines = self._logs[mark:]
         return Outcome(
@@ -279,6 +280,22 @@ class ExecutionEnvironment:
             max_memory_mb=self._peak,
             logs="".join(lines),
         )
+
+    def _settle_logs(self, quiet_s: float = 0.003, limit_s: float = 0.05) -> None:
+        """Let the log reader catch up: the handler printed before it answered, but the pipe
+        is read by another thread, so its last lines may still be in flight."""
+        deadline = time.monotonic() + limit_s
+        with self._log_lock:
+            seen = len(self._logs)
+        quiet_since = time.monotonic()
+        while time.monotonic() < deadline:
+            time.sleep(0.001)
+            with self._log_lock:
+                now = len(self._logs)
+            if now != seen:
+                seen, quiet_since = now, time.monotonic()
+            elif time.monotonic() - quiet_since >= quiet_s:
+                return
 
     # ---- runtime API callbacks ---------------------------------------------------------------
     def next_invocation(self) -> _Invocation | None:

@@ -171,7 +171,8 @@ class IlpSolver(Solver):
         if choices is not incumbent:
             self._price(tables, choices, tracker)
         proven = result.status in ("optimal", "cutoff")
-        bound = result.bound_usd if result.bound_usd is not None else tables.lower_bound_usd
+        # Both are valid bounds; the x-program's may be weaker when it had little time.
+        bound = max(b for b in (result.bound_usd, tables.lower_bound_usd) if b is not None)
         if self.objective.kind != "cheapest":
             bound = None
         gap = _gap(cost, bound)

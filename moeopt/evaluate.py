@@ -239,7 +239,10 @@ def evaluate_batch(problem: DeploymentProblem, plans: PlanArrays) -> EvaluationB
         m.intermediate_bytes_per_token, c,
     )
     used = r_max > 0
-    memory_v = np.where(used, need_mb - memory, -np.inf).max(axis=(1, 2))
+    # Every deployed function must at least start and hold its weights, even one that no
+    # batch here sends tokens to: routing at run time may differ from the sample.
+    deployed = experts_in_slot > 0
+    memory_v = np.where(deployed, need_mb - memory, -np.inf).max(axis=(1, 2))
     payload = lm.payload_bytes(r_max, m.token_bytes, c) - c.lambda_payload_limit_bytes
     payload_v = np.where(used & (method[:, :, None] == lm.DIRECT), payload, -np.inf).max(axis=(1, 2))
     payload_v = np.maximum(payload_v, -c.lambda_payload_limit_bytes) / lm.MIB

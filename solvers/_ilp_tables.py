@@ -143,7 +143,7 @@ def build_tables(problem: DeploymentProblem, variants: tuple[Variant, ...]) -> T
                 model.intermediate_bytes_per_token, c,
             )
             ok = {
-                "memory": ~used | (need <= mem_k),
+                "memory": need <= mem_k,  # unused experts still start and load weights
                 "payload": ~used | (v.method != lm.DIRECT)
                 | (lm.payload_bytes(r_max, tb, c) <= c.lambda_payload_limit_bytes),
                 "timeout": t.max(axis=0) <= c.lambda_timeout_max_s,

@@ -77,6 +77,7 @@ def main() -> None:
     ap.add_argument("--q", type=int, default=1000)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    ap.add_argument("--no-spread", action="store_true", help="new keys from the top keys only")
     ap.add_argument("--out", default=None, help="write all results as JSON")
     args = ap.parse_args()
 
@@ -93,7 +94,7 @@ def main() -> None:
     real_t = batch_loads(test.experts, trace.num_experts, bs)
     problem = minilm_problem(np.concatenate([real_l, real_t]), bs, args.throughput)
     predictor = make_predictor(args.predictor).fit(profile)
-    base = LearningConfig(q=args.q)
+    base = LearningConfig(q=args.q, spread=not args.no_spread)
 
     rows: list[dict[str, Any]] = []
     t0 = time.perf_counter()
@@ -104,7 +105,7 @@ def main() -> None:
                  "mae_test": mae(predictor, test.token_ids, real_t, bs)})
     for variant in args.variants:
         for seed in args.seeds:
-            cfg = LearningConfig(q=args.q, acquisition=variant, seed=seed)
+            cfg = LearningConfig(q=args.q, acquisition=variant, seed=seed, spread=not args.no_spread)
             t0 = time.perf_counter()
             result = learn(predictor, problem, learning.token_ids, real_l, cfg)
             seconds = time.perf_counter() - t0
@@ -122,7 +123,8 @@ def main() -> None:
                  "test": summary(orc_t), "trials": 1, "seconds": 0.0, "mae_test": 0.0})
 
     print(f"\n{trace.model}, {trace.tokens} tokens; batches of {bs}: profile {args.profile}, "
-          f"learn {args.learn}, test {args.test}; predictor {args.predictor}, Q = {args.q}; "
+          f"learn {args.learn}, test {args.test}; predictor {args.predictor}, Q = {args.q}, "
+          f"spread new keys: {not args.no_spread}; "
           f"time limit {problem.slo.time_limit_s:.2f} s\n")
     print("| variant | seed | trials | learning: cost (µ$) | score (µ$) | feasible | "
           "test: cost (µ$) | score (µ$) | feasible | test MAE (tokens) | s |")

@@ -53,6 +53,7 @@ class LearningConfig:
     candidates: int = 128  # epsilon-greedy proposals the GP ranks per trial
     acquisition: str = "egreedy"  # or the ablations "single-eps", "random"
     replicate: bool = True  # Alg. 2's replicate step on the real loads
+    spread: bool = True  # new-key pairs dealt over (layer, expert), see select_pairs
     penalty: float = 10.0  # score = cost * (1 + penalty * violation) when infeasible
     ilp_seconds: float = 20.0
     time_limit_s: float | None = None  # stop after the trial that crosses it
@@ -168,10 +169,19 @@ def _check_table(predictor: Predictor) -> None:
         raise TypeError(f"{predictor.name} has no profiled key-value table; use bayes or token-id")
 
 
-def select_pairs(predictor: Predictor, token_ids: np.ndarray, q: int, mu: float) -> KeyValuePairs:
-    """The Q pairs that matter most for ``token_ids``: keys ranked by how often their token
-    occurs there times the key's profiled count (its weight in the posterior). The first
-    mu Q are the largest profiled cells of those keys, the rest their empty cells (new keys)."""
+def select_pairs(
+    predictor: Predictor, token_ids: np.ndarray, q: int, mu: float, spread: bool = True
+) -> KeyValuePairs:
+    """The Q pairs that matter for ``token_ids``.
+
+    Profiled pairs (the first mu Q): keys ranked by how often their token occurs in
+    ``token_ids`` times the key's profiled count (its weight in the posterior), their largest
+    cells first. New keys (the rest): cells never profiled. With ``spread`` they are dealt
+    round-robin over (layer, expert), rarest tokens first, so every expert has pairs that can
+    move a few tokens onto it (an expert predicted empty gets the smallest memory, and any real
+    token then breaks it); their cap is the token's whole profiled count, enough to flip it.
+    Without ``spread``: the empty cells of the top keys, capped at the key's count.
+    """
     _check_table(predictor)
     p: Any = predictor
     counts = p.key_counts
@@ -190,20 +200,28 @@ def select_pairs(predictor: Predictor, token_ids: np.ndarray, q: int, mu: float)
     cell_key = np.repeat(keys, e)
     cell_exp = order.ravel()
     filled = counts[cell_key, cell_exp] > 0
-    want_old = round(mu * q)
     old = np.flatnonzero(filled)
     new = np.flatnonzero(~filled)
-    n_old = min(len(old), max(want_old, q - len(new)))
+    if spread and len(new):
+        group = p.key_layer[cell_key[new]] * e + cell_exp[new]
+        by = np.lexsort((-total[cell_key[new]], occurs[cell_key[new]], group))
+        start = np.searchsorted(group[by], group[by], side="left")
+        rank = np.arange(len(by)) - start  # rank within its (layer, expert) group
+        new = new[by][np.lexsort((group[by], rank))]
+    n_old = min(len(old), max(round(mu * q), q - len(new)))
     n_new = min(len(new), q - n_old)
     pick = np.concatenate([old[:n_old], new[:n_new]])
     k, x = cell_key[pick], cell_exp[pick]
+    cap = total[k].astype(float)
+    if spread:
+        cap[n_old:] = p.token_count[p.key_row[k[n_old:]]]
     return KeyValuePairs(
         key=k,
         expert=x,
         layer=p.key_layer[k],
         token=tok[k],
         attention=p.key_attn[k],
-        cap=np.maximum(total[k], 1.0),
+        cap=np.maximum(cap, 1.0),
         initial=counts[k, x].copy(),
         explore_from=int(n_old),
     )
@@ -343,12 +361,15 @@ def boosts(
     """(rho' per pair, pair in L) from one deployment's feedback.
 
     A profiled pair is in L when its token id occurs in a batch with a mispredicted expert of
-    the pair's layer; its rho' is the largest branch (rho1 > rho2 > rho3) among those experts.
+    the pair's layer (|r - R| > alpha, or a broken memory or payload constraint, which no
+    correct prediction would have caused); its rho' is the largest branch (rho1 > rho2 > rho3)
+    among those experts.
     Applied once per trial (Alg. 2 may compound it per batch and expert; Theorem 2 assumes the
     once-per-trial rate). New-key pairs are never boosted (Alg. 2 boosts eps_{1:mu Q} only).
     """
     branch = np.where(fb.memory, config.rho1, np.where(fb.payload, config.rho2, config.rho3))
-    per_layer = np.where(fb.mispredicted, branch, 0.0).max(axis=2)  # (J, L)
+    off = fb.mispredicted | fb.memory | fb.payload  # a broken constraint is a misprediction too
+    per_layer = np.where(off, branch, 0.0).max(axis=2)  # (J, L)
     rho_p = np.zeros(pairs.q)
     in_l = np.zeros(pairs.q, dtype=bool)
     for j, toks in enumerate(batch_tokens):
@@ -438,7 +459,7 @@ def learn(
     real = np.asarray(real)
     rng = np.random.default_rng(config.seed)
     bs = problem.workload.tokens_per_batch
-    pairs = select_pairs(predictor, token_ids, config.q, config.mu)
+    pairs = select_pairs(predictor, token_ids, config.q, config.mu, config.spread)
     batch_tokens = _batch_tokens(token_ids, bs, real.shape[0])
     eps0 = np.full(pairs.q, min(0.5, config.eps0_changes / pairs.q))
     values = pairs.initial.copy()

@@ -68,7 +68,7 @@ def cli() -> None:
 
 
 problem_option = click.option(
-    "--problem", "problem_name", default="bert-moe-4", show_default=True,
+    "--problem", "problem_name", default="minilm-moe-8", show_default=True,
     help="Built-in problem name or a problem file (.json/.toml).",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -212,11 +212,53 @@ def baselines_cmd(problem_name: str, as_json: bool, trace: str | None = None) ->
 
 
 @cli.command("demo")
-@problem_option
+@click.option("--problem", "problem_name", default=None,
+              help="Built-in problem name or file (default: the built-in default problem).")
+@click.option("--requests", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Measured requests on the local backend.")
+@click.option("--plan-out", type=click.Path(dir_okay=False), default="moeopt-demo-plan.json",
+              show_default=True, help="Where the winning plan is written.")
+@click.option("--no-run", is_flag=True, help="Solve and compare only; do not run the plan.")
 @click.pass_context
-def demo_cmd(ctx: click.Context, problem_name: str) -> None:
-    """The main job on the default problem: price its baseline deployments."""
-    ctx.invoke(baselines_cmd, problem_name=problem_name, as_json=False)
+def demo_cmd(ctx: click.Context, problem_name: str | None, requests: int, plan_out: str,
+             no_run: bool) -> None:
+    """The main job: compare solvers on the default problem, prove the cheapest plan, run it on
+    the local Lambda backend and print measured against predicted."""
+    from moeopt.builtin_problems import DEFAULT_PROBLEM
+    from moeopt.problem import load_problem
+    from moeopt.registry import make_solver
+
+    name = problem_name or DEFAULT_PROBLEM
+    problem = load_problem(name)
+    click.echo(f"== {problem.name}: {problem.description}")
+    click.echo("\n== 1. Solvers and baselines (moeopt compare)")
+    solvers = [s for s in ("ilp", "greedy", "bayes-egreedy", "lambdaml", "eplb", "cpu-cluster")
+               if s in {e.name for e in _available()}]
+    ctx.invoke(compare_cmd, problem_name=name, solver_list=",".join(solvers), seeds=1,
+               budget_evals=None, budget_seconds=30.0, objective="cheapest", weight=0.5,
+               plot=None, as_json=False, trace=None)
+    click.echo("\n== 2. The cheapest plan (moeopt solve --solver ilp)")
+    with native_stdout_to_stderr():
+        result = make_solver("ilp" if "ilp" in solvers else "greedy").solve(problem)
+    if result.plan is None:
+        raise InfeasibleError(",".join(result.binding_constraints) or "unknown", result.message)
+    result.plan.save(plan_out)
+    click.echo(f"{result.solver}: {result.solution_status}, {_evaluation_text(result.evaluation)}")
+    click.echo(f"plan written to {plan_out}")
+    if no_run:
+        return
+    run = cli.commands.get("run")
+    if run is None:
+        click.echo("(the runtime is not installed: skipping the run)")
+        return
+    click.echo(f"\n== 3. Run it on the local Lambda backend (moeopt run {plan_out})")
+    ctx.invoke(run, plan_path=plan_out, problem_name=name, requests=requests)
+
+
+def _available() -> list[Any]:
+    from moeopt.registry import list_solvers
+
+    return [e for e in list_solvers() if e.available]
 
 
 @cli.group()

@@ -95,3 +95,11 @@ def test_plugin_package_installs_and_solves(tmp_path):
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(kit)],
                           env=env, capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-2000:]
+
+
+def test_demo_solves_and_proves_without_running(tmp_path):
+    plan = tmp_path / "demo.json"
+    code, out, err = run("demo", "--no-run", "--plan-out", str(plan))
+    assert code == 0, err
+    assert "minilm-moe-8" in out and "proven_optimal" in out and "lambdaml" in out
+    assert json.loads(plan.read_text())["problem"]["name"] == "minilm-moe-8"

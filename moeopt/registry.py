@@ -21,6 +21,7 @@ ENTRY_POINT_GROUP = "moeopt.solvers"
 BUILTIN_SOLVERS: dict[str, str] = {
     "ilp": "solvers.ilp:IlpSolver",
     "ilp-monolithic": "solvers.ilp:MonolithicIlpSolver",
+    "ilp-ods": "solvers.ilp:OdsIlpSolver",
     "ilp-cbc": "solvers.ilp:CbcIlpSolver",
     "bayes-egreedy": "solvers.bayes:BayesEGreedySolver",
     "bayes-single-eps": "solvers.bayes:BayesSingleEpsSolver",

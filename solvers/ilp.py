@@ -370,7 +370,7 @@ class MonolithicIlpSolver(IlpSolver):
 
 
 class OdsIlpSolver(IlpSolver):
-    """The paper's ODS decomposition (not registered by default; ``ilp`` with mode="ods")."""
+    """The paper's ODS decomposition (also ``ilp`` with mode="ods")."""
 
     name = "ilp-ods"
     default_options: ClassVar[dict[str, Any]] = {**IlpSolver.default_options, "mode": "ods"}

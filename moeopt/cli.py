@@ -12,21 +12,9 @@ from typing import Any
 
 import click
 
-from moeopt.errors import InfeasibleError, InputError
+from moeopt.errors import InfeasibleError, report_input_errors
 
-
-class _Cli(click.Group):
-    """Turns InputError into one clear line and exit status 2, anywhere below."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except InputError as exc:
-            click.echo(f"error: {exc}", err=True)
-            ctx.exit(2)
-        except InfeasibleError as exc:
-            click.echo(f"error: {exc}", err=True)
-            ctx.exit(3)
+_Cli = report_input_errors(click.Group)
 
 
 @contextlib.contextmanager

@@ -29,6 +29,19 @@ VIOLATION_UNITS = {
 }
 
 
+def violation_scales(problem: DeploymentProblem) -> dict[str, float]:
+    """A unit per violation so different constraints compare: a GB of memory, the payload
+    limit, the time limit, Lambda's timeout, the concurrency limit."""
+    c = problem.constants
+    return {
+        "memory": 1024.0,
+        "payload": c.lambda_payload_limit_bytes / 2**20,
+        "time_limit": problem.slo.time_limit_s,
+        "timeout": c.lambda_timeout_max_s,
+        "concurrency": float(c.lambda_concurrency_limit),
+    }
+
+
 @dataclass(frozen=True)
 class Evaluation:
     """What one plan costs and how fast it serves one batch, on the problem's batches."""

@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from moeopt.errors import InputError
-from moeopt.evaluate import Evaluation, EvaluationBatch, evaluate_batch
+from moeopt.evaluate import Evaluation, EvaluationBatch, evaluate_batch, violation_scales
 from moeopt.plan import DeploymentPlan, PlanArrays
 from moeopt.problem import DeploymentProblem
 
@@ -102,15 +102,8 @@ def _references(problem: DeploymentProblem) -> tuple[float, float]:
 
 
 def total_violation(batch: EvaluationBatch, problem: DeploymentProblem) -> np.ndarray:
-    """Sum of positive violations, each scaled to be comparable (fractions of its limit)."""
-    c = problem.constants
-    scale = {
-        "memory": c.lambda_memory_max_mb,
-        "payload": c.lambda_payload_limit_bytes / 2**20,
-        "time_limit": problem.slo.time_limit_s,
-        "timeout": c.lambda_timeout_max_s,
-        "concurrency": c.lambda_concurrency_limit,
-    }
+    """Sum of positive violations, each in its unit (``violation_scales``)."""
+    scale = violation_scales(problem)
     total = np.zeros(len(batch))
     for name, v in batch.violations.items():
         total += np.maximum(np.nan_to_num(v, nan=np.inf), 0.0) / scale[name]

@@ -27,7 +27,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from cost_models import lambda_model as lm
-from moeopt.evaluate import EvaluationBatch
+from moeopt.evaluate import EvaluationBatch, violation_scales
 from moeopt.problem import DeploymentProblem
 from moeopt.solver import Budget, Outcome, Solver, Tracker
 from moeopt.space import PlanSpace
@@ -162,14 +162,7 @@ def slack(batch: EvaluationBatch, problem: DeploymentProblem) -> np.ndarray:
     The second GP models this; unlike tracker.evaluate's summed positive part it is smooth
     on both sides of the boundary, which is what a probability of feasibility needs.
     """
-    c = problem.constants
-    scale = {
-        "memory": 1024.0,
-        "payload": c.lambda_payload_limit_bytes / 2**20,
-        "time_limit": problem.slo.time_limit_s,
-        "timeout": c.lambda_timeout_max_s,
-        "concurrency": c.lambda_concurrency_limit,
-    }
+    scale = violation_scales(problem)
     parts = [
         np.clip(np.nan_to_num(v / scale[k], nan=1.0, posinf=1.0, neginf=-1.0), -1.0, 1.0)
         for k, v in batch.violations.items()

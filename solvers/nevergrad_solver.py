@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from moeopt.evaluate import VIOLATIONS
+from moeopt.evaluate import VIOLATIONS, violation_scales
 from moeopt.problem import DeploymentProblem
 from moeopt.solver import Budget, Outcome, Solver, Tracker
 from moeopt.space import PlanSpace
@@ -33,14 +33,7 @@ BAD_LOSS = 1e6
 
 def violation_vector(violations: dict[str, np.ndarray], problem: DeploymentProblem) -> np.ndarray:
     """(plans, 5) positive parts of the named violations, each in units of its limit."""
-    c = problem.constants
-    scale = {
-        "memory": 1024.0,
-        "payload": c.lambda_payload_limit_bytes / 2**20,
-        "time_limit": problem.slo.time_limit_s,
-        "timeout": c.lambda_timeout_max_s,
-        "concurrency": c.lambda_concurrency_limit,
-    }
+    scale = violation_scales(problem)
     cols = [
         np.maximum(np.nan_to_num(violations[k], nan=1e3, posinf=1e3), 0.0) / scale[k]
         for k in VIOLATIONS

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from moeopt.errors import InputError
+from moeopt.errors import InputError, report_input_errors
 
 
 def _command_line() -> str:
@@ -158,13 +158,7 @@ def leaderboard_command(results_path: str, html_out: str | None, md_out: str | N
             click.echo(f"written: {out}")
 
 
-class _Group(click.Group):
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except InputError as exc:
-            click.echo(f"error: {exc}", err=True)
-            ctx.exit(2)
+_Group = report_input_errors(click.Group)
 
 
 @click.group(cls=_Group)

@@ -77,6 +77,9 @@ def main() -> None:
     ap.add_argument("--q", type=int, default=1000)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    ap.add_argument("--lambda-iters", type=int, default=LearningConfig.lambda_iters)
+    ap.add_argument("--max-iterations", type=int, default=LearningConfig.max_iterations)
+    ap.add_argument("--eps0-changes", type=float, default=LearningConfig.eps0_changes)
     ap.add_argument("--no-spread", action="store_true", help="new keys from the top keys only")
     ap.add_argument("--out", default=None, help="write all results as JSON")
     args = ap.parse_args()
@@ -105,7 +108,11 @@ def main() -> None:
                  "mae_test": mae(predictor, test.token_ids, real_t, bs)})
     for variant in args.variants:
         for seed in args.seeds:
-            cfg = LearningConfig(q=args.q, acquisition=variant, seed=seed, spread=not args.no_spread)
+            cfg = LearningConfig(
+                q=args.q, acquisition=variant, seed=seed, spread=not args.no_spread,
+                lambda_iters=args.lambda_iters, max_iterations=args.max_iterations,
+                eps0_changes=args.eps0_changes,
+            )
             t0 = time.perf_counter()
             result = learn(predictor, problem, learning.token_ids, real_l, cfg)
             seconds = time.perf_counter() - t0

@@ -35,3 +35,12 @@ def test_random_finds_feasible_on_loose_problem():
     assert result.evaluation.feasible
     costs = [t.cost_usd for t in result.trajectory]
     assert costs == sorted(costs, reverse=True)
+
+
+def test_every_builtin_solver_imports_and_is_available():
+    from moeopt.registry import BUILTIN_SOLVERS
+
+    entries = {e.name: e for e in list_solvers()}
+    for name in BUILTIN_SOLVERS:
+        assert entries[name].available, (name, entries[name].reason)
+        assert entries[name].solver_class.name == name

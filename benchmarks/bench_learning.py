@@ -80,6 +80,7 @@ def main() -> None:
     ap.add_argument("--lambda-iters", type=int, default=LearningConfig.lambda_iters)
     ap.add_argument("--max-iterations", type=int, default=LearningConfig.max_iterations)
     ap.add_argument("--eps0-changes", type=float, default=LearningConfig.eps0_changes)
+    ap.add_argument("--time-margin", type=float, default=0.0, help="plan to (1-m) x the limit")
     ap.add_argument("--no-spread", action="store_true", help="new keys from the top keys only")
     ap.add_argument("--out", default=None, help="write all results as JSON")
     args = ap.parse_args()
@@ -97,7 +98,7 @@ def main() -> None:
     real_t = batch_loads(test.experts, trace.num_experts, bs)
     problem = minilm_problem(np.concatenate([real_l, real_t]), bs, args.throughput)
     predictor = make_predictor(args.predictor).fit(profile)
-    base = LearningConfig(q=args.q, spread=not args.no_spread)
+    base = LearningConfig(q=args.q, spread=not args.no_spread, time_margin=args.time_margin)
 
     rows: list[dict[str, Any]] = []
     t0 = time.perf_counter()
@@ -111,7 +112,7 @@ def main() -> None:
             cfg = LearningConfig(
                 q=args.q, acquisition=variant, seed=seed, spread=not args.no_spread,
                 lambda_iters=args.lambda_iters, max_iterations=args.max_iterations,
-                eps0_changes=args.eps0_changes,
+                eps0_changes=args.eps0_changes, time_margin=args.time_margin,
             )
             t0 = time.perf_counter()
             result = learn(predictor, problem, learning.token_ids, real_l, cfg)
@@ -131,7 +132,7 @@ def main() -> None:
 
     print(f"\n{trace.model}, {trace.tokens} tokens; batches of {bs}: profile {args.profile}, "
           f"learn {args.learn}, test {args.test}; predictor {args.predictor}, Q = {args.q}, "
-          f"spread new keys: {not args.no_spread}; "
+          f"spread new keys: {not args.no_spread}, time margin {args.time_margin}; "
           f"time limit {problem.slo.time_limit_s:.2f} s\n")
     print("| variant | seed | trials | learning: cost (µ$) | score (µ$) | feasible | "
           "test: cost (µ$) | score (µ$) | feasible | test MAE (tokens) | s |")

@@ -25,6 +25,7 @@ import numpy as np
 
 from cost_models import lambda_model as lm
 from moeopt.evaluate import Evaluation, evaluate_batch
+from moeopt.model import ServiceLevel
 from moeopt.plan import DeploymentPlan, PlanArrays
 from moeopt.popularity.loads import Popularity
 from moeopt.popularity.predictors import Predictor
@@ -54,6 +55,7 @@ class LearningConfig:
     acquisition: str = "egreedy"  # or the ablations "single-eps", "random"
     replicate: bool = True  # Alg. 2's replicate step on the real loads
     spread: bool = True  # new-key pairs dealt over (layer, expert), see select_pairs
+    time_margin: float = 0.0  # plan to (1 - margin) x the time limit (ours, not the paper's)
     penalty: float = 10.0  # score = cost * (1 + penalty * violation) when infeasible
     ilp_seconds: float = 20.0
     time_limit_s: float | None = None  # stop after the trial that crosses it
@@ -66,6 +68,8 @@ class LearningConfig:
             raise ValueError(f"acquisition {self.acquisition!r}; allowed: {', '.join(ACQUISITIONS)}")
         if self.q < 1 or not 0 <= self.mu <= 1:
             raise ValueError("need q >= 1 and 0 <= mu <= 1")
+        if not 0 <= self.time_margin < 1:
+            raise ValueError("need 0 <= time_margin < 1")
 
 
 @dataclass(frozen=True, eq=False)
@@ -304,7 +308,10 @@ def deploy(
     predicted = predictor.predict_loads(token_ids, bs)
     if predicted.shape != real.shape:
         raise ValueError(f"predicted loads {predicted.shape} but real loads {real.shape}")
-    planned = plan_ods(problem, predicted, config.ilp_seconds, config.seed)
+    target = problem
+    if config.time_margin:
+        target = problem.with_slo(ServiceLevel(problem.slo.time_limit_s * (1 - config.time_margin)))
+    planned = plan_ods(target, predicted, config.ilp_seconds, config.seed)
     if planned is None:
         return Trial(None, None, None, math.inf, None)
     alpha = _alpha(problem, config)

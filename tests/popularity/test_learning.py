@@ -195,3 +195,14 @@ def test_solver_wrapper_learns_from_a_trace_file(tmp_path, setup):
 
     with pytest.raises(InputError, match="trace"):
         BoPopularitySolver().solve(problem)
+
+
+def test_time_margin_plans_tighter(setup):
+    predictor, problem, tokens, real = setup
+    with pytest.raises(ValueError, match="time_margin"):
+        LearningConfig(time_margin=1.0)
+    loose = deploy(predictor, problem, tokens, real, LearningConfig())
+    tight = deploy(predictor, problem, tokens, real, LearningConfig(time_margin=0.5))
+    assert tight.evaluation is not None and loose.evaluation is not None
+    assert tight.evaluation.latency_s <= problem.slo.time_limit_s  # billed on the true limit
+    assert tight.evaluation.latency_s <= loose.evaluation.latency_s + 1e-9

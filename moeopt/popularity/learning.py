@@ -132,7 +132,7 @@ class IterationRecord:
     score: float
     feasible: bool
     violations: dict[str, float]
-    best_score: float
+    best_score: float  # of the best trial so far (feasible first)
     mispredicted_experts: int  # (batch, layer, expert) cells with |r - R| > alpha
     memory_broken: int
     payload_broken: int
@@ -449,6 +449,12 @@ def _rank(
     return (best - mu) * norm.cdf(u) + sd * norm.pdf(u)
 
 
+def _best(scores: list[float], feasible: list[bool]) -> int:
+    """The best trial: feasible first (a barely infeasible plan can score below a feasible
+    one under the penalty), then by score."""
+    return int(np.lexsort((np.asarray(scores), ~np.asarray(feasible)))[0])
+
+
 def learn(
     predictor: Predictor,
     problem: DeploymentProblem,
@@ -472,6 +478,7 @@ def learn(
     values = pairs.initial.copy()
     xs: list[np.ndarray] = []
     ys: list[float] = []
+    feasible: list[bool] = []
     trials: list[Trial] = []
     records: list[IterationRecord] = []
     best_hist: list[float] = []
@@ -482,8 +489,10 @@ def learn(
         trial = deploy(with_values(predictor, pairs, values), problem, token_ids, real, config)
         xs.append(values.copy())
         ys.append(trial.score)
+        feasible.append(trial.feasible)
         trials.append(trial)
-        best_hist.append(min(ys))
+        best = _best(ys, feasible)
+        best_hist.append(ys[best])
         if trial.feedback is not None:
             rho_p, in_l = boosts(pairs, trial.feedback, batch_tokens, config)
         else:  # no plan at all: explore everywhere, as if memory broke
@@ -533,16 +542,15 @@ def learn(
         if config.acquisition == "random":  # ablation: random adjustments of the profiled table
             values = propose(rng, pairs.initial, pairs, eps, np.ones(pairs.q, bool), 1)[0]
             continue
-        best = X[int(np.argmin(y))]
         allowed = in_l
-        cand = propose(rng, best, pairs, eps, allowed, config.candidates)
+        cand = propose(rng, X[best], pairs, eps, allowed, config.candidates)
         if len(xs) >= 2:
             with threadpool_limits(1):
                 ei = _rank(X, y, cand, pairs.cap, int(rng.integers(2**31)))
             values = cand[int(np.argmax(ei))]
         else:
             values = cand[0]
-    best_i = int(np.argmin(ys))
+    best_i = _best(ys, feasible)
     learned = with_values(predictor, pairs, xs[best_i])
     return LearningResult(
         predictor=learned,

@@ -148,11 +148,13 @@ def test_learn_records_and_never_worse_than_no_bo(setup):
     result = learn(predictor, problem, tokens, real, cfg)
     no_bo = deploy(predictor, problem, tokens, real, cfg)
     assert result.records[0].score == pytest.approx(no_bo.score)  # trial 1 is the raw table
-    assert result.trial.score <= no_bo.score
+    assert result.trial.score <= no_bo.score or (result.trial.feasible and not no_bo.feasible)
     assert [r.tau for r in result.records] == list(range(1, len(result.records) + 1))
     assert all(0 < r.eps_mean <= r.eps_max <= 1 for r in result.records)
     best = [r.best_score for r in result.records]
-    assert best == sorted(best, reverse=True)
+    if all(r.feasible for r in result.records):
+        assert best == sorted(best, reverse=True)
+    assert result.trial.feasible or not any(r.feasible for r in result.records)
     assert result.stopped in ("converged", "max_iterations")
     assert result.plan is not None and math.isfinite(result.trial.cost_usd)
     # the learned predictor reproduces its trial

@@ -38,6 +38,7 @@ BUILTIN_SOLVERS: dict[str, str] = {
     "cpu-cluster": "solvers.baselines:CpuClusterSolver",
     "eplb": "solvers.baselines:EplbSolver",
     "oracle": "solvers.baselines:OracleSolver",
+    "bo-popularity": "solvers.bo_popularity:BoPopularitySolver",
 }
 
 

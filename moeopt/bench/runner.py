@@ -202,12 +202,17 @@ def environment() -> dict[str, Any]:
     }
 
 
+RECORDED_OUTPUTS = ("benchmarks/results", "benchmarks/references", "benchmarks/LEADERBOARD*")
+
+
 def _git() -> dict[str, Any]:
     root = Path(__file__).resolve().parents[2]
     try:
         commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
                                 text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+        # A recorded run rewrites the committed results and references: those are not the code.
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no",
+                                "--", ".", *(f":(exclude){p}" for p in RECORDED_OUTPUTS)],
                                capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return {"git_commit": None, "git_dirty": None}

@@ -151,6 +151,7 @@ def _model_shape(
             "ffn": m.expert_ffn_size,
             "tokens": p.workload.tokens_per_batch,
             "shares": p.popularity.loads.mean(axis=0),
+            "model_name": m.name,
         }
     layers = plan.get("layers") or []
     experts = 1 + max(
@@ -258,6 +259,15 @@ def _human(summary: Any) -> str:
     is_flag=True,
     help="Print every AWS resource the run would create and the cost per 1,000 requests; create nothing.",
 )
+@click.option(
+    "--model",
+    "model_choice",
+    type=click.Choice(["auto", "converted", "seeded"]),
+    default="auto",
+    show_default=True,
+    help="converted: the real all-MiniLM-L6-v2 MoE (minilm-moe-* problems); seeded: random "
+    "weights of the problem's shape, routed like its popularity; auto: converted when it fits.",
+)
 @click.option("--no-check", is_flag=True, help="Skip the comparison with the monolithic forward.")
 @click.option("--json", "as_json", is_flag=True)
 def run_command(
@@ -277,11 +287,11 @@ def run_command(
     ffn: int,
     top_k: int,
     dry_run: bool,
+    model_choice: str,
     no_check: bool,
     as_json: bool,
 ) -> None:
     """Run PLAN.json on the local backend or AWS; report measured against predicted."""
-    from lambda_runtime.model import SeededMoE
     from lambda_runtime.run import run_plan
 
     plan = _load_plan(plan_path)
@@ -292,13 +302,9 @@ def run_command(
             plan, plan_path, shape, n_tokens, region, bucket or "moeopt-<account>-<region>", as_json
         )
         return
-    moe = SeededMoE(
-        shape["layers"], shape["experts"], shape["hidden"], shape["ffn"], shape["top_k"], seed=0
-    )
-    if (
-        shape.get("shares") is not None
-    ):  # route like the problem's popularity, which the plan was sized for
-        moe.match_loads(shape["shares"])
+    moe = runtime_model(shape, model_choice)
+    if not as_json:
+        click.echo(f"model: {moe.description}", err=True)
     try:
         if backend == "local":
             from lambda_runtime.local import LocalBackend
@@ -361,11 +367,31 @@ def run_command(
             f"{max_environments}: environments were evicted and restarted cold"
         )
     if as_json:
-        click.echo(json.dumps({**summary.to_dict(), "notes": notes}, indent=2, default=str))
+        out = {**summary.to_dict(), "model": moe.description, "notes": notes}
+        click.echo(json.dumps(out, indent=2, default=str))
     else:
         click.echo(_human(summary))
         for n in notes:
             click.echo(n)
+
+
+def runtime_model(shape: dict[str, Any], choice: str) -> Any:
+    """The model to serve: the converted MiniLM for its problems, else seeded weights."""
+    from lambda_runtime.converted import ConvertedMiniLM, compatible
+    from lambda_runtime.model import SeededMoE
+
+    why_not = compatible(shape["layers"], shape["experts"], shape["hidden"], shape["ffn"])
+    named = str(shape.get("model_name") or "").startswith("minilm-moe-")
+    if choice == "converted" and why_not:
+        raise RuntimeInputError(f"--model converted: the plan's problem has {why_not}")
+    if choice == "converted" or (choice == "auto" and named and not why_not):
+        return ConvertedMiniLM(shape["experts"], shape["top_k"])
+    moe = SeededMoE(
+        shape["layers"], shape["experts"], shape["hidden"], shape["ffn"], shape["top_k"], seed=0
+    )
+    if shape.get("shares") is not None:  # route like the popularity the plan was sized for
+        moe.match_loads(shape["shares"])
+    return moe
 
 
 def _dry_run(

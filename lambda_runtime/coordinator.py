@@ -17,6 +17,7 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -187,8 +188,17 @@ class Coordinator:
         self.close()
 
     # ---- one request --------------------------------------------------------------------------
-    def forward(self, x: np.ndarray, request_id: str | None = None) -> ForwardResult:
-        """The distributed forward of one batch of hidden states ``x`` (n, h)."""
+    def forward(
+        self,
+        x: np.ndarray,
+        request_id: str | None = None,
+        between: Callable[[int, np.ndarray], np.ndarray] | None = None,
+    ) -> ForwardResult:
+        """The distributed forward of one batch of hidden states ``x`` (n, h).
+
+        ``between(layer, h)`` is the model's non-MoE step after MoE layer ``layer`` (attention,
+        norms), run here on the coordinator as the paper's non-MoE functions would.
+        """
         rid = request_id or uuid.uuid4().hex[:12]
         h = np.ascontiguousarray(x, dtype=np.float32)
         reports: list[InvocationReport] = []
@@ -206,7 +216,7 @@ class Coordinator:
                 if layer_failures:
                     h = None
                     break
-                h = h_next
+                h = h_next if between is None else between(layer.layer, h_next)
         finally:
             if self.cleanup and self.deployment.bucket:
                 delete_prefix(self.s3, self.deployment.bucket, self._request_prefix(rid))
@@ -256,8 +266,10 @@ class Coordinator:
                 continue
             tok, slot = shard.pairs[:, 0], shard.pairs[:, 1]
             np.add.at(counts, (tok, slot), 1)
-            w = torch.from_numpy(weights[tok, slot])[:, None]
-            out.index_add_(0, torch.from_numpy(tok), torch.from_numpy(shard.output) * w)
+            y = torch.from_numpy(shard.output)
+            if ex.combine == "gate":
+                y = y * torch.from_numpy(weights[tok, slot])[:, None]
+            out.index_add_(0, torch.from_numpy(tok), y)
         return out.numpy(), counts, failures
 
     # ---- one shard, with retries ----------------------------------------------------------------

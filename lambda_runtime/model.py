@@ -1,12 +1,17 @@
-"""A test MoE with seeded random weights: the monolithic reference the distributed forward must equal.
+"""What the runtime serves: a model's MoE layers as an export, and one request's inputs.
 
-Each MoE layer: gate logits ``W_g @ h`` (E, h), softmax, top-k, renormalised top-k weights;
-expert FFN ``y = W2 @ gelu(W1 @ x + b1) + b2``; residual ``h + sum_k w_k * expert_k(h)``.
+``SeededMoE`` is an MoE with seeded random weights and any shape (for problems with no real
+model here); ``lambda_runtime.converted`` serves the converted all-MiniLM-L6-v2. Each MoE layer:
+gate logits ``W_g @ h`` (E, h), softmax, top-k; expert FFN ``y = W2 @ gelu(W1 @ x + b1) + b2``;
+residual ``h + sum_k w_k * expert_k(h)`` with ``w_k`` the renormalised top-k gate weights
+(``combine="gate"``) or 1 (``combine="sum"``, as the converted model combines).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -38,6 +43,7 @@ class MoEExport:
     experts: tuple[tuple[ExpertWeights, ...], ...]
     top_k: int
     gate_biases: tuple[np.ndarray, ...] = ()  # per layer (E,), added to the logits; empty: zeros
+    combine: str = "gate"  # "gate": weight each expert output by its gate weight; "sum": by 1
 
     def gate_bias(self, layer: int) -> np.ndarray | None:
         return self.gate_biases[layer] if self.gate_biases else None
@@ -53,6 +59,32 @@ class MoEExport:
     @property
     def hidden_size(self) -> int:
         return self.gates[0].shape[1]
+
+
+@dataclass(frozen=True)
+class Request:
+    """One batch to serve: the first MoE layer's input rows, the non-MoE step after each MoE
+    layer, and the monolithic forward the distributed one must equal (within ``tolerance``)."""
+
+    inputs: np.ndarray  # (n, h) float32
+    reference: Callable[[], np.ndarray]
+    between: Callable[[int, np.ndarray], np.ndarray] | None = None  # (layer, h) -> next input
+    tolerance: float = 1e-4  # max absolute difference allowed against ``reference()``
+
+    @property
+    def tokens(self) -> int:
+        return int(self.inputs.shape[0])
+
+
+class RuntimeModel(Protocol):
+    """What ``run_plan`` serves: weights to deploy and requests to send."""
+
+    @property
+    def description(self) -> str: ...
+
+    def export(self) -> MoEExport: ...
+
+    def request(self, tokens: int, index: int) -> Request: ...
 
 
 def expert_forward(x: torch.Tensor, w: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -112,6 +144,13 @@ class SeededMoE:
             top_k,
         )
 
+    @property
+    def description(self) -> str:
+        return (
+            f"seeded random weights ({self.layers} layers x {self.experts} experts, "
+            f"hidden {self.hidden}, FFN {self.ffn}, top-{self.top_k})"
+        )
+
     def export(self) -> MoEExport:
         return self.export_
 
@@ -143,6 +182,11 @@ class SeededMoE:
             h = self._layer(h, layer, bias)
         self.export_ = replace(ex, gate_biases=tuple(biases))
         return self
+
+    def request(self, tokens: int, index: int) -> Request:
+        """Seeded hidden states; no non-MoE step between the MoE layers."""
+        x = self.tokens(tokens, seed=100 + index)
+        return Request(x, lambda: self.forward(x))
 
     def tokens(self, n: int, seed: int = 1) -> np.ndarray:
         """A seeded batch of ``n`` hidden states."""

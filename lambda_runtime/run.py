@@ -10,7 +10,7 @@ import numpy as np
 
 from lambda_runtime.coordinator import Coordinator, ForwardResult, RetryPolicy
 from lambda_runtime.deploy import Deployment, deploy_plan, plan_dict, teardown
-from lambda_runtime.model import SeededMoE
+from lambda_runtime.model import RuntimeModel
 
 # us-east-1 list prices, used only when cost_models is not importable (see cost_models/data)
 _FALLBACK_PRICES = {"x86_64": 0.0000166667, "arm64": 0.0000133334, "request": 0.0000002}
@@ -112,7 +112,7 @@ def summarize(results: list[ForwardResult], deployment: Deployment, tokens: int)
 
 def run_plan(
     plan: Any,
-    moe: SeededMoE,
+    moe: RuntimeModel,
     lambda_client: Any,
     s3_client: Any,
     code: dict[str, Any],
@@ -130,9 +130,10 @@ def run_plan(
     ``check`` compares every output with the monolithic forward."""
     data = plan_dict(plan)
     prefix = prefix or f"run{int(time.time() * 1000) % 10**9}"
+    export = moe.export()
     deployment = deploy_plan(
         data,
-        moe.export(),
+        export,
         lambda_client,
         s3_client,
         bucket,
@@ -142,19 +143,22 @@ def run_plan(
         role=role,
     )
     results = []
+    served_tokens = tokens
     try:
-        with Coordinator(deployment, moe.export(), lambda_client, s3_client, retry=retry) as coord:
+        with Coordinator(deployment, export, lambda_client, s3_client, retry=retry) as coord:
             for i in range(warmup + requests):
-                x = moe.tokens(tokens, seed=100 + i)
-                r = coord.forward(x, request_id=f"{prefix}-{i}")
+                req = moe.request(tokens, i)
+                served_tokens = req.tokens
+                r = coord.forward(req.inputs, request_id=f"{prefix}-{i}", between=req.between)
                 if check and r.ok and r.output is not None:
-                    err = float(np.abs(r.output - moe.forward(x)).max())
-                    if err > 1e-4:
+                    err = float(np.abs(r.output - req.reference()).max())
+                    if err > req.tolerance:
                         raise AssertionError(
-                            f"distributed forward differs from monolithic by {err:.2e}"
+                            f"distributed forward differs from monolithic by {err:.2e} "
+                            f"(allowed {req.tolerance:.0e})"
                         )
                 if i >= warmup:
                     results.append(r)
     finally:
         teardown(deployment, lambda_client, s3_client)
-    return summarize(results, deployment, tokens), results
+    return summarize(results, deployment, served_tokens), results

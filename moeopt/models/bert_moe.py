@@ -199,6 +199,53 @@ class BertMoE(torch.nn.Module):
     def _lin(self, x: torch.Tensor, name: str) -> torch.Tensor:
         return F.linear(x, self.state[f"{name}.weight"], self.state[f"{name}.bias"])
 
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Word + position + token-type embeddings, layer-normed: (B, T, h)."""
+        s = self.state
+        pos = torch.arange(input_ids.shape[1])
+        x = (
+            s["embeddings.word_embeddings.weight"][input_ids]
+            + s["embeddings.position_embeddings.weight"][pos][None]
+            + s["embeddings.token_type_embeddings.weight"][0][None, None]
+        )
+        return self._ln(x, "embeddings.LayerNorm")
+
+    @staticmethod
+    def key_bias(attention_mask: torch.Tensor) -> torch.Tensor:
+        """Additive attention bias (B, 1, 1, T) that hides padding keys."""
+        bias = torch.zeros(attention_mask.shape[0], 1, 1, attention_mask.shape[1])
+        bias[attention_mask[:, None, None, :] == 0] = torch.finfo(torch.float32).min
+        return bias
+
+    def attention(
+        self, layer: int, x: torch.Tensor, key_bias: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The attention block before FFN ``layer``: (the FFN's input, attention probabilities).
+
+        Public so that the runtime's coordinator can run the non-MoE part between MoE layers.
+        """
+        cfg = self.config
+        bsz, seq, _ = x.shape
+        dh = cfg.hidden // cfg.heads
+        p = f"encoder.layer.{layer}"
+
+        def heads(t: torch.Tensor) -> torch.Tensor:
+            return t.view(bsz, seq, cfg.heads, dh).transpose(1, 2)
+
+        q = heads(self._lin(x, f"{p}.attention.self.query"))
+        k = heads(self._lin(x, f"{p}.attention.self.key"))
+        v = heads(self._lin(x, f"{p}.attention.self.value"))
+        att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(dh) + key_bias, dim=-1)
+        ctx = (att @ v).transpose(1, 2).reshape(bsz, seq, cfg.hidden)
+        x = self._ln(
+            self._lin(ctx, f"{p}.attention.output.dense") + x, f"{p}.attention.output.LayerNorm"
+        )
+        return x, att
+
+    def output_norm(self, layer: int, residual_sum: torch.Tensor) -> torch.Tensor:
+        """LayerNorm(FFN output + FFN input): the step after FFN ``layer``."""
+        return self._ln(residual_sum, f"encoder.layer.{layer}.output.LayerNorm")
+
     def ffn_inputs_and_forward(
         self,
         input_ids: torch.Tensor,
@@ -207,33 +254,14 @@ class BertMoE(torch.nn.Module):
         collect_ffn_inputs: bool = False,
     ) -> tuple[torch.Tensor, Routing | None, list[torch.Tensor]]:
         """Final hidden states (B, T, h); the routing if ``record``; FFN inputs if asked."""
-        cfg, s = self.config, self.state
+        cfg = self.config
         bsz, seq = input_ids.shape
-        pos = torch.arange(seq)
-        x = (
-            s["embeddings.word_embeddings.weight"][input_ids]
-            + s["embeddings.position_embeddings.weight"][pos][None]
-            + s["embeddings.token_type_embeddings.weight"][0][None, None]
-        )
-        x = self._ln(x, "embeddings.LayerNorm")
-        key_bias = torch.zeros(bsz, 1, 1, seq)
-        key_bias[attention_mask[:, None, None, :] == 0] = torch.finfo(torch.float32).min
-        dh = cfg.hidden // cfg.heads
+        x = self.embed(input_ids)
+        key_bias = self.key_bias(attention_mask)
         experts_rec, probs_rec, attn_rec, ffn_inputs = [], [], [], []
         for layer in range(cfg.layers):
             p = f"encoder.layer.{layer}"
-
-            def heads(t: torch.Tensor) -> torch.Tensor:
-                return t.view(bsz, seq, cfg.heads, dh).transpose(1, 2)
-
-            q = heads(self._lin(x, f"{p}.attention.self.query"))
-            k = heads(self._lin(x, f"{p}.attention.self.key"))
-            v = heads(self._lin(x, f"{p}.attention.self.value"))
-            att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(dh) + key_bias, dim=-1)
-            ctx = (att @ v).transpose(1, 2).reshape(bsz, seq, cfg.hidden)
-            x = self._ln(
-                self._lin(ctx, f"{p}.attention.output.dense") + x, f"{p}.attention.output.LayerNorm"
-            )
+            x, att = self.attention(layer, x, key_bias)
             if collect_ffn_inputs:
                 ffn_inputs.append(x[attention_mask.bool()])
             if self.moe is None:
@@ -247,7 +275,7 @@ class BertMoE(torch.nn.Module):
                 # the paper's attention id: argmax over keys of the head-summed softmax scores
                 top_key = att.sum(dim=1).argmax(dim=-1)  # (B, T)
                 attn_rec.append(torch.gather(input_ids, 1, top_key))
-            x = self._ln(y + x, f"{p}.output.LayerNorm")
+            x = self.output_norm(layer, y + x)
         routing = None
         if record:
             if self.moe is None:

@@ -132,3 +132,28 @@ def test_runtime_serve_starts_and_stops():
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
+
+
+def test_run_serves_the_converted_model_for_its_problem(tmp_path):
+    """A user's path: solve the default problem, then `moeopt run` the plan on the real model."""
+    from moeopt.cli import cli
+
+    plan = tmp_path / "plan.json"
+    solved = CliRunner().invoke(
+        cli, ["solve", "--problem", "minilm-moe-8", "--solver", "greedy", "-o", str(plan)]
+    )
+    assert solved.exit_code == 0, solved.output
+    args = [str(plan), "--requests", "1", "--warmup", "0", "--tokens", "600", "--json"]
+    result = CliRunner().invoke(cli, ["run", *args])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["model"].startswith("converted all-MiniLM-L6-v2 MoE (8 experts")
+    assert out["ok_requests"] == 1 and out["tokens_per_request"] == 600
+    assert out["billed_gb_s_per_request"] > 0
+
+    wrong = CliRunner().invoke(
+        cli, ["run", *args, "--problem", "bert-moe-4", "--model", "converted"]
+    )
+    assert wrong.exit_code == 2
+    assert "--model converted" in wrong.output and "hidden 384" in wrong.output
+    assert "Traceback" not in wrong.output

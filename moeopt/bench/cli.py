@@ -102,14 +102,15 @@ def bench_command(suite_name: str, solver_list: str | None, seeds: int | None, b
 
 
 def _require(module: str, what: str, how: str) -> None:
-    import importlib.util
+    """Import the executor's package now: absent or broken, the user gets one clear line."""
+    import importlib
 
     try:
-        found = importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        found = False
-    if not found:
-        raise InputError("--executor", what, f"needs the {what} package: {how}")
+        importlib.import_module(module)
+    except ImportError as exc:
+        raise InputError(
+            "--executor", what, f"needs the {what} package: {how} ({type(exc).__name__}: {exc})"
+        ) from None
 
 
 @click.command("leaderboard")

@@ -29,11 +29,12 @@ def test_html_report_renders_with_its_plots_in_chromium(tiny_suite, tmp_path):
     assert shot.read_bytes()[:4] == b"\x89PNG"
 
 
-@pytest.mark.skipif(importlib.util.find_spec("distributed") is None,
-                    reason='dask executor test needs pip install "dask[distributed]"')
-def test_dask_executor_runs_the_same_isolated_runs(tiny_suite, tmp_path):
+@pytest.mark.parametrize("executor, module", [("dask", "distributed"), ("ray", "ray")])
+def test_distributed_executor_runs_the_same_isolated_runs(executor, module, tiny_suite, tmp_path):
+    if importlib.util.find_spec(module) is None:
+        pytest.skip(f'the {executor} executor test needs pip install "{module}"')
     done = moeopt_bench("bench", "--suite", str(tiny_suite), "--solvers", "greedy,lambdaml", "--seeds", "1",
-                        "--executor", "dask", "--jobs", "2", "--out", str(tmp_path / "d"))
+                        "--executor", executor, "--jobs", "2", "--out", str(tmp_path / "d"))
     assert done.returncode == 0, done.stderr
     records = read_results(Path(tmp_path / "d" / "tiny.jsonl"))
     validate(records)
@@ -41,7 +42,11 @@ def test_dask_executor_runs_the_same_isolated_runs(tiny_suite, tmp_path):
     assert all(r["status"] == "ok" for r in records)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("ray") is not None, reason="ray is installed here")
 def test_ray_executor_without_ray_is_a_clear_error(tiny_suite, tmp_path):
-    done = moeopt_bench("bench", "--suite", str(tiny_suite), "--executor", "ray", "--out", str(tmp_path))
+    # a package named ray that fails to import shadows an installed Ray, as if it were absent
+    shadow = tmp_path / "site"
+    (shadow / "ray").mkdir(parents=True)
+    (shadow / "ray" / "__init__.py").write_text('raise ImportError("no ray here")\n')
+    done = moeopt_bench("bench", "--suite", str(tiny_suite), "--executor", "ray",
+                        "--out", str(tmp_path / "out"), site=shadow)
     assert done.returncode == 2 and "needs the ray package: pip install ray" in done.stderr

@@ -126,7 +126,7 @@ class IlpSolver(Solver):
                 seconds = self._seconds(tracker)
                 _, better = solve_curves(
                     tables, curves, time_limit_s=None if seconds is None else seconds / 3,
-                    seed=self.seed, mip_gap=1e-4,  # only an incumbent: no need to close
+                    seed=self.seed, mip_gap=1e-3,  # only an incumbent (it prunes the exact curves): no need to close
                 )
                 if better is not None and not (
                     tables.concurrency and not _meets_concurrency(tables, better)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import boto3
 import pytest
@@ -52,10 +53,14 @@ def test_dry_run_lists_every_resource_and_cost(aws):
     assert aws.client("lambda").list_functions()["Functions"] == []
 
 
-def test_provision_deploy_and_teardown(aws, tmp_path, caplog, monkeypatch):
+def test_provision_deploy_and_teardown(aws, tmp_path, caplog, capsys, monkeypatch):
     monkeypatch.setattr(
         "lambda_runtime.aws.docker_available", lambda: None
     )  # never build/push in tests
+    secret = "moeopt-test-secret-5f2c9a"
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+    caplog.set_level(logging.DEBUG)  # every logger, botocore's included
+    assert aws.session.get_credentials().secret_key == secret  # the calls below sign with it
     moe = SeededMoE(layers=2, experts=4, hidden=8, ffn=16, top_k=1)
     info = aws.provision("mt-bucket", tmp_path / "ctx")
     assert info["image_built"] is False  # no docker here: context written, build skipped
@@ -91,6 +96,8 @@ def test_provision_deploy_and_teardown(aws, tmp_path, caplog, monkeypatch):
     assert lam.list_functions()["Functions"] == []
     assert not [r for r in iam.list_roles()["Roles"] if r["RoleName"] == "mt-expert-role"]
     assert aws.client("ecr").describe_repositories()["repositories"] == []
+    out = capsys.readouterr()
+    assert secret not in caplog.text + out.out + out.err  # no credential is ever logged
 
 
 def test_role_policy_is_scoped():

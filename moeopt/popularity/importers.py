@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from moeopt.errors import InputError
-from moeopt.popularity.traces import TRACE_FORMAT, RoutingTrace, read_trace
+from moeopt.popularity.traces import TRACE_FORMAT, RoutingTrace, json_record, read_trace
 
 FIELDS = ("layer", "experts", "gate", "token_id", "token_index", "position")
 REQUIRED = ("layer", "experts")
@@ -99,12 +99,7 @@ def read_routing_jsonl(
         if not line.strip():
             continue
         where = f"{src}:{lineno}"
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(where, "record", f"not valid JSON: {exc.msg}") from None
-        if not isinstance(rec, dict):
-            raise InputError(where, "record", "need a JSON object per line")
+        rec = json_record(line, where)
         for f in REQUIRED:
             if _get(rec, names[f]) is None:
                 raise InputError(

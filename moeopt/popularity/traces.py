@@ -103,6 +103,17 @@ class RoutingTrace:
         }
 
 
+
+def json_record(line: str, where: str) -> dict[str, Any]:
+    """One JSON Lines record as a dict, or an InputError naming the file and line."""
+    try:
+        rec = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise InputError(where, "record", f"not valid JSON: {exc.msg}") from None
+    if not isinstance(rec, dict):
+        raise InputError(where, "record", "need a JSON object per line")
+    return rec
+
 def batch_loads(
     experts: np.ndarray, num_experts: int, batch_size: int = TOKENS_PER_BATCH, partial: bool = False
 ) -> np.ndarray:
@@ -220,12 +231,7 @@ def read_trace(path: str | Path) -> RoutingTrace:
     attn = np.full((n, layers), -1, dtype=np.int64)
     for t, (lineno, line) in enumerate(recs):
         where = f"{src}:{lineno}"
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(where, "record", f"not valid JSON: {exc.msg}") from None
-        if not isinstance(rec, dict):
-            raise InputError(where, "record", "need a JSON object")
+        rec = json_record(line, where)
         ex = rec.get("experts")
         if not isinstance(ex, list) or len(ex) != layers:
             raise InputError(where, "experts", f"need {layers} per-layer lists of {k} expert ids")

@@ -103,7 +103,6 @@ class RoutingTrace:
         }
 
 
-
 def json_record(line: str, where: str) -> dict[str, Any]:
     """One JSON Lines record as a dict, or an InputError naming the file and line."""
     try:

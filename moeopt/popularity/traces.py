@@ -113,6 +113,7 @@ def json_record(line: str, where: str) -> dict[str, Any]:
         raise InputError(where, "record", "need a JSON object per line")
     return rec
 
+
 def batch_loads(
     experts: np.ndarray, num_experts: int, batch_size: int = TOKENS_PER_BATCH, partial: bool = False
 ) -> np.ndarray:

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from moeopt.errors import InfeasibleError, report_input_errors
+from moeopt.errors import InfeasibleError, InputError, report_input_errors
 
 _Cli = report_input_errors(click.Group)
 
@@ -295,6 +295,22 @@ def with_budget(f: Any) -> Any:
     return f
 
 
+def _parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs; a VALUE that parses as JSON is taken as JSON, else as a string."""
+    import json
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise InputError("--option", pair, "need KEY=VALUE, e.g. mode=ods")
+        try:
+            out[key.strip()] = json.loads(raw)
+        except ValueError:
+            out[key.strip()] = raw
+    return out
+
+
 def _objective_options(objective: str, weight: float) -> dict[str, Any]:
     return {} if objective == "cheapest" else {"objective": objective, "weight": weight}
 
@@ -305,17 +321,21 @@ def _objective_options(objective: str, weight: float) -> dict[str, Any]:
 @click.option("--solver", "solver_name", default="ilp", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @with_budget
+@click.option("-O", "--option", "solver_options", multiple=True, metavar="KEY=VALUE",
+              help="A solver option (repeatable); VALUE is read as JSON when it parses, e.g. "
+              "-O mode=ods -O pipeline_degrees=[64,256].")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write the plan here.")
 @json_option
 def solve_cmd(problem_name: str, trace: str | None, solver_name: str, seed: int, budget_evals: int | None,
-              budget_seconds: float | None, objective: str, weight: float, output: str | None,
-              as_json: bool) -> None:
+              budget_seconds: float | None, objective: str, weight: float,
+              solver_options: tuple[str, ...], output: str | None, as_json: bool) -> None:
     """Solve a problem with one solver and write the plan."""
     from moeopt.problem import load_problem
     from moeopt.registry import make_solver
 
     problem = load_problem(problem_name, trace)
-    solver = make_solver(solver_name, seed=seed, **_objective_options(objective, weight))
+    options = {**_objective_options(objective, weight), **_parse_options(solver_options)}
+    solver = make_solver(solver_name, seed=seed, **options)
     with native_stdout_to_stderr():
         result = solver.solve(problem, _budget(budget_evals, budget_seconds))
     if output and result.plan is not None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import numbers
 import time
 import traceback
 from abc import ABC, abstractmethod
@@ -287,6 +288,10 @@ class Solver(ABC):
         if unknown:
             allowed = ", ".join(sorted({*self.default_options, "objective", "weight"}))
             raise InputError(f"solver {self.name}", unknown[0], f"unknown option; allowed: {allowed}")
+        for key, value in options.items():
+            expected = _option_kind(self.default_options.get(key))
+            if expected is not None and not _is_kind(value, expected):
+                raise InputError(f"solver {self.name}", key, f"{value!r}; allowed: {expected}")
         self.seed = int(seed)
         self.options = {**self.default_options, **options}
         objective = self.options.pop("objective", "cheapest")
@@ -416,3 +421,26 @@ class AskTellSolver(Solver):
 
     def _converged(self) -> bool:
         return False
+
+
+def _option_kind(default: Any) -> str | None:
+    """What a user's value for an option must be, judged by its default (None: anything)."""
+    if isinstance(default, bool):
+        return "true or false"
+    if isinstance(default, numbers.Real):
+        return "a number"
+    if isinstance(default, str):
+        return "a string"
+    if isinstance(default, list | tuple):
+        return "a list"
+    return None
+
+
+def _is_kind(value: Any, kind: str) -> bool:
+    if kind == "true or false":
+        return isinstance(value, bool | np.bool_)
+    if kind == "a number":
+        return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if kind == "a string":
+        return isinstance(value, str)
+    return isinstance(value, list | tuple | np.ndarray)

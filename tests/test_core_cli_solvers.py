@@ -31,6 +31,22 @@ def test_solve_writes_a_plan_that_evaluates_the_same(tmp_path):
     assert json.loads(out)["cost_usd"] == solved["cost_usd"]
 
 
+def test_solve_passes_solver_options_and_refuses_bad_ones():
+    code, out, err = run("solve", "--problem", "bert-moe-4", "--solver", "ilp", "-O", "mode=ods",
+                         "-O", "pipeline_degrees=[64, 256]", "--json")
+    assert code == 0, err
+    assert json.loads(out)["message"].startswith("ODS")
+    for option, says in [
+        ("mode=fast", "mode: 'fast'; allowed: monolithic, ods"),
+        ("mip_gap=abc", "mip_gap: 'abc'; allowed: a number"),
+        ("pipeline_degrees=64", "pipeline_degrees: 64; allowed: a list"),
+        ("colour=red", "colour: unknown option; allowed: backend, mip_gap, mode"),
+        ("no-equals-sign", "--option: no-equals-sign: need KEY=VALUE"),
+    ]:
+        code, out, err = run("solve", "--problem", "bert-moe-4", "--solver", "ilp", "-O", option)
+        assert code == 2 and says in err and "Traceback" not in err, (option, err)
+
+
 def test_compare_json_rows_and_plot(tmp_path):
     png = tmp_path / "c.png"
     code, out, err = run("compare", "--solvers", "greedy,random,lambdaml", "--seeds", "2",

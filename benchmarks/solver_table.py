@@ -13,6 +13,7 @@ import argparse
 import math
 
 from moeopt.builtin_problems import BUILTIN_PROBLEMS, builtin_problem
+from moeopt.errors import InputError
 from moeopt.registry import list_solvers, make_solver
 from moeopt.solver import Budget, SolutionStatus
 
@@ -35,7 +36,11 @@ def main() -> None:
             solver = make_solver(name, seed=0)
             default = solver.default_budget
             seconds = min(default.seconds or args.seconds, args.seconds)
-            r = solver.solve(builtin_problem(pname), Budget(default.evaluations, seconds))
+            try:
+                r = solver.solve(builtin_problem(pname), Budget(default.evaluations, seconds))
+            except InputError as exc:  # e.g. exhaustive refuses a space it cannot cover
+                cells.append("refused: " + exc.message.split(";")[0])
+                continue
             ev = r.evaluation
             if ev is None:
                 cells.append(f"– ({r.solver_status})")
@@ -43,7 +48,8 @@ def main() -> None:
             mark = {SolutionStatus.PROVEN_OPTIMAL: "*", SolutionStatus.FEASIBLE: "",
                     SolutionStatus.NONE: " ✗"}[r.solution_status]
             cells.append(f"{ev.cost_usd:.5f}{mark} ({r.solver_status}, {r.wall_seconds:.1f}s)")
-            if r.solution_status != SolutionStatus.NONE and ev.cost_usd < best[pname][0]:
+            plan_free = "no-plan" in solver.tags  # oracle, cpu-cluster: a bound or a baseline, no plan
+            if r.solution_status != SolutionStatus.NONE and not plan_free and ev.cost_usd < best[pname][0]:
                 best[pname] = (ev.cost_usd, name)
         print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
     print("| **best feasible** | " + " | ".join(f"{c:.5f} ({n})" for c, n in best.values()) + " |")

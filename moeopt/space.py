@@ -7,6 +7,7 @@ structural choice left to solvers that reason about it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,8 +57,11 @@ class PlanSpace:
         ]).astype(np.int64)
 
     def size(self) -> float:
-        """How many distinct plans (as a float: it overflows quickly)."""
-        return float(np.prod(self.upper.astype(float)))
+        """How many distinct plans, as a float (inf past 1e308: spaces grow fast)."""
+        return math.inf if self.log10_size() > 308 else float(math.prod(int(u) for u in self.upper))
+
+    def log10_size(self) -> float:
+        return float(np.log10(self.upper.astype(float)).sum())
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         return rng.integers(0, self.upper, size=(n, self.dims))

@@ -25,6 +25,8 @@ TIME_MARGIN_S = 1e-6
 #: Pair caps (two experts' options) are skipped above this many pairs: they only seed the
 #: incumbent, and their cost grows with the square of the options.
 MAX_PAIR_CAPS = 400
+MAX_DP_CELLS = 50_000_000  # states x options x values of one exact-curve step (400 MB)
+MAX_CURVE_CAPS = 4096  # caps per table for the layer curves (not the exact ones)
 #: The full x-program is only built below this many option rows (PuLP builds it in Python).
 MAX_X_ROWS = 60_000
 
@@ -281,15 +283,20 @@ def layer_curve(tables: Tables, layer: int, methods: set[int] | None = None) -> 
         caps = [np.concatenate([v, np.maximum(v[a], v[b])]) for v in values]
         if t.variant.storage:
             caps[0] = np.maximum(caps[0], t.floor)
+        # A large table (the full memory range) gets an even subset of its caps: the curve is
+        # only the incumbent's, the proof uses exact curves, and all caps cost caps x rows.
+        pick = _spread(caps[0].max(axis=1), MAX_CURVE_CAPS)
+        caps = [c[pick] for c in caps]
         fits = np.ones((len(caps[0]), len(t.cost)), dtype=bool)  # [cap, option row]
         for cap, val in zip(caps, values, strict=True):
             fits &= (val[None, :, :] <= cap[:, None, :] + 1e-12).all(axis=2)
         # Scalar caps: every expert within one option's worst-batch latency (the bottleneck
         # may move between experts from batch to batch).
         worst = [v.max(axis=1) for v in values]
-        scalar = np.ones((len(t.cost), len(t.cost)), dtype=bool)
+        pick = _spread(worst[0], MAX_CURVE_CAPS)
+        scalar = np.ones((len(pick), len(t.cost)), dtype=bool)
         for w in worst:
-            scalar &= w[None, :] <= w[:, None] + 1e-12
+            scalar &= w[None, :] <= w[pick, None] + 1e-12
         fits = np.vstack([fits, scalar])
         cost = np.where(fits, t.cost[None, :], np.inf)
         # Per cap and expert, the cheapest fitting row.
@@ -308,14 +315,8 @@ def layer_curve(tables: Tables, layer: int, methods: set[int] | None = None) -> 
     lat = np.array([ch.latency_s for ch in choices])
     active = np.array([ch.table.active[ch.rows].sum(axis=0) for ch in choices])
     vec = np.concatenate([cost[:, None], lat, active], axis=1)
-    order = np.lexsort(vec.T[::-1])
-    keep = []
-    kept_vec = np.empty((0, vec.shape[1]))
-    for p in order:
-        if not (kept_vec <= vec[p]).all(axis=1).any():
-            keep.append(p)
-            kept_vec = np.vstack([kept_vec, vec[p]])
-    keep = np.array(keep)
+    keep = _pareto(vec)
+    assert keep is not None  # no deadline
     return LayerCurve(tuple(choices[p] for p in keep), cost[keep], lat[keep], active[keep])
 
 
@@ -405,6 +406,8 @@ def exact_curve(
                 axis=1,
             )
             S, K = len(state), len(rows)
+            if S * K * state.shape[1] > MAX_DP_CELLS:
+                return None  # the front outgrew memory: the caller falls back
             new = np.empty((S, K, state.shape[1]))
             new[:, :, 0] = state[:, None, 0] + opt[None, :, 0]
             new[:, :, 1 : 1 + nmax] = np.maximum(state[:, None, 1 : 1 + nmax], opt[None, :, 1 : 1 + nmax])
@@ -422,7 +425,10 @@ def exact_curve(
             keep = np.flatnonzero(
                 np.isfinite(new[:, 0]) & (new[:, 0] + rest[step] <= max_cost_usd * (1 + 1e-9))
             )
-            keep = keep[_pareto(new[keep])]
+            front = _pareto(new[keep], deadline=deadline)
+            if front is None:
+                return None
+            keep = keep[front]
             si, ki = np.divmod(keep, K)
             state = new[keep]
             picks = np.concatenate([picks[si], rows[ki][:, None]], axis=1)
@@ -438,7 +444,9 @@ def exact_curve(
     if not choices:
         return None
     vec = np.array(vectors)
-    keep = _pareto(vec)
+    keep = _pareto(vec, deadline=deadline)
+    if keep is None:
+        return None
     B = len(tables.fixed_s)
     return LayerCurve(
         tuple(choices[p] for p in keep), vec[keep, 0], vec[keep, 1 : 1 + B],
@@ -446,14 +454,25 @@ def exact_curve(
     )
 
 
-def _pareto(vec: np.ndarray, chunk: int = 256) -> np.ndarray:
-    """Indices of the points no other point weakly dominates (the first of equal points)."""
+def _spread(values: np.ndarray, most: int) -> np.ndarray:
+    """Indices of at most ``most`` entries spread evenly over ``values`` in sorted order."""
+    if len(values) <= most:
+        return np.arange(len(values))
+    order = np.argsort(values, kind="stable")
+    return np.sort(order[np.unique(np.linspace(0, len(values) - 1, most).round().astype(int))])
+
+
+def _pareto(vec: np.ndarray, chunk: int = 256, deadline: float | None = None) -> np.ndarray | None:
+    """Indices of the points no other point weakly dominates (the first of equal points);
+    None once ``deadline`` (perf_counter seconds) passes: a front can take minutes."""
     order = np.lexsort(vec.T[::-1])
     v = vec[order]
     keep = np.zeros(len(v), dtype=bool)
     front = v[:0]
     upper = np.triu(np.ones((chunk, chunk), dtype=bool), 1)
     for s in range(0, len(v), chunk):
+        if deadline is not None and time.perf_counter() > deadline:
+            return None
         c = v[s : s + chunk]
         n = len(c)
         dominated = (front[None] <= c[:, None]).all(axis=2).any(axis=1) if len(front) else np.zeros(n, dtype=bool)

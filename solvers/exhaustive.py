@@ -10,6 +10,7 @@ Only for tiny problems: it is the ground truth the MILP is tested against. The o
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import numpy as np
@@ -36,7 +37,8 @@ class ExhaustiveSolver(Solver):
         if size > MAX_PLANS:
             raise InputError(
                 f"problem {problem.name}", "solver exhaustive",
-                f"the plan space has {size:.3g} plans, more than the limit of {MAX_PLANS:,}; "
+                f"the plan space has {f'{size:.3g}' if math.isfinite(size) else f'about 10^{space.log10_size():.0f}'} "
+                f"plans, more than the limit of {MAX_PLANS:,}; "
                 "use ilp for an exact answer",
             )
         total = int(size)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from moeopt.evaluate import evaluate_batch
 from moeopt.problem import load_problem
@@ -148,3 +150,24 @@ def test_stops_when_a_tiny_space_is_used_up():
     result = make_solver("bayes-egreedy").solve(problem, Budget(evaluations=50))
     assert result.evaluations == PlanSpace.of(problem).size() == 27  # each plan priced once
     assert result.solver_status == SolverStatus.COMPLETED
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 12),
+    dims=st.integers(1, 40),
+    m=st.integers(1, 5),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_span_embedding_keeps_every_distance_the_kernel_sees(n, dims, m, seed):
+    from scipy.spatial.distance import cdist
+
+    from solvers.bayes import SpanEmbedding
+
+    rng = np.random.default_rng(seed)
+    train = rng.integers(0, 4, size=(n, dims)) / 3.0  # plan-like: few levels, repeats allowed
+    cand = rng.integers(0, 4, size=(m, dims)) / 3.0
+    span = SpanEmbedding.of(train)
+    assert span.coords.shape[1] <= n + 1  # the GP's width no longer grows with dims
+    np.testing.assert_allclose(cdist(span.coords, span.coords), cdist(train, train), atol=1e-6)
+    np.testing.assert_allclose(cdist(span.apply(cand), span.coords), cdist(cand, train), atol=1e-6)

@@ -265,7 +265,10 @@ class LayerCurve:
     active: np.ndarray  # (P, B)
 
 
-def layer_curve(tables: Tables, layer: int, methods: set[int] | None = None) -> LayerCurve:
+def layer_curve(
+    tables: Tables, layer: int, methods: set[int] | None = None, deadline: float | None = None
+) -> LayerCurve | None:
+    """The layer's cost-vs-latency curve from caps; None once ``deadline`` passes."""
     choices: list[Choice] = []
     for t in tables.layers[layer]:
         if methods is not None and t.variant.method not in methods:
@@ -299,18 +302,19 @@ def layer_curve(tables: Tables, layer: int, methods: set[int] | None = None) -> 
             scalar &= w[None, :] <= w[pick, None] + 1e-12
         fits = np.vstack([fits, scalar])
         cost = np.where(fits, t.cost[None, :], np.inf)
-        # Per cap and expert, the cheapest fitting row.
-        order = np.lexsort((t.cost, t.expert))
-        best = np.full((len(fits), E), -1)
-        best_cost = np.full((len(fits), E), np.inf)
-        for k in order[::-1]:  # cheapest last, so it wins
-            e = t.expert[k]
-            better = cost[:, k] <= best_cost[:, e]
-            best[better, e] = k
-            best_cost[better, e] = cost[better, k]
-        ok = (best >= 0).all(axis=1)
-        for rows in np.unique(best[ok], axis=0):
+        # Per cap and expert, the cheapest fitting row (the lowest index among equals); an
+        # expert that fits no row under a cap takes its cheapest row.
+        best = np.empty((len(fits), E), dtype=int)
+        for e in range(E):
+            rows_e = np.flatnonzero(t.expert == e)
+            sub = cost[:, rows_e]
+            j = sub.argmin(axis=1)
+            fitting = np.isfinite(sub[np.arange(len(sub)), j])
+            best[:, e] = np.where(fitting, rows_e[j], rows_e[np.argmin(t.cost[rows_e])])
+        for rows in np.unique(best, axis=0):
             choices.append(Choice(t, rows))
+        if deadline is not None and time.perf_counter() > deadline:
+            return None
     cost = np.array([ch.cost_usd for ch in choices])
     lat = np.array([ch.latency_s for ch in choices])
     active = np.array([ch.table.active[ch.rows].sum(axis=0) for ch in choices])

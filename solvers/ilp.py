@@ -121,7 +121,10 @@ class IlpSolver(Solver):
             for li in range(tables.problem.layers):
                 if time.perf_counter() > stop:
                     break
-                curves.append(layer_curve(tables, li))
+                curve = layer_curve(tables, li, deadline=stop)
+                if curve is None:
+                    break
+                curves.append(curve)
             if len(curves) == tables.problem.layers:
                 seconds = self._seconds(tracker)
                 _, better = solve_curves(

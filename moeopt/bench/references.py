@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,7 +55,10 @@ def write_references(path: Path, refs: dict[str, Reference]) -> None:
             "note": "Costs are USD per batch, re-priced with moeopt.evaluate; keys are problem "
                     "fingerprints. Marks as in MIPLIB: proven_optimal / best_found / infeasible.",
             "instances": {fp: asdict(r) for fp, r in sorted(refs.items(), key=lambda kv: kv[1].instance)}}
-    path.write_text(json.dumps(clean(body), indent=1, sort_keys=True) + "\n")
+    # Write beside, then rename: an interrupted run never leaves half a reference file.
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(clean(body), indent=1, sort_keys=True) + "\n")
+    os.replace(partial, path)
 
 
 def update_references(path: Path, records: list[dict[str, Any]], results_dir: Path) -> dict[str, Reference]:

@@ -127,6 +127,18 @@ def test_bad_options_are_input_errors():
 PROBLEMS = [*PAPER_PROBLEMS, "switch-base-128"] if SLOW else ["bert-moe-4"]
 
 
+def plan_solvers() -> list[str]:
+    """Every registered solver that returns a plan for any problem, except ilp itself (what is
+    checked), exhaustive (refuses this space) and bo-popularity (needs a routing trace)."""
+    from moeopt.registry import list_solvers
+
+    skip = {"ilp", "ilp-monolithic", "exhaustive", "bo-popularity"}
+    return [
+        e.name for e in list_solvers()
+        if e.available and e.name not in skip and "no-plan" not in e.solver_class.tags
+    ]
+
+
 @pytest.mark.parametrize("name", PROBLEMS)
 def test_paper_problems_proven_or_gap_and_never_beaten(name):
     problem = builtin_problem(name)
@@ -135,7 +147,7 @@ def test_paper_problems_proven_or_gap_and_never_beaten(name):
     assert ilp.evaluation.feasible
     assert ilp.lower_bound_usd is not None and ilp.gap is not None
     assert ilp.lower_bound_usd <= ilp.cost_usd * (1 + 1e-9)
-    for other in ("random", "greedy"):
+    for other in plan_solvers():
         result = make_solver(other).solve(problem, Budget(evaluations=300, seconds=10))
         if result.solution_status != SolutionStatus.NONE:
             assert result.cost_usd >= ilp.lower_bound_usd * (1 - 1e-9), other

@@ -33,15 +33,19 @@ def test_switch_counts_file(tmp_path):
     assert pop.loads.shape == (4, 2, 3) and np.all(pop.loads.sum(axis=2) == 100)
 
 
-def test_shared_switch_file_if_present():
+def test_real_switch_counts_file():
+    """The packaged copy of the real Switch-base-128 counts (and the shared original, when the
+    repository sits beside it: the copy must not drift)."""
+    from importlib import resources
     from pathlib import Path
 
-    p = Path(__file__).parents[3] / "shared/data/traces/switch-base-128-expert-counts.json"
-    if not p.exists():
-        pytest.skip("shared data not beside the repo")
-    counts = read_counts(p)
+    shipped = resources.files("moeopt").joinpath("data/traces/switch-base-128-expert-counts.json")
+    counts = read_counts(Path(str(shipped)))
     assert counts.counts.shape == (6, 128)
     assert counts.counts.sum(axis=1).tolist() == [206_866] * 6
+    shared = Path(__file__).parents[3] / "shared/data/traces/switch-base-128-expert-counts.json"
+    if shared.exists():
+        np.testing.assert_array_equal(read_counts(shared).counts, counts.counts)
 
 
 def test_mapped_fields_nested_and_layer_ids(tmp_path):

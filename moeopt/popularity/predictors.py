@@ -99,11 +99,17 @@ class Predictor(ABC):
     ) -> np.ndarray:
         """Predicted d[b, e, i]: batches of consecutive tokens, each token counted k times."""
         token_ids = np.asarray(token_ids, dtype=np.int64)
-        out = []
-        for sl in _batches(len(token_ids), batch_size):
-            chosen = self.predict_experts(token_ids[sl], prior_tokens=token_ids)
-            out.append(batch_loads(chosen, self.num_experts, sl.stop - sl.start)[0])
-        return np.stack(out)
+        return np.stack(
+            [
+                self._batch_loads(token_ids[sl], token_ids)
+                for sl in _batches(len(token_ids), batch_size)
+            ]
+        )
+
+    def _batch_loads(self, batch: np.ndarray, prior_tokens: np.ndarray) -> np.ndarray:
+        """d[e, i] of one batch: each token's predicted top-k experts counted once."""
+        chosen = self.predict_experts(batch, prior_tokens=prior_tokens)
+        return batch_loads(chosen, self.num_experts, len(batch))[0]
 
 
 class FrequencyPredictor(Predictor):
@@ -254,16 +260,10 @@ class ExpectedBayesianPredictor(BayesianPredictor):
 
     name = "bayes-expected"
 
-    def predict_loads(
-        self, token_ids: np.ndarray, batch_size: int = TOKENS_PER_BATCH
-    ) -> np.ndarray:
-        token_ids = np.asarray(token_ids, dtype=np.int64)
-        out = []
-        for sl in _batches(len(token_ids), batch_size):
-            s = self.scores(token_ids[sl], prior_tokens=token_ids)
-            s = s / np.maximum(s.sum(axis=-1, keepdims=True), 1e-300)
-            out.append(largest_remainder(s.sum(axis=0), (sl.stop - sl.start) * self.top_k))
-        return np.stack(out)
+    def _batch_loads(self, batch: np.ndarray, prior_tokens: np.ndarray) -> np.ndarray:
+        s = self.scores(batch, prior_tokens=prior_tokens)
+        s = s / np.maximum(s.sum(axis=-1, keepdims=True), 1e-300)
+        return largest_remainder(s.sum(axis=0), len(batch) * self.top_k)
 
 
 PREDICTORS: dict[str, type[Predictor]] = {

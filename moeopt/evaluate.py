@@ -116,8 +116,9 @@ class EvaluationBatch:
 
 
 @dataclass(frozen=True, eq=False)
-class _Fixed:
-    """Plan-independent parts of a problem, computed once per problem."""
+class FixedParts:
+    """Plan-independent parts of a problem, computed once per problem (public: the ILP's
+    tables price options with the same terms as the evaluator)."""
 
     loads: np.ndarray  # (B, L, E) token assignments
     layer_tokens: np.ndarray  # (B, L)
@@ -131,7 +132,7 @@ class _Fixed:
 
 
 @lru_cache(maxsize=64)
-def _fixed(problem: DeploymentProblem) -> _Fixed:
+def fixed_parts(problem: DeploymentProblem) -> FixedParts:
     c, m = problem.constants, problem.model
     loads = np.ascontiguousarray(problem.popularity.loads, dtype=float)  # (B, L, E)
     layer_tokens = loads.sum(axis=2)  # (B, L)
@@ -151,7 +152,7 @@ def _fixed(problem: DeploymentProblem) -> _Fixed:
     nonmoe_cost = float(lm.billed_seconds(nonmoe_s, c)) * c.nonmoe_memory_mb * float(
         lm.price_per_mb_second(False, c)
     )
-    return _Fixed(
+    return FixedParts(
         loads=loads,
         layer_tokens=layer_tokens,
         gate_upload_s=tdl + layer_tokens * m.token_bytes / bs,
@@ -167,7 +168,7 @@ def _fixed(problem: DeploymentProblem) -> _Fixed:
 def evaluate_batch(problem: DeploymentProblem, plans: PlanArrays) -> EvaluationBatch:
     """Price P plans at once. Inside, arrays are (P, B, L, S): plan arrays broadcast over
     batches as (P, 1, L, S), loads over plans as (1, B, L, S); out come arrays of shape (P,)."""
-    c, m, fx = problem.constants, problem.model, _fixed(problem)
+    c, m, fx = problem.constants, problem.model, fixed_parts(problem)
     P, L = plans.method.shape
     memory = np.asarray(plans.memory_mb, dtype=float)  # (P, L, S)
     replicas = np.asarray(plans.replicas, dtype=float)
@@ -219,7 +220,7 @@ def evaluate_batch(problem: DeploymentProblem, plans: PlanArrays) -> EvaluationB
     total = expert_usd
     if problem.cost_scope == "full":
         requests = active.sum(axis=(2, 3)) + fx.nonmoe_requests
-        storage = _storage_requests_usd(method[:, None, :, None], r, active, beta[:, None, :, None], c)
+        storage = storage_requests_usd(method[:, None, :, None], r, active, beta[:, None, :, None], c)
         breakdown["requests"] = (requests * c.lambda_request_usd).mean(axis=1)
         breakdown["storage_requests"] = storage.mean(axis=1)
         breakdown["nonmoe"] = np.full(P, fx.nonmoe_cost_usd)
@@ -279,7 +280,7 @@ def evaluate_batch(problem: DeploymentProblem, plans: PlanArrays) -> EvaluationB
     )
 
 
-def _storage_requests_usd(
+def storage_requests_usd(
     method: np.ndarray, r: np.ndarray, active: np.ndarray, beta: np.ndarray, c: Any
 ) -> np.ndarray:
     """S3 requests per batch: a weights GET per replica; inputs and outputs by storage.

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cost_models import lambda_model as lm
-from moeopt.evaluate import _fixed, _storage_requests_usd
+from moeopt.evaluate import fixed_parts, storage_requests_usd
 from moeopt.problem import DeploymentProblem
 
 #: Constraint names, as in :data:`moeopt.evaluate.VIOLATIONS`.
@@ -102,7 +102,7 @@ def variants_of(problem: DeploymentProblem, pipeline_degrees: tuple[int, ...]) -
 
 def build_tables(problem: DeploymentProblem, variants: tuple[Variant, ...]) -> Tables:
     """Tabulate, filter and prune; ``binding`` says why when no plan can be feasible."""
-    c, model, fx = problem.constants, problem.model, _fixed(problem)
+    c, model, fx = problem.constants, problem.model, fixed_parts(problem)
     arch = np.asarray([a == "arm64" for a in problem.architectures])
     mem = np.asarray(problem.memory_options, dtype=float)
     g = np.arange(1, problem.max_replicas + 1, dtype=float)
@@ -135,7 +135,7 @@ def build_tables(problem: DeploymentProblem, variants: tuple[Variant, ...]) -> T
             if full:
                 usd = usd + active * c.lambda_request_usd
                 flat = (B, -1, 1, 1)
-                usd = usd + _storage_requests_usd(
+                usd = usd + storage_requests_usd(
                     np.asarray(v.method), r.reshape(flat), active.reshape(flat), np.asarray(beta), c
                 ).reshape(usd.shape)
             need = lm.memory_required_mb(

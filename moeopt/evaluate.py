@@ -294,6 +294,44 @@ def storage_requests_usd(
     return (per_replica * active).sum(axis=(2, 3))
 
 
+@dataclass(frozen=True, eq=False)
+class ExpertBreaks:
+    """Per expert: does it break memory, or a direct layer's payload limit, and by what factor
+    (replicas that would fix it). What the paper's ε boosts and Alg. 2's feedback act on;
+    :func:`evaluate_batch` reports only each plan's worst violation."""
+
+    memory: np.ndarray
+    payload: np.ndarray
+    memory_factor: np.ndarray  # ceil(need / memory size) where memory broke, else 1
+    payload_factor: np.ndarray  # ceil(payload / limit) where the payload broke, else 1
+
+
+def expert_breaks(
+    problem: DeploymentProblem,
+    tokens_per_replica: np.ndarray,
+    method: np.ndarray,
+    pipeline_degree: np.ndarray,
+    memory_mb: np.ndarray,
+) -> ExpertBreaks:
+    """With the evaluator's own formulas; arguments broadcast over (..., layers, experts)."""
+    c, m = problem.constants, problem.model
+    r = tokens_per_replica
+    need = lm.memory_required_mb(
+        method, r, m.expert_param_bytes, pipeline_degree, m.token_bytes,
+        m.intermediate_bytes_per_token, c,
+    )
+    used = r > 0
+    memory = used & (need > memory_mb)
+    pay = lm.payload_bytes(r, m.token_bytes, c)
+    payload = used & (method == lm.DIRECT) & (pay > c.lambda_payload_limit_bytes)
+    return ExpertBreaks(
+        memory,
+        payload,
+        np.where(memory, np.ceil(need / memory_mb), 1.0),
+        np.where(payload, np.ceil(pay / c.lambda_payload_limit_bytes), 1.0),
+    )
+
+
 def evaluate(problem: DeploymentProblem, plan: DeploymentPlan) -> Evaluation:
     """Price one plan (checked against the problem first)."""
     return evaluate_batch(problem, PlanArrays.from_plans([plan], problem))[0]

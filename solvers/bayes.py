@@ -27,7 +27,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from cost_models import lambda_model as lm
-from moeopt.evaluate import EvaluationBatch, violation_scales
+from moeopt.evaluate import EvaluationBatch, expert_breaks, violation_scales
 from moeopt.problem import DeploymentProblem
 from moeopt.solver import Budget, Outcome, Solver, Tracker
 from moeopt.space import PlanSpace
@@ -65,25 +65,13 @@ def broken_cells(space: PlanSpace, x: np.ndarray) -> BrokenCells:
     experts that broke, so the per-expert memory need and payload are recomputed here.
     """
     problem, x = space.problem, np.atleast_2d(x)
-    c, m = problem.constants, problem.model
     arrays = space.decode(x)
     loads = problem.popularity.loads.astype(float)  # (B, L, E)
     r_max = np.ceil(loads[None] / arrays.replicas[:, None]).max(axis=1)  # (n, L, E)
-    method = arrays.method[:, :, None]
-    beta = arrays.pipeline_degree[:, :, None]
-    need = lm.memory_required_mb(
-        method, r_max, m.expert_param_bytes, beta, m.token_bytes, m.intermediate_bytes_per_token, c
+    br = expert_breaks(
+        problem, r_max, arrays.method[:, :, None], arrays.pipeline_degree[:, :, None], arrays.memory_mb
     )
-    used = r_max > 0
-    memory = used & (need > arrays.memory_mb)
-    payload_bytes = lm.payload_bytes(r_max, m.token_bytes, c)
-    payload = used & (method == lm.DIRECT) & (payload_bytes > c.lambda_payload_limit_bytes)
-    return BrokenCells(
-        memory,
-        payload,
-        np.where(memory, np.ceil(need / arrays.memory_mb), 1.0),
-        np.where(payload, np.ceil(payload_bytes / c.lambda_payload_limit_bytes), 1.0),
-    )
+    return BrokenCells(br.memory, br.payload, br.memory_factor, br.payload_factor)
 
 
 def rho_prime(

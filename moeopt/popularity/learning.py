@@ -23,8 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from cost_models import lambda_model as lm
-from moeopt.evaluate import Evaluation, evaluate_batch
+from moeopt.evaluate import Evaluation, evaluate_batch, expert_breaks
 from moeopt.model import ServiceLevel
 from moeopt.plan import DeploymentPlan, PlanArrays
 from moeopt.popularity.loads import Popularity
@@ -265,25 +264,16 @@ def feedback(
     """Alg. 2 line 5 per batch and expert: misprediction, then exactly one of the branches
     memory short (i), payload exceeded on a direct layer (ii), or neither (iii); the memory
     need and payload come from the evaluator's own formulas (cost_models.lambda_model)."""
-    c, m = problem.constants, problem.model
     a = PlanArrays.from_plans([plan], problem)
     y = a.replicas[0].astype(float)  # (L, E)
-    method = a.method[0][None, :, None]
-    beta = a.pipeline_degree[0][None, :, None]
     r = np.ceil(predicted / y)
     big_r = np.ceil(real / y)
-    need = lm.memory_required_mb(
-        method, big_r, m.expert_param_bytes, beta, m.token_bytes, m.intermediate_bytes_per_token, c
+    br = expert_breaks(
+        problem, big_r, a.method[0][None, :, None], a.pipeline_degree[0][None, :, None], a.memory_mb[0]
     )
-    used = big_r > 0
-    memory = used & (need > a.memory_mb[0])
-    pay = lm.payload_bytes(big_r, m.token_bytes, c)
-    payload = used & ~memory & (method == lm.DIRECT) & (pay > c.lambda_payload_limit_bytes)
-    n_new = np.where(
-        memory,
-        np.ceil(need / a.memory_mb[0]),
-        np.where(payload, np.ceil(pay / c.lambda_payload_limit_bytes), 1.0),
-    )
+    memory = br.memory
+    payload = br.payload & ~memory
+    n_new = np.where(memory, br.memory_factor, np.where(payload, br.payload_factor, 1.0))
     return Feedback(np.abs(r - big_r) > alpha, memory, payload, n_new.max(axis=0).astype(np.int64))
 
 

@@ -14,7 +14,6 @@ than zeta over lambda trials. Choices and what is simplified: docs/popularity.md
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 import warnings
@@ -233,11 +232,9 @@ def select_pairs(
 def with_values(predictor: Predictor, pairs: KeyValuePairs, values: np.ndarray) -> Predictor:
     """A copy of the predictor whose table holds ``values`` at the pairs (Alg. 2 line 2)."""
     _check_table(predictor)
-    out: Any = copy.copy(predictor)
-    out.key_counts = predictor.key_counts.copy()  # type: ignore[attr-defined]
-    out.key_counts[pairs.key, pairs.expert] = values
-    out._cache = None  # the posterior table is cached per prior; it changed
-    return out
+    counts = predictor.key_counts.copy()  # type: ignore[attr-defined]
+    counts[pairs.key, pairs.expert] = values
+    return predictor.with_key_counts(counts)  # type: ignore[attr-defined]
 
 
 # ---- one deployment ----------------------------------------------------------------------------

@@ -20,6 +20,7 @@ layer's expert frequency. The Lina baseline is the same with P'(a) = 1: P(i | t)
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
@@ -186,6 +187,17 @@ class _TokenTable(Predictor):
         np.add.at(counts, (np.repeat(inverse, k), trace.experts.reshape(-1)), 1.0)
         self.key_layer, self.key_row, self.key_attn = uniq[:, 0], uniq[:, 1], uniq[:, 2]
         self.key_counts = counts
+
+    def with_key_counts(self, key_counts: np.ndarray) -> _TokenTable:
+        """A copy whose key-value table is ``key_counts`` (what the paper's Alg. 2 learns)."""
+        if key_counts.shape != self.key_counts.shape:
+            raise ValueError(
+                f"key_counts: shape {key_counts.shape}; allowed {self.key_counts.shape}"
+            )
+        out = copy.copy(self)
+        out.key_counts = key_counts
+        out._cache = None  # the posterior table is cached per prior; it changed
+        return out
 
     def attention_weight(self, token_ids: np.ndarray) -> np.ndarray:
         """P'(a) per profiled key; 1 for the token-id-only baseline."""

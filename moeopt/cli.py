@@ -2,37 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import click
 
 from moeopt.errors import InfeasibleError, InputError, report_input_errors
+from moeopt.native_io import native_stdout_to_stderr
 
 _Cli = report_input_errors(click.Group)
-
-
-@contextlib.contextmanager
-def native_stdout_to_stderr() -> Iterator[None]:
-    """Send what C libraries print to fd 1 (HiGHS's banner) to stderr, so stdout stays ours."""
-    sys.stdout.flush()
-    try:
-        saved = os.dup(1)
-    except OSError:  # no real fd 1 (e.g. under a test runner): nothing to protect
-        yield
-        return
-    try:
-        os.dup2(2, 1)
-        yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
 
 
 def dumps(data: Any) -> str:

@@ -16,8 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 import pulp
 
+from moeopt.native_io import highs_banner_to_stderr
 from moeopt.solver import Objective
 from solvers._ilp_tables import Tables, VariantTable
+
+highs_banner_to_stderr()
 
 #: Seconds kept free under the time limit so solver tolerances (HiGHS: 1e-7 absolute) can never
 #: hand back a plan the evaluator finds a hair too slow.

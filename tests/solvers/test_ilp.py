@@ -153,3 +153,20 @@ def test_paper_problems_proven_or_gap_and_never_beaten(name):
             assert result.cost_usd >= ilp.lower_bound_usd * (1 - 1e-9), other
             if ilp.solution_status == SolutionStatus.PROVEN_OPTIMAL:
                 assert result.cost_usd >= ilp.cost_usd * (1 - 1e-9), other
+
+
+def test_library_stdout_carries_no_highs_banner():
+    """HiGHS prints a licence banner to fd 1 on its first model; a library user's stdout
+    (piped JSON, say) must stay theirs: the banner goes to stderr."""
+    import subprocess
+    import sys
+
+    code = (
+        "from moeopt.testing import tiny_problem\n"
+        "from solvers.ilp import IlpSolver\n"
+        "print(IlpSolver().solve(tiny_problem()).solution_status)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "proven_optimal\n"
+    assert "HiGHS" in done.stderr

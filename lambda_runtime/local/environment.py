@@ -8,15 +8,19 @@ The environment is reused while warm, killed on timeout or when its RSS passes t
 
 from __future__ import annotations
 
+import array
 import contextlib
+import fcntl
 import itertools
 import json
 import logging
 import os
 import queue
+import select
 import signal
 import subprocess
 import sys
+import termios
 import threading
 import time
 from dataclasses import dataclass, field
@@ -111,6 +115,7 @@ class ExecutionEnvironment:
         self._init_done = threading.Event()
         self._logs: list[str] = []
         self._log_lock = threading.Lock()
+        self._log_busy = threading.Lock()  # held while a pipe read turns into lines
         self._spawn_time = 0.0
         self._init_ms = 0.0
         self.proc: subprocess.Popen[bytes] | ForkedProcess | None = None
@@ -171,14 +176,34 @@ class ExecutionEnvironment:
         )
 
     def _read_logs(self) -> None:
+        """Read the worker's stdout+stderr into lines. Each read and its lines happen under
+        ``_log_busy``, so ``_settle_logs`` can tell when everything written is in ``_logs``."""
         assert self.proc is not None and self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            line = raw.decode("utf-8", "replace")
-            with self._log_lock:
-                self._logs.append(line)
-                if len(self._logs) > 2000:
-                    del self._logs[:1000]
+        fd = self.proc.stdout.fileno()
+        pending = b""
+        while True:
+            select.select([fd], [], [])  # wait for data or EOF without holding the lock
+            with self._log_busy:
+                try:
+                    chunk = os.read(fd, 1 << 16)
+                except OSError:
+                    chunk = b""
+                pending += chunk
+                *complete, pending = pending.split(b"\n")
+                if not chunk and pending:  # EOF: keep a last line without a newline
+                    complete, pending = [*complete, pending], b""
+                self._append_logs([line + b"\n" for line in complete])
+            if not chunk:
+                break
         self._on_exit()
+
+    def _append_logs(self, raw_lines: list[bytes]) -> None:
+        if not raw_lines:
+            return
+        with self._log_lock:
+            self._logs.extend(line.decode("utf-8", "replace") for line in raw_lines)
+            if len(self._logs) > 2000:
+                del self._logs[:1000]
 
     def _watch(self) -> None:
         """Memory limit: kill the worker when its RSS passes the memory size (Lambda's OOM)."""
@@ -281,21 +306,19 @@ class ExecutionEnvironment:
             logs="".join(lines),
         )
 
-    def _settle_logs(self, quiet_s: float = 0.003, limit_s: float = 0.05) -> None:
-        """Let the log reader catch up: the handler printed before it answered, but the pipe
-        is read by another thread, so its last lines may still be in flight."""
+    def _settle_logs(self, limit_s: float = 0.05) -> None:
+        """Wait until every byte the worker wrote is in ``_logs``: the handler printed before
+        it answered (its stdout is unbuffered), but another thread reads the pipe. Nothing
+        unread in the pipe and no read in progress means nothing is in flight."""
+        assert self.proc is not None and self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
         deadline = time.monotonic() + limit_s
-        with self._log_lock:
-            seen = len(self._logs)
-        quiet_since = time.monotonic()
         while time.monotonic() < deadline:
-            time.sleep(0.001)
-            with self._log_lock:
-                now = len(self._logs)
-            if now != seen:
-                seen, quiet_since = now, time.monotonic()
-            elif time.monotonic() - quiet_since >= quiet_s:
-                return
+            if _unread_bytes(fd) == 0:
+                with self._log_busy:  # a read in progress finishes its lines first
+                    if _unread_bytes(fd) == 0:
+                        return
+            time.sleep(0.0002)
 
     # ---- runtime API callbacks ---------------------------------------------------------------
     def next_invocation(self) -> _Invocation | None:
@@ -389,3 +412,13 @@ def _runtime_handler(env: ExecutionEnvironment) -> type[BaseHTTPRequestHandler]:
             self._reply(404, b'{"errorMessage":"not found"}')
 
     return RuntimeAPI
+
+
+def _unread_bytes(fd: int) -> int:
+    """Bytes waiting in a pipe (Linux FIONREAD); 0 when the fd is closed."""
+    buf = array.array("i", [0])
+    try:
+        fcntl.ioctl(fd, termios.FIONREAD, buf, True)
+    except OSError:
+        return 0
+    return buf[0]

@@ -272,7 +272,8 @@ def layer_curve(
     tables: Tables, layer: int, methods: set[int] | None = None, deadline: float | None = None
 ) -> LayerCurve | None:
     """The layer's cost-vs-latency curve from caps; None once ``deadline`` passes."""
-    choices: list[Choice] = []
+    choices: list[tuple[VariantTable, np.ndarray]] = []
+    vectors: list[np.ndarray] = []
     for t in tables.layers[layer]:
         if methods is not None and t.variant.method not in methods:
             continue
@@ -314,17 +315,26 @@ def layer_curve(
             j = sub.argmin(axis=1)
             fitting = np.isfinite(sub[np.arange(len(sub)), j])
             best[:, e] = np.where(fitting, rows_e[j], rows_e[np.argmin(t.cost[rows_e])])
-        for rows in np.unique(best, axis=0):
-            choices.append(Choice(t, rows))
+        rows = np.unique(best, axis=0)  # (P, E), priced all at once
+        choices += [(t, r) for r in rows]
+        vectors.append(np.concatenate(
+            [t.cost[rows].sum(axis=1)[:, None], _latencies(t, rows), t.active[rows].sum(axis=1)], axis=1
+        ))
         if deadline is not None and time.perf_counter() > deadline:
             return None
-    cost = np.array([ch.cost_usd for ch in choices])
-    lat = np.array([ch.latency_s for ch in choices])
-    active = np.array([ch.table.active[ch.rows].sum(axis=0) for ch in choices])
-    vec = np.concatenate([cost[:, None], lat, active], axis=1)
+    vec = np.concatenate(vectors)
     keep = _pareto(vec)
     assert keep is not None  # no deadline
-    return LayerCurve(tuple(choices[p] for p in keep), cost[keep], lat[keep], active[keep])
+    B = len(tables.fixed_s)
+    return LayerCurve(tuple(Choice(*choices[p]) for p in keep), vec[keep, 0], vec[keep, 1 : 1 + B],
+                      vec[keep, 1 + B :])
+
+
+def _latencies(t: VariantTable, rows: np.ndarray) -> np.ndarray:
+    """:meth:`VariantTable.latency` of many choices at once: ``rows`` (P, E) -> (P, B)."""
+    if t.variant.storage:
+        return np.maximum(t.floor, t.lat[rows].max(axis=1))
+    return t.floor + t.scatter[rows].max(axis=1) + t.lat[rows].max(axis=1)
 
 
 def solve_curves(
@@ -370,16 +380,89 @@ def solve_curves(
     return status, picks
 
 
+@dataclass(frozen=True)
+class Lagrangian:
+    """Keep a layer configuration only if ``cost + mu . latency <= limit``.
+
+    With multipliers ``mu >= 0`` on the end-to-end time rows, any plan's cost is at least
+    sum over layers of (cost + mu . latency) - mu . capacity, so a configuration whose own term
+    exceeds ``limit`` (the incumbent's cost plus mu . capacity minus the other layers' smallest
+    terms) cannot be part of a cheaper plan. ``mu = 0`` prunes by cost alone.
+    """
+
+    mu: np.ndarray  # (B,) >= 0, USD per second of latency on each batch
+    limit: float  # USD
+
+    def admits(self, cost: np.ndarray, latency: np.ndarray) -> np.ndarray:
+        value = cost + latency @ self.mu
+        return value <= self.limit + 1e-9 * abs(self.limit)
+
+
+def time_multipliers(tables: Tables, curves: list[LayerCurve]) -> np.ndarray:
+    """Multipliers of the end-to-end time rows: the duals of the LP relaxation of the program
+    over ``curves`` (concurrency rows left out: any mu >= 0 gives a valid bound, good duals a
+    tight one). Zeros when the LP does not solve."""
+    B = len(tables.fixed_s)
+    prob = pulp.LpProblem("multipliers", pulp.LpMinimize)
+    scale = max(tables.lower_bound_usd, 1e-12)
+    ys = [[pulp.LpVariable(f"y{li}_{p}", 0, 1) for p in range(len(cv.cost))] for li, cv in enumerate(curves)]
+    for y in ys:
+        prob += pulp.lpSum(y) == 1
+    rows = []
+    for b, cap in enumerate(_capacity(tables)):
+        row = pulp.LpAffineExpression(
+            [(v, float(cv.latency[p, b])) for cv, y in zip(curves, ys, strict=True) for p, v in enumerate(y)]
+        ) <= float(cap)
+        prob += row
+        rows.append(row)
+    prob += pulp.LpAffineExpression(
+        [(v, float(cv.cost[p]) / scale) for cv, y in zip(curves, ys, strict=True) for p, v in enumerate(y)]
+    )
+    prob.solve(pulp.HiGHS(msg=False, threads=1))
+    if prob.status != pulp.LpStatusOptimal:
+        return np.zeros(B)
+    return np.array([max(-(row.pi or 0.0), 0.0) * scale for row in rows])
+
+
+def _capacity(tables: Tables) -> np.ndarray:
+    """Per batch, the seconds the MoE layers may take together (the time rows' right sides)."""
+    limit = tables.problem.slo.time_limit_s
+    return limit - TIME_MARGIN_S - 1e-9 * limit - tables.fixed_s
+
+
+def lagrangian_prunes(
+    tables: Tables, upper_usd: float, mu: np.ndarray, curves: list[LayerCurve], deadline: float
+) -> list[Lagrangian] | None:
+    """Per layer, the prune that keeps every configuration of a plan cheaper than
+    ``upper_usd``; None past ``deadline``.
+
+    Needs each layer's exact smallest ``cost + mu . latency``: the DP finds it, pruned by the
+    smallest value among the layer's known configurations ``curves`` (an upper bound of it).
+    """
+    smallest = []
+    for li, cv in enumerate(curves):
+        known = float((cv.cost + cv.latency @ mu).min())
+        front = exact_curve(tables, li, deadline, prune=Lagrangian(mu, known))
+        if front is None:
+            return None
+        smallest.append(min(known, float((front.cost + front.latency @ mu).min())))
+    total = sum(smallest)
+    room = upper_usd - tables.cost_const_usd + float(mu @ _capacity(tables))
+    return [Lagrangian(mu, room - (total - m)) for m in smallest]
+
+
 def exact_curve(
     tables: Tables, layer: int, deadline: float, methods: set[int] | None = None,
-    max_cost_usd: float = np.inf,
+    prune: Lagrangian | None = None,
 ) -> LayerCurve | None:
     """Every Pareto-optimal configuration of a layer (cost, latency per batch), by dynamic
     programming over its experts with Pareto pruning of partial states; None past ``deadline``.
 
     Exact because cost adds and latency is a max: a partial state no cheaper and no faster than
-    another can never complete to anything better. ``max_cost_usd``: configurations dearer than
-    this cannot be part of a plan cheaper than a known one, so they are dropped early.
+    another can never complete to anything better. ``prune``: configurations it does not admit
+    cannot be part of a plan cheaper than a known one, so partial states whose cheapest
+    completion (the remaining experts' cheapest options, latency as it stands, since it only
+    grows) it does not admit are dropped early.
     """
     choices: list[Choice] = []
     vectors: list[np.ndarray] = []
@@ -404,6 +487,13 @@ def exact_curve(
         min_cost = np.full(E, np.inf)
         np.minimum.at(min_cost, t.expert, t.cost)
         rest = np.concatenate([np.cumsum(min_cost[order][::-1])[::-1][1:], [0.0]])
+
+        def state_latency(v: np.ndarray, t: VariantTable = t, B: int = B) -> np.ndarray:
+            """The layer latency a partial state has already committed to, per batch."""
+            if t.variant.storage:
+                return v[:, 1 : 1 + B]
+            return t.floor + v[:, 1 : 1 + B] + v[:, 1 + B : 1 + 2 * B]
+
         for step, e in enumerate(order):
             if time.perf_counter() > deadline:
                 return None
@@ -429,9 +519,10 @@ def exact_curve(
                 drop[np.arange(S), cheapest] = False
                 new[drop, 0] = np.inf
             new = new.reshape(S * K, -1)
-            keep = np.flatnonzero(
-                np.isfinite(new[:, 0]) & (new[:, 0] + rest[step] <= max_cost_usd * (1 + 1e-9))
-            )
+            ok = np.isfinite(new[:, 0])
+            if prune is not None:
+                ok &= prune.admits(new[:, 0] + rest[step], state_latency(new))
+            keep = np.flatnonzero(ok)
             front = _pareto(new[keep], deadline=deadline)
             if front is None:
                 return None

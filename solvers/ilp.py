@@ -29,12 +29,16 @@ from moeopt.space import PIPELINE_DEGREES
 from solvers._ilp_model import (
     MAX_X_ROWS,
     Choice,
+    Lagrangian,
+    LayerCurve,
     MilpResult,
     exact_curve,
+    lagrangian_prunes,
     layer_curve,
     quick_incumbent,
     solve_curves,
     solve_milp,
+    time_multipliers,
 )
 from solvers._ilp_tables import Tables, _cheapest_sum, build_tables, variants_of
 
@@ -137,7 +141,8 @@ class IlpSolver(Solver):
                     incumbent = better
                     self._price(tables, incumbent, tracker)
             if incumbent is not None:
-                exact = self._exact_curves(tables, tracker, milp_cost(tables, incumbent))
+                known = curves if len(curves) == tables.problem.layers else None
+                exact = self._exact_curves(tables, tracker, milp_cost(tables, incumbent), known)
                 if exact is not None:
                     return exact
         cutoff = None if incumbent is None else milp_cost(tables, incumbent)
@@ -192,17 +197,29 @@ class IlpSolver(Solver):
             ),
         )
 
-    def _exact_curves(self, tables: Tables, tracker: Tracker, upper: float) -> Outcome | None:
+    def _exact_curves(
+        self, tables: Tables, tracker: Tracker, upper: float, known: list[LayerCurve] | None
+    ) -> Outcome | None:
         """Exact curves within part of the time left, then the program over them; None when
-        the curves take too long (the caller then falls back to the x-program)."""
+        the curves take too long (the caller then falls back to the x-program).
+
+        Only configurations that can be part of a plan cheaper than the incumbent are kept:
+        with the time rows' LP duals from the ``known`` curves as Lagrange multipliers, that
+        is a few percent of the Pareto front, which makes both the DP and the program fast."""
         seconds = self._seconds(tracker)
         start = time.perf_counter()
         deadline = start + (0.6 * seconds if seconds is not None else 3600.0)
-        mins = [min(_cheapest_sum(t) for t in layer) for layer in tables.layers]
-        rest = sum(mins) + tables.cost_const_usd
+        prunes = None
+        if known is not None:
+            mu = time_multipliers(tables, known)
+            prunes = lagrangian_prunes(tables, upper, mu, known, deadline)
+        if prunes is None:  # cost alone: the other layers at their cheapest options
+            mins = [min(_cheapest_sum(t) for t in layer) for layer in tables.layers]
+            rest = sum(mins) + tables.cost_const_usd
+            prunes = [Lagrangian(np.zeros(len(tables.fixed_s)), upper - (rest - m)) for m in mins]
         curves = []
         for li in range(tables.problem.layers):
-            curve = exact_curve(tables, li, deadline, max_cost_usd=upper - (rest - mins[li]))
+            curve = exact_curve(tables, li, deadline, prune=prunes[li])
             if curve is None:
                 return None
             curves.append(curve)

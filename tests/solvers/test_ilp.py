@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import pytest
 
 from moeopt.builtin_problems import PAPER_PROBLEMS, builtin_problem
@@ -14,7 +15,7 @@ from moeopt.registry import make_solver
 from moeopt.solver import Budget, SolutionStatus, SolverStatus
 from moeopt.space import PIPELINE_DEGREES
 from moeopt.testing import SolverConformance, small_problem, tiny_problem
-from solvers._ilp_model import solve_milp
+from solvers._ilp_model import Lagrangian, exact_curve, solve_milp
 from solvers._ilp_tables import build_tables, variants_of
 from solvers.ilp import CbcIlpSolver, milp_cost, plan_arrays
 
@@ -83,6 +84,47 @@ def test_milp_objective_is_the_evaluators_cost(problem):
     assert result.bound_usd <= result.objective_usd * (1 + 1e-9)
     for ch, lat in zip(result.choices, batch.layer_latency_s[0], strict=True):
         assert ch.latency_s.max() == pytest.approx(lat, rel=1e-9)
+
+
+MILP_PROBLEMS = {
+    "small": small_problem(),
+    "top2": problem_from_dict(_spec(), "test"),
+    "full-scope-arm64": problem_from_dict(_spec(cost_scope="full", architectures=["x86_64", "arm64"]), "test"),
+}
+
+
+@pytest.mark.parametrize("name", list(MILP_PROBLEMS))
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_lagrangian_prune_keeps_exactly_the_admitted_front(name, seed):
+    """Pruning inside the DP must lose nothing it admits and keep nothing it does not."""
+    tables = build_tables(MILP_PROBLEMS[name], variants_of(MILP_PROBLEMS[name], (64, 256)))
+    rng = np.random.default_rng(seed)
+    for layer in range(tables.problem.layers):
+        full = exact_curve(tables, layer, deadline=np.inf)
+        mu = rng.exponential(full.cost.mean() / full.latency.mean(), size=full.latency.shape[1])
+        values = full.cost + full.latency @ mu
+        prune = Lagrangian(mu, float(np.quantile(values, rng.uniform(0.1, 0.9))))
+        pruned = exact_curve(tables, layer, deadline=np.inf, prune=prune)
+        admitted = prune.admits(full.cost, full.latency)
+        assert admitted.any() and not admitted.all()
+
+        def points(cost, latency):
+            return sorted(map(tuple, np.round(np.column_stack([cost, latency]), 12)))
+
+        assert points(pruned.cost, pruned.latency) == points(full.cost[admitted], full.latency[admitted])
+
+
+@pytest.mark.parametrize("name", list(MILP_PROBLEMS))
+def test_monolithic_ilp_agrees_with_the_x_program(name):
+    """The curve route (cap curves, Lagrangian pruning, exact curves) and the full program over
+    every option reach the same optimum."""
+    problem = MILP_PROBLEMS[name]
+    tables = build_tables(problem, variants_of(problem, (64, 256)))
+    x_program = solve_milp(tables, mip_gap=0.0)
+    ilp = make_solver("ilp", mip_gap=0.0, pipeline_degrees=(64, 256)).solve(problem)
+    assert ilp.solution_status == SolutionStatus.PROVEN_OPTIMAL, ilp.message
+    assert "exact layer curves" in ilp.message
+    assert ilp.cost_usd == pytest.approx(x_program.objective_usd, rel=1e-9)
 
 
 def test_time_limit_binding_is_named():

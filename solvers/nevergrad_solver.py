@@ -73,7 +73,8 @@ class NGOptSolver(Solver):
         # One BLAS thread: CMA's small eigendecompositions get slower with two on two cores.
         with threadpool_limits(1), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Nevergrad warns about budgets and bounds at length
-            opt = ng.optimizers.registry[self.optimizer](
+            name = self.optimizer_for(space.dims)
+            opt = ng.optimizers.registry[name](
                 parametrization=param, budget=total, num_workers=workers
             )
             n_warm = int(self.options["warm_start"] * total)
@@ -90,12 +91,28 @@ class NGOptSolver(Solver):
                 cv[~np.isfinite(score)] = np.maximum(cv[~np.isfinite(score)], 1.0)
                 for cand, value, v in zip(cands, loss, cv, strict=True):
                     opt.tell(cand, float(value), constraint_violation=v.tolist())
+        if name != self.optimizer:
+            return Outcome(message=f"Nevergrad {name} (not {self.optimizer}: {space.dims} dimensions)")
         return None
+
+    @classmethod
+    def optimizer_for(cls, dims: int) -> str:
+        """The Nevergrad optimizer to run on a space of ``dims`` dimensions."""
+        return cls.optimizer
 
 
 class CMASolver(NGOptSolver):
+    """CMA-ES; above ``FULL_CMA_MAX_DIMS`` dimensions Nevergrad's DiagonalCMA, because a full
+    covariance matrix is dims² floats (7 GB on deepseek-v3's 29,812) and its first ask alone
+    outlasted a 20 s budget by 35 s."""
+
     name = "nevergrad-cma"
     optimizer = "CMA"
+    FULL_CMA_MAX_DIMS: ClassVar[int] = 2000
+
+    @classmethod
+    def optimizer_for(cls, dims: int) -> str:
+        return cls.optimizer if dims <= cls.FULL_CMA_MAX_DIMS else "DiagonalCMA"
 
 
 class DESolver(NGOptSolver):

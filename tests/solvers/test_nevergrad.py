@@ -71,3 +71,13 @@ def test_nevergrad_told_the_violations(monkeypatch):
 def test_feasible_on_bert_moe_4(name):
     result = make_solver(name, seed=0).solve(load_problem("bert-moe-4"), Budget(evaluations=600))
     assert result.solution_status == SolutionStatus.FEASIBLE, result.message
+
+
+def test_cma_goes_diagonal_on_large_spaces_and_says_so():
+    """Full-covariance CMA on deepseek-v3's 29,812 dimensions would need a 7 GB matrix."""
+    problem = load_problem("deepseek-v3")
+    result = make_solver("nevergrad-cma", seed=0).solve(problem, Budget(evaluations=64))
+    assert result.evaluations == 64
+    assert "DiagonalCMA" in result.message
+    small = make_solver("nevergrad-cma", seed=0).solve(small_problem(), Budget(evaluations=64))
+    assert "DiagonalCMA" not in small.message

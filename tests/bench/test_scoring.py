@@ -171,3 +171,19 @@ def test_a_torn_last_line_is_skipped_on_read_and_cut_before_the_next_append(tmp_
     assert len(read_results(path)) == 1
     append_records(path, [rec("b", 2.0)])
     assert [r["solver"]["name"] for r in read_results(path)] == ["a", "b"]
+
+
+def test_full_suite_holds_profiled_trace_instances():
+    """The suite's traces slot is filled: measured loads of the converted model, 3 shapes."""
+    from moeopt.bench.suite import load_suite
+    from moeopt.builtin_problems import builtin_problem
+
+    traces = {i.name: i.problem for i in load_suite("full").instances if i.name.startswith("trace-")}
+    shapes = {(p.experts, p.model.top_k) for p in traces.values()}
+    assert shapes == {(4, 2), (8, 1), (16, 1)}
+    for problem in traces.values():
+        loads = problem.popularity.loads  # (batches, layers, experts), tokens routed
+        assert loads.shape[0] == 4
+        assert (loads.sum(axis=2) == 10_240 * problem.model.top_k).all()
+    e8 = next(p for p in traces.values() if p.experts == 8)
+    assert (e8.popularity.loads == builtin_problem("minilm-moe-8").popularity.loads).all()

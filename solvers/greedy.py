@@ -6,7 +6,11 @@
    expert slower than a faster level takes its cheapest option at that level, under every
    method). All proposals are priced in one batch; the moves that buy the most seconds per
    dollar are taken, at most one per layer, until they cover the time over the limit.
-   Stops when feasible or when nothing is faster.
+   Stops when feasible or when nothing is faster. Before this, a fallback is priced: every
+   layer at one shared bottleneck time (a grid of 24 times, each expert its cheapest option
+   within it), so a problem whose first start is far too slow for step 2's budget (32-layer
+   Mixtral at 20,000 evaluations) still ends feasible: step 2 gives up after half the budget
+   when the fallback is feasible. Step 3 starts from the cheaper of the two.
 3. Then spend the slack: propose slowing each layer's bottleneck to cheaper levels and take
    the feasible proposal that saves the most, until nothing saves.
 """
@@ -59,7 +63,12 @@ class GreedySolver(Solver):
 
         state_eval = tracker.evaluate(self._arrays(problem, variants, [(choice, mem, rep)]))
         violated = state_eval[0].violations["time_limit"][0] > 0
+        fallback = self._shared_bottleneck_start(problem, variants, tables, tracker) if violated else None
+        left = tracker.remaining_evaluations()
         while violated and not tracker.exhausted():
+            now = tracker.remaining_evaluations()
+            if fallback is not None and left is not None and now is not None and now < left / 2:
+                break  # leave step 3 half the budget to improve the fallback
             proposals, layers_of = [], []
             for layer in range(L):
                 table = tables[layer][choice[layer]]
@@ -101,6 +110,12 @@ class GreedySolver(Solver):
                 )
             state_eval = tracker.evaluate(self._arrays(problem, variants, [(choice, mem, rep)]))
             violated = state_eval[0].violations["time_limit"][0] > 0
+        if fallback is not None and (violated or fallback[1] < state_eval[0].cost_usd[0]):
+            (choice, mem, rep), _ = fallback
+            if tracker.exhausted():
+                return None  # the tracker holds the fallback as its best feasible plan
+            state_eval = tracker.evaluate(self._arrays(problem, variants, [(choice, mem, rep)]))
+            violated = False
         if violated:
             return None
         # 3. Spend the slack: slow down whichever layer saves the most money and stays feasible.
@@ -127,6 +142,41 @@ class GreedySolver(Solver):
             state_eval = tracker.evaluate(self._arrays(problem, variants, [(choice, mem, rep)]))
         return None
 
+    def _shared_bottleneck_start(
+        self,
+        problem: DeploymentProblem,
+        variants: list[tuple[int, float]],
+        tables: list[list[ExpertOptions]],
+        tracker: Tracker,
+    ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], float] | None:
+        """The cheapest feasible plan whose layers all share one bottleneck time, from a grid."""
+        L, E = problem.layers, problem.experts
+        fastest = max(min(_fastest(t) for t in layer) for layer in tables)
+        slowest = max((_cheapest_bottleneck(t) for layer in tables for t in layer), default=0.0)
+        if not np.isfinite(fastest) or tracker.exhausted():
+            return None
+        states = []
+        for target in np.geomspace(fastest, max(slowest, fastest * 1.01), 24):
+            choice, mem, rep = np.zeros(L, dtype=int), np.zeros((L, E), dtype=int), np.zeros((L, E), dtype=int)
+            for layer in range(L):
+                best = np.inf
+                for v, table in enumerate(tables[layer]):
+                    m, g = table.cheapest(target)
+                    ok = table.feasible[np.arange(E), m, g] & (table.time_s[np.arange(E), m, g] <= target)
+                    total = table.cost_usd[np.arange(E), m, g].sum() if ok.all() else np.inf
+                    if total < best:
+                        best, choice[layer], mem[layer], rep[layer] = total, v, m, g
+                if not np.isfinite(best):
+                    break
+            else:
+                states.append((choice, mem, rep))
+        if not states:
+            return None
+        batch, _, _ = tracker.evaluate(self._arrays(problem, variants, states))
+        cost = np.where(batch.feasible, batch.cost_usd, np.inf)
+        best = int(np.argmin(cost))
+        return (states[best], float(cost[best])) if np.isfinite(cost[best]) else None
+
     @staticmethod
     def _arrays(
         problem: DeploymentProblem,
@@ -140,6 +190,21 @@ class GreedySolver(Solver):
             method=np.stack([[variants[v][0] for v in c] for c, _, _ in states]),
             pipeline_degree=np.stack([[variants[v][1] for v in c] for c, _, _ in states]),
         )
+
+
+def _fastest(table: ExpertOptions) -> float:
+    """The layer's smallest achievable bottleneck under this variant (inf if an expert fits nowhere)."""
+    times = np.where(table.feasible, table.time_s, np.inf)
+    return float(times.reshape(len(times), -1).min(axis=1).max())
+
+
+def _cheapest_bottleneck(table: ExpertOptions) -> float:
+    """The layer's bottleneck when every expert takes its cheapest option (0 if one fits nowhere)."""
+    m, g = table.cheapest()
+    experts = np.arange(len(m))
+    if not table.feasible[experts, m, g].all():
+        return 0.0
+    return float(table.time_s[experts, m, g].max())
 
 
 def _levels(table: ExpertOptions, below: float, floor_at: float | None = None) -> list[float]:

@@ -10,9 +10,10 @@
    layer at one shared bottleneck time (a grid of 24 times, each expert its cheapest option
    within it), so a problem whose first start is far too slow for step 2's budget (32-layer
    Mixtral at 20,000 evaluations) still ends feasible: step 2 gives up after half the budget
-   when the fallback is feasible. Step 3 starts from the cheaper of the two.
+   when the fallback is feasible.
 3. Then spend the slack: propose slowing each layer's bottleneck to cheaper levels and take
-   the feasible proposal that saves the most, until nothing saves.
+   the feasible proposal that saves the most, until nothing saves; from step 2's plan, then
+   from the fallback while budget is left. The cheapest plan priced on the way wins.
 """
 
 from __future__ import annotations
@@ -110,15 +111,28 @@ class GreedySolver(Solver):
                 )
             state_eval = tracker.evaluate(self._arrays(problem, variants, [(choice, mem, rep)]))
             violated = state_eval[0].violations["time_limit"][0] > 0
-        if fallback is not None and (violated or fallback[1] < state_eval[0].cost_usd[0]):
-            (choice, mem, rep), _ = fallback
+        # 3. Spend the slack from step 2's plan, then (budget left) from the fallback too.
+        starts = [] if violated else [(choice, mem, rep)]
+        if fallback is not None:
+            starts.append(fallback[0])
+        for state in starts:
             if tracker.exhausted():
-                return None  # the tracker holds the fallback as its best feasible plan
-            state_eval = tracker.evaluate(self._arrays(problem, variants, [(choice, mem, rep)]))
-            violated = False
-        if violated:
-            return None
-        # 3. Spend the slack: slow down whichever layer saves the most money and stays feasible.
+                break
+            self._spend_slack(problem, variants, tables, tracker, state)
+        return None  # the tracker holds the cheapest feasible plan priced on the way
+
+    def _spend_slack(
+        self,
+        problem: DeploymentProblem,
+        variants: list[tuple[int, float]],
+        tables: list[list[ExpertOptions]],
+        tracker: Tracker,
+        state: tuple[np.ndarray, np.ndarray, np.ndarray],
+    ) -> None:
+        """Slow down whichever layer saves the most money and stays feasible, until none does."""
+        L, E = problem.layers, problem.experts
+        choice, mem, rep = state
+        state_eval = tracker.evaluate(self._arrays(problem, variants, [(choice, mem, rep)]))
         while not tracker.exhausted():
             proposals = []
             for layer in range(L):
@@ -140,7 +154,6 @@ class GreedySolver(Solver):
                 break
             choice, mem, rep = proposals[best]
             state_eval = tracker.evaluate(self._arrays(problem, variants, [(choice, mem, rep)]))
-        return None
 
     def _shared_bottleneck_start(
         self,

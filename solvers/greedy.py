@@ -51,19 +51,7 @@ class GreedySolver(Solver):
         tables = [[expert_options(problem, layer, m, b) for (m, b) in variants] for layer in range(L)]
 
         # State: per layer a variant and per expert (memory index, replica index).
-        choice = np.zeros(L, dtype=int)
-        mem = np.zeros((L, E), dtype=int)
-        rep = np.zeros((L, E), dtype=int)
-        for layer in range(L):
-            best = np.inf
-            for v, table in enumerate(tables[layer]):
-                m, g = table.cheapest()
-                cost = table.cost_usd[np.arange(E), m, g]
-                feasible = table.feasible[np.arange(E), m, g].all()
-                total = cost.sum() if feasible else np.inf
-                if total < best:
-                    best, choice[layer], mem[layer], rep[layer] = total, v, m, g
-
+        (choice, mem, rep), _ = _cheapest_state(tables)
         state_eval = tracker.evaluate(self._arrays(problem, variants, [(choice, mem, rep)]))
         violated = state_eval[0].violations["time_limit"][0] > 0
         fallback = self._shared_bottleneck_start(problem, variants, tables, tracker) if violated else None
@@ -118,7 +106,7 @@ class GreedySolver(Solver):
         # 3. Spend the slack from step 2's plan, then (budget left) from the fallback too.
         starts = [] if violated else [(choice, mem, rep)]
         if fallback is not None:
-            starts.append(fallback[0])
+            starts.append(fallback)
         for state in starts:
             if tracker.exhausted():
                 break
@@ -167,34 +155,23 @@ class GreedySolver(Solver):
         variants: list[tuple[int, float]],
         tables: list[list[ExpertOptions]],
         tracker: Tracker,
-    ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], float] | None:
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """The cheapest feasible plan whose layers all share one bottleneck time, from a grid."""
-        L, E = problem.layers, problem.experts
         fastest = max(min(_fastest(t) for t in layer) for layer in tables)
         slowest = max((_cheapest_bottleneck(t) for layer in tables for t in layer), default=0.0)
         if not np.isfinite(fastest) or tracker.exhausted():
             return None
         states = []
         for target in np.geomspace(fastest, max(slowest, fastest * 1.01), 24):
-            choice, mem, rep = np.zeros(L, dtype=int), np.zeros((L, E), dtype=int), np.zeros((L, E), dtype=int)
-            for layer in range(L):
-                best = np.inf
-                for v, table in enumerate(tables[layer]):
-                    m, g = table.cheapest(target)
-                    ok = table.feasible[np.arange(E), m, g] & (table.time_s[np.arange(E), m, g] <= target)
-                    total = table.cost_usd[np.arange(E), m, g].sum() if ok.all() else np.inf
-                    if total < best:
-                        best, choice[layer], mem[layer], rep[layer] = total, v, m, g
-                if not np.isfinite(best):
-                    break
-            else:
-                states.append((choice, mem, rep))
+            state, complete = _cheapest_state(tables, target)
+            if complete:
+                states.append(state)
         if not states:
             return None
         batch, _, _ = tracker.evaluate(self._arrays(problem, variants, states))
         cost = np.where(batch.feasible, batch.cost_usd, np.inf)
         best = int(np.argmin(cost))
-        return (states[best], float(cost[best])) if np.isfinite(cost[best]) else None
+        return states[best] if np.isfinite(cost[best]) else None
 
     def _price(
         self,
@@ -231,6 +208,27 @@ class GreedySolver(Solver):
         )
 
 
+def _cheapest_state(
+    tables: list[list[ExpertOptions]], target: float = np.inf
+) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], bool]:
+    """Per layer the variant whose experts, each at its cheapest option within ``target``
+    seconds, cost least; and whether every layer had such a variant (else its state is 0s)."""
+    L, E = len(tables), len(tables[0][0].cost_usd)
+    choice, mem, rep = np.zeros(L, dtype=int), np.zeros((L, E), dtype=int), np.zeros((L, E), dtype=int)
+    experts = np.arange(E)
+    complete = True
+    for layer in range(L):
+        best = np.inf
+        for v, table in enumerate(tables[layer]):
+            m, g = table.cheapest(target)
+            ok = table.feasible[experts, m, g] & (table.time_s[experts, m, g] <= target)
+            total = table.cost_usd[experts, m, g].sum() if ok.all() else np.inf
+            if total < best:
+                best, choice[layer], mem[layer], rep[layer] = total, v, m, g
+        complete &= bool(np.isfinite(best))
+    return (choice, mem, rep), complete
+
+
 def _fastest(table: ExpertOptions) -> float:
     """The layer's smallest achievable bottleneck under this variant (inf if an expert fits nowhere)."""
     times = np.where(table.feasible, table.time_s, np.inf)
@@ -250,7 +248,7 @@ def _levels(table: ExpertOptions, below: float, floor_at: float | None = None) -
     """Target worst-batch times under ``below`` (and over ``floor_at``): the nearest level, and
     levels about 3%, 10%, 25% and 50% further away, so one step can be small or large."""
     times = np.where(table.feasible, table.time_s, np.inf)
-    floor = times.reshape(len(times), -1).min(axis=1).max()  # the slowest expert's best
+    floor = _fastest(table)  # the slowest expert's best
     if floor_at is not None:
         floor = max(floor, floor_at + 1e-9)
     levels = np.unique(times[(times < below - 1e-9) & (times >= floor)])

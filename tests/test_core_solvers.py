@@ -6,7 +6,7 @@ import pytest
 
 from moeopt.builtin_problems import builtin_problem
 from moeopt.registry import make_solver
-from moeopt.solver import SolutionStatus, SolverStatus
+from moeopt.solver import Budget, SolutionStatus, SolverStatus
 from moeopt.testing import SolverConformance, small_problem
 
 
@@ -38,8 +38,6 @@ def test_greedy_feasible_on_every_paper_problem():
 def test_greedy_ends_feasible_when_its_speed_up_steps_cannot_reach_the_slo_in_budget():
     """Mixtral's 32 layers start far over the limit; 20,000 evaluations of speed-up steps do
     not reach it (the full-suite budget), so the shared-bottleneck fallback must carry it."""
-    from moeopt.solver import Budget
-
     result = make_solver("greedy").solve(builtin_problem("mixtral-8x7b"), Budget(evaluations=20_000))
     assert result.solution_status == SolutionStatus.FEASIBLE, result.message
     assert result.evaluations <= 20_000

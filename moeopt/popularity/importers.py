@@ -3,30 +3,40 @@
 Per-token JSONL (vLLM, SGLang or a user's own hooks): one JSON object per line and per
 (token, layer), with at least a layer id and the chosen expert id(s). Defaults:
 
-    {"layer": 3, "experts": [5, 17], "gate": [0.61, 0.22], "token_id": 2023, "token_index": 0}
+    {"layer": 3, "experts": [5, 17], "gate": [0.61, 0.22], "token_id": 2023, "token_index": 0,
+     "sequence": 7}
 
 ``experts`` may be a list or one integer; ``gate`` (probabilities of the chosen experts),
-``token_id``, ``token_index`` (groups the records of one token across layers) and
+``token_id``, ``token_index`` (groups the records of one token across layers), ``sequence``
+(token indices count within a sequence: they may restart per sequence or prompt) and
 ``position`` are optional. Field names map with ``fields={"layer": "layer_id", ...}``
-(``--field layer=layer_id`` on the command line); a dotted name reads nested objects
-(``routing.topk_ids``). Without ``token_index`` the n-th record of each layer is token n.
-Layer ids may be any integers (e.g. 1, 3, 5); they are numbered 0.. in ascending order.
+(``--field layer=layer_id`` on the command line, or ``--fields FILE``); a dotted name reads
+nested objects (``routing.topk_ids``). Without ``token_index`` the n-th record of each layer
+(within its sequence) is token n. Layer ids may be any integers (e.g. 1, 3, 5); they are
+numbered 0.. in ascending order. Tokens missing a layer are an error, or dropped and counted
+with ``incomplete="drop"``. Every file is read through :mod:`moeopt.files`.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+import os
+from array import array
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from moeopt.errors import InputError
-from moeopt.popularity.traces import TRACE_FORMAT, RoutingTrace, json_record, read_trace
+from moeopt import limits
+from moeopt.errors import InputError, errors_in
+from moeopt.files import MAX_TRACE_BYTES, first_line, iter_records, read_document
+from moeopt.popularity.traces import TRACE_FORMAT, RoutingTrace, read_trace
 
-FIELDS = ("layer", "experts", "gate", "token_id", "token_index", "position")
+FIELDS = ("layer", "experts", "gate", "token_id", "token_index", "position", "sequence")
 REQUIRED = ("layer", "experts")
+INCOMPLETE = ("error", "drop")
+#: Largest integer id (layer, token, index, position) a record may carry: exact in float64.
+MAX_ID = 2**53
 
 
 @dataclass(frozen=True)
@@ -45,6 +55,44 @@ class LayerCounts:
         )
 
 
+@dataclass(frozen=True)
+class TraceSource:
+    """A trace file and how to read it: the same wherever a trace is accepted.
+
+    ``fields`` maps moeopt's per-token field names to the file's (``{"layer": "layer_id"}``);
+    ``incomplete`` is what to do with tokens that miss a layer: ``error`` or ``drop``.
+    """
+
+    path: Path
+    fields: tuple[tuple[str, str], ...] = ()
+    incomplete: str = "error"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+        mapping = dict(self.fields)
+        check_field_map(mapping, "--field")
+        object.__setattr__(self, "fields", tuple(sorted(mapping.items())))
+        if self.incomplete not in INCOMPLETE:
+            raise InputError(
+                "--incomplete", str(self.incomplete), f"allowed: {', '.join(INCOMPLETE)}"
+            )
+
+    @property
+    def field_map(self) -> dict[str, str]:
+        return dict(self.fields)
+
+    def table(self) -> dict[str, Any]:
+        """The problem file's ``[popularity]`` keys that say how to read this trace."""
+        return {
+            **({"fields": self.field_map} if self.fields else {}),
+            **({"incomplete": self.incomplete} if self.incomplete != "error" else {}),
+        }
+
+
+def as_trace_source(trace: str | Path | TraceSource) -> TraceSource:
+    return trace if isinstance(trace, TraceSource) else TraceSource(Path(trace))
+
+
 def read_counts(path: str | Path) -> LayerCounts:
     """A counts file: ``{"counts": [[...]]}`` or Switch-style ``expert_usage_by_layer``."""
     from moeopt.popularity.loads import read_layer_counts
@@ -52,9 +100,28 @@ def read_counts(path: str | Path) -> LayerCounts:
     return LayerCounts(read_layer_counts(path), str(path))
 
 
-def parse_field_map(items: list[str] | tuple[str, ...]) -> dict[str, str]:
-    """``["layer=layer_id", ...]`` to a mapping; unknown names are an InputError."""
+def check_field_map(mapping: Any, source: str, where: str = "fields") -> dict[str, str]:
+    """A mapping of moeopt field names to the file's field names; unknown names are errors."""
+    if not isinstance(mapping, dict):
+        raise InputError(source, where, 'need a table of NAME = "SOURCE_FIELD"')
+    for name, column in mapping.items():
+        if name not in FIELDS:
+            raise InputError(source, f"{where}.{name}", f"unknown field; allowed: {', '.join(FIELDS)}")
+        if not isinstance(column, str) or not column or len(column) > limits.MAX_NAME:
+            raise InputError(source, f"{where}.{name}", "need the name of a field in the records")
+    return mapping
+
+
+def parse_field_map(
+    items: list[str] | tuple[str, ...], mapping_file: str | Path | None = None
+) -> dict[str, str]:
+    """``["layer=layer_id", ...]`` (and a JSON/TOML mapping file) to one mapping.
+
+    The file holds ``{"layer": "layer_id", ...}``; a repeated ``--field`` wins over it.
+    """
     out: dict[str, str] = {}
+    if mapping_file is not None:
+        out.update(check_field_map(read_document(mapping_file), str(mapping_file), "file"))
     for item in items:
         name, sep, source = item.partition("=")
         if not sep or not source:
@@ -74,10 +141,20 @@ def _get(rec: dict[str, Any], dotted: str) -> Any:
     return cur
 
 
-def _int(where: str, field: str, v: Any, allowed: str) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-        raise InputError(where, field, f"got {v!r}; allowed: {allowed}")
+def _int(where: str, field: str, v: Any, allowed: str, high: int = MAX_ID) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= high:
+        raise InputError(where, field, f"got {limits.shown(v)}; allowed: {allowed}")
     return v
+
+
+class _Columns:
+    """Per-token records as compact typed columns (8 bytes a number), not Python objects."""
+
+    def __init__(self) -> None:
+        self.line, self.layer, self.token_id, self.index, self.position, self.sequence = (
+            array("q") for _ in range(6)
+        )
+        self.experts, self.gate = array("q"), array("d")
 
 
 def read_routing_jsonl(
@@ -85,51 +162,51 @@ def read_routing_jsonl(
     fields: dict[str, str] | None = None,
     num_experts: int | None = None,
     model: str = "imported",
+    incomplete: str = "error",
 ) -> RoutingTrace:
     """Per-token routing records from another tool, as a ``RoutingTrace``."""
     src = str(path)
     names = {f: f for f in FIELDS} | (fields or {})
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InputError(src, "file", f"cannot read: {exc.strerror}") from None
-    rows: list[tuple[int, int, list[int], list[float] | None, int, int, int]] = []
+    if incomplete not in INCOMPLETE:
+        raise InputError("--incomplete", str(incomplete), f"allowed: {', '.join(INCOMPLETE)}")
+    top_id = (num_experts or limits.MAX_EXPERTS) - 1
+    cols = _Columns()
     k: int | None = None
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
+    layers_seen: set[int] = set()
+    sequences: dict[Any, int] = {}
+    present = {"token_index": [0, 0], "sequence": [0, 0]}  # [with, without], first line without
+    for lineno, rec in iter_records(path):
         where = f"{src}:{lineno}"
-        rec = json_record(line, where)
         for f in REQUIRED:
             if _get(rec, names[f]) is None:
                 raise InputError(
                     where, names[f], f"missing; map it with --field {f}=<name in your records>"
                 )
         layer = _int(where, names["layer"], _get(rec, names["layer"]), "an integer >= 0")
+        if layer not in layers_seen:
+            if len(layers_seen) >= limits.MAX_MOE_LAYERS:
+                raise InputError(where, names["layer"], f"more than {limits.MAX_MOE_LAYERS:,} distinct layers")
+            layers_seen.add(layer)
         ex = _get(rec, names["experts"])
         ex = [ex] if isinstance(ex, int) and not isinstance(ex, bool) else ex
-        if not isinstance(ex, list) or not ex:
+        if not isinstance(ex, list) or not ex or len(ex) > limits.MAX_TOP_K:
             raise InputError(
-                where, names["experts"], f"got {ex!r}; allowed: an expert id or a list"
+                where, names["experts"],
+                f"got {limits.shown(ex)}; allowed: an expert id or a list of 1 to {limits.MAX_TOP_K}",
             )
-        ids = [_int(where, names["experts"], e, "expert ids >= 0") for e in ex]
-        if num_experts is not None and max(ids) >= num_experts:
-            raise InputError(
-                where,
-                names["experts"],
-                f"expert id {max(ids)} out of range; allowed 0..{num_experts - 1}",
-            )
+        ids = [_int(where, names["experts"], e, f"expert ids 0..{top_id}", top_id) for e in ex]
         if len(set(ids)) != len(ids):
             raise InputError(where, names["experts"], f"repeated expert id in {ids}")
         if k is None:
             k = len(ids)
         elif len(ids) != k:
             raise InputError(
-                where,
-                names["experts"],
+                where, names["experts"],
                 f"{len(ids)} experts, earlier records have {k}; top-k must be fixed",
             )
         gate = _get(rec, names["gate"])
+        if isinstance(gate, int | float) and not isinstance(gate, bool) and k == 1:
+            gate = [gate]
         if gate is not None and (
             not isinstance(gate, list)
             or len(gate) != k
@@ -137,94 +214,188 @@ def read_routing_jsonl(
             or any(not 0.0 <= p <= 1.0 for p in gate)
         ):
             raise InputError(
-                where, names["gate"], f"got {gate!r}; allowed: {k} probabilities in [0, 1]"
+                where, names["gate"], f"got {limits.shown(gate)}; allowed: {k} probabilities in [0, 1]"
             )
-        opt = []
-        for f in ("token_id", "token_index", "position"):
+        cols.line.append(lineno)
+        cols.layer.append(layer)
+        cols.experts.extend(ids)
+        cols.gate.extend(gate if gate is not None else [np.nan] * k)
+        for f, col in (("token_id", cols.token_id), ("position", cols.position)):
             v = _get(rec, names[f])
-            opt.append(-1 if v is None else _int(where, names[f], v, "an integer >= 0"))
-        rows.append((lineno, layer, ids, gate, *opt))
-    if not rows or k is None:
+            col.append(-1 if v is None else _int(where, names[f], v, "an integer >= 0"))
+        v = _get(rec, names["token_index"])
+        cols.index.append(-1 if v is None else _int(where, names["token_index"], v, "an integer >= 0"))
+        s = _get(rec, names["sequence"])
+        if s is not None and (
+            isinstance(s, bool) or not isinstance(s, int | str) or (isinstance(s, str) and len(s) > limits.MAX_NAME)
+        ):
+            raise InputError(where, names["sequence"], f"got {limits.shown(s)}; allowed: an integer or a string id")
+        cols.sequence.append(-1 if s is None else sequences.setdefault(s, len(sequences)))
+        for f, v in (("token_index", v), ("sequence", s)):
+            if v is None and not present[f][1]:
+                present[f][1] = lineno
+            present[f][0] += v is not None
+    if not cols.line or k is None:
         raise InputError(src, "records", "no routing records")
-    layer_ids = sorted({r[1] for r in rows})
-    layer_of = {lay: i for i, lay in enumerate(layer_ids)}
-    has_index = [r[5] >= 0 for r in rows]
-    if any(has_index) and not all(has_index):
-        lineno = rows[has_index.index(False)][0]
+    for f, (with_, first_without) in present.items():
+        if with_ and first_without:
+            raise InputError(
+                f"{src}:{first_without}", names[f],
+                "missing here but present elsewhere; give it on every record or none",
+            )
+    return _assemble(cols, k, names, src, num_experts, model, incomplete, len(sequences))
+
+
+def _assemble(
+    cols: _Columns,
+    k: int,
+    names: dict[str, str],
+    src: str,
+    num_experts: int | None,
+    model: str,
+    incomplete: str,
+    sequence_count: int,
+) -> RoutingTrace:
+    """Group the records into tokens (by sequence and index) and layers."""
+    line = np.frombuffer(cols.line, dtype=np.int64)
+    layer = np.frombuffer(cols.layer, dtype=np.int64)
+    seq = np.frombuffer(cols.sequence, dtype=np.int64)
+    index = np.frombuffer(cols.index, dtype=np.int64).copy()
+    if index[0] < 0:  # the n-th record of a layer (within its sequence) is token n
+        order = np.lexsort((np.arange(len(line)), layer, seq))
+        group = np.stack([seq[order], layer[order]], axis=1)
+        starts = np.r_[True, np.any(group[1:] != group[:-1], axis=1)]
+        first = np.maximum.accumulate(np.where(starts, np.arange(len(order)), 0))
+        index[order] = np.arange(len(order)) - first
+    layer_ids, li = np.unique(layer, return_inverse=True)
+    keys, token = np.unique(np.stack([seq, index], axis=1), axis=0, return_inverse=True)
+    token = token.reshape(-1)
+    n, layers = len(keys), len(layer_ids)
+    if n * layers * k > limits.MAX_TRACE_CELLS:
         raise InputError(
-            f"{src}:{lineno}",
-            names["token_index"],
-            "missing here but present elsewhere; give it on every record or none",
+            src, "records",
+            f"{n:,} tokens x {layers:,} layers x top-{k}; allowed: at most {limits.MAX_TRACE_CELLS:,}",
         )
-    if all(has_index):
-        token_keys = sorted({r[5] for r in rows})
-        slot = {t: i for i, t in enumerate(token_keys)}
-        index = [slot[r[5]] for r in rows]
-    else:
-        seen: dict[int, int] = {}
-        index = []
-        for r in rows:
-            index.append(seen.get(r[1], 0))
-            seen[r[1]] = index[-1] + 1
-    n, layers = max(index) + 1, len(layer_ids)
+    cell = token * layers + li
+    order = np.argsort(cell, kind="stable")
+    dup = np.flatnonzero(cell[order][1:] == cell[order][:-1])
+    if len(dup):
+        r = order[dup[0] + 1]
+        hint = (
+            "" if sequence_count else
+            f"; if token indices restart per sequence, map the sequence id with --field sequence=NAME"
+        )
+        raise InputError(
+            f"{src}:{line[r]}", names["layer"],
+            f"a second record for token {index[r]}{_in_sequence(seq[r])} at layer {layer[r]}{hint}",
+        )
     experts = np.full((n, layers, k), -1, dtype=np.int64)
     gates = np.full((n, layers, k), np.nan, dtype=np.float32)
-    tok, pos = np.full(n, -1, dtype=np.int64), np.full(n, -1, dtype=np.int64)
-    for (lineno, layer, ids, gate, token_id, _, position), t in zip(rows, index, strict=True):
-        li = layer_of[layer]
-        if experts[t, li, 0] >= 0:
-            raise InputError(
-                f"{src}:{lineno}", names["layer"], f"a second record for token {t} at layer {layer}"
-            )
-        experts[t, li] = ids
-        if gate is not None:
-            gates[t, li] = gate
-        if token_id >= 0:
-            if tok[t] >= 0 and tok[t] != token_id:
-                raise InputError(
-                    f"{src}:{lineno}",
-                    names["token_id"],
-                    f"token {t} had id {tok[t]} on another layer",
-                )
-            tok[t] = token_id
-        if position >= 0:
-            pos[t] = position
-    missing = np.argwhere(experts[:, :, 0] < 0)
-    if len(missing):
-        t, li = missing[0]
+    experts[token, li] = np.frombuffer(cols.experts, dtype=np.int64).reshape(-1, k)
+    gates[token, li] = np.frombuffer(cols.gate, dtype=np.float64).reshape(-1, k)
+    tok = _per_token(np.frombuffer(cols.token_id, dtype=np.int64), token, n)
+    clash = tok[1] != tok[0]
+    if np.any(clash):
+        t = int(np.argmax(clash))
+        r = int(np.flatnonzero(token == t)[-1])
         raise InputError(
-            src,
-            "records",
-            f"token {t} has no record for layer {layer_ids[li]}; every token needs every layer",
+            f"{src}:{line[r]}", names["token_id"],
+            f"token {keys[t, 1]}{_in_sequence(keys[t, 0])} has id {tok[1][t]} here and "
+            f"{tok[0][t]} on another layer",
         )
-    e = num_experts if num_experts is not None else int(experts.max()) + 1
+    pos = _per_token(np.frombuffer(cols.position, dtype=np.int64), token, n)[1]
+    complete = ~np.any(experts[:, :, 0] < 0, axis=1)
+    dropped = int(n - complete.sum())
+    if dropped and incomplete == "error":
+        t = int(np.argmax(~complete))
+        missing = int(layer_ids[np.argmax(experts[t, :, 0] < 0)])
+        raise InputError(
+            src, "records",
+            f"token {keys[t, 1]}{_in_sequence(keys[t, 0])} has no record for layer {missing}; every "
+            f"token needs every layer ({dropped:,} of {n:,} tokens miss one; --incomplete drop "
+            "skips them)",
+        )
+    if dropped and not complete.any():
+        raise InputError(src, "records", f"none of the {n:,} tokens has a record for every layer")
+    keep = np.flatnonzero(complete)
+    e = num_experts if num_experts is not None else int(experts[keep].max()) + 1
+    extra: dict[str, Any] = {"layer_ids": [int(x) for x in layer_ids]}
+    if dropped:
+        extra["dropped_tokens"] = dropped
+    if sequence_count:
+        extra["sequences"] = sequence_count
     return RoutingTrace(
-        experts=experts,
-        gate=gates,
-        token_ids=tok,
-        position_ids=pos,
-        sequence_ids=np.full(n, -1, dtype=np.int64),
-        attention_ids=np.full((n, layers), -1, dtype=np.int64),
+        experts=experts[keep],
+        gate=gates[keep],
+        token_ids=tok[1][keep],
+        position_ids=pos[keep],
+        sequence_ids=keys[keep, 0] if sequence_count else np.full(len(keep), -1, dtype=np.int64),
+        attention_ids=np.full((len(keep), layers), -1, dtype=np.int64),
         num_experts=e,
         model=model,
         corpus=src,
-        extra={"layer_ids": layer_ids},
+        extra=extra,
     )
 
 
+def _in_sequence(seq: Any) -> str:
+    return "" if int(seq) < 0 else f" of sequence #{int(seq)}"
+
+
+def _per_token(values: np.ndarray, token: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(smallest, largest) known value per token; -1 where no record gives one."""
+    low = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
+    high = np.full(n, -1, dtype=np.int64)
+    known = values >= 0
+    np.minimum.at(low, token[known], values[known])
+    np.maximum.at(high, token[known], values[known])
+    return np.where(high < 0, -1, low), high
+
+
+# ---- any trace ----------------------------------------------------------------------------------
+
+_CACHE: dict[tuple[Any, ...], RoutingTrace | LayerCounts] = {}
+
+
 def load_any(
-    path: str | Path, fields: dict[str, str] | None = None, num_experts: int | None = None
+    path: str | Path,
+    fields: dict[str, str] | None = None,
+    num_experts: int | None = None,
+    incomplete: str = "error",
 ) -> RoutingTrace | LayerCounts:
-    """A moeopt trace, a per-token routing JSONL, or a counts JSON file, told apart by content."""
+    """A moeopt trace, a per-token routing JSONL, or a counts JSON file, told apart by content.
+
+    The last few results are kept (keyed by the file's identity and modification time), so a
+    command that builds a problem from a trace reads it once.
+    """
+    try:
+        info = os.stat(path)
+        key: tuple[Any, ...] | None = (
+            str(Path(path).resolve()), info.st_ino, info.st_size, info.st_mtime_ns,
+            tuple(sorted((fields or {}).items())), num_experts, incomplete,
+        )
+    except OSError:
+        key = None
+    if key is not None and key in _CACHE:
+        return _CACHE[key]
+    found = _load_any(path, fields, num_experts, incomplete)
+    if key is not None:
+        if len(_CACHE) >= 4:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = found
+    return found
+
+
+def _load_any(
+    path: str | Path, fields: dict[str, str] | None, num_experts: int | None, incomplete: str
+) -> RoutingTrace | LayerCounts:
+    from moeopt.files import json_record
+
     src = str(path)
+    first = first_line(path, MAX_TRACE_BYTES)
     try:
-        with open(path, encoding="utf-8") as f:
-            first = f.readline()
-    except OSError as exc:
-        raise InputError(src, "file", f"cannot read: {exc.strerror}") from None
-    try:
-        head = json.loads(first) if first.strip() else None
-    except json.JSONDecodeError:
+        head = json_record(first, src) if first.strip() else None
+    except InputError:
         head = None
     if isinstance(head, dict) and head.get("format") == TRACE_FORMAT:
         return read_trace(path)
@@ -232,46 +403,62 @@ def load_any(
         return read_counts(path)
     if head is None and src.endswith(".json"):
         return read_counts(path)  # pretty-printed JSON spans lines
-    return read_routing_jsonl(path, fields, num_experts)
+    return read_routing_jsonl(path, fields, num_experts, incomplete=incomplete)
 
 
 def traces_to_popularity(path: str | Path, model: Any, workload: Any, data: dict[str, Any]):
     """The ``Popularity`` of a problem whose ``[popularity] source = "trace"``.
 
-    ``data`` is the problem's popularity table (``file``, optional ``batches``, ``seed`` and
-    ``fields``, a mapping of field names for per-token JSONL). A routing trace gives measured
-    per-batch loads: consecutive batches of ``workload.tokens_per_batch`` tokens, at most
-    ``batches`` of them. A trace shorter than one batch is resampled: each batch draws
-    ``tokens_per_batch`` of its tokens with replacement (seeded), a stated model. A counts
-    file is sampled with ``Popularity.from_layer_counts``.
+    ``data`` is the problem's popularity table (``file``, optional ``batches``, ``seed``,
+    ``fields``, a mapping of field names for per-token JSONL, and ``incomplete``). A routing
+    trace gives measured per-batch loads: consecutive batches of ``workload.tokens_per_batch``
+    tokens, at most ``batches`` of them. A trace shorter than one batch is resampled: each
+    batch draws ``tokens_per_batch`` of its tokens with replacement (seeded), a stated model
+    recorded in the popularity's ``notes``. A counts file is sampled with
+    ``Popularity.from_layer_counts``.
     """
     from moeopt.popularity.loads import Popularity
-    from moeopt.popularity.traces import batch_loads
 
     src = str(path)
-    fields = data.get("fields") or {}
-    if not isinstance(fields, dict) or not all(isinstance(v, str) for v in fields.values()):
-        raise InputError(src, "popularity.fields", 'need a table of NAME = "SOURCE_FIELD"')
-    for name in fields:
-        if name not in FIELDS:
-            raise InputError(src, f"popularity.fields.{name}", f"allowed: {', '.join(FIELDS)}")
-    batches = int(data.get("batches", 8))
-    seed = int(data.get("seed", 0))
+    fields = check_field_map(data.get("fields") or {}, src, "popularity.fields")
+    with errors_in(src, "popularity."):
+        batches = limits.whole(data.get("batches", 8), "popularity", "batches", 1, limits.MAX_BATCHES)
+        seed = limits.whole(data.get("seed", 0), "popularity", "seed", 0, limits.MAX_SEED)
+        incomplete = limits.choice(data.get("incomplete", "error"), "popularity", "incomplete", INCOMPLETE)
     n = int(workload.tokens_per_batch)
-    found = load_any(path, fields, getattr(model, "experts_per_layer", None))
+    found = load_any(path, fields, getattr(model, "experts_per_layer", None), incomplete)
     if isinstance(found, LayerCounts):
-        return found.popularity(n, model.top_k, batches, seed)
+        with errors_in(src, "popularity."):
+            return found.popularity(n, model.top_k, batches, seed)
     if found.top_k != model.top_k:
         raise InputError(
             src, "top_k", f"trace routes top-{found.top_k}; the model is top-{model.top_k}"
         )
     name = Path(path).name
+    notes = []
+    dropped = int(found.extra.get("dropped_tokens", 0))
+    if dropped:
+        notes.append(f"{dropped:,} tokens of {name} missed a layer and were dropped (--incomplete drop)")
     if found.tokens >= n:
-        loads = batch_loads(found.experts, found.num_experts, n)[:batches]
-        return Popularity(loads=loads, source=f"trace:{name}")
+        from moeopt.popularity.traces import batch_loads
+
+        loads = batch_loads(found.experts[: batches * n], found.num_experts, n)
+        return Popularity(loads=loads, source=f"trace:{name}", notes=tuple(notes))
+    notes.append(
+        f"resampled: {name} has {found.tokens:,} tokens, fewer than one batch of {n:,}; each of "
+        f"the {batches} batches draws {n:,} of them with replacement (seed {seed})"
+    )
     rng = np.random.default_rng(seed)
-    picks = rng.integers(0, found.tokens, (batches, n))
-    loads = np.stack([batch_loads(found.experts[p], found.num_experts, n)[0] for p in picks])
+    layers, e = found.layers, found.num_experts
+    flat = (np.arange(layers)[None, :, None] * e + found.experts).reshape(found.tokens, -1)
+    loads = np.empty((batches, layers, e), dtype=np.int64)
+    for b in range(batches):
+        times = np.bincount(rng.integers(0, found.tokens, n), minlength=found.tokens)
+        weights = np.broadcast_to(times[:, None], flat.shape)
+        counts = np.bincount(flat.ravel(), weights=weights.ravel(), minlength=layers * e)
+        loads[b] = np.rint(counts).astype(np.int64).reshape(layers, e)
     return Popularity(
-        loads=loads, source=f"trace:{name} (resampled {found.tokens} tokens, seed {seed})"
+        loads=loads,
+        source=f"trace:{name} (resampled {found.tokens} tokens, seed {seed})",
+        notes=tuple(notes),
     )

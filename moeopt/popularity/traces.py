@@ -23,7 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from moeopt.errors import InputError
+from moeopt import limits
+from moeopt.errors import InputError, errors_in
+from moeopt.files import MAX_TRACE_BYTES, count_lines, first_line, json_record
+from moeopt.files import iter_records as iter_json_records
 
 TRACE_FORMAT = "moeopt-routing-trace"
 SCHEMA_VERSION = 1
@@ -103,17 +106,6 @@ class RoutingTrace:
         }
 
 
-def json_record(line: str, where: str) -> dict[str, Any]:
-    """One JSON Lines record as a dict, or an InputError naming the file and line."""
-    try:
-        rec = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise InputError(where, "record", f"not valid JSON: {exc.msg}") from None
-    if not isinstance(rec, dict):
-        raise InputError(where, "record", "need a JSON object per line")
-    return rec
-
-
 def batch_loads(
     experts: np.ndarray, num_experts: int, batch_size: int = TOKENS_PER_BATCH, partial: bool = False
 ) -> np.ndarray:
@@ -180,95 +172,145 @@ def write_trace(trace: RoutingTrace, path: str | Path) -> None:
             f.write(json.dumps(rec, separators=(",", ":")) + "\n")
 
 
-def _int_list(src: str, field: str, value: Any, length: int) -> list[int]:
-    if (
-        not isinstance(value, list)
-        or len(value) != length
-        or any(isinstance(v, bool) or not isinstance(v, int) for v in value)
-    ):
-        raise InputError(src, field, f"need a list of {length} integers, got {value!r}")
-    return value
+GATES = ("topk", "full")
 
 
-def read_trace(path: str | Path) -> RoutingTrace:
-    """Read a JSONL trace written by ``write_trace`` (or by hand in that format)."""
-    src = str(path)
+def _header(line: str, src: str) -> dict[str, Any]:
+    """The header line: format, schema version and the shape, checked before any allocation."""
+    where = f"{src}:1"
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise InputError(src, "file", f"cannot read: {exc.strerror}") from None
-    if not lines:
-        raise InputError(src, "header", "empty file; need a header line")
-    try:
-        head = json.loads(lines[0])
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{src}:1", "header", f"not valid JSON: {exc.msg}") from None
-    if not isinstance(head, dict) or head.get("format") != TRACE_FORMAT:
+        head = json_record(line, where)
+    except InputError as exc:
+        raise InputError(where, "header", exc.message) from None
+    if head.get("format") != TRACE_FORMAT:
         raise InputError(
-            f"{src}:1",
-            "format",
+            where, "format",
             f"need a header with format {TRACE_FORMAT!r}; "
             "per-token records from other tools go through `moeopt popularity import`",
         )
-    if head.get("schema_version") != SCHEMA_VERSION:
+    if head.get("schema_version") != SCHEMA_VERSION or isinstance(head.get("schema_version"), bool):
         raise InputError(
-            f"{src}:1",
-            "schema_version",
-            f"got {head.get('schema_version')!r}; allowed {SCHEMA_VERSION}",
+            where, "schema_version", f"got {limits.shown(head.get('schema_version'))}; allowed {SCHEMA_VERSION}"
         )
-    try:
-        num_experts, k, layers = int(head["experts"]), int(head["top_k"]), int(head["moe_layers"])
-    except (KeyError, TypeError, ValueError) as exc:
+    with errors_in(where):
+        experts = limits.whole(head.get("experts"), "header", "experts", 1, limits.MAX_EXPERTS)
+        layers = limits.whole(head.get("moe_layers"), "header", "moe_layers", 1, limits.MAX_MOE_LAYERS)
+        k = limits.whole(head.get("top_k"), "header", "top_k", 1, min(experts, limits.MAX_TOP_K))
+        limits.choice(head.get("gate", "topk"), "header", "gate", GATES)
+        if "tokens" in head:
+            limits.whole(head["tokens"], "header", "tokens", 0, limits.MAX_COUNT)
+        for key in ("model", "corpus"):
+            if key in head:
+                limits.text(head[key], "header", key, empty=True, limit=4096)
+    if layers * experts > limits.MAX_CELLS:
         raise InputError(
-            f"{src}:1", "header", f"need integer experts, top_k, moe_layers ({exc})"
-        ) from None
+            where, "experts", f"moe_layers x experts = {layers * experts:,}; allowed: at most {limits.MAX_CELLS:,}"
+        )
+    if not isinstance(head.get("extra", {}), dict):
+        raise InputError(where, "extra", "need an object")
+    return head
+
+
+def _ints(where: str, field: str, value: Any, shape: tuple[int, ...], low: int, high: int) -> np.ndarray:
+    """A nested list of integers of exactly ``shape``, each in [low, high]."""
+    try:
+        arr = np.array(value)
+    except (ValueError, TypeError):
+        arr = None
+    if arr is None or arr.shape != shape or arr.dtype.kind not in "iu":
+        raise InputError(where, field, f"need {_describe(shape)} integers, got {limits.shown(value)}")
+    bad = (arr < low) | (arr > high)
+    if np.any(bad):
+        index = tuple(int(i) for i in np.argwhere(bad)[0])
+        at = field + "".join(f"[{i}]" for i in index[:-1]) if len(shape) > 1 else field
+        raise InputError(where, at, f"{arr[index]} out of range; allowed {low}..{high}")
+    return arr
+
+
+def _describe(shape: tuple[int, ...]) -> str:
+    if len(shape) == 1:
+        return f"a list of {shape[0]}"
+    return f"{shape[0]} per-layer lists of {shape[1]}"
+
+
+def _gates(where: str, value: Any, layers: int, width: int) -> np.ndarray:
+    """Per-layer gate probabilities in [0, 1]; null (unknown) becomes NaN."""
+    rule = f"{layers} per-layer lists of {width} probabilities in [0, 1] (or null)"
+    if not isinstance(value, list) or len(value) != layers:
+        raise InputError(where, "gate", f"need {rule}")
+    try:
+        arr = np.array(value, dtype=object)
+    except (ValueError, TypeError):
+        arr = None
+    if arr is None or arr.shape != (layers, width):
+        raise InputError(where, "gate", f"need {rule}")
+    flat = arr.ravel()
+    ok = [p is None or (isinstance(p, int | float) and not isinstance(p, bool) and 0.0 <= p <= 1.0) for p in flat]
+    if not all(ok):
+        i = ok.index(False)
+        raise InputError(where, f"gate[{i // width}]", f"got {limits.shown(flat[i])}; allowed: a probability in [0, 1] or null")
+    return np.array([np.nan if p is None else p for p in flat], dtype=np.float32).reshape(layers, width)
+
+
+def read_trace(path: str | Path) -> RoutingTrace:
+    """Read a JSONL trace written by ``write_trace`` (or by hand in that format).
+
+    Read through :mod:`moeopt.files` (size cap, UTF-8, nesting, finite numbers); the header's
+    shape and the number of records are checked against ``moeopt.limits`` before the arrays
+    are allocated; every record is checked and a mistake names its line and field.
+    """
+    src = str(path)
+    first = first_line(path, MAX_TRACE_BYTES)
+    if not first.strip():
+        raise InputError(src, "header", "empty file; need a header line")
+    head = _header(first, src)
+    num_experts, k, layers = int(head["experts"]), int(head["top_k"]), int(head["moe_layers"])
     gate_width = num_experts if head.get("gate") == "full" else k
-    recs = [(i + 2, ln) for i, ln in enumerate(lines[1:]) if ln.strip()]
-    n = len(recs)
+    n = count_lines(path, MAX_TRACE_BYTES)  # an upper bound on the records
+    if n * layers * gate_width > limits.MAX_TRACE_CELLS:
+        raise InputError(
+            src, "records",
+            f"up to {n:,} tokens x {layers} layers x {gate_width} gate values; allowed: at most "
+            f"{limits.MAX_TRACE_CELLS:,}",
+        )
     experts = np.zeros((n, layers, k), dtype=np.int64)
     gate = np.full((n, layers, gate_width), np.nan, dtype=np.float32)
     tok, pos, seq = (np.full(n, -1, dtype=np.int64) for _ in range(3))
     attn = np.full((n, layers), -1, dtype=np.int64)
-    for t, (lineno, line) in enumerate(recs):
+    t = 0
+    for lineno, rec in iter_json_records(path, MAX_TRACE_BYTES):
+        if lineno == 1:
+            continue
         where = f"{src}:{lineno}"
-        rec = json_record(line, where)
         ex = rec.get("experts")
         if not isinstance(ex, list) or len(ex) != layers:
             raise InputError(where, "experts", f"need {layers} per-layer lists of {k} expert ids")
-        for layer, ids in enumerate(ex):
-            ids = _int_list(where, f"experts[{layer}]", ids, k)
-            if any(not 0 <= i < num_experts for i in ids):
-                raise InputError(
-                    where,
-                    f"experts[{layer}]",
-                    f"expert id out of range; allowed 0..{num_experts - 1}",
-                )
-            experts[t, layer] = ids
+        ids = _ints(where, "experts", ex, (layers, k), 0, num_experts - 1)
+        if k > 1 and np.any(np.diff(np.sort(ids, axis=1), axis=1) == 0):
+            layer = int(np.argmax(np.any(np.diff(np.sort(ids, axis=1), axis=1) == 0, axis=1)))
+            raise InputError(where, f"experts[{layer}]", f"repeated expert id in {ids[layer].tolist()}")
+        experts[t] = ids
         g = rec.get("gate")
         if g is not None:
-            if not isinstance(g, list) or len(g) != layers:
-                raise InputError(
-                    where, "gate", f"need {layers} per-layer lists of {gate_width} probabilities"
-                )
-            for layer, ps in enumerate(g):
-                if not isinstance(ps, list) or len(ps) != gate_width:
-                    raise InputError(where, f"gate[{layer}]", f"need {gate_width} probabilities")
-                gate[t, layer] = [np.nan if p is None else float(p) for p in ps]
+            gate[t] = _gates(where, g, layers, gate_width)
         a = rec.get("attn")
         if a is not None:
-            attn[t] = _int_list(where, "attn", a, layers)
+            attn[t] = _ints(where, "attn", a, (layers,), -1, limits.MAX_COUNT)
         for name, arr in (("token", tok), ("pos", pos), ("seq", seq)):
             v = rec.get(name, -1)
-            if isinstance(v, bool) or not isinstance(v, int):
-                raise InputError(where, name, f"need an integer, got {v!r}")
+            if isinstance(v, bool) or not isinstance(v, int) or not -1 <= v <= limits.MAX_COUNT:
+                raise InputError(where, name, f"need an integer >= 0 (or -1: unknown), got {limits.shown(v)}")
             arr[t] = v
+        t += 1
+    if t == 0:
+        raise InputError(src, "records", "no token records after the header; need at least one")
     return RoutingTrace(
-        experts=experts,
-        gate=gate,
-        token_ids=tok,
-        position_ids=pos,
-        sequence_ids=seq,
-        attention_ids=attn,
+        experts=experts[:t],
+        gate=gate[:t],
+        token_ids=tok[:t],
+        position_ids=pos[:t],
+        sequence_ids=seq[:t],
+        attention_ids=attn[:t],
         num_experts=num_experts,
         model=str(head.get("model", "unknown")),
         corpus=str(head.get("corpus", "unknown")),

@@ -28,6 +28,9 @@ PAPER_MEMORY_MENU = (128, *range(768, 3072 + 1, 192))
 FULL_MEMORY_STEP_MB = 64
 COST_SCOPES = ("paper", "full")
 STARTS = ("warm", "cold")
+#: How a function gets its weights: from storage on every invocation (the paper's head time H),
+#: or once per execution environment, kept while it is warm.
+WEIGHTS = ("per_invocation", "cached")
 
 #: Constants the cost model divides by (or that make no sense at 0): they must be > 0.
 POSITIVE_CONSTANTS = (
@@ -100,6 +103,7 @@ class DeploymentProblem:
     architectures: tuple[str, ...] = ("x86_64",)
     cost_scope: str = "paper"
     start: str = "warm"
+    weights: str = "per_invocation"
     description: str = ""
     spec: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -121,6 +125,7 @@ class DeploymentProblem:
         set_(self, "architectures", _names(self.architectures, ARCHITECTURES, own, "architectures"))
         limits.choice(self.cost_scope, own, "cost_scope", COST_SCOPES)
         limits.choice(self.start, own, "start", STARTS)
+        limits.choice(self.weights, own, "weights", WEIGHTS)
         m, pop = self.model, self.popularity
         if (pop.layers, pop.experts) != (m.moe_layers, m.experts_per_layer):
             raise FieldError(
@@ -163,18 +168,28 @@ class DeploymentProblem:
         return tuple(sorted({*grid, c.lambda_memory_max_mb}))
 
     def memory_allowed(self, memory_mb: int) -> bool:
-        """A plan's memory must be one of the problem's memory options (menu or 64 MB grid)."""
-        return memory_mb in self.memory_options
+        """A plan may use only the problem's memory options (its menu, or the 64 MB grid of a
+        'full' menu): the space a proof of optimality covers is exactly the space of valid plans."""
+        return memory_mb in self._memory_set
+
+    @cached_property
+    def _memory_set(self) -> frozenset[int]:
+        return frozenset(self.memory_options)
 
     def memory_rule(self) -> str:
-        if self.memory_menu is None:
-            c = self.constants
-            return (
-                f"a size on the full range's {FULL_MEMORY_STEP_MB} MB grid: "
-                f"{c.lambda_memory_min_mb}, {c.lambda_memory_min_mb + FULL_MEMORY_STEP_MB}, ... "
-                f"{c.lambda_memory_max_mb} (MB)"
-            )
-        return "one of the problem's memory menu: " + ", ".join(map(str, self.memory_menu)) + " (MB)"
+        if self.memory_menu is not None:
+            return "one of the problem's memory options: " + ", ".join(map(str, self.memory_menu))
+        c = self.constants
+        return (
+            f"a size on the {FULL_MEMORY_STEP_MB} MB grid from {c.lambda_memory_min_mb} to "
+            f"{c.lambda_memory_max_mb} ({c.lambda_memory_min_mb}, "
+            f"{c.lambda_memory_min_mb + FULL_MEMORY_STEP_MB}, ...; and {c.lambda_memory_max_mb})"
+        )
+
+    @property
+    def fetch_weights(self) -> bool:
+        """Whether each invocation fetches its weights (per_invocation, or every start cold)."""
+        return self.weights == "per_invocation" or self.start == "cold"
 
     @property
     def start_s(self) -> float:
@@ -234,6 +249,7 @@ class DeploymentProblem:
             "architectures": list(self.architectures),
             "cost_scope": self.cost_scope,
             "start": self.start,
+            "weights": self.weights,
             "constants_profile": self.constants.profile,
         }
 

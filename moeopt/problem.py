@@ -19,6 +19,7 @@ from moeopt.deployment_problem import (
     FULL_MEMORY_STEP_MB,
     PAPER_MEMORY_MENU,
     STARTS,
+    WEIGHTS,
     DeploymentProblem,
 )
 from moeopt.errors import InputError
@@ -32,6 +33,7 @@ __all__ = [
     "PAPER_MEMORY_MENU",
     "SCHEMA",
     "STARTS",
+    "WEIGHTS",
     "DeploymentProblem",
     "TraceSource",
     "load_problem",

@@ -28,7 +28,8 @@ from moeopt.popularity.loads import Popularity, read_layer_counts
 
 SCHEMA = "moeopt.problem/1"
 POPULARITY_SOURCES = ("zipf", "counts", "trace", "loads")
-_DEPLOYMENT = ("memory_menu", "max_replicas", "methods", "architectures", "cost_scope", "start")
+_DEPLOYMENT = ("memory_menu", "max_replicas", "methods", "architectures", "cost_scope", "start",
+               "weights")
 _TOP = ("schema", "name", "description", "model", "workload", "slo", "popularity", "deployment",
         "cost_model")
 
@@ -146,6 +147,7 @@ def problem_from_dict(
             architectures=d.data.get("architectures", ("x86_64",)),
             cost_scope=d.data.get("cost_scope", "paper"),
             start=d.data.get("start", "warm"),
+            weights=d.data.get("weights", "per_invocation"),
             spec=spec,
         )
 

@@ -117,14 +117,16 @@ def decode_utf8(data: bytes, source: str) -> str:
             )
     if data.startswith(_UTF8_BOM):
         data = data[len(_UTF8_BOM) :]
+    zero = data.find(b"\x00")
+    if zero >= 0:  # valid UTF-8, but never in JSON, TOML or JSONL text: UTF-16/32 without a BOM
+        raise InputError(
+            source, "file", f"zero byte at offset {zero} (looks like UTF-16 or UTF-32 without a "
+            "byte-order mark, or a binary file); allowed: UTF-8 text",
+        )
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        head = data[:4096]
-        if head.count(0) > len(head) // 4:
-            looks = "UTF-16 or UTF-32 (many zero bytes)"
-        else:
-            looks = "latin-1 or Windows-1252"
+        looks = "latin-1 or Windows-1252"
         raise InputError(
             source,
             "file",
@@ -208,22 +210,16 @@ def _check_depth(text: str, source: str, toml: bool = False) -> None:
 # ---- finite numbers -----------------------------------------------------------------------------
 
 
-class _Numbers:
-    """Notes whether a parse may hold a non-finite number, so a walk can then name its field.
+_HUGE = re.compile(r"[eE][+]?0*[1-9]\d\d|\d{300}")
 
-    JSON's NaN/Infinity go through ``constant``; a literal beyond float range (an exponent of
-    three or more digits, or 300+ digits) is found by a regular expression, which is much
-    cheaper than a hook on every number.
-    """
 
-    _HUGE = re.compile(r"[eE][+]?0*[1-9]\d{2,}|\d{300,}")
-
-    def __init__(self, text: str) -> None:
-        self.bad = self._HUGE.search(text) is not None
-
-    def constant(self, text: str) -> float:
-        self.bad = True
-        return float(text.replace("Infinity", "inf"))
+def _maybe_nonfinite(text: str, huge: bool = True) -> bool:
+    """Whether parsing ``text`` may have produced a NaN or an infinity: JSON's NaN/Infinity
+    literals (found as substrings), or (``huge``) a literal beyond float range (an exponent of
+    three or more digits, or 300+ digits). Only then is the parsed data walked."""
+    if "NaN" in text or "Infinity" in text:
+        return True
+    return huge and _HUGE.search(text) is not None
 
 
 def path_text(path: tuple[Any, ...]) -> str:
@@ -283,14 +279,13 @@ def _reject_nonfinite(data: Any, source: str, prefix: str = "") -> None:
 def loads_json(text: str, source: str, what: str = "JSON") -> Any:
     """Parse a JSON document with the depth and finite-number rules."""
     _check_depth(text, source)
-    numbers = _Numbers(text)
     try:
-        data = json.loads(text, parse_constant=numbers.constant)
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(source, "file", f"not valid {what}: {exc}") from None
     except (ValueError, RecursionError) as exc:
         raise InputError(source, "file", f"not valid {what}: {exc}") from None
-    if numbers.bad:
+    if _maybe_nonfinite(text):
         _reject_nonfinite(data, source)
     return data
 
@@ -306,7 +301,10 @@ def loads_toml(text: str, source: str) -> dict[str, Any]:
         raise InputError(source, "file", f"not valid TOML: {exc}") from None
     depth = object_depth(data)
     if depth > MAX_DEPTH:
-        raise InputError(source, "file", f"nested more than {MAX_DEPTH} levels deep")
+        raise InputError(
+            source, "file", f"nested more than {MAX_DEPTH} levels deep; allowed: at most "
+            f"{MAX_DEPTH} levels",
+        )
     _reject_nonfinite(data, source)  # TOML's inf/nan literals need not go through parse_float
     return data
 
@@ -326,18 +324,22 @@ def read_json(path: str | Path, max_bytes: int = MAX_DOCUMENT_BYTES) -> Any:
 
 
 def json_record(line: str, where: str) -> dict[str, Any]:
-    """One JSON Lines record as an object, with the depth and finite-number rules."""
+    """One JSON Lines record as an object, with the depth rule and no NaN/Infinity literals.
+
+    (A literal beyond float range parses as an infinity; every field moeopt reads from a
+    record has a range check that refuses it, so records skip that search: it would cost as
+    much as the parse.)
+    """
     _check_depth(line, where)
-    numbers = _Numbers(line)
     try:
-        rec = json.loads(line, parse_constant=numbers.constant)
+        rec = json.loads(line)
     except json.JSONDecodeError as exc:
         raise InputError(where, "record", f"not valid JSON: {exc.msg}") from None
     except (ValueError, RecursionError) as exc:
         raise InputError(where, "record", f"not valid JSON: {exc}") from None
     if not isinstance(rec, dict):
         raise InputError(where, "record", "need a JSON object per line")
-    if numbers.bad:
+    if _maybe_nonfinite(line, huge=False):
         _reject_nonfinite(rec, where)
     return rec
 

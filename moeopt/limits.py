@@ -48,8 +48,10 @@ MAX_PARAMS = 10**12
 MAX_SEED = 2**32 - 1
 #: Zipf exponent: at s = 16 the second expert already gets 0.002 % of the first's share.
 MAX_ZIPF_EXPONENT = 16.0
-#: End-to-end time limit of one batch: 1 ms (Lambda's billing step) to one day.
-MIN_TIME_LIMIT_S, MAX_TIME_LIMIT_S = 0.001, 86_400.0
+#: End-to-end time limit of one batch: above 0 and at most 1e9 s (31 years: a limit that long
+#: is no limit; larger values are typos). Tiny limits are allowed: they make a problem
+#: infeasible, which solvers report with the binding constraint.
+MAX_TIME_LIMIT_S = 1e9
 #: Pipeline degree beta (tokens per minibatch): at most a whole batch.
 MAX_PIPELINE_DEGREE = MAX_TOKENS_PER_BATCH
 #: Token counts are whole numbers; float64 holds every integer up to 2**53 exactly.

@@ -137,8 +137,8 @@ class ServiceLevel:
 
     def __post_init__(self) -> None:
         value = limits.real(
-            self.time_limit_s, "ServiceLevel", "time_limit_s",
-            limits.MIN_TIME_LIMIT_S, limits.MAX_TIME_LIMIT_S, why=" (seconds)",
+            self.time_limit_s, "ServiceLevel", "time_limit_s", 0.0, limits.MAX_TIME_LIMIT_S,
+            low_open=True, why=" (seconds)",
         )
         object.__setattr__(self, "time_limit_s", value)
 
@@ -146,14 +146,12 @@ class ServiceLevel:
     def from_throughput(cls, tokens_per_s: float, tokens_per_batch: int) -> ServiceLevel:
         """The time limit that serves ``tokens_per_s``: tokens_per_batch / tokens_per_s."""
         tokens = Workload(tokens_per_batch).tokens_per_batch
-        low = tokens / limits.MAX_TIME_LIMIT_S
-        high = tokens / limits.MIN_TIME_LIMIT_S
         rate = limits.real(
-            tokens_per_s, "ServiceLevel", "throughput_tokens_per_s", low, high,
-            why=f" (a time limit of {limits.MIN_TIME_LIMIT_S:g} to {limits.MAX_TIME_LIMIT_S:,.0f} s "
-            f"for {tokens:,} tokens)",
+            tokens_per_s, "ServiceLevel", "throughput_tokens_per_s",
+            tokens / limits.MAX_TIME_LIMIT_S, 1e300,
+            why=f" (a time limit of at most {limits.MAX_TIME_LIMIT_S:g} s for {tokens:,} tokens)",
         )
-        return cls(time_limit_s=min(max(tokens / rate, limits.MIN_TIME_LIMIT_S), limits.MAX_TIME_LIMIT_S))
+        return cls(time_limit_s=min(tokens / rate, limits.MAX_TIME_LIMIT_S))
 
     def throughput_target(self, tokens_per_batch: int) -> float:
         return tokens_per_batch / self.time_limit_s

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 from array import array
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -223,18 +223,20 @@ def read_routing_jsonl(
         for f, col in (("token_id", cols.token_id), ("position", cols.position)):
             v = _get(rec, names[f])
             col.append(-1 if v is None else _int(where, names[f], v, "an integer >= 0"))
-        v = _get(rec, names["token_index"])
-        cols.index.append(-1 if v is None else _int(where, names["token_index"], v, "an integer >= 0"))
+        index = _get(rec, names["token_index"])
+        cols.index.append(
+            -1 if index is None else _int(where, names["token_index"], index, "an integer >= 0")
+        )
         s = _get(rec, names["sequence"])
         if s is not None and (
             isinstance(s, bool) or not isinstance(s, int | str) or (isinstance(s, str) and len(s) > limits.MAX_NAME)
         ):
             raise InputError(where, names["sequence"], f"got {limits.shown(s)}; allowed: an integer or a string id")
         cols.sequence.append(-1 if s is None else sequences.setdefault(s, len(sequences)))
-        for f, v in (("token_index", v), ("sequence", s)):
-            if v is None and not present[f][1]:
+        for f, given in (("token_index", index), ("sequence", s)):
+            if given is None and not present[f][1]:
                 present[f][1] = lineno
-            present[f][0] += v is not None
+            present[f][0] += given is not None
     if not cols.line or k is None:
         raise InputError(src, "records", "no routing records")
     for f, (with_, first_without) in present.items():
@@ -283,7 +285,7 @@ def _assemble(
         r = order[dup[0] + 1]
         hint = (
             "" if sequence_count else
-            f"; if token indices restart per sequence, map the sequence id with --field sequence=NAME"
+            "; if token indices restart per sequence, map the sequence id with --field sequence=NAME"
         )
         raise InputError(
             f"{src}:{line[r]}", names["layer"],

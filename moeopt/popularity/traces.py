@@ -25,8 +25,7 @@ import numpy as np
 
 from moeopt import limits
 from moeopt.errors import InputError, errors_in
-from moeopt.files import MAX_TRACE_BYTES, count_lines, first_line, json_record
-from moeopt.files import iter_records as iter_json_records
+from moeopt.files import MAX_TRACE_BYTES, count_lines, first_line, iter_lines, json_record
 
 TRACE_FORMAT = "moeopt-routing-trace"
 SCHEMA_VERSION = 1
@@ -195,7 +194,7 @@ def _header(line: str, src: str) -> dict[str, Any]:
     with errors_in(where):
         experts = limits.whole(head.get("experts"), "header", "experts", 1, limits.MAX_EXPERTS)
         layers = limits.whole(head.get("moe_layers"), "header", "moe_layers", 1, limits.MAX_MOE_LAYERS)
-        k = limits.whole(head.get("top_k"), "header", "top_k", 1, min(experts, limits.MAX_TOP_K))
+        limits.whole(head.get("top_k"), "header", "top_k", 1, min(experts, limits.MAX_TOP_K))
         limits.choice(head.get("gate", "topk"), "header", "gate", GATES)
         if "tokens" in head:
             limits.whole(head["tokens"], "header", "tokens", 0, limits.MAX_COUNT)
@@ -227,6 +226,18 @@ def _ints(where: str, field: str, value: Any, shape: tuple[int, ...], low: int, 
     return arr
 
 
+def _no_bools(rec: dict[str, Any], where: str) -> None:
+    """true/false are not numbers (numpy would read them as 1/0)."""
+    for key in ("experts", "attn", "gate"):
+        stack = [rec.get(key)]
+        while stack:
+            value = stack.pop()
+            if isinstance(value, bool):
+                raise InputError(where, key, f"got {value!r}; allowed: numbers")
+            if isinstance(value, list):
+                stack.extend(value)
+
+
 def _describe(shape: tuple[int, ...]) -> str:
     if len(shape) == 1:
         return f"a list of {shape[0]}"
@@ -252,6 +263,95 @@ def _gates(where: str, value: Any, layers: int, width: int) -> np.ndarray:
     return np.array([np.nan if p is None else p for p in flat], dtype=np.float32).reshape(layers, width)
 
 
+class _Shape:
+    """What every record of one trace must hold."""
+
+    def __init__(self, layers: int, k: int, gate_width: int, num_experts: int) -> None:
+        self.layers, self.k, self.gate_width, self.num_experts = layers, k, gate_width, num_experts
+
+    def check(self, rec: dict[str, Any], where: str) -> None:
+        """Every field of one record; raises an InputError naming the first mistake."""
+        _no_bools(rec, where)
+        ex = rec.get("experts")
+        if not isinstance(ex, list) or len(ex) != self.layers:
+            raise InputError(where, "experts", f"need {self.layers} per-layer lists of {self.k} expert ids")
+        ids = _ints(where, "experts", ex, (self.layers, self.k), 0, self.num_experts - 1)
+        repeated = np.any(np.diff(np.sort(ids, axis=1), axis=1) == 0, axis=1)
+        if np.any(repeated):
+            layer = int(np.argmax(repeated))
+            raise InputError(where, f"experts[{layer}]", f"repeated expert id in {ids[layer].tolist()}")
+        if rec.get("gate") is not None:
+            _gates(where, rec["gate"], self.layers, self.gate_width)
+        if rec.get("attn") is not None:
+            _ints(where, "attn", rec["attn"], (self.layers,), -1, limits.MAX_COUNT)
+        for name in ("token", "pos", "seq"):
+            v = rec.get(name, -1)
+            if isinstance(v, bool) or not isinstance(v, int) or not -1 <= v <= limits.MAX_COUNT:
+                raise InputError(where, name, f"need an integer >= 0 (or -1: unknown), got {limits.shown(v)}")
+
+
+class _Block:
+    """Up to ``size`` records, validated together with numpy (the per-record checks run only
+    to name the line of a mistake the block check found)."""
+
+    size = 4096
+
+    def __init__(self) -> None:
+        self.where: list[str] = []
+        self.records: list[dict[str, Any]] = []
+
+    def add(self, rec: dict[str, Any], where: str) -> None:
+        self.where.append(where)
+        self.records.append(rec)
+
+    def _locate(self, shape: _Shape) -> None:
+        for rec, where in zip(self.records, self.where, strict=True):
+            shape.check(rec, where)
+        raise InputError(self.where[0], "record", "records of this block do not fit the header")
+
+    def flush(self, shape: _Shape, arrays: dict[str, np.ndarray], t: int) -> int:
+        m = len(self.records)
+        if not m:
+            return t
+        recs, span = self.records, slice(t, t + m)
+        try:
+            ex = np.array([r.get("experts") for r in recs])
+            ints = [np.array([r.get(n, -1) for r in recs]) for n in ("token", "pos", "seq")]
+        except (ValueError, TypeError):
+            self._locate(shape)
+        ok = ex.shape == (m, shape.layers, shape.k) and ex.dtype.kind in "iu"
+        ok = ok and bool(np.all((ex >= 0) & (ex < shape.num_experts)))
+        ok = ok and not np.any(np.diff(np.sort(ex, axis=2), axis=2) == 0)
+        for values in ints:
+            ok = ok and values.shape == (m,) and values.dtype.kind in "iu"
+            ok = ok and bool(np.all((values >= -1) & (values <= limits.MAX_COUNT)))
+        has_gate = [i for i, r in enumerate(recs) if r.get("gate") is not None]
+        has_attn = [i for i, r in enumerate(recs) if r.get("attn") is not None]
+        try:
+            gate = np.array([recs[i]["gate"] for i in has_gate], dtype=np.float64)
+            attn = np.array([recs[i]["attn"] for i in has_attn])
+        except (ValueError, TypeError):
+            self._locate(shape)
+        if has_gate:
+            inside = np.isnan(gate) | ((gate >= 0.0) & (gate <= 1.0))
+            ok = ok and gate.shape == (len(has_gate), shape.layers, shape.gate_width)
+            ok = ok and bool(np.all(inside))
+        if has_attn:
+            ok = ok and attn.shape == (len(has_attn), shape.layers) and attn.dtype.kind in "iu"
+            ok = ok and bool(np.all((attn >= -1) & (attn <= limits.MAX_COUNT)))
+        if not ok:
+            self._locate(shape)
+        arrays["experts"][span] = ex
+        for name, values in zip(("token", "pos", "seq"), ints, strict=True):
+            arrays[name][span] = values
+        if has_gate:
+            arrays["gate"][np.asarray(has_gate) + t] = gate
+        if has_attn:
+            arrays["attn"][np.asarray(has_attn) + t] = attn
+        self.where, self.records = [], []
+        return t + m
+
+
 def read_trace(path: str | Path) -> RoutingTrace:
     """Read a JSONL trace written by ``write_trace`` (or by hand in that format).
 
@@ -273,37 +373,31 @@ def read_trace(path: str | Path) -> RoutingTrace:
             f"up to {n:,} tokens x {layers} layers x {gate_width} gate values; allowed: at most "
             f"{limits.MAX_TRACE_CELLS:,}",
         )
-    experts = np.zeros((n, layers, k), dtype=np.int64)
-    gate = np.full((n, layers, gate_width), np.nan, dtype=np.float32)
-    tok, pos, seq = (np.full(n, -1, dtype=np.int64) for _ in range(3))
-    attn = np.full((n, layers), -1, dtype=np.int64)
-    t = 0
-    for lineno, rec in iter_json_records(path, MAX_TRACE_BYTES):
-        if lineno == 1:
+    arrays = {
+        "experts": np.zeros((n, layers, k), dtype=np.int64),
+        "gate": np.full((n, layers, gate_width), np.nan, dtype=np.float32),
+        "attn": np.full((n, layers), -1, dtype=np.int64),
+        **{name: np.full(n, -1, dtype=np.int64) for name in ("token", "pos", "seq")},
+    }
+    shape = _Shape(layers, k, gate_width, num_experts)
+    block, t = _Block(), 0
+    for lineno, line in iter_lines(path, MAX_TRACE_BYTES):
+        if lineno == 1 or not line.strip():
             continue
         where = f"{src}:{lineno}"
-        ex = rec.get("experts")
-        if not isinstance(ex, list) or len(ex) != layers:
-            raise InputError(where, "experts", f"need {layers} per-layer lists of {k} expert ids")
-        ids = _ints(where, "experts", ex, (layers, k), 0, num_experts - 1)
-        if k > 1 and np.any(np.diff(np.sort(ids, axis=1), axis=1) == 0):
-            layer = int(np.argmax(np.any(np.diff(np.sort(ids, axis=1), axis=1) == 0, axis=1)))
-            raise InputError(where, f"experts[{layer}]", f"repeated expert id in {ids[layer].tolist()}")
-        experts[t] = ids
-        g = rec.get("gate")
-        if g is not None:
-            gate[t] = _gates(where, g, layers, gate_width)
-        a = rec.get("attn")
-        if a is not None:
-            attn[t] = _ints(where, "attn", a, (layers,), -1, limits.MAX_COUNT)
-        for name, arr in (("token", tok), ("pos", pos), ("seq", seq)):
-            v = rec.get(name, -1)
-            if isinstance(v, bool) or not isinstance(v, int) or not -1 <= v <= limits.MAX_COUNT:
-                raise InputError(where, name, f"need an integer >= 0 (or -1: unknown), got {limits.shown(v)}")
-            arr[t] = v
-        t += 1
+        rec = json_record(line, where)
+        # Keys are the only strings of a well-formed record (each brings two quotes), and it
+        # holds no true/false: numpy would read "0.5" or true as numbers, so check those alone.
+        if line.count('"') != 2 * len(rec) or "true" in line or "false" in line:
+            shape.check(rec, where)
+        block.add(rec, where)
+        if len(block.records) >= _Block.size:
+            t = block.flush(shape, arrays, t)
+    t = block.flush(shape, arrays, t)
     if t == 0:
         raise InputError(src, "records", "no token records after the header; need at least one")
+    experts, gate, attn = arrays["experts"], arrays["gate"], arrays["attn"]
+    tok, pos, seq = arrays["token"], arrays["pos"], arrays["seq"]
     return RoutingTrace(
         experts=experts[:t],
         gate=gate[:t],

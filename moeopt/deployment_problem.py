@@ -142,12 +142,14 @@ class DeploymentProblem:
                 f"routes {int(layer_tokens[b, layer]):,} tokens; a layer of a batch routes at most "
                 f"tokens_per_batch x top_k = {most:,}",
             )
-        options = m.moe_layers * m.experts_per_layer * len(self.memory_options) * self.max_replicas
+        options = (pop.batches * m.moe_layers * m.experts_per_layer * len(self.memory_options)
+                   * self.max_replicas)
         if options > limits.MAX_OPTIONS:
             raise FieldError(
                 own, "max_replicas",
-                f"layers x experts x memory sizes x max_replicas = {options:,} plan options per "
-                f"expert table; allowed: at most {limits.MAX_OPTIONS:,}",
+                f"batches x layers x experts x memory sizes x max_replicas = {options:,} options "
+                f"to price; allowed: at most {limits.MAX_OPTIONS:,} (fewer batches, sizes or "
+                "replicas)",
             )
 
     @property

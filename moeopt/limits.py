@@ -33,8 +33,9 @@ MAX_LOAD_CELLS = 4_194_304
 MAX_REPLICAS = 64
 #: Sizes on a memory menu (the 'full' 64 MB grid has 160); solvers enumerate each per expert.
 MAX_MENU = 256
-#: layers x experts x memory options x G: the option table exact solvers tabulate
-#: (DeepSeek-V3 on the full grid: 19 million).
+#: batches x layers x experts x memory options x G: solvers price every (memory, replicas)
+#: option of every expert on every batch. 2**25 (33.5 million) is 10x the largest built-in
+#: (DeepSeek-V3: 3.3 million); greedy already needs ~40 s at that size on 2 cores.
 MAX_OPTIONS = 1 << 25
 #: Hidden size (the largest released models use < 20,000).
 MAX_HIDDEN = 65_536

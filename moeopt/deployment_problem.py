@@ -213,6 +213,16 @@ class DeploymentProblem:
         spec = dict(self.spec, popularity={"source": "loads", "digest": popularity.digest()})
         return dataclasses.replace(self, popularity=popularity, spec=spec, name=name or self.name)
 
+    def with_constants(self, constants: CostConstants) -> DeploymentProblem:
+        """The same problem priced with other constants (a profile)."""
+        spec = dict(self.spec)
+        spec["cost_model"] = {"profile": constants.profile}
+        return dataclasses.replace(self, constants=constants, spec=spec)
+
+    def with_workload(self, workload: Workload) -> DeploymentProblem:
+        spec = dict(self.spec, workload={"tokens_per_batch": workload.tokens_per_batch})
+        return dataclasses.replace(self, workload=workload, spec=spec)
+
     def with_slo(self, slo: ServiceLevel) -> DeploymentProblem:
         spec = dict(self.spec, slo={"time_limit_s": slo.time_limit_s})
         return dataclasses.replace(self, slo=slo, spec=spec)

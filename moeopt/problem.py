@@ -22,10 +22,11 @@ from moeopt.deployment_problem import (
     WEIGHTS,
     DeploymentProblem,
 )
-from moeopt.errors import InputError
+from moeopt.errors import InputError, errors_in
 from moeopt.popularity.importers import TraceSource, as_trace_source, load_any
 from moeopt.popularity.traces import RoutingTrace
 from moeopt.problem_file import SCHEMA, problem_from_dict, read_problem_file
+from moeopt.profiles import apply_profile
 
 __all__ = [
     "COST_SCOPES",
@@ -44,7 +45,9 @@ __all__ = [
 
 
 def load_problem(
-    name_or_path: str | Path, trace: str | Path | TraceSource | None = None
+    name_or_path: str | Path,
+    trace: str | Path | TraceSource | None = None,
+    profile: str | Path | None = None,
 ) -> DeploymentProblem:
     """A built-in problem by name, or a problem file (.json or .toml).
 
@@ -52,8 +55,20 @@ def load_problem(
     also says how to map per-token fields and what to do with incomplete tokens), the
     problem's popularity comes from the trace; a trace of moeopt's converted MiniLM MoE whose
     shape differs from the named problem gets the matching MiniLM model (see
-    :func:`problem_from_trace`).
+    :func:`problem_from_trace`). With ``profile`` (a built-in profile name or a profile file),
+    its constants replace the problem's; a constant the problem refuses (e.g.
+    ``flops_per_second_per_vcpu = 0``) is an error naming the profile.
     """
+    problem = _load_problem(name_or_path, trace)
+    if profile is None:
+        return problem
+    with errors_in(str(profile)):
+        return apply_profile(problem, profile)
+
+
+def _load_problem(
+    name_or_path: str | Path, trace: str | Path | TraceSource | None
+) -> DeploymentProblem:
     text = str(name_or_path)
     if trace is not None:
         if text in BUILTIN_PROBLEMS:

@@ -153,16 +153,17 @@ def problem_from_dict(
 
 
 def _read_constants(c: _Table, base_dir: Path) -> CostConstants:
-    """The built-in constants, a profile file's, then the problem's own overrides."""
+    """The built-in constants, a profile's (built-in name or file), then the problem's own."""
+    from moeopt.profiles import read_profile
+
     constants = DEFAULT_CONSTANTS
     if "profile" in c.data:
         raw = c.data["profile"]
         if not isinstance(raw, str) or not raw:
-            raise InputError(c.source, "cost_model.profile", "need the path of a profile file")
-        profile = Path(raw)
-        profile = profile if profile.is_absolute() else base_dir / profile
-        constants = constants.with_overrides(read_profile(profile), str(profile))
-        with errors_in(str(profile)):
+            raise InputError(c.source, "cost_model.profile", "need a built-in profile name or a file path")
+        profile = read_profile(raw, base_dir)
+        constants = constants.with_overrides(profile.constants, profile.source)
+        with errors_in(profile.source):
             check_constants(constants, "profile")
     if "constants" in c.data:
         overrides = c.table("constants")
@@ -170,14 +171,6 @@ def _read_constants(c: _Table, base_dir: Path) -> CostConstants:
         with errors_in(c.source, "cost_model."):
             check_constants(constants, "problem")
     return constants
-
-
-def read_profile(path: str | Path) -> dict[str, Any]:
-    """A profile file's ``constants`` table (JSON or TOML), read through ``moeopt.files``."""
-    data = read_document(path)
-    if not isinstance(data, dict) or not isinstance(data.get("constants"), dict):
-        raise InputError(str(path), "constants", "a profile needs a 'constants' table of name: value")
-    return data["constants"]
 
 
 def _read_popularity(

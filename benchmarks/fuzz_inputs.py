@@ -5,7 +5,7 @@
 
 Generates ``--files`` mutated files from valid specs: problem files (JSON and TOML: the tiny
 test problem with inline loads, Zipf, counts and trace popularity, and the ``bert-moe-4``
-built-in), plans, counts files, per-token JSONL and moeopt traces. Each mutation either makes
+built-in), plans, counts files, per-token JSONL, moeopt traces and profiles (``--profile``). Each mutation either makes
 the file *certainly invalid* (a field set to a value outside its documented range, a required
 key removed, an unknown key added, another encoding, deep nesting, truncation...) or leaves its
 validity *unknown* (a byte flipped, a value set inside its range). Every file goes through every
@@ -58,6 +58,9 @@ TINY: dict[str, Any] = {
 }
 COUNTS = {"counts": [[5, 1, 0, 2], [3, 3, 3, 3]]}
 USAGE = {"expert_usage_by_layer": {"0": {"0": 5, "3": 1}, "1": {"2": 6}}, "num_experts": 4}
+PROFILE = {"schema": "moeopt.profile/1",
+           "constants": {"warm_start_s": 0.1, "flops_per_second_per_vcpu": 2.0e10},
+           "fits": {"compute": {"residual": 0.01}}}
 HEADER = {"format": "moeopt-routing-trace", "schema_version": 1, "model": "fuzz", "experts": 4,
           "top_k": 1, "moe_layers": 2, "tokens": 6, "gate": "topk"}
 
@@ -160,6 +163,14 @@ USAGE_RULES: dict[str, list[Any]] = {
     "expert_usage_by_layer": [[], 5, {}, {"x": {"0": 1}}, {"0": 5}],
     "expert_usage_by_layer.0.0": [math.nan, -1, 1e30, "1", None, True],
     "num_experts": [0, -1, 10**12, "4", 2, math.nan],
+}
+PROFILE_RULES: dict[str, list[Any]] = {
+    "constants": [5, [], None, "x"],
+    "constants.flops_per_second_per_vcpu": [0, -1, math.nan, math.inf, "1", True, None, 0.0],
+    "constants.storage_bandwidth_bytes_per_s": [0, -1e9, math.nan],
+    "constants.lambda_memory_max_mb": [0, 64, 10**12],
+    "constants.speed_of_light": [1],
+    "constants.warm_start_s": [-1, math.nan, "0.1", [0.1]],
 }
 HEADER_RULES: dict[str, list[Any]] = {
     "format": ["other", None, 1],
@@ -347,7 +358,8 @@ def build(folder: Path, count: int, seed: int) -> list[dict[str, Any]]:
                                                               "file": "trace-valid.jsonl"}),
         "problem-bert": builtin_spec("bert-moe-4"),
     }
-    kinds = (["problem"] * 4 + ["plan"] * 2 + ["counts"] * 2 + ["trace"] * 2 + ["routing"] * 2)
+    kinds = (["problem"] * 4 + ["plan"] * 2 + ["counts"] * 2 + ["trace"] * 2 + ["routing"] * 2
+             + ["profile"])
     entries = []
     for n in range(count):
         kind = kinds[n % len(kinds)]
@@ -363,6 +375,12 @@ def build(folder: Path, count: int, seed: int) -> list[dict[str, Any]]:
         elif kind == "plan":
             doc, validity, what = mutate_doc(rng, plan, PLAN_RULES)
             data, suffix = to_json(doc), ".json"
+        elif kind == "profile":
+            doc, validity, what = mutate_doc(rng, PROFILE, PROFILE_RULES, strict_keys=False)
+            as_toml = rng.random() < 0.4
+            data = to_toml(doc) if as_toml else None
+            suffix = ".toml" if data is not None else ".json"
+            data = data if data is not None else to_json(doc)
         elif kind == "counts":
             usage = rng.random() < 0.3
             doc, validity, what = mutate_doc(rng, USAGE if usage else COUNTS,
@@ -401,6 +419,9 @@ def commands(entry: dict[str, Any], folder: Path) -> list[list[str]]:
                 ["baselines", "--problem", f, "--json"]]
     if kind == "plan":
         return [["evaluate", f, "--problem", tiny, "--json"]]
+    if kind == "profile":
+        return [["problems", "show", tiny, "--profile", f, "--json"],
+                ["baselines", "--problem", tiny, "--profile", f, "--json"]]
     if kind == "counts":
         return [["popularity", "import", f, "--json"],
                 ["problems", "show", tiny4, "--trace", f, "--json"],

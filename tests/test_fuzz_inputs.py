@@ -91,7 +91,8 @@ def test_special_files_are_refused_at_once(special_files, tmp_path):
                                    "popularity": {"source": "counts", "file": "/dev/zero"}}))
     for kind, path in special_files.items():
         for args in (["popularity", "import", path], ["problems", "show", path],
-                     ["evaluate", path], ["problems", "show", "bert-moe-4", "--trace", path]):
+                     ["evaluate", path], ["problems", "show", "bert-moe-4", "--trace", path],
+                     ["problems", "show", "bert-moe-4", "--profile", path]):
             run = subprocess.run([sys.executable, "-m", "moeopt.cli", *args], capture_output=True,
                                  text=True, timeout=SUBPROCESS_TIMEOUT_S)
             assert_clean(run.returncode, run.stdout, run.stderr, args)

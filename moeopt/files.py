@@ -41,11 +41,11 @@ MAX_DOCUMENT_BYTES = 64 * MiB
 #: Routing traces (moeopt JSONL or per-token JSONL from another tool). Records are kept as
 #: compact arrays; 512 MiB is ~10 million per-token records and ~2 GB of memory at most.
 MAX_TRACE_BYTES = 512 * MiB
-#: One JSONL record. A moeopt trace record with full gates of a 1,024-layer x 4,096-expert
-#: model would not fit, but one of 64 layers x 4,096 experts (~2 MB) does.
+#: One JSONL record: a moeopt trace record with all gate probabilities of the largest allowed
+#: model (65,536 layer x expert cells) is ~0.6 MB.
 MAX_LINE_BYTES = 16 * MiB
-#: Nesting of JSON arrays/objects and TOML tables/arrays. moeopt's formats need 4 (a loads
-#: array inside its table); Python's parsers recurse and would fail near 1,000.
+#: Nesting of JSON arrays/objects and TOML tables/arrays. moeopt's formats need at most 5 (an
+#: inline loads array inside its table); Python's parsers recurse and would fail near 1,000.
 MAX_DEPTH = 32
 
 _BOMS = (

@@ -80,7 +80,7 @@ def note_popularity(problem: Any) -> None:
     """State on stderr how a problem's popularity was made, where it matters (resampled, tokens
     dropped): every command that builds a problem from a trace calls this."""
     for note in problem.popularity.notes:
-        click.echo(f"note: {problem.name}: popularity {note}", err=True)
+        click.echo(f"note: {problem.name}: popularity: {note}", err=True)
 
 
 def _json(data: Any) -> str:

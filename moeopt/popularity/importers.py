@@ -193,8 +193,8 @@ def traces_to_popularity(path: str | Path, model: Any, workload: Any, data: dict
         loads = batch_loads(found.experts[: batches * n], found.num_experts, n)
         return Popularity(loads=loads, source=f"trace:{name}", notes=tuple(notes))
     notes.append(
-        f"resampled: {name} has {found.tokens:,} tokens, fewer than one batch of {n:,}; each of "
-        f"the {batches} batches draws {n:,} of them with replacement (seed {seed})"
+        f"{name} has {found.tokens:,} tokens, fewer than one batch of {n:,}: each of the "
+        f"{batches} batches is resampled, {n:,} tokens drawn with replacement (seed {seed})"
     )
     rng = np.random.default_rng(seed)
     layers, e = found.layers, found.num_experts

@@ -11,7 +11,8 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from moeopt.problem import DeploymentProblem, problem_from_dict
+from moeopt.deployment_problem import DeploymentProblem
+from moeopt.problem_file import problem_from_dict
 
 # Attention block parameters per layer (Q, K, V, O projections + biases + 2 LayerNorms).
 _BERT_ATTN = 4 * 768 * 768 + 4 * 768 + 4 * 768

@@ -11,6 +11,7 @@ import click
 
 from moeopt.errors import InfeasibleError, InputError, report_input_errors
 from moeopt.native_io import native_stdout_to_stderr
+from moeopt.popularity.cli import note_popularity, trace_options
 
 _Cli = report_input_errors(click.Group)
 
@@ -45,10 +46,7 @@ profile_option = click.option(
     help="Cost-model constants: a built-in profile (paper-lambda) or a profile file from "
     "`moeopt calibrate` (docs/cost-model.md).",
 )
-trace_option = click.option(
-    "--trace", "trace", type=click.Path(dir_okay=False), default=None,
-    help="Routing trace (moeopt JSONL, per-token JSONL or counts JSON): the problem's popularity.",
-)
+trace_option = trace_options  # --trace FILE [--field NAME=FIELD ...] [--fields FILE] [--incomplete]
 
 
 @cli.group()
@@ -98,6 +96,7 @@ def problems_show(name: str, trace: str | None, as_json: bool, spec: bool,
     from moeopt.problem import load_problem
 
     problem = load_problem(name, trace, profile)
+    note_popularity(problem)
     if spec:
         click.echo(dumps(builtin_spec(name) if name in BUILTIN_PROBLEMS and not trace else problem.spec))
         return
@@ -133,11 +132,13 @@ def evaluate_cmd(plan_path: str, problem_name: str | None, trace: str | None, as
                  profile: str | None = None) -> None:
     """Price a plan on a problem: cost, latency, throughput and constraint violations."""
     from moeopt.evaluate import evaluate
-    from moeopt.plan import check_plan, load_plan
+    from moeopt.plan import check_plan, load_plan, traced_problem_name
     from moeopt.problem import load_problem
 
     plan = load_plan(plan_path)
-    problem = load_problem(problem_name or plan.problem_name.split("@")[0], trace, profile)
+    problem = load_problem(problem_name or traced_problem_name(plan, plan_path, trace), trace,
+                           profile)
+    note_popularity(problem)
     check_plan(plan, problem, plan_path)
     ev = evaluate(problem, plan)
     if as_json:
@@ -161,6 +162,7 @@ def baselines_cmd(problem_name: str, as_json: bool, trace: str | None = None,
     from moeopt.problem import load_problem
 
     problem = load_problem(problem_name, trace, profile)
+    note_popularity(problem)
     rows = baseline_rows(problem)
     if as_json:
         out = []
@@ -330,7 +332,7 @@ def _objective_options(objective: str, weight: float) -> dict[str, Any]:
 @trace_option
 @profile_option
 @click.option("--solver", "solver_name", default="ilp", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
 @with_budget
 @click.option("-O", "--option", "solver_options", multiple=True, metavar="KEY=VALUE",
               help="A solver option (repeatable); VALUE is read as JSON when it parses, e.g. "
@@ -346,6 +348,7 @@ def solve_cmd(problem_name: str, trace: str | None, solver_name: str, seed: int,
     from moeopt.registry import make_solver
 
     problem = load_problem(problem_name, trace, profile)
+    note_popularity(problem)
     options = {**_objective_options(objective, weight), **_parse_options(solver_options)}
     solver = make_solver(solver_name, seed=seed, **options)
     with native_stdout_to_stderr():
@@ -395,6 +398,7 @@ def compare_cmd(problem_name: str, trace: str | None, solver_list: str | None, s
     from moeopt.registry import get_solver_class
 
     problem = load_problem(problem_name, trace, profile)
+    note_popularity(problem)
     names = [s.strip() for s in solver_list.split(",") if s.strip()] if solver_list else default_solvers()
     for name in names:
         get_solver_class(name)  # unknown or unavailable: one clear error before any work

@@ -360,8 +360,23 @@ class SolverConformance:
                 ceiling = min(ceiling, result.cost_usd)
             assert bound <= ceiling * (1 + TOLERANCE), (
                 f"lower bound {bound!r} above a feasible cost {ceiling!r}")
+        self._check_claims(result, optimum)
+        # A proof must hold however early the budget stops the solver.
+        short, _ = self._solve(solver, solver_options, problem, budget=Budget(evaluations=20, seconds=20.0))
+        assert short.solver_status != SolverStatus.ERROR, short.message
+        self._check_claims(short, optimum)
+
+    @staticmethod
+    def _check_claims(result: SolveResult, optimum: float) -> None:
+        """What a result proves must agree with the referee: a proven optimum costs the
+        optimum, a problem said infeasible has no feasible plan, a bound is below the optimum."""
         if result.solution_status == SolutionStatus.PROVEN_OPTIMAL:
-            assert result.cost_usd <= optimum * (1 + 1e-6), "proven optimal, but the referee found cheaper"
+            assert result.cost_usd <= optimum * (1 + 1e-6), (
+                f"proven optimal at {result.cost_usd!r}, but the referee found {optimum!r}")
+        if result.solver_status == SolverStatus.INFEASIBLE:
+            assert not math.isfinite(optimum), f"said infeasible; the referee found {optimum!r}"
+        if result.lower_bound_usd is not None and math.isfinite(optimum):
+            assert result.lower_bound_usd <= optimum * (1 + TOLERANCE)
 
     def test_nan_and_inf_survive(self, solver, solver_options, problem):
         result, _ = self._solve(solver, solver_options, problem, evaluator=nan_evaluator)

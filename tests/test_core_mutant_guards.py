@@ -66,6 +66,66 @@ def test_tokens_per_replica_round_up_on_odd_loads():
     assert batch.cost_usd[0] > one.cost_usd[0]
 
 
+def _storage_plan(memory: list[float], replicas: list[int]) -> PlanArrays:
+    return PlanArrays(
+        memory_mb=np.asarray([[memory]], dtype=float),
+        replicas=np.asarray([[replicas]], dtype=np.int64),
+        method=np.full((1, 1), lm.STORAGE),
+        pipeline_degree=np.ones((1, 1)),
+    )
+
+
+def _storage_problem(loads: list[int]):
+    spec = tiny_spec(
+        model={**tiny_spec()["model"], "moe_layers": 1, "experts_per_layer": len(loads)},
+        workload={"tokens_per_batch": sum(loads)},
+        popularity={"source": "loads", "loads": [[loads]]},
+    )
+    return problem_from_dict(spec, "guard.json")
+
+
+def test_only_replicas_that_receive_tokens_bill():
+    """Mutant: every replica billed. 2 tokens on 4 replicas: two replicas get one token each,
+    the other two are never invoked, so it costs what 2 replicas cost; an expert with no
+    token costs nothing however many replicas it has."""
+    problem = _storage_problem([1000, 2, 0])
+    two = evaluate_batch(problem, _storage_plan([1769, 1769, 1769], [1, 2, 1]))
+    four = evaluate_batch(problem, _storage_plan([1769, 1769, 1769], [1, 4, 4]))
+    assert four.cost_usd[0] == pytest.approx(two.cost_usd[0], rel=1e-12)
+
+
+def test_a_cold_experts_function_must_still_hold_its_weights():
+    """Mutant: memory checked only where tokens arrive. A deployed function for an expert no
+    batch routes to must still start and hold its weights (routing at run time differs)."""
+    problem = _storage_problem([1000, 0])
+    ok = evaluate_batch(problem, _storage_plan([1769, 1769], [1, 1]))
+    starved = evaluate_batch(problem, _storage_plan([1769, 64], [1, 1]))
+    assert ok.violations["memory"][0] <= 0
+    assert starved.violations["memory"][0] > 0 and not starved.feasible[0]
+
+
+def test_tracker_keeps_the_least_violating_plan_when_none_is_feasible():
+    """Mutant: infeasible plans ranked by cost alone. With no feasible plan, the best plan is
+    the one that breaks the constraints least (its binding constraint is what is reported)."""
+    from moeopt.testing import small_problem
+
+    problem = small_problem(time_limit_s=0.5)
+    L, E = problem.layers, problem.experts
+    slow_cheap = (768.0, 1)
+    fast_dear = (3072.0, 4)
+    plans = PlanArrays(
+        memory_mb=np.array([np.full((L, E), m) for m, _ in (slow_cheap, fast_dear)]),
+        replicas=np.array([np.full((L, E), g) for _, g in (slow_cheap, fast_dear)]),
+        method=np.zeros((2, L), dtype=np.int64),
+        pipeline_degree=np.ones((2, L)),
+    )
+    tracker = _tracker(problem, None)
+    batch, _, violation = tracker.evaluate(plans)
+    assert not batch.feasible.any() and violation[1] < violation[0]
+    assert batch.cost_usd[0] < batch.cost_usd[1]
+    assert tracker.best_eval.cost_usd == pytest.approx(batch.cost_usd[1])
+
+
 def _tracker(problem, evaluations: int | None, evaluator=evaluate_batch) -> Tracker:
     return Tracker(problem, Budget(evaluations=evaluations), Objective(), evaluator)
 
@@ -184,3 +244,40 @@ def test_billed_seconds_round_up_to_the_millisecond():
 
 
 assert TINY_CONSTANTS  # the hand-priced constants these problems share
+
+
+@pytest.mark.parametrize("kit_problem", ["tiny", "top2", "cold", "odd"])
+def test_ods_takes_each_layers_cheapest_method_when_the_time_limit_is_loose(kit_problem):
+    """Mutant: ODS picks each layer's dearest method. With a loose time limit the layers do not
+    interact, so ODS's per-layer cheapest method is the optimum of the space."""
+    from moeopt.registry import make_solver
+    from moeopt.testing import KIT_PROBLEMS, referee_optimum
+
+    result = make_solver("ilp-ods").solve(KIT_PROBLEMS[kit_problem]())
+    assert result.cost_usd == pytest.approx(referee_optimum(kit_problem), rel=1e-9)
+
+
+@pytest.mark.parametrize("name", ["bert-moe-4", "gpt2-moe-4"])
+def test_greedy_finishes_its_descent_in_a_few_thousand_evaluations(name):
+    """Mutant: greedy's slack phase adopts infeasible proposals and wanders (7x the
+    evaluations, a dearer plan on gpt2-moe-4). Greedy stops by itself, well inside budget."""
+    from moeopt.builtin_problems import builtin_problem
+    from moeopt.registry import make_solver
+
+    result = make_solver("greedy").solve(builtin_problem(name))
+    assert str(result.solver_status) == "completed" and result.evaluation.feasible
+    assert result.evaluations < 8_000, result.evaluations
+
+
+def test_eplb_gives_redundant_replicas_to_the_hottest_experts():
+    """Mutant: EPLB's redundant replicas go to the coldest expert."""
+    from moeopt.builtin_problems import builtin_problem
+    from moeopt.registry import make_solver
+
+    problem = builtin_problem("switch-base-128")
+    plan = make_solver("eplb").solve(problem).plan
+    for li, layer in enumerate(plan.layers):
+        load = problem.popularity.mean()[li]
+        replicas = {e: f.replicas for f in layer.functions for e in f.experts}
+        hottest = int(np.argmax(load))
+        assert replicas[hottest] == max(replicas.values()) > 1

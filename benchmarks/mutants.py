@@ -24,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 GUARDS = "tests/test_core_mutant_guards.py"
+BILLING = "tests/runtime/test_billing_guards.py"
 EVAL = ["tests/test_core_evaluate.py", "tests/test_core_formulas.py", GUARDS]
 API = ["tests/test_core_solver_api.py", GUARDS]
 
@@ -98,26 +99,26 @@ MUTANTS = [
         "                break")], ["tests/solvers/test_exhaustive.py"]),
     m("S3", "ODS takes each layer's dearest method",
       [("solvers/ilp.py", "pick = cost.argmin(axis=0)", "pick = cost.argmax(axis=0)")],
-      ["tests/solvers/test_ilp.py"]),
+      ["tests/solvers/test_ilp.py", GUARDS]),
     m("S4", "greedy spends slack on infeasible proposals too",
       [("solvers/greedy.py", "saving = np.where(feasible, state_eval[0].cost_usd[0] - cost, -np.inf)",
-        "saving = state_eval[0].cost_usd[0] - cost")], ["tests/test_core_solvers.py", "tests/solvers/test_ilp.py"]),
+        "saving = state_eval[0].cost_usd[0] - cost")], ["tests/test_core_solvers.py", GUARDS]),
     m("S5", "eplb gives redundant replicas to the coldest expert",
       [("solvers/baselines.py", "replicas[int(np.argmax(per))] += 1", "replicas[int(np.argmin(per))] += 1")],
-      ["tests/test_core_solvers.py"]),
+      ["tests/test_core_solvers.py", GUARDS]),
     # -- runtime --
     m("R1", "local backend bills rounded, not rounded-up, milliseconds",
       [("lambda_runtime/local/service.py", "billed = math.ceil(outcome.duration_ms)",
-        "billed = round(outcome.duration_ms)")], ["tests/runtime/test_local_api.py", "tests/runtime/test_faults.py"]),
+        "billed = round(outcome.duration_ms)")], ["tests/runtime/test_local_api.py", BILLING]),
     m("R2", "REPORT GB-s with 1000 MB per GB",
       [("lambda_runtime/coordinator.py", "return self.billed_ms / 1000.0 * self.memory_mb / 1024.0",
-        "return self.billed_ms / 1000.0 * self.memory_mb / 1000.0")], ["tests/runtime/"]),
+        "return self.billed_ms / 1000.0 * self.memory_mb / 1000.0")], [BILLING, "tests/runtime/"]),
     m("R3", "run summary: GB-s summed over requests, not per request",
       [("lambda_runtime/run.py", "gb_s = sum(r.billed_gb_s for r in results) / n",
-        "gb_s = sum(r.billed_gb_s for r in results)")], ["tests/runtime/"]),
+        "gb_s = sum(r.billed_gb_s for r in results)")], [BILLING, "tests/runtime/"]),
     m("R4", "local backend refuses a response of exactly 6 MiB",
       [("lambda_runtime/local/service.py", "len(outcome.payload) > SYNC_PAYLOAD_LIMIT",
-        "len(outcome.payload) >= SYNC_PAYLOAD_LIMIT")], ["tests/runtime/test_local_api.py"]),
+        "len(outcome.payload) >= SYNC_PAYLOAD_LIMIT")], ["tests/runtime/test_local_api.py", BILLING]),
     m("R5", "cost model bills rounded, not rounded-up, milliseconds",
       [("cost_models/lambda_model.py", "np.ceil(np.asarray(duration_s) / step - 1e-9) * step",
         "np.round(np.asarray(duration_s) / step) * step")], [*EVAL, "tests/solvers/test_ilp.py"]),

@@ -105,11 +105,17 @@ class SolverEntry:
 def claims() -> dict[str, list[Claim]]:
     """Every registered name with every claim on it, built-ins first; imports nothing."""
     out: dict[str, list[Claim]] = {n: [Claim(t, BUILTIN)] for n, t in BUILTIN_SOLVERS.items()}
+    plugins: dict[str, list[Claim]] = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         dist = ep.dist
         claim = Claim(ep.value, dist.name if dist is not None else "plugin",
                       dist.version if dist is not None else None)
-        out.setdefault(ep.name, []).append(claim)
+        (out if ep.name in out else plugins).setdefault(ep.name, []).append(claim)
+    # Discovery order follows directory listings: sort, so every listing reads the same.
+    for found in out.values():
+        found[1:] = sorted(found[1:], key=lambda c: (c.origin, c.target))
+    for name in sorted(plugins):
+        out[name] = sorted(plugins[name], key=lambda c: (c.origin, c.target))
     return out
 
 
@@ -135,7 +141,7 @@ def _load(name: str, found: list[Claim]) -> SolverEntry:
 
 
 def list_solvers() -> list[SolverEntry]:
-    """One entry per registered name, built-ins first, then plugins in entry-point order."""
+    """One entry per registered name: built-ins first, then plugins by name."""
     return [_load(name, found) for name, found in claims().items()]
 
 

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-WIDE = 200  # columns when the output is not a terminal (a file or a pipe keeps whole lines)
+WIDE = 10_000  # columns when the output is not a terminal: a file or a pipe gets whole lines
 # rich's SIMPLE_HEAD in ASCII: a dashed rule under the header, nothing else.
 RULE_UNDER_HEADER = box.Box("    \n    \n -- \n    \n    \n    \n    \n    \n", ascii=True)
 

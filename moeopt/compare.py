@@ -131,6 +131,28 @@ def default_solvers() -> list[str]:
     return select_solvers(None, DEFAULT_COMPARE)
 
 
+def solve(
+    problem: DeploymentProblem | str,
+    solver: str = "ilp",
+    *,
+    seed: int = 0,
+    budget: Budget | None = None,
+    **options: Any,
+) -> SolveResult:
+    """Solve ``problem`` (a problem, a built-in name or a problem file) with a registered
+    solver: ``moeopt.solve("bert-moe-4", "greedy", seed=1)``; ``budget`` None: the solver's
+    default (the result says so)."""
+    return make_solver(solver, seed=seed, **options).solve(_problem(problem), budget)
+
+
+def _problem(problem: DeploymentProblem | str) -> DeploymentProblem:
+    if isinstance(problem, str):
+        from moeopt.problem import load_problem
+
+        return load_problem(problem)
+    return problem
+
+
 def compare(
     problem: DeploymentProblem | str,
     solvers: Iterable[str] | str | None = None,
@@ -144,10 +166,7 @@ def compare(
 
     ``budget`` None gives each solver its own default budget (the result's header says so);
     ``options`` go to every solver (``objective``/``weight`` are accepted by all)."""
-    if isinstance(problem, str):
-        from moeopt.problem import load_problem
-
-        problem = load_problem(problem)
+    problem = _problem(problem)
     if solvers is None or isinstance(solvers, str):
         names = select_solvers(solvers, DEFAULT_COMPARE)
     else:

@@ -45,7 +45,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-import moeopt.evaluate as _evaluate_module
 from moeopt.evaluate import EvaluationBatch, evaluate, evaluate_batch
 from moeopt.plan import PlanArrays
 from moeopt.problem import DeploymentProblem, problem_from_dict
@@ -228,7 +227,7 @@ def tracker_only_pricing(log: PricingLog) -> Iterator[None]:
     finally:
         for namespace, attr in swapped:
             namespace[attr] = original
-        _evaluate_module.evaluate_batch = original
+        sys.modules["moeopt.evaluate"].evaluate_batch = original
 
 
 def counting(log: PricingLog, inner: Callable[[DeploymentProblem, PlanArrays], EvaluationBatch] = evaluate_batch,

@@ -10,7 +10,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from moeopt.errors import InputError
+from cost_models.errors import InputError
 
 _DATA_FILE = "constants.toml"
 
@@ -51,6 +51,8 @@ class CostConstants:
     warm_start_s: float
     cold_start_s: float
     flops_per_second_per_vcpu: float
+    multi_vcpu_efficiency: float
+    nonmoe_flops_per_second: float
     arm64_speed_factor: float
     runtime_overhead_mb: float
     nonmoe_memory_mb: int

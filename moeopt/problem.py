@@ -24,6 +24,9 @@ PAPER_MEMORY_MENU = (128, *range(768, 3072 + 1, 192))
 FULL_MEMORY_STEP_MB = 64
 COST_SCOPES = ("paper", "full")
 STARTS = ("warm", "cold")
+#: How a function gets its weights: from storage on every invocation (the paper's head time H),
+#: or once per execution environment, kept while it is warm.
+WEIGHTS = ("per_invocation", "cached")
 
 
 @dataclass(frozen=True, eq=False)
@@ -42,6 +45,7 @@ class DeploymentProblem:
     architectures: tuple[str, ...] = ("x86_64",)
     cost_scope: str = "paper"
     start: str = "warm"
+    weights: str = "per_invocation"
     description: str = ""
     spec: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -63,13 +67,27 @@ class DeploymentProblem:
         return tuple(sorted({*grid, c.lambda_memory_max_mb}))
 
     def memory_allowed(self, memory_mb: int) -> bool:
-        """Any size Lambda accepts; the menu is the solvers' search space, not a plan rule."""
-        c = self.constants
-        return c.lambda_memory_min_mb <= memory_mb <= c.lambda_memory_max_mb
+        """A plan may use only the problem's memory options (its menu, or the 64 MB grid of a
+        'full' menu): the space a proof of optimality covers is exactly the space of valid plans."""
+        return memory_mb in self._memory_set
+
+    @cached_property
+    def _memory_set(self) -> frozenset[int]:
+        return frozenset(self.memory_options)
 
     def memory_rule(self) -> str:
+        if self.memory_menu is not None:
+            return "one of the problem's memory options: " + ", ".join(map(str, self.memory_menu))
         c = self.constants
-        return f"an integer from {c.lambda_memory_min_mb} to {c.lambda_memory_max_mb} (MB)"
+        return (
+            f"a size on the {FULL_MEMORY_STEP_MB} MB grid from {c.lambda_memory_min_mb} to "
+            f"{c.lambda_memory_max_mb} (128, 192, ...; and {c.lambda_memory_max_mb})"
+        )
+
+    @property
+    def fetch_weights(self) -> bool:
+        """Whether each invocation fetches its weights (per_invocation, or every start cold)."""
+        return self.weights == "per_invocation" or self.start == "cold"
 
     @property
     def start_s(self) -> float:
@@ -129,6 +147,7 @@ class DeploymentProblem:
             "architectures": list(self.architectures),
             "cost_scope": self.cost_scope,
             "start": self.start,
+            "weights": self.weights,
             "constants_profile": self.constants.profile,
         }
 
@@ -256,7 +275,8 @@ def problem_from_dict(
     popularity = _read_popularity(top.table("popularity"), model, workload, base_dir)
 
     d = top.table("deployment", required=False)
-    d.unknown({"memory_menu", "max_replicas", "methods", "architectures", "cost_scope", "start"})
+    d.unknown({"memory_menu", "max_replicas", "methods", "architectures", "cost_scope", "start",
+               "weights"})
     menu_raw = d.data.get("memory_menu", "paper")
     constants = DEFAULT_CONSTANTS
     c = top.table("cost_model", required=False)
@@ -295,6 +315,7 @@ def problem_from_dict(
         architectures=architectures,
         cost_scope=d.choice("cost_scope", COST_SCOPES, "paper"),
         start=d.choice("start", STARTS, "warm"),
+        weights=d.choice("weights", WEIGHTS, "per_invocation"),
         spec=spec,
     )
 

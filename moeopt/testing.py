@@ -302,11 +302,14 @@ class SolverConformance:
         return result, log
 
     def test_same_seed_same_plan(self, solver, solver_options, problem):
-        a, _ = self._solve(solver, solver_options, problem, seed=7)
+        """Two solver objects with one seed agree, and so does one object solving twice."""
+        first = solver(seed=7, **solver_options)
+        a, _ = self._solve(lambda **_: first, {}, problem)
         b, _ = self._solve(solver, solver_options, problem, seed=7)
+        again, _ = self._solve(lambda **_: first, {}, problem)
         assert a.solver_status != SolverStatus.ERROR, a.message
-        assert _plan_key(a) == _plan_key(b)
-        assert a.solution_status == b.solution_status
+        assert _plan_key(a) == _plan_key(b) == _plan_key(again)
+        assert a.solution_status == b.solution_status == again.solution_status
 
     def test_different_seeds_can_differ(self, solver, solver_options, problem):
         """A solver not tagged ``deterministic`` owns a seeded RNG: four seeds must not all

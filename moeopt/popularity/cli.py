@@ -6,6 +6,7 @@ User mistakes raise ``InputError``; the top-level ``moeopt`` group prints them a
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -56,6 +57,7 @@ def build_trace(
     stream = c.token_ids[calibration : calibration + tokens]
     model = convert(experts, top_k, c.token_ids[:calibration], seed=seed)
     name = f"{c.name}[{calibration}:{calibration + len(stream)}]"
+    progress = progress and sys.stderr.isatty()  # no bar frames in a redirected stderr
     return capture(model, stream, corpus=name, full_gate=full_gate, progress=progress)
 
 

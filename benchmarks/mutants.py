@@ -108,7 +108,7 @@ MUTANTS = [
     # -- runtime --
     m("R1", "local backend bills rounded, not rounded-up, milliseconds",
       [("lambda_runtime/local/service.py", "billed = math.ceil(outcome.duration_ms)",
-        "billed = round(outcome.duration_ms)")], ["tests/runtime/test_local_api.py", BILLING]),
+        "billed = round(outcome.duration_ms)")], [BILLING, "tests/runtime/test_local_api.py"]),
     m("R2", "REPORT GB-s with 1000 MB per GB",
       [("lambda_runtime/coordinator.py", "return self.billed_ms / 1000.0 * self.memory_mb / 1024.0",
         "return self.billed_ms / 1000.0 * self.memory_mb / 1000.0")], [BILLING, "tests/runtime/"]),

@@ -24,9 +24,13 @@ def moeopt(*args: str) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=300)
 
 
-def test_no_command_shows_the_highs_banner():
-    for args in (("solvers", "list"), ("solve", "--problem", "bert-moe-4", "--solver", "ilp"),
-                 ("compare", "--problem", "bert-moe-4", "--solvers", "ilp-ods,lambdaml")):
+def test_no_command_shows_the_highs_banner(tmp_path):
+    from moeopt.testing import tiny_problem
+
+    tiny = tmp_path / "tiny.json"
+    tiny.write_text(json.dumps(tiny_problem().spec))
+    for args in (("solvers", "list"), ("solve", "--problem", str(tiny), "--solver", "ilp"),
+                 ("compare", "--problem", str(tiny), "--solvers", "ilp-ods,lambdaml")):
         done = moeopt(*args)
         assert done.returncode == 0, done.stderr
         assert "HiGHS" not in done.stdout + done.stderr, args

@@ -8,6 +8,7 @@ the backend says so in its status and runs the workers unthrottled.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ def vcpu_share(memory_mb: int) -> float:
     """Lambda's vCPU share of ``memory_mb``."""
     return min(MAX_VCPU, memory_mb / MB_PER_VCPU)
 
+
+_ROOTS = itertools.count()  # numbers this process's cgroup roots
 
 @dataclass(frozen=True)
 class CpuLimitStatus:
@@ -47,7 +50,9 @@ class CpuLimiter:
             log.warning("vCPU share NOT enforced: %s", self.status.detail)
 
     def _detect(self) -> CpuLimitStatus:
-        name = f"moeopt-local-{os.getpid()}"
+        # One root per backend, not per process: a second backend in the same process (a CLI
+        # run inside a test session) must not remove the first one's cgroups when it closes.
+        name = f"moeopt-local-{os.getpid()}-{next(_ROOTS)}"
         v1 = Path("/sys/fs/cgroup/cpu")
         v2 = Path("/sys/fs/cgroup")
         candidates: list[tuple[int, Path]] = []

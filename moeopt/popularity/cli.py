@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -120,6 +121,7 @@ def build_trace(
     stream = c.token_ids[calibration : calibration + tokens]
     model = convert(experts, top_k, c.token_ids[:calibration], seed=seed)
     name = f"{c.name}[{calibration}:{calibration + len(stream)}]"
+    progress = progress and sys.stderr.isatty()  # no bar frames in a redirected stderr
     return capture(model, stream, corpus=name, full_gate=full_gate, progress=progress)
 
 

@@ -121,6 +121,7 @@ ROUTES = (
 _AUTH_ERRORS = {  # sigv4.AuthFailure.reason -> (status, Lambda's error type, message or None)
     "missing": (403, "MissingAuthenticationTokenException", "Missing Authentication Token"),
     "malformed": (400, "IncompleteSignatureException", None),
+    "unsupported": (400, "IncompleteSignatureException", None),
     "unknown_key": (403, "UnrecognizedClientException",
                     "The security token included in the request is invalid."),
     "signature": (403, "InvalidSignatureException",

@@ -124,8 +124,7 @@ class ExecutionEnvironment:
     def _on_exit(self) -> None:
         worker = self.worker
         if worker is not None and not worker.killed:
-            self.fail_current("Runtime.ExitError",
-                              f"Runtime exited with error: exit status {worker.exit_code()}")
+            self.fail_current("Runtime.ExitError", f"Runtime exited with error: {worker.exit_reason()}")
         self.dead = True
         self._init_done.set()
 

@@ -175,6 +175,17 @@ class BoundedHandler(BaseHTTPRequestHandler):
         finally:
             reaper.disarm(sock)
 
+    def parse_request(self) -> bool:
+        """Only HTTP/1.x request lines (an HTTP/0.9 one would get an answer without a status)."""
+        words = self.raw_requestline.decode("iso-8859-1", "replace").rstrip("\r\n").split()
+        if len(words) != 3 or not words[2].startswith("HTTP/1."):
+            self.command, self.requestline = "", ""
+            self.request_version = "HTTP/1.1"
+            self.close_connection = True
+            self.send_error(400, "Bad request line")
+            return False
+        return super().parse_request()
+
     def handle_expect_100(self) -> bool:
         """Defer ``100 Continue`` until the body is wanted (``read_body``)."""
         self._expect_continue = True

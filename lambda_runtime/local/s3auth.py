@@ -35,6 +35,7 @@ _ERRORS = {  # AuthFailure.reason -> (status, S3 code)
     "payload": (400, "XAmzContentSHA256Mismatch"),
     "too_large": (400, "EntityTooLarge"),
     "length": (411, "MissingContentLength"),
+    "unsupported": (400, "InvalidRequest"),
 }
 
 

@@ -70,6 +70,9 @@ def parse(method: str, query: str, headers: Headers, service: str, region: str,
     params = _query_params(query)
     if auth:
         m = _AUTH.fullmatch(auth[0].strip())
+        if auth[0].startswith("AWS "):
+            raise AuthFailure("unsupported", "The authorization mechanism you have provided is "
+                              "not supported. Please use AWS4-HMAC-SHA256.")
         if not m or len(auth) > 1:
             raise AuthFailure("malformed", "Authorization header is not AWS4-HMAC-SHA256 "
                               "Credential=..., SignedHeaders=..., Signature=...")
@@ -89,6 +92,10 @@ def parse(method: str, query: str, headers: Headers, service: str, region: str,
         if not 1 <= expires <= _MAX_PRESIGN_S:
             raise AuthFailure("malformed", f"X-Amz-Expires must be 1..{_MAX_PRESIGN_S}")
         presigned = True
+    elif "AWSAccessKeyId" in params or "Signature" in params:
+        raise AuthFailure("unsupported", "The authorization mechanism you have provided is not "
+                          "supported. Please use AWS4-HMAC-SHA256 (botocore: "
+                          "Config(signature_version='s3v4')).")
     else:
         raise AuthFailure("missing", "the request is not signed")
     access_key, _, scope = cred.partition("/")

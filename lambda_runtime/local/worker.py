@@ -147,8 +147,20 @@ class Worker:
     def pid(self) -> int | None:
         return self.proc.pid if self.proc is not None else None
 
-    def exit_code(self) -> int | None:
-        return self.proc.poll() if self.proc is not None else None
+    def exit_reason(self) -> str:
+        """How the worker ended, as Lambda words it (``exit status 1``, ``signal: killed``)."""
+        code = self.proc.poll() if self.proc is not None else None
+        if self.forked:  # not our child: its status is the kernel's to reap
+            return "the runtime process is gone (killed or crashed)"
+        if code is None:
+            return "the runtime closed its output"
+        if code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = str(-code)
+            return f"signal: {name.removeprefix('SIG').lower()}"
+        return f"exit status {code}"
 
     def kill(self) -> None:
         self.killed = True

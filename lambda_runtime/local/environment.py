@@ -94,7 +94,8 @@ class ExecutionEnvironment:
         self._init_ms = 0.0
         self.worker: Worker | None = None
         self.cgroup: Path | None = None
-        self.server = LoopbackHTTPServer(runtime_api_handler(self), max_connections=16)
+        self.server = LoopbackHTTPServer(runtime_api_handler(self), max_connections=64,
+                                         keepalive_idle_s=config.timeout_s + 60.0)
         threading.Thread(
             target=self.server.serve_forever, daemon=True, name=f"rapi-{self.id}"
         ).start()

@@ -2,7 +2,8 @@
 robust against clients that stall, lie about their body or never finish sending it.
 
 - A new connection must start its request within ``FIRST_REQUEST_S``; a kept-alive one may idle
-  ``KEEPALIVE_IDLE_S`` between requests. Once a request has started, every read waits at most
+  ``keepalive_idle_s`` between requests (the Runtime API: the function's timeout and a minute,
+  as a worker's connection idles while its handler runs). Once a request has started, every read waits at most
   ``READ_TIMEOUT_S`` and the whole request (line, headers, body) must arrive within
   ``REQUEST_DEADLINE_S``: a reaper thread shuts the socket of one that does not (a client that
   trickles a byte at a time cannot hold a thread either).
@@ -86,9 +87,11 @@ class LoopbackHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128
 
-    def __init__(self, handler: Any, port: int = 0, max_connections: int = 512) -> None:
+    def __init__(self, handler: Any, port: int = 0, max_connections: int = 512,
+                 keepalive_idle_s: float = KEEPALIVE_IDLE_S) -> None:
         super().__init__(("127.0.0.1", port), handler)
         self.max_connections = max_connections
+        self.keepalive_idle_s = keepalive_idle_s
         self.reaper = _Reaper()
         self._active = 0
         self._active_lock = threading.Lock()
@@ -147,7 +150,7 @@ class BoundedHandler(BaseHTTPRequestHandler):
     def handle_one_request(self) -> None:
         sock = self.connection
         reaper = self.server.reaper
-        idle = KEEPALIVE_IDLE_S if self._served else FIRST_REQUEST_S
+        idle = self.server.keepalive_idle_s if self._served else FIRST_REQUEST_S
         try:
             sock.settimeout(idle)
             reaper.arm(sock, idle + REQUEST_DEADLINE_S)  # a request line trickled in counts too

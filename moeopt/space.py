@@ -70,6 +70,16 @@ class PlanSpace:
     def clip(self, x: np.ndarray) -> np.ndarray:
         return np.clip(np.rint(x).astype(np.int64), 0, self.upper - 1)
 
+    def canonical(self, x: np.ndarray) -> np.ndarray:
+        """Clipped rows with the pipeline-degree index of every layer that is not pipelined set
+        to 0 (what ``encode`` gives): such rows are the same plan, so de-duplicating canonical
+        rows never prices one plan twice."""
+        x = self.clip(np.atleast_2d(x))
+        L, C = self.problem.layers, self.cells
+        piped = self.method_options[x[:, 2 * C : 2 * C + L]] == PIPELINED_STORAGE
+        x[:, 2 * C + L :] = np.where(piped, x[:, 2 * C + L :], 0)
+        return x
+
     def decode(self, x: np.ndarray) -> PlanArrays:
         x = self.clip(np.atleast_2d(x))
         n, L, E, cells = len(x), self.problem.layers, self.problem.experts, self.cells

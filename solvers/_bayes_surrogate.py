@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from moeopt.problem import DeploymentProblem
-from solvers._gp import SpanEmbedding, fit_gp
+from solvers._bayesopt import SpanEmbedding, fit_gp
 from solvers.layer_curves import ExpertEstimate
 
 MAX_LAYER_ROWS = 256  # training rows per method's GP: O(n^3) fits stay in milliseconds

@@ -38,23 +38,10 @@ from moeopt.problem import DeploymentProblem
 from moeopt.solver import Budget, Outcome, Solver, Tracker
 from moeopt.space import PlanSpace, structured_design
 from solvers._bayes_surrogate import Observed, PlanSurrogate
-from solvers._gp import expected_improvement, probability_of_feasibility
+from solvers._bayesopt import epsilon, expected_improvement, probability_of_feasibility
 from solvers.layer_curves import ExpertEstimate, LayerCurves, expert_estimate
 
-# -- the epsilon schedule ----------------------------------------------------------------------
-
-
-def epsilon(
-    eps0: np.ndarray | float, tau: int, rho: float, rho_prime: np.ndarray | float
-) -> np.ndarray:
-    """eps_tau = eps_0 / (1 + rho*tau), then boosted by (1 + rho'*tau), capped at 1.
-
-    As in Alg. 2 the boost applies to the decayed eps of this iteration only: the next
-    iteration starts again from eps_0, so the effective decay per dimension is
-    (1 + rho'*tau) / (1 + rho*tau) (Theorem 2's slowest rate uses rho' = rho1).
-    """
-    eps = np.asarray(eps0, dtype=float) / (1.0 + rho * tau) * (1.0 + np.asarray(rho_prime) * tau)
-    return np.minimum(eps, 1.0)
+# -- the epsilon schedule (solvers._bayesopt.epsilon) and what boosts it -------------------------
 
 
 @dataclass(frozen=True)
@@ -250,7 +237,7 @@ class BayesEGreedySolver(Solver):
         hist = _History(space, curves)
 
         def price(x: np.ndarray, k: np.ndarray | None = None) -> np.ndarray:
-            x = space.clip(x)
+            x = space.canonical(x)
             keep, fresh = [], set()
             for i, row in enumerate(x):
                 key = row.tobytes()
@@ -269,7 +256,15 @@ class BayesEGreedySolver(Solver):
 
         self._warm_start(space, tracker, hist, price)
         if curves is not None:
-            self._path_design(curves, space, tracker, hist, price)
+
+            def price_path(k: np.ndarray) -> np.ndarray:
+                x = space.encode(curves.plans(k))
+                done = price(x, k)
+                ok = dict(zip((r.tobytes() for r in done), hist.feasible[-1], strict=True)) if len(done) else {}
+                return np.asarray([int(ok.get(r.tobytes(), -1)) for r in x])
+
+            if not tracker.exhausted():
+                curves.walk_to_limit(price_path, int(o["design_batch"]), int(o["design_rounds"]))
         else:
             design = structured_design(space, self.rng)
             budget = tracker.budget.evaluations
@@ -307,7 +302,7 @@ class BayesEGreedySolver(Solver):
                     eps_layer = np.full(L, float(epsilon(eps0_layer[0], tau, o["rho"], rho_p.max())))
                 k_new = self._layer_moves(curves, K[rank[:8]], eps_layer, n_layer)
                 parts.append(space.encode(curves.plans(k_new)))
-            cand = np.concatenate(parts)
+            cand = space.canonical(np.concatenate(parts))
             _, first = np.unique(cand, axis=0, return_index=True)
             cand = cand[np.sort(first)]
             cand = cand[[c.tobytes() not in hist.seen for c in cand]]
@@ -358,36 +353,6 @@ class BayesEGreedySolver(Solver):
             hist.add(x[exact], None, batch, s.score[exact])
         if (~exact).any() and not tracker.exhausted():
             price(x[~exact])
-
-    def _path_design(
-        self, curves: LayerCurves, space: PlanSpace, tracker: Tracker, hist: _History, price: Any
-    ) -> None:
-        """Walk the Lagrangian path (fastest plan first, each step one layer slower and cheaper)
-        to the time limit: ``design_rounds`` rounds of ``design_batch`` evenly spaced points,
-        each round between the last feasible and the first infeasible point seen."""
-        path = curves.lagrangian_path()
-        # Plans whose latency lower bound breaks the limit are infeasible: never priced.
-        ok = curves.time_lower_bound(path) <= space.problem.slo.time_limit_s
-        lo, hi = 0, int(np.flatnonzero(ok).max()) if ok.any() else len(path) - 1
-        n = int(self.options["design_batch"])
-        for _ in range(int(self.options["design_rounds"])):
-            if tracker.exhausted() or hi < lo:
-                break
-            idx = np.unique(np.linspace(lo, hi, n).round().astype(np.int64))
-            x = space.encode(curves.plans(path[idx]))
-            priced = price(x, path[idx])
-            if len(priced) == 0:
-                break
-            ok = hist.feasible[-1]
-            where = {row.tobytes(): i for i, row in zip(idx, x, strict=True)}
-            done = np.asarray([where[row.tobytes()] for row in priced])
-            if ok.any():
-                lo = int(done[ok].max())
-            bad = done[~ok & (done > lo)]
-            hi = int(bad.min()) if len(bad) else hi
-            if hi - lo <= 1:
-                break
-            lo, hi = lo + 1, hi - 1
 
     def _pool_size(self, problem: DeploymentProblem) -> int:
         """Candidates per iteration: fewer on huge problems, where estimating one costs B*L*E."""

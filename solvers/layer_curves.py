@@ -22,6 +22,7 @@ True
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -163,6 +164,39 @@ class LayerCurves:
         last = int(np.flatnonzero(ok).max()) if ok.any() else len(path) - 1
         idx = np.unique(np.linspace(0, last, max(n, 1)).round().astype(np.int64))
         return path[idx]
+
+    def walk_to_limit(
+        self, price: Callable[[np.ndarray], np.ndarray], n: int = 16, rounds: int = 2
+    ) -> np.ndarray:
+        """Find the cheapest feasible plan on the Lagrangian path in ``rounds`` x ``n`` prices.
+
+        Each round prices ``n`` evenly spaced path points between the last feasible and the
+        first infeasible point priced so far (the path is slower and cheaper at every step, so
+        feasibility ends somewhere along it); plans whose latency lower bound breaks the time
+        limit are never priced. ``price(k)`` prices positions (m, L) and returns per row 1
+        (feasible), 0 (infeasible) or -1 (not priced: budget over, or priced before). Returns
+        the positions priced, in order.
+        """
+        path = self.lagrangian_path()
+        ok = self.time_lower_bound(path) <= self.problem.slo.time_limit_s
+        lo, hi = 0, int(np.flatnonzero(ok).max()) if ok.any() else len(path) - 1
+        priced = []
+        for _ in range(rounds):
+            if hi < lo:
+                break
+            idx = np.unique(np.linspace(lo, hi, n).round().astype(np.int64))
+            result = np.asarray(price(path[idx]))
+            if not (result >= 0).any():
+                break
+            priced.append(path[idx][result >= 0])
+            if (result == 1).any():
+                lo = int(idx[result == 1].max())
+            bad = idx[(result == 0) & (idx > lo)]
+            hi = int(bad.min()) if len(bad) else hi
+            if hi - lo <= 1:
+                break
+            lo, hi = lo + 1, hi - 1
+        return np.concatenate(priced) if priced else np.zeros((0, len(self.layers)), np.int64)
 
     def clip(self, k: np.ndarray) -> np.ndarray:
         return np.clip(k, 0, self.sizes - 1)

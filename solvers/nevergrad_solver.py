@@ -143,7 +143,7 @@ class NGOptSolver(Solver):
                 left = tracker.remaining_evaluations()
                 n = workers if left is None else min(workers, left)
                 cands = [opt.ask() for _ in range(n)]
-                x = space.clip(np.asarray([c.value for c in cands]))
+                x = space.canonical(np.asarray([c.value for c in cands]))
                 loss = np.zeros(n)
                 cv = np.zeros((n, len(VIOLATIONS)))
                 new = []

@@ -1,6 +1,7 @@
-"""The Gaussian-process surrogate and acquisition shared by bayes-egreedy and the paper's Alg. 2.
+"""Bayesian-optimisation pieces shared by bayes-egreedy and the paper's Alg. 2 (bo-popularity).
 
-One kernel for both (constant x Matern-5/2 + white noise, targets normalised; scikit-learn),
+The paper's decaying multi-dimensional epsilon schedule (:func:`epsilon`); one Gaussian-process
+kernel for both (constant x Matern-5/2 + white noise, targets normalised; scikit-learn);
 expected improvement for minimisation and the probability of feasibility of a constraint
 modelled as a signed slack (<= 0 feasible). :class:`SpanEmbedding` lets an isotropic kernel
 work on n + 1 columns instead of every plan dimension.
@@ -22,6 +23,19 @@ from typing import Any
 
 import numpy as np
 from scipy.stats import norm
+
+
+def epsilon(
+    eps0: np.ndarray | float, tau: int, rho: float, rho_prime: np.ndarray | float
+) -> np.ndarray:
+    """eps_tau = eps_0 / (1 + rho*tau), then boosted by (1 + rho'*tau), capped at 1.
+
+    As in Alg. 2 the boost applies to the decayed eps of this iteration only: the next
+    iteration starts again from eps_0, so the effective decay per dimension is
+    (1 + rho'*tau) / (1 + rho*tau) (Theorem 2's slowest rate uses rho' = rho1).
+    """
+    eps = np.asarray(eps0, dtype=float) / (1.0 + rho * tau) * (1.0 + np.asarray(rho_prime) * tau)
+    return np.minimum(eps, 1.0)
 
 
 def matern_kernel(length_scale: float | np.ndarray = 1.0) -> Any:

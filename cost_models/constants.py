@@ -10,7 +10,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from moeopt.errors import InputError
+from cost_models.errors import InputError
 
 _DATA_FILE = "constants.toml"
 
@@ -51,6 +51,8 @@ class CostConstants:
     warm_start_s: float
     cold_start_s: float
     flops_per_second_per_vcpu: float
+    multi_vcpu_efficiency: float
+    nonmoe_flops_per_second: float
     arm64_speed_factor: float
     runtime_overhead_mb: float
     nonmoe_memory_mb: int
@@ -115,6 +117,19 @@ def _load_builtin() -> CostConstants:
 
 
 DEFAULT_CONSTANTS = _load_builtin()
+
+
+PROFILES_PACKAGE = "cost_models.data.profiles"
+
+
+def builtin_profiles() -> dict[str, str]:
+    """Built-in profiles by name: their text (TOML), e.g. ``paper-lambda``."""
+    folder = resources.files(PROFILES_PACKAGE)
+    return {
+        entry.name.removesuffix(".toml"): entry.read_text()
+        for entry in folder.iterdir()
+        if entry.name.endswith(".toml")
+    }
 
 
 def read_profile(path: str | Path) -> dict[str, Any]:

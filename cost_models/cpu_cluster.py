@@ -10,10 +10,20 @@ busy seconds, as if the cluster were shared perfectly; it is the cluster's best 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
-from moeopt.model import ModelSpec
+
+class ModelSpec(Protocol):
+    """What the cluster model needs of a model (``moeopt.model.ModelSpec`` has it); a protocol,
+    so cost_models does not import the domain package."""
+
+    @property
+    def expert_flops_per_token(self) -> float: ...
+
+    @property
+    def nonmoe_flops_per_token(self) -> float: ...
 
 
 @dataclass(frozen=True)

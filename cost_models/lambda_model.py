@@ -3,9 +3,17 @@
 Every function takes arrays that broadcast together, so the evaluator can price thousands of
 plans in one call and a solver can tabulate every (memory, replicas, method) option at once.
 Times are seconds, sizes bytes, memory MB (Lambda's MB are MiB).
+
+The network model (docs/cost-model.md, "Network"): an object-storage request costs
+``Tdl + bytes/Bs`` (first-byte latency, then the bytes at one function's share ``Bs``); an invoke
+payload costs ``bytes/Bf``; each replica moves its own data on its own share. The local backend
+emulates exactly this model (``lambda_runtime.local.network``), so a run measures what the
+formulas predict.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -22,6 +30,13 @@ def vcpu_share(memory_mb: np.ndarray | float, c: CostConstants) -> np.ndarray:
     return np.minimum(np.asarray(memory_mb, dtype=float) / c.lambda_mb_per_vcpu, c.lambda_max_vcpu)
 
 
+def effective_vcpus(memory_mb: np.ndarray | float, c: CostConstants) -> np.ndarray:
+    """vCPUs a function's compute actually uses: the first in full, each further one at
+    ``multi_vcpu_efficiency`` (1 on Lambda's nominal model; calibrated where threads scale worse)."""
+    v = vcpu_share(memory_mb, c)
+    return np.minimum(v, 1.0) + np.maximum(v - 1.0, 0.0) * c.multi_vcpu_efficiency
+
+
 def compute_time_per_token(
     memory_mb: np.ndarray | float,
     flops_per_token: float,
@@ -30,14 +45,32 @@ def compute_time_per_token(
 ) -> np.ndarray:
     """U(m): seconds for one token through one expert; never rises with memory."""
     speed = np.where(arm64, c.arm64_speed_factor, 1.0)
-    return flops_per_token / (c.flops_per_second_per_vcpu * vcpu_share(memory_mb, c) * speed)
+    return flops_per_token / (c.flops_per_second_per_vcpu * effective_vcpus(memory_mb, c) * speed)
+
+
+def nonmoe_flops_per_second(c: CostConstants) -> float:
+    """Compute rate of a non-MoE function (attention, norms, gate) at ``nonmoe_memory_mb``."""
+    if c.nonmoe_flops_per_second > 0:
+        return float(c.nonmoe_flops_per_second)
+    return float(c.flops_per_second_per_vcpu * effective_vcpus(c.nonmoe_memory_mb, c))
+
+
+def storage_request_s(nbytes: np.ndarray | float, c: CostConstants) -> np.ndarray:
+    """One object-storage GET or PUT: first-byte latency, then the bytes at ``Bs``."""
+    return c.storage_delay_s + np.asarray(nbytes, dtype=float) / c.storage_bandwidth_bytes_per_s
+
+
+def weights_fetch_s(
+    param_bytes: np.ndarray | float, c: CostConstants, fetch: np.ndarray | bool = True
+) -> np.ndarray:
+    """Time a function spends getting its weights from storage (0 when they stay in a warm
+    environment). The paper fetches them on every invocation (its head time H)."""
+    return np.where(fetch, storage_request_s(param_bytes, c), 0.0)
 
 
 def head_time(param_bytes: np.ndarray | float, start_s: float, c: CostConstants) -> np.ndarray:
-    """H = P/Bs + Tdl + Tstart: start the function and download its weights."""
-    return np.asarray(param_bytes, dtype=float) / c.storage_bandwidth_bytes_per_s + (
-        c.storage_delay_s + start_s
-    )
+    """The paper's H = P/Bs + Tdl + Tstart: start the function and download its weights."""
+    return weights_fetch_s(param_bytes, c) + start_s
 
 
 def wire_token_bytes(token_bytes: float, c: CostConstants) -> float:
@@ -45,50 +78,123 @@ def wire_token_bytes(token_bytes: float, c: CostConstants) -> float:
     return token_bytes * c.lambda_payload_encoding_overhead
 
 
-def replica_time(
+@dataclass(frozen=True)
+class ReplicaTimes:
+    """One replica's times, arrays broadcast over the inputs of :func:`replica_times`.
+
+    ``billed_s`` is the duration Lambda bills (before rounding): from the handler's start to its
+    return. ``finish_s`` is when, counted from the layer's start, the replica's outputs are with
+    the next non-MoE function; a layer's latency is the largest ``finish_s`` of its replicas plus
+    :func:`layer_offset_s`. Both are 0 where the replica gets no token (it is not invoked).
+    """
+
+    billed_s: np.ndarray
+    finish_s: np.ndarray
+
+
+def replica_times(
     method: np.ndarray | int,
     tokens: np.ndarray | float,
-    head: np.ndarray | float,
+    weights_s: np.ndarray | float,
     per_token: np.ndarray | float,
     pipeline_degree: np.ndarray | float,
     token_bytes: float,
     c: CostConstants,
-) -> np.ndarray:
-    """Duration of one replica that processes ``tokens`` tokens; 0 where it gets none.
+    start_s: float,
+    load_s: np.ndarray | float,
+    start_billed: bool = False,
+) -> ReplicaTimes:
+    """Billed duration and finish time of one replica that processes ``tokens`` tokens.
 
-    - storage: H + 2*Tdl + r*((Din + Dout)/Bs + U)
-    - pipelined storage: H + (Tdl + b*Dout/Bs) + ceil(r/b)*(Tdl + b*max(Din/Bs + U, Dout/Bs))
-      with b = min(beta, r): a minibatch never carries more tokens than the replica has.
-    - direct: H + r*(Dout_wire/Bf + U)
+    ``weights_s`` is :func:`weights_fetch_s` of the function, ``start_s`` the invoke's start
+    latency (warm start; billed only when ``start_billed``, i.e. a cold start's init), ``load_s``
+    the next non-MoE function's start and weight fetch (T_load). With x = D/Bs per token and
+    E = start + weights (the handler is ready for data):
+
+    - direct: the payload arrives at r*Dw/Bf; billed w + r*(U + Dw/Bf) (the output travels as the
+      payload within the invocation); finish = arrival + start + billed; the layer adds T_load.
+    - storage: the gate puts the replica's input, ready at up = Tdl + r*x; the replica is invoked
+      at once and gets its input at max(E, up); done = max(E, up) + 2*Tdl + r*(2x + U); the next
+      function gets the output at max(done, T_load) + Tdl + r*x.
+    - pipelined storage: minibatches of b = min(beta, r) tokens in n = ceil(r/b) blocks flow
+      through four stages, each one request per block: download d = Tdl + b*x, compute c = b*U,
+      upload u = Tdl + b*x, and the next function's download g = Tdl + b*x (after T_load). The
+      first block is in storage after one gate put (d), so the pipeline starts at
+      F = max(E, d); the last block may be smaller (its stages d', c', u', g').
     """
     method = np.asarray(method)
     r = np.asarray(tokens, dtype=float)
     bs, bf, tdl = c.storage_bandwidth_bytes_per_s, c.function_bandwidth_bytes_per_s, c.storage_delay_s
+    x = token_bytes / bs
+    u_tok = np.asarray(per_token, dtype=float)
+    w = np.asarray(weights_s, dtype=float)
+    load = np.asarray(load_s, dtype=float)
+    ready = start_s + w
+    wire = wire_token_bytes(token_bytes, c) / bf
+
+    # direct
+    d_billed = w + r * (u_tok + wire)
+    d_finish = r * wire + start_s + d_billed
+    # storage (not pipelined)
+    s_done = np.maximum(ready, tdl + r * x) + 2.0 * tdl + r * (2.0 * x + u_tok)
+    s_billed = s_done - start_s
+    s_finish = np.maximum(s_done, load) + tdl + r * x
     direct = method == DIRECT
-    fixed = np.where(direct, head, np.asarray(head) + 2.0 * tdl)
-    slope = np.where(
-        direct, wire_token_bytes(token_bytes, c) / bf + per_token, 2.0 * token_bytes / bs + per_token
-    )
-    t = fixed + r * slope
+    billed = np.where(direct, d_billed, s_billed)
+    finish = np.where(direct, d_finish, s_finish)
     if np.any(method == PIPELINED_STORAGE):
-        piped = pipelined_replica_time(r, head, per_token, pipeline_degree, token_bytes, c)
-        t = np.where(method == PIPELINED_STORAGE, piped, t)
-    return np.where(r > 0, t, 0.0)
+        p_done, p_finish = _pipelined(r, ready, u_tok, pipeline_degree, x, tdl, load)
+        piped = method == PIPELINED_STORAGE
+        billed = np.where(piped, p_done - start_s, billed)
+        finish = np.where(piped, p_finish, finish)
+    if start_billed:
+        billed = billed + start_s
+    got = r > 0
+    return ReplicaTimes(np.where(got, billed, 0.0), np.where(got, finish, 0.0))
 
 
-def pipelined_replica_time(
-    tokens: np.ndarray,
-    head: np.ndarray | float,
-    per_token: np.ndarray | float,
+def _pipelined(
+    r: np.ndarray,
+    ready: np.ndarray,
+    u_tok: np.ndarray,
     pipeline_degree: np.ndarray | float,
-    token_bytes: float,
-    c: CostConstants,
-) -> np.ndarray:
-    """The pipelined-storage branch of :func:`replica_time` alone (for tokens > 0)."""
-    bs, tdl = c.storage_bandwidth_bytes_per_s, c.storage_delay_s
-    b = np.minimum(pipeline_degree, np.maximum(tokens, 1.0))
-    block = tdl + b * np.maximum(token_bytes / bs + per_token, token_bytes / bs)
-    return head + tdl + b * token_bytes / bs + np.ceil(tokens / b) * block
+    x: float,
+    tdl: float,
+    load: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(upload done, outputs with the next function) of the four-stage pipeline, in closed form.
+
+    For n-1 full blocks a pipeline of stages s1..sk ends at sum(s) + (n-2)*max(s) after it
+    starts; the last (partial) block then follows the recursion stage by stage.
+    """
+    r1 = np.maximum(r, 1.0)
+    b = np.minimum(np.asarray(pipeline_degree, dtype=float), r1)
+    n = np.ceil(r1 / b)
+    last = r1 - (n - 1.0) * b
+    d = tdl + b * x  # download, upload and gather of a full block cost the same
+    cmp = b * u_tok
+    d_l, c_l = tdl + last * x, last * u_tok
+    first = np.maximum(ready, d)
+    full = np.maximum(n - 2.0, 0.0)
+    m2 = np.maximum(d, cmp)
+    # After the n-1 full blocks (meaningful where n >= 2).
+    dl_prev = first + (n - 1.0) * d
+    c_prev = first + d + cmp + full * m2
+    u_prev = first + 2.0 * d + cmp + full * m2
+    g_prev = np.maximum(first + 3.0 * d + cmp + full * m2, load + (n - 1.0) * d)
+    one = n <= 1.0
+    dl_n = np.where(one, first, dl_prev) + d_l
+    c_n = np.maximum(np.where(one, dl_n, c_prev), dl_n) + c_l
+    u_n = np.maximum(np.where(one, c_n, u_prev), c_n) + d_l
+    g_n = np.maximum(np.where(one, u_n, g_prev), np.maximum(u_n, load)) + d_l
+    return u_n, g_n
+
+
+def layer_offset_s(method: np.ndarray | int, load_s: np.ndarray | float) -> np.ndarray:
+    """What a layer adds after its slowest replica: T_load for direct invocation (the experts
+    invoke the next non-MoE function with their outputs, Eq. 11), nothing for the storage
+    methods (the next function starts with the layer and is inside ``finish_s``)."""
+    return np.where(np.asarray(method) == DIRECT, load_s, 0.0)
 
 
 def billed_seconds(duration_s: np.ndarray | float, c: CostConstants) -> np.ndarray:
@@ -119,8 +225,8 @@ def memory_required_mb(
 ) -> np.ndarray:
     """Eq. 12c: runtime + parameters + intermediates + the tokens held at once.
 
-    A non-pipelined replica holds all its r tokens in and out; a pipelined one holds two
-    minibatches (one downloading, one uploading) and computes one.
+    A non-pipelined replica holds all its r tokens in and out; a pipelined one holds
+    min(2b, r) tokens in and out (b = min(beta, r)) and computes b at a time.
     """
     r = np.asarray(tokens, dtype=float)
     b = np.minimum(pipeline_degree, r)

@@ -12,10 +12,23 @@ from moeopt.problem import DeploymentProblem
 LAMBDAML_MEMORY_MB = 3008
 
 
+def nearest_memory_option(problem: DeploymentProblem, memory_mb: int) -> int:
+    """The problem's memory option closest to ``memory_mb`` (the smaller one on a tie): plans
+    may only use the problem's options."""
+    return min(problem.memory_options, key=lambda m: (abs(m - memory_mb), m))
+
+
+def lambdaml_memory_mb(problem: DeploymentProblem) -> int:
+    """LambdaML's 3,008 MB (the paper's Lambda maximum), or the nearest memory option where
+    3,008 is not one: 3,072 MB on the paper's menu, whose top option is above its own maximum."""
+    return nearest_memory_option(problem, LAMBDAML_MEMORY_MB)
+
+
 def lambdaml_plan(problem: DeploymentProblem, method: str = "storage") -> DeploymentPlan:
-    """LambdaML-style: every expert its own function at 3,008 MB, no replicas, no prediction."""
+    """LambdaML-style: every expert its own function at :func:`lambdaml_memory_mb`, no
+    replicas, no prediction."""
     methods = [method] if method in problem.methods else list(problem.methods)
-    return DeploymentPlan.uniform(problem, LAMBDAML_MEMORY_MB, 1, methods[0])
+    return DeploymentPlan.uniform(problem, lambdaml_memory_mb(problem), 1, methods[0])
 
 
 def cpu_cluster(problem: DeploymentProblem) -> ClusterRun:

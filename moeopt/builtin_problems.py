@@ -85,7 +85,7 @@ def minilm_spec(experts: int, top_k: int, popularity: dict[str, Any], tps: float
 _SPECS: dict[str, dict[str, Any]] = {
     "bert-moe-4": _paper("bert-moe-4", 12, 4, _BERT_ATTN, _BERT_EMB, 300.0, "BERT-MoE (basic)", 4),
     "bert-moe-8": _paper("bert-moe-8", 12, 8, _BERT_ATTN, _BERT_EMB, 300.0, "BERT-MoE", 8),
-    "bert-moe-16": _paper("bert-moe-16", 12, 16, _BERT_ATTN, _BERT_EMB, 300.0, "BERT-MoE", 16),
+    "bert-moe-16": _paper("bert-moe-16", 12, 16, _BERT_ATTN, _BERT_EMB, 330.0, "BERT-MoE", 16),
     "gpt2-moe-4": _paper("gpt2-moe-4", 12, 4, _BERT_ATTN, _GPT2_EMB, 300.0, "GPT-2 MoE (12-layer)", 2),
     "bert2bert-moe-4": _paper(
         "bert2bert-moe-4", 24, 4, int(1.5 * _BERT_ATTN), _BERT_EMB, 140.0,
@@ -113,7 +113,7 @@ _SPECS: dict[str, dict[str, Any]] = {
             "embedding_params": 32_128 * 768,
         },
         "workload": {"tokens_per_batch": 10_240},
-        "slo": {"throughput_tokens_per_s": 280.0},
+        "slo": {"throughput_tokens_per_s": 298.0},
         "popularity": {
             "source": "counts",
             "file": "traces/switch-base-128-expert-counts.json",
@@ -173,7 +173,7 @@ _SPECS: dict[str, dict[str, Any]] = {
             "embedding_params": 129_280 * 7168,
         },
         "workload": {"tokens_per_batch": 10_240},
-        "slo": {"throughput_tokens_per_s": 2.0},
+        "slo": {"throughput_tokens_per_s": 2.4},
         "popularity": {"source": "zipf", "exponent": 1.1, "batches": 2, "seed": 3},
         "deployment": {"memory_menu": "paper", "max_replicas": 8, "cost_scope": "paper"},
         "cost_model": {"constants": {"nonmoe_memory_mb": 10_240}},

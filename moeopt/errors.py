@@ -2,18 +2,9 @@
 
 from __future__ import annotations
 
+from cost_models.errors import InputError
 
-class InputError(ValueError):
-    """Bad user input (problem, plan, trace or profile file, or a CLI value).
-
-    The CLI prints ``error: <source>: <field>: <message>`` and exits with status 2; no traceback.
-    """
-
-    def __init__(self, source: str, field: str, message: str) -> None:
-        self.source = source
-        self.field = field
-        self.message = message
-        super().__init__(f"{source}: {field}: {message}")
+__all__ = ["InfeasibleError", "InputError", "report_input_errors"]
 
 
 class InfeasibleError(ValueError):

@@ -122,47 +122,66 @@ class FixedParts:
 
     loads: np.ndarray  # (B, L, E) token assignments
     layer_tokens: np.ndarray  # (B, L)
-    gate_upload_s: np.ndarray  # (B, L): the gate writes every token of the layer to storage
-    gather_s: np.ndarray  # (B, L): the next function reads every expert output
-    next_load_s: float  # start the next non-MoE function and download its weights
+    next_load_s: float  # T_load: start the next non-MoE function and fetch its weights
     nonmoe_compute_s: np.ndarray  # (L,): attention + gate after MoE layer l (0 after the last)
-    head_tail_s: float
-    nonmoe_cost_usd: float
-    nonmoe_requests: int
+    head_s: float  # the first non-MoE function: start, fetch weights, attention + gate
+    nonmoe_fetch_s: float  # a non-MoE function's weight fetch (0 when weights stay warm)
+    head_fetch_s: float  # the first non-MoE function's weight fetch (embeddings too)
+    nonmoe_functions: int  # head + one after each MoE layer (the last one is the tail)
+    nonmoe_price_usd_per_s: float  # a non-MoE function at nonmoe_memory_mb
+
+    @property
+    def head_tail_s(self) -> float:
+        """Head plus tail of the end-to-end sum. The tail is only what the last non-MoE
+        function does once it has its input (PAPER.md, notes to 12d): nothing here, since its
+        start, weight fetch and the gather are already inside the last layer's latency."""
+        return self.head_s
 
 
 @lru_cache(maxsize=64)
 def fixed_parts(problem: DeploymentProblem) -> FixedParts:
     c, m = problem.constants, problem.model
     loads = np.ascontiguousarray(problem.popularity.loads, dtype=float)  # (B, L, E)
-    layer_tokens = loads.sum(axis=2)  # (B, L)
-    bs, tdl = c.storage_bandwidth_bytes_per_s, c.storage_delay_s
     n = problem.workload.tokens_per_batch
     start = problem.start_s
-    rate = c.flops_per_second_per_vcpu * float(lm.vcpu_share(c.nonmoe_memory_mb, c))
     gate_flops = 2.0 * m.hidden_size * m.experts_per_layer
-    block_s = n * (m.nonmoe_flops_per_token + gate_flops) / rate
+    block_s = n * (m.nonmoe_flops_per_token + gate_flops) / lm.nonmoe_flops_per_second(c)
     nonmoe_compute = np.full(problem.layers, block_s)
     nonmoe_compute[-1] = 0.0
-    next_load = start + m.nonmoe_param_bytes / bs + tdl
-    head = start + (m.embedding_params * m.dtype_bytes + m.nonmoe_param_bytes) / bs + tdl + block_s
-    tail = start + tdl + n * m.token_bytes / bs
-    # Non-MoE functions (head, one per MoE layer, tail) only count in the "full" scope.
-    nonmoe_s = head + tail + problem.layers * next_load + float(nonmoe_compute.sum())
-    nonmoe_cost = float(lm.billed_seconds(nonmoe_s, c)) * c.nonmoe_memory_mb * float(
-        lm.price_per_mb_second(False, c)
+    fetch = problem.fetch_weights
+    nonmoe_fetch = float(lm.weights_fetch_s(m.nonmoe_param_bytes, c, fetch))
+    head_fetch = float(
+        lm.weights_fetch_s(m.embedding_params * m.dtype_bytes + m.nonmoe_param_bytes, c, fetch)
     )
     return FixedParts(
         loads=loads,
-        layer_tokens=layer_tokens,
-        gate_upload_s=tdl + layer_tokens * m.token_bytes / bs,
-        gather_s=tdl + layer_tokens * m.token_bytes / bs,
-        next_load_s=next_load,
+        layer_tokens=loads.sum(axis=2),
+        next_load_s=start + nonmoe_fetch,
         nonmoe_compute_s=nonmoe_compute,
-        head_tail_s=head + tail,
-        nonmoe_cost_usd=nonmoe_cost,
-        nonmoe_requests=problem.layers + 2,
+        head_s=start + head_fetch + block_s,
+        nonmoe_fetch_s=nonmoe_fetch,
+        head_fetch_s=head_fetch,
+        nonmoe_functions=problem.layers + 1,
+        nonmoe_price_usd_per_s=float(lm.price_per_mb_second(False, c)) * c.nonmoe_memory_mb,
     )
+
+
+def nonmoe_billed_s(
+    problem: DeploymentProblem, method: np.ndarray, layer_latency: np.ndarray
+) -> np.ndarray:
+    """Billed seconds of the non-MoE functions per batch ("full" scope), shape of
+    ``layer_latency`` without its last axis. After a storage layer the next function runs from
+    the layer's start (its start overlaps the experts) and waits, billed, for their outputs;
+    after a direct layer it is invoked with the outputs and bills its weight fetch."""
+    fx = fixed_parts(problem)
+    start = problem.start_s
+    cold = start if problem.start == "cold" else 0.0
+    per_layer = np.where(method == lm.DIRECT, fx.nonmoe_fetch_s, layer_latency - start)
+    per_layer = per_layer + fx.nonmoe_compute_s + cold
+    head = fx.head_s - start + cold
+    return lm.billed_seconds(head, problem.constants) + lm.billed_seconds(
+        per_layer, problem.constants
+    ).sum(axis=-1)
 
 
 def evaluate_batch(problem: DeploymentProblem, plans: PlanArrays) -> EvaluationBatch:
@@ -193,58 +212,50 @@ def evaluate_batch(problem: DeploymentProblem, plans: PlanArrays) -> EvaluationB
     param_bytes = experts_in_slot * m.expert_param_bytes  # (P, L, S)
 
     per_token = lm.compute_time_per_token(memory, m.expert_flops_per_token, c, arm)
-    head = lm.head_time(param_bytes, problem.start_s, c)
+    fetch = lm.weights_fetch_s(param_bytes, c, problem.fetch_weights)
     rep = replicas[:, None]
     r = np.ceil(tokens / rep)  # tokens per replica (P, B, L, S)
     active = np.minimum(rep, tokens)  # replicas that receive any token
-    # Linear methods everywhere, then the pipelined formula only on pipelined layers.
+    timing = dict(token_bytes=m.token_bytes, c=c, start_s=problem.start_s,
+                  load_s=fx.next_load_s, start_billed=problem.start == "cold")
+    # Direct and storage everywhere, then the pipelined formula only on pipelined layers.
     piped = method == lm.PIPELINED_STORAGE  # (P, L)
     linear = np.where(piped, lm.STORAGE, method)[:, None, :, None]
-    t = lm.replica_time(linear, r, head[:, None], per_token[:, None], 1.0, m.token_bytes, c)
+    times = lm.replica_times(linear, r, fetch[:, None], per_token[:, None], 1.0, **timing)
+    t, finish = times.billed_s, times.finish_s
     if piped.any():
-        t_pl = t.transpose(0, 2, 1, 3)  # a view (P, L, B, S): mask (P, L) selects rows
-        r_pl = r.transpose(0, 2, 1, 3)
-        r_sel = r_pl[piped]
-        t_piped = lm.pipelined_replica_time(
-            r_sel, head[piped][:, None, :], per_token[piped][:, None, :],
-            beta[piped][:, None, None], m.token_bytes, c,
+        t_pl, f_pl = t.transpose(0, 2, 1, 3), finish.transpose(0, 2, 1, 3)  # views (P, L, B, S)
+        r_sel = r.transpose(0, 2, 1, 3)[piped]
+        sel = lm.replica_times(
+            lm.PIPELINED_STORAGE, r_sel, fetch[piped][:, None, :], per_token[piped][:, None, :],
+            beta[piped][:, None, None], **timing,
         )
-        t_pl[piped] = np.where(r_sel > 0, t_piped, 0.0)
+        t_pl[piped], f_pl[piped] = sel.billed_s, sel.finish_s
 
     # Cost: every active replica bills its own rounded duration.
     billed = lm.billed_seconds(t, c) * active
     price = lm.price_per_mb_second(arm, c) * memory  # (P, L, S)
     expert_usd = np.einsum("pbls,pls->pb", billed, price)
     gb_s = np.einsum("pbls,pls->pb", billed, memory) / 1024.0
+
+    # Latency per batch and layer (the paper's Eqs. 7, 9, 11 in our network model), (P, B, L).
+    layer_lat = finish.max(axis=3) + lm.layer_offset_s(method, fx.next_load_s)[:, None, :]
+    e2e = fx.head_tail_s + (layer_lat + fx.nonmoe_compute_s).sum(axis=2)  # (P, B)
+
     breakdown = {"experts": expert_usd.mean(axis=1)}
     total = expert_usd
     if problem.cost_scope == "full":
-        requests = active.sum(axis=(2, 3)) + fx.nonmoe_requests
-        storage = storage_requests_usd(method[:, None, :, None], r, active, beta[:, None, :, None], c)
+        requests = active.sum(axis=(2, 3)) + fx.nonmoe_functions
+        storage = storage_requests_usd(method[:, None, :, None], r, active, beta[:, None, :, None], c,
+                                       problem.fetch_weights)
+        storage = storage + (fx.nonmoe_functions * c.storage_get_usd if problem.fetch_weights else 0.0)
+        nonmoe_s = nonmoe_billed_s(problem, method[:, None, :], layer_lat)  # (P, B)
+        nonmoe = nonmoe_s * fx.nonmoe_price_usd_per_s
         breakdown["requests"] = (requests * c.lambda_request_usd).mean(axis=1)
         breakdown["storage_requests"] = storage.mean(axis=1)
-        breakdown["nonmoe"] = np.full(P, fx.nonmoe_cost_usd)
-        total = total + requests * c.lambda_request_usd + storage + fx.nonmoe_cost_usd
-        gb_s = gb_s + fx.nonmoe_cost_usd / c.lambda_price_x86_64_usd_per_gb_s
-
-    # Latency per batch and layer (the paper's Eqs. 7, 9, 11), shape (P, B, L).
-    method3 = method[:, None, :]
-    slowest = t.max(axis=3)
-    wire = lm.wire_token_bytes(m.token_bytes, c)
-    direct_lat = r.max(axis=3) * wire / c.function_bandwidth_bytes_per_s + slowest + fx.next_load_s
-    # Storage: an expert starts computing once its start + weight download (H) is over and
-    # its input is in storage: all of the gate's upload, or (pipelined) the first minibatch.
-    first_input = np.where(
-        method3 == lm.PIPELINED_STORAGE,
-        c.storage_delay_s + beta[:, None, :] * m.token_bytes / c.storage_bandwidth_bytes_per_s,
-        fx.gate_upload_s[None],
-    )
-    after_head = (t - head[:, None]).max(axis=3)  # work after the head, slowest replica
-    s12 = np.maximum(slowest, after_head + first_input)
-    s12 = np.where(method3 == lm.PIPELINED_STORAGE, np.maximum(s12, fx.gate_upload_s[None]), s12)
-    storage_lat = np.maximum(s12, fx.next_load_s) + fx.gather_s[None]
-    layer_lat = np.where(method3 == lm.DIRECT, direct_lat, storage_lat)
-    e2e = fx.head_tail_s + (layer_lat + fx.nonmoe_compute_s).sum(axis=2)  # (P, B)
+        breakdown["nonmoe"] = nonmoe.mean(axis=1)
+        total = total + requests * c.lambda_request_usd + storage + nonmoe
+        gb_s = gb_s + nonmoe_s * c.nonmoe_memory_mb / 1024.0
 
     # Constraints on the heaviest batch.
     r_max = r.max(axis=1)  # (P, L, S)
@@ -281,16 +292,19 @@ def evaluate_batch(problem: DeploymentProblem, plans: PlanArrays) -> EvaluationB
 
 
 def storage_requests_usd(
-    method: np.ndarray, r: np.ndarray, active: np.ndarray, beta: np.ndarray, c: Any
+    method: np.ndarray, r: np.ndarray, active: np.ndarray, beta: np.ndarray, c: Any,
+    fetch_weights: bool = True,
 ) -> np.ndarray:
-    """S3 requests per batch: a weights GET per replica; inputs and outputs by storage.
+    """S3 requests per batch: a weights GET per replica (when weights are fetched per
+    invocation); inputs and outputs by storage.
 
     Non-pipelined: one PUT and one GET for the input and for the output of each replica.
     Pipelined: one object per minibatch each way.
     """
     blocks = np.where(r > 0, np.ceil(r / np.minimum(beta, np.maximum(r, 1.0))), 0.0)
     objects = np.where(method == lm.DIRECT, 0.0, np.where(method == lm.PIPELINED_STORAGE, 2 * blocks, 2.0))
-    per_replica = objects * (c.storage_put_usd + c.storage_get_usd) + c.storage_get_usd
+    weights_get = c.storage_get_usd if fetch_weights else 0.0
+    per_replica = objects * (c.storage_put_usd + c.storage_get_usd) + weights_get
     return (per_replica * active).sum(axis=(2, 3))
 
 

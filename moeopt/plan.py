@@ -175,7 +175,7 @@ def check_plan(plan: DeploymentPlan, problem: DeploymentProblem, source: str) ->
                     raise InputError(source, f"{fw}.experts", f"expert {e} is in two functions")
                 seen.add(e)
             if not problem.memory_allowed(f.memory_mb):
-                raise InputError(source, f"{fw}.memory_mb", f"{f.memory_mb} out of range; allowed: {problem.memory_rule()}")
+                raise InputError(source, f"{fw}.memory_mb", f"{f.memory_mb} is not a memory option of the problem; allowed: {problem.memory_rule()}")
             if f.replicas > problem.max_replicas:
                 raise InputError(source, f"{fw}.replicas", f"{f.replicas} > max_replicas {problem.max_replicas}")
             if f.architecture not in problem.architectures:

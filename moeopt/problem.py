@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from cost_models.constants import DEFAULT_CONSTANTS, CostConstants, read_profile
+from cost_models.constants import DEFAULT_CONSTANTS, CostConstants
 from cost_models.lambda_model import ARCHITECTURES, METHODS
 from moeopt.errors import InputError
 from moeopt.model import DTYPE_BYTES, ModelSpec, ServiceLevel, Workload
@@ -24,6 +24,9 @@ PAPER_MEMORY_MENU = (128, *range(768, 3072 + 1, 192))
 FULL_MEMORY_STEP_MB = 64
 COST_SCOPES = ("paper", "full")
 STARTS = ("warm", "cold")
+#: How a function gets its weights: from storage on every invocation (the paper's head time H),
+#: or once per execution environment, kept while it is warm.
+WEIGHTS = ("per_invocation", "cached")
 
 
 @dataclass(frozen=True, eq=False)
@@ -42,6 +45,7 @@ class DeploymentProblem:
     architectures: tuple[str, ...] = ("x86_64",)
     cost_scope: str = "paper"
     start: str = "warm"
+    weights: str = "per_invocation"
     description: str = ""
     spec: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -63,13 +67,27 @@ class DeploymentProblem:
         return tuple(sorted({*grid, c.lambda_memory_max_mb}))
 
     def memory_allowed(self, memory_mb: int) -> bool:
-        """Any size Lambda accepts; the menu is the solvers' search space, not a plan rule."""
-        c = self.constants
-        return c.lambda_memory_min_mb <= memory_mb <= c.lambda_memory_max_mb
+        """A plan may use only the problem's memory options (its menu, or the 64 MB grid of a
+        'full' menu): the space a proof of optimality covers is exactly the space of valid plans."""
+        return memory_mb in self._memory_set
+
+    @cached_property
+    def _memory_set(self) -> frozenset[int]:
+        return frozenset(self.memory_options)
 
     def memory_rule(self) -> str:
+        if self.memory_menu is not None:
+            return "one of the problem's memory options: " + ", ".join(map(str, self.memory_menu))
         c = self.constants
-        return f"an integer from {c.lambda_memory_min_mb} to {c.lambda_memory_max_mb} (MB)"
+        return (
+            f"a size on the {FULL_MEMORY_STEP_MB} MB grid from {c.lambda_memory_min_mb} to "
+            f"{c.lambda_memory_max_mb} (128, 192, ...; and {c.lambda_memory_max_mb})"
+        )
+
+    @property
+    def fetch_weights(self) -> bool:
+        """Whether each invocation fetches its weights (per_invocation, or every start cold)."""
+        return self.weights == "per_invocation" or self.start == "cold"
 
     @property
     def start_s(self) -> float:
@@ -90,6 +108,16 @@ class DeploymentProblem:
         """The same problem on other loads (e.g. predicted loads for planning, real for scoring)."""
         spec = dict(self.spec, popularity={"source": "loads", "digest": popularity.digest()})
         return _replace(self, popularity=popularity, spec=spec, name=name or self.name)
+
+    def with_constants(self, constants: CostConstants) -> DeploymentProblem:
+        """The same problem priced with other constants (a profile)."""
+        spec = dict(self.spec)
+        spec["cost_model"] = {"profile": constants.profile}
+        return _replace(self, constants=constants, spec=spec)
+
+    def with_workload(self, workload: Workload) -> DeploymentProblem:
+        spec = dict(self.spec, workload={"tokens_per_batch": workload.tokens_per_batch})
+        return _replace(self, workload=workload, spec=spec)
 
     def with_slo(self, slo: ServiceLevel) -> DeploymentProblem:
         spec = dict(self.spec, slo={"time_limit_s": slo.time_limit_s})
@@ -129,6 +157,7 @@ class DeploymentProblem:
             "architectures": list(self.architectures),
             "cost_scope": self.cost_scope,
             "start": self.start,
+            "weights": self.weights,
             "constants_profile": self.constants.profile,
         }
 
@@ -256,15 +285,17 @@ def problem_from_dict(
     popularity = _read_popularity(top.table("popularity"), model, workload, base_dir)
 
     d = top.table("deployment", required=False)
-    d.unknown({"memory_menu", "max_replicas", "methods", "architectures", "cost_scope", "start"})
+    d.unknown({"memory_menu", "max_replicas", "methods", "architectures", "cost_scope", "start",
+               "weights"})
     menu_raw = d.data.get("memory_menu", "paper")
     constants = DEFAULT_CONSTANTS
     c = top.table("cost_model", required=False)
     c.unknown({"profile", "constants"})
     if "profile" in c.data:
-        profile = Path(c.get("profile", str))
-        profile = profile if profile.is_absolute() else base_dir / profile
-        constants = constants.with_overrides(read_profile(profile), str(profile))
+        from moeopt.profiles import read_profile as read_named_profile
+
+        prof = read_named_profile(c.get("profile", str), base_dir)
+        constants = constants.with_overrides(prof.constants, prof.source)
     if "constants" in c.data:
         constants = constants.with_overrides(c.table("constants").data, source)
     memory_menu = _read_menu(menu_raw, constants, source)
@@ -295,6 +326,7 @@ def problem_from_dict(
         architectures=architectures,
         cost_scope=d.choice("cost_scope", COST_SCOPES, "paper"),
         start=d.choice("start", STARTS, "warm"),
+        weights=d.choice("weights", WEIGHTS, "per_invocation"),
         spec=spec,
     )
 
@@ -413,7 +445,17 @@ def read_problem_file(path: str | Path) -> DeploymentProblem:
     return problem_from_dict(data, source, base_dir=path.parent)
 
 
-def load_problem(name_or_path: str | Path, trace: str | Path | None = None) -> DeploymentProblem:
+def load_problem(
+    name_or_path: str | Path, trace: str | Path | None = None, profile: str | Path | None = None
+) -> DeploymentProblem:
+    """A built-in problem by name, or a problem file, with ``profile`` (a built-in profile name
+    or a profile file) replacing its cost constants when given."""
+    from moeopt.profiles import apply_profile
+
+    return apply_profile(_load_problem(name_or_path, trace), profile)
+
+
+def _load_problem(name_or_path: str | Path, trace: str | Path | None = None) -> DeploymentProblem:
     """A built-in problem by name, or a problem file (.json or .toml).
 
     With ``trace`` (a routing trace, per-token JSONL or counts file), the problem's popularity

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cost_models import lambda_model as lm
-from moeopt.evaluate import fixed_parts, storage_requests_usd
+from moeopt.evaluate import fixed_parts, nonmoe_billed_s, storage_requests_usd
 from moeopt.problem import DeploymentProblem
 
 #: Constraint names, as in :data:`moeopt.evaluate.VIOLATIONS`.
@@ -109,10 +109,11 @@ def build_tables(problem: DeploymentProblem, variants: tuple[Variant, ...]) -> T
     arm_k, mem_k, g_k = (a.ravel() for a in np.meshgrid(arch, mem, g, indexing="ij"))
     B, L = fx.loads.shape[0], problem.layers
     per_token = lm.compute_time_per_token(mem_k, model.expert_flops_per_token, c, arm_k)
-    head = lm.head_time(1.0 * model.expert_param_bytes, problem.start_s, c)
+    fetch = float(lm.weights_fetch_s(1.0 * model.expert_param_bytes, c, problem.fetch_weights))
+    timing = dict(token_bytes=model.token_bytes, c=c, start_s=problem.start_s,
+                  load_s=fx.next_load_s, start_billed=problem.start == "cold")
     price = lm.price_per_mb_second(arm_k, c) * mem_k
-    tb, bs = model.token_bytes, c.storage_bandwidth_bytes_per_s
-    wire = lm.wire_token_bytes(tb, c)
+    tb = model.token_bytes
     full = problem.cost_scope == "full"
 
     raw: list[list[dict]] = []  # per layer, per feasible variant, the unpruned table
@@ -127,16 +128,15 @@ def build_tables(problem: DeploymentProblem, variants: tuple[Variant, ...]) -> T
         ok_any = {name: np.zeros(r_max.shape[0], dtype=bool) for name in (*OPTION_CONSTRAINTS, "all")}
         for v in variants:
             beta = float(v.pipeline_degree)
-            if v.method == lm.PIPELINED_STORAGE:
-                t = np.where(r > 0, lm.pipelined_replica_time(r, head, per_token, beta, tb, c), 0.0)
-            else:
-                t = lm.replica_time(v.method, r, head, per_token, 1.0, tb, c)
+            times = lm.replica_times(v.method, r, fetch, per_token, beta, **timing)
+            t = times.billed_s
             usd = lm.billed_seconds(t, c) * active * price  # (B, E, K)
             if full:
                 usd = usd + active * c.lambda_request_usd
                 flat = (B, -1, 1, 1)
                 usd = usd + storage_requests_usd(
-                    np.asarray(v.method), r.reshape(flat), active.reshape(flat), np.asarray(beta), c
+                    np.asarray(v.method), r.reshape(flat), active.reshape(flat), np.asarray(beta), c,
+                    problem.fetch_weights,
                 ).reshape(usd.shape)
             need = lm.memory_required_mb(
                 v.method, r_max, 1.0 * model.expert_param_bytes, beta, tb,
@@ -158,22 +158,10 @@ def build_tables(problem: DeploymentProblem, variants: tuple[Variant, ...]) -> T
             ok_any["all"] |= feasible.any(axis=1)
             if not feasible.any(axis=1).all():
                 continue  # some expert fits no option under this variant
-            if v.storage:
-                first = (
-                    c.storage_delay_s + beta * tb / bs
-                    if v.method == lm.PIPELINED_STORAGE
-                    else fx.gate_upload_s[:, layer]
-                )
-                first = np.broadcast_to(np.asarray(first, dtype=float), (B,))
-                lat = np.maximum(t, t - head + first[:, None, None]) + fx.gather_s[:, layer, None, None]
-                floor = np.full(B, fx.next_load_s)
-                if v.method == lm.PIPELINED_STORAGE:
-                    floor = np.maximum(floor, fx.gate_upload_s[:, layer])
-                floor = floor + fx.gather_s[:, layer]
-                scatter = np.zeros_like(t)
-            else:
-                lat, floor = t, np.full(B, fx.next_load_s)
-                scatter = r * wire / c.function_bandwidth_bytes_per_s
+            # Every replica's finish time; direct layers add T_load after the slowest one.
+            lat = times.finish_s
+            floor = np.full(B, fx.next_load_s)
+            scatter = np.zeros_like(lat)
             per_layer.append(dict(
                 variant=v, feasible=feasible, cost=usd.mean(axis=0),
                 lat=lat.transpose(1, 2, 0), scatter=scatter.transpose(1, 2, 0),
@@ -238,7 +226,12 @@ def build_tables(problem: DeploymentProblem, variants: tuple[Variant, ...]) -> T
         lower_bound += min(_cheapest_sum(t) for t in kept)
     const = 0.0
     if full:
-        const = fx.nonmoe_cost_usd + fx.nonmoe_requests * c.lambda_request_usd
+        # Full scope: the non-MoE functions' requests and weight GETs, and their billed time
+        # at its floor (each storage layer at T_load); the part that grows with a storage
+        # layer's latency is not in this program's objective (ilp says so: no proof there).
+        floor_s = nonmoe_billed_s(problem, np.full(L, lm.DIRECT), np.zeros(L))
+        const = float(floor_s) * fx.nonmoe_price_usd_per_s + fx.nonmoe_functions * (
+            c.lambda_request_usd + (c.storage_get_usd if problem.fetch_weights else 0.0))
     return Tables(
         problem, mem_k, g_k.astype(int), arm_k, tuple(layers), fixed, const, lower_bound + const,
         concurrency, (), options_before,

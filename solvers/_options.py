@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cost_models import lambda_model as lm
+from moeopt.evaluate import fixed_parts
 from moeopt.problem import DeploymentProblem
 
 
@@ -18,7 +19,7 @@ class ExpertOptions:
 
     memory_mb: np.ndarray  # (M,)
     cost_usd: np.ndarray  # mean over batches
-    time_s: np.ndarray  # worst batch replica time
+    time_s: np.ndarray  # worst batch: when the replica's outputs reach the next function
     feasible: np.ndarray  # memory and payload fit on the heaviest batch
 
     def cheapest(self, max_time: np.ndarray | float = np.inf) -> tuple[np.ndarray, np.ndarray]:
@@ -41,8 +42,12 @@ def expert_options(
     r = np.ceil(d / g)  # (B, E, 1, G)
     active = np.minimum(g, d)
     per_token = lm.compute_time_per_token(memory, model.expert_flops_per_token, c)[:, None]
-    head = lm.head_time(model.expert_param_bytes, problem.start_s, c)
-    t = lm.replica_time(method, r, head, per_token, pipeline_degree, model.token_bytes, c)  # (B,E,M,G)
+    fetch = lm.weights_fetch_s(model.expert_param_bytes, c, problem.fetch_weights)
+    times = lm.replica_times(
+        method, r, fetch, per_token, pipeline_degree, model.token_bytes, c, problem.start_s,
+        fixed_parts(problem).next_load_s, problem.start == "cold",
+    )  # (B, E, M, G)
+    t = times.billed_s
     billed = lm.billed_seconds(t, c) * active
     cost = (billed * (lm.price_per_mb_second(False, c) * memory)[:, None]).mean(axis=0)
     r_max = r.max(axis=0)  # (E, 1, G)
@@ -54,4 +59,5 @@ def expert_options(
     if method == lm.DIRECT:
         feasible &= lm.payload_bytes(r_max, model.token_bytes, c) <= c.lambda_payload_limit_bytes
     feasible &= t.max(axis=0) <= c.lambda_timeout_max_s
-    return ExpertOptions(memory, cost, t.max(axis=0), np.broadcast_to(feasible, cost.shape))
+    finish = times.finish_s + lm.layer_offset_s(method, fixed_parts(problem).next_load_s)
+    return ExpertOptions(memory, cost, finish.max(axis=0), np.broadcast_to(feasible, cost.shape))

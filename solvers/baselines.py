@@ -1,7 +1,8 @@
 """Deployment baselines: fixed recipes priced on the problem, not searches.
 
-- ``lambdaml``: every expert its own function at 3,008 MB, no replicas, no prediction,
-  storage transfer (the paper's LambdaML baseline).
+- ``lambdaml``: every expert its own function at 3,008 MB (the nearest memory option where
+  3,008 is not one: 3,072 MB on the paper's menu), no replicas, no prediction, storage
+  transfer (the paper's LambdaML baseline).
 - ``cpu-cluster``: the same work on an always-on EC2 instance (cost_models.cpu_cluster).
 - ``eplb``: DeepSeek's EPLB recipe: give redundant replicas to the heaviest experts (by load
   per replica), then pack cold experts together so every function carries a similar load;
@@ -17,7 +18,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from moeopt.baselines import LAMBDAML_MEMORY_MB, cpu_cluster, lambdaml_plan
+from moeopt.baselines import LAMBDAML_MEMORY_MB, cpu_cluster, lambdaml_plan, nearest_memory_option
 from moeopt.evaluate import Evaluation
 from moeopt.plan import DeploymentPlan, FunctionPlan, LayerPlan, PlanArrays
 from moeopt.problem import DeploymentProblem
@@ -63,6 +64,7 @@ class EplbSolver(Solver):
 
     def _layer(self, problem: DeploymentProblem, load: np.ndarray) -> LayerPlan:
         E, G = len(load), problem.max_replicas
+        memory = nearest_memory_option(problem, int(self.options["memory_mb"]))
         replicas = np.ones(E, dtype=int)
         # EPLB step 1: each redundant replica goes to the expert with the highest load/replica.
         for _ in range(int(round(self.options["redundant_fraction"] * E))):
@@ -91,7 +93,7 @@ class EplbSolver(Solver):
             method,
             256 if method == "pipelined_storage" else 1,
             tuple(
-                FunctionPlan(tuple(sorted(g)), int(self.options["memory_mb"]), int(replicas[g[0]]))
+                FunctionPlan(tuple(sorted(g)), memory, int(replicas[g[0]]))
                 for g in groups
             ),
         )

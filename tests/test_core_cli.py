@@ -57,7 +57,7 @@ def test_builtin_shapes_match_the_paper_and_scale_models():
 def test_evaluate_json_keys(tmp_path):
     problem = builtin_problem("bert-moe-4")
     plan_path = tmp_path / "plan.json"
-    DeploymentPlan.uniform(problem, 3008, 2).save(plan_path)
+    DeploymentPlan.uniform(problem, 3072, 2).save(plan_path)
     code, out, _ = run("evaluate", str(plan_path), "--problem", "bert-moe-4", "--json")
     assert code == 0, out
     data = json.loads(out)

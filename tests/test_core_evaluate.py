@@ -12,36 +12,93 @@ from moeopt.plan import DeploymentPlan, FunctionPlan, LayerPlan, PlanArrays
 from moeopt.problem import problem_from_dict
 from tests.conftest import tiny_spec
 
-H = 0.8044 + 0.01 + 0.1
+# Tiny constants (conftest): Bs = 1 MB/s, Tdl = 10 ms, Bf = 2 MB/s, warm start 0.1 s (not
+# billed), U = 0.4 ms per token at 1,769 MB, a token is 400 B (x = 0.4 ms per token on storage),
+# an expert's weights 804,400 B (fetched every invocation: 0.01 + 0.8044 s), T_load = 0.11 s.
+READY = 0.1 + 0.8144  # start + weight fetch: the handler can take its input
 
 
-def t_storage(r: int) -> float:
-    return H + 0.02 + r * (800 / 1e6 + 4e-4)
+def done_storage(r: int) -> float:
+    """A storage replica's upload of its output ends (its input, ready at 0.01 + 0.4 ms * r,
+    is never later than READY for the loads here)."""
+    return READY + 0.02 + r * (0.8e-3 + 0.4e-3)
 
 
 def test_whole_plan_by_hand(tiny):
     plan = DeploymentPlan.uniform(tiny, 1769, 1, "storage")
     ev = evaluate(tiny, plan)
     # Batch 0 loads (600, 400) and (1000, 0); batch 1 (500, 500) and (700, 300). Each invoked
-    # replica bills its duration rounded up to 1 ms; an expert with no tokens is not invoked.
-    billed_0 = 1.655 + 1.415 + 2.135
-    billed_1 = 1.535 + 1.535 + 1.775 + 1.295
-    assert t_storage(600) == pytest.approx(1.6544)
+    # replica bills from its handler's start (done - 0.1) rounded up to 1 ms; an expert with no
+    # tokens is not invoked.
+    assert done_storage(600) == pytest.approx(1.6544)
+    billed_0 = 1.555 + 1.315 + 2.035
+    billed_1 = 1.435 + 1.435 + 1.675 + 1.195
     gb_s = (billed_0 + billed_1) / 2 * 1769 / 1024
     assert ev.cost_gb_s == pytest.approx(gb_s)
     assert ev.cost_usd == pytest.approx(gb_s * 0.0000166667)
-    # Latency, batch 0 (the slower): per layer max(slowest replica, next load) + gather, where
-    # gather = Tdl + 1000 tokens * 400 B / Bs = 0.41; plus head, tail and attention blocks.
+    # Latency of batch 0 (the slower), the whole sum by hand:
+    #   head: start 0.1 + fetch of no weights 0.01 + attention-and-gate block
+    #   layer 0: the 600-token replica is done at 1.6544, then the next function gets its
+    #            output: + 0.01 + 600 * 0.4 ms = 1.9044 (the 400-token one: 1.5844)
+    #   block after layer 0; layer 1: 2.1344 + 0.01 + 0.4 = 2.5444; no tail after it
     block = 1000 * (4 * 10 * 100 + 2 * 100 * 2) / (1e9 * 3008 / 1769)
-    head, tail = 0.1 + 0.01 + block, 0.1 + 0.01 + 0.4
-    lat0 = head + tail + (t_storage(600) + 0.41 + block) + (t_storage(1000) + 0.41)
+    lat0 = 0.11 + block + 1.9044 + block + 2.5444
     assert ev.latency_s == pytest.approx(lat0)
-    assert ev.layer_latency_s[1] == pytest.approx(t_storage(1000) + 0.41)
+    assert ev.layer_latency_s == pytest.approx((1.9044, 2.5444))
     assert ev.throughput_tokens_per_s == pytest.approx(1000 / lat0)
     need = 100 + (804_400 + 1000 * 800 + 1000 * 4000) / 2**20
     assert ev.violations["memory"] == pytest.approx(need - 1769)
     assert ev.violations["time_limit"] == pytest.approx(lat0 - 100)
     assert ev.feasible
+
+
+def test_pipelined_plan_by_hand(tiny):
+    """Layer 0 pipelined with beta 250: the 600-token replica runs blocks of 250, 250, 100."""
+    plan = DeploymentPlan(
+        "tiny", tiny.fingerprint,
+        (
+            LayerPlan("pipelined_storage", 250, (FunctionPlan((0,), 1769), FunctionPlan((1,), 1769))),
+            LayerPlan("storage", 1, (FunctionPlan((0,), 1769), FunctionPlan((1,), 1769))),
+        ),
+    )
+    ev = evaluate(tiny, plan)
+    # Stages per full block: download d = 0.01 + 250 * 0.4 ms = 0.11, compute 0.1, upload 0.11,
+    # next function's download 0.11; the last block of 100 tokens: 0.05, 0.04, 0.05, 0.05.
+    # The pipeline starts at READY = 0.9144 (the first block is in storage at 0.11).
+    # downloads end 1.0244, 1.1344, 1.1844; computes 1.1244, 1.2344, 1.2744;
+    # uploads 1.2344, 1.3444, 1.3944; the next function has them at 1.3444, 1.4544, 1.5044.
+    # Batch 0's 400-token replica (blocks 250, 150) has its outputs with the next one at 1.3844,
+    # so layer 0 takes 1.5044 on batch 0; batch 1 (500 and 500: two full blocks each) 1.4544.
+    assert ev.layer_latency_s[0] == pytest.approx(1.5044)
+    block = 1000 * (4 * 10 * 100 + 2 * 100 * 2) / (1e9 * 3008 / 1769)
+    assert ev.latency_s == pytest.approx(0.11 + block + 1.5044 + block + 2.5444)
+
+
+def test_replica_times_closed_form_equals_block_by_block():
+    """The closed-form pipeline against the stage-by-stage recursion it stands for."""
+    from cost_models import lambda_model as lm
+    from cost_models.constants import DEFAULT_CONSTANTS
+    from tests.conftest import TINY_CONSTANTS
+
+    c = DEFAULT_CONSTANTS.with_overrides(TINY_CONSTANTS, "test")
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        r, beta = int(rng.integers(1, 3000)), int(rng.integers(1, 1200))
+        ready, u, load = rng.uniform(0, 2), rng.uniform(0, 2e-3), rng.uniform(0, 3)
+        times = lm.replica_times(lm.PIPELINED_STORAGE, r, ready - 0.1, u, beta, 400, c, 0.1, load)
+        b = min(beta, r)
+        sizes = [b] * (r // b) + ([r % b] if r % b else [])
+        x, tdl = 400 / 1e6, 0.01
+        d = [tdl + s * x for s in sizes]
+        dl = max(ready, d[0])
+        cm = up = ga = -np.inf
+        for s, ds in zip(sizes, d, strict=True):
+            dl = dl + ds
+            cm = max(cm, dl) + s * u
+            up = max(up, cm) + ds
+            ga = max(ga, up, load) + ds
+        assert float(times.billed_s) == pytest.approx(up - 0.1, rel=1e-9, abs=1e-12)
+        assert float(times.finish_s) == pytest.approx(ga, rel=1e-9, abs=1e-12)
 
 
 def test_replicas_split_tokens_and_each_bills(tiny):
@@ -55,9 +112,10 @@ def test_replicas_split_tokens_and_each_bills(tiny):
 def test_direct_layer_latency_and_payload(tiny):
     plan = DeploymentPlan.uniform(tiny, 1769, 1, "direct")
     ev = evaluate(tiny, plan)
-    t1000 = H + 1000 * (400 / 2e6 + 4e-4)
-    # Eq. 11: scatter of the biggest replica's payload + slowest replica + next function load.
-    assert ev.layer_latency_s[1] == pytest.approx(1000 * 400 / 2e6 + t1000 + 0.11)
+    # Layer 1, batch 0, the 1000-token replica: its payload arrives at 1000 * 400 / 2e6 = 0.2,
+    # it starts (0.1), fetches its weights (0.8144), computes and sends its outputs
+    # (1000 * (0.4 ms + 0.2 ms)); then the next function starts and fetches (T_load = 0.11).
+    assert ev.layer_latency_s[1] == pytest.approx(0.2 + 0.1 + 0.8144 + 0.6 + 0.11)
     assert ev.violations["payload"] == pytest.approx((1000 * 400 - 6_291_456) / 2**20)
 
 
@@ -67,9 +125,9 @@ def test_grouped_function_hosts_two_experts(tiny):
         (LayerPlan("storage", 1, (FunctionPlan((0, 1), 1769, 1),)),) * 2,
     )
     ev = evaluate(tiny, grouped)
-    # One function with both experts' weights and all 1000 tokens of the layer.
-    t = (2 * 804_400) / 1e6 + 0.11 + 0.02 + 1000 * (800 / 1e6 + 4e-4)
-    assert ev.layer_latency_s[0] == pytest.approx(t + 0.41)
+    # One function with both experts' weights (fetched in 0.01 + 1.6088 s) and all 1000 tokens.
+    done = 0.1 + 0.01 + 2 * 0.8044 + 0.02 + 1000 * (0.8e-3 + 0.4e-3)
+    assert ev.layer_latency_s[0] == pytest.approx(done + 0.41)
 
 
 def test_full_scope_adds_requests_storage_and_nonmoe():
@@ -80,12 +138,51 @@ def test_full_scope_adds_requests_storage_and_nonmoe():
     plan_f = DeploymentPlan.uniform(full, 1769, 1, "storage")
     ev_full, ev_paper = evaluate(full, plan_f), evaluate(paper, DeploymentPlan.uniform(paper, 1769, 1))
     b = ev_full.cost_breakdown_usd
-    # Batch 0 invokes 3 expert replicas, batch 1 four; plus 4 non-MoE functions each.
-    assert b["requests"] == pytest.approx((3.5 + 4) * 2e-7)
-    # Per replica: one weights GET, one PUT + GET for input and for output.
-    assert b["storage_requests"] == pytest.approx(3.5 * (2 * (5e-6 + 4e-7) + 4e-7))
-    assert b["nonmoe"] > 0
+    # Batch 0 invokes 3 expert replicas, batch 1 four; plus 3 non-MoE functions each (the
+    # head and one after each MoE layer).
+    assert b["requests"] == pytest.approx((3.5 + 3) * 2e-7)
+    # Per replica: one weights GET, one PUT + GET for input and for output; a weights GET per
+    # non-MoE function.
+    assert b["storage_requests"] == pytest.approx(3.5 * (2 * (5e-6 + 4e-7) + 4e-7) + 3 * 4e-7)
+    # The non-MoE functions bill from their start: the head (0.01 + block), and after each
+    # storage layer the whole layer but its start (0.1) plus the next block.
+    block = 1000 * (4 * 10 * 100 + 2 * 100 * 2) / (1e9 * 3008 / 1769)
+    ms = lambda s: np.ceil(s * 1000 - 1e-6) / 1000  # noqa: E731
+    batch0 = ms(0.01 + block) + ms(1.9044 - 0.1 + block) + ms(2.5444 - 0.1)
+    batch1 = ms(0.01 + block) + ms(1.7444 - 0.1 + block) + ms(2.0644 - 0.1)
+    assert b["nonmoe"] == pytest.approx((batch0 + batch1) / 2 * 3008 / 1024 * 0.0000166667)
     assert ev_full.cost_usd == pytest.approx(ev_paper.cost_usd + sum(v for k, v in b.items() if k != "experts"))
+
+
+def test_cached_weights_are_fetched_only_by_cold_functions():
+    warm = problem_from_dict(tiny_spec(deployment={"memory_menu": [1769], "weights": "cached"}), "t")
+    per_call = problem_from_dict(tiny_spec(deployment={"memory_menu": [1769]}), "t")
+    plan_w, plan_p = (DeploymentPlan.uniform(p, 1769, 1, "storage") for p in (warm, per_call))
+    # Without the 0.8144 s fetch the 600-token replica waits for the gate's put of its input
+    # (0.01 + 600 * 0.4 ms = 0.25), is done at 0.25 + 0.02 + 0.72, and its output reaches the
+    # next function 0.25 later.
+    assert evaluate(warm, plan_w).layer_latency_s[0] == pytest.approx(0.99 + 0.25)
+    assert evaluate(per_call, plan_p).layer_latency_s[0] == pytest.approx(1.6544 + 0.25)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 10_000), st.integers(0, 2))
+def test_beta_above_every_replica_changes_nothing(seed, which):
+    """A pipeline degree at or above every replica's tokens is one block per replica."""
+    from moeopt.builtin_problems import builtin_problem
+
+    problem = builtin_problem(["bert-moe-4", "minilm-moe-8", "gpt2-moe-4"][which])
+    arrays = _random_arrays(problem, 4, seed)
+    arrays.method[:] = 0  # pipelined everywhere
+    loads = problem.popularity.loads.max()
+    r_max = float(loads)
+    a = PlanArrays(arrays.memory_mb, arrays.replicas, arrays.method, np.full_like(arrays.pipeline_degree, r_max))
+    b = PlanArrays(arrays.memory_mb, arrays.replicas, arrays.method, np.full_like(arrays.pipeline_degree, 4 * r_max + 7))
+    ea, eb = evaluate_batch(problem, a), evaluate_batch(problem, b)
+    np.testing.assert_allclose(ea.cost_usd, eb.cost_usd, rtol=1e-12)
+    np.testing.assert_allclose(ea.latency_s, eb.latency_s, rtol=1e-12)
+    for k in ea.violations:
+        np.testing.assert_allclose(ea.violations[k], eb.violations[k], rtol=1e-12)
 
 
 def _random_arrays(problem, n, seed, grouped=False):

@@ -38,6 +38,10 @@ def test_vcpu_share_and_compute_time(tiny):
     assert lm.compute_time_per_token(1769, 400_000, c) == pytest.approx(4e-4)
     assert lm.compute_time_per_token(3538, 400_000, c) == pytest.approx(2e-4)
     assert lm.head_time(804_400, 0.1, c) == pytest.approx(H)
+    assert lm.weights_fetch_s(804_400, c, False) == 0.0
+    # threads beyond the first vCPU count at multi_vcpu_efficiency
+    half = c.with_overrides({"multi_vcpu_efficiency": 0.5}, "test")
+    assert lm.compute_time_per_token(3538, 400_000, half) == pytest.approx(4e-4 / 1.5)
 
 
 def test_vcpu_caps_at_six():
@@ -45,20 +49,31 @@ def test_vcpu_caps_at_six():
     assert lm.vcpu_share(10240, big) == 6.0
 
 
-def test_replica_time_each_method(tiny):
+def test_replica_times_each_method(tiny):
     c = tiny.constants
-    u = 4e-4
-    storage = lm.replica_time(lm.STORAGE, 600, H, u, 1, 400, c)
-    assert storage == pytest.approx(H + 2 * 0.01 + 600 * (800 / 1e6 + u))  # 1.6544
-    direct = lm.replica_time(lm.DIRECT, 600, H, u, 1, 400, c)
-    assert direct == pytest.approx(H + 600 * (400 / 2e6 + u))  # 1.2744
-    piped = lm.replica_time(lm.PIPELINED_STORAGE, 600, H, u, 100, 400, c)
-    # ceil(600/100) = 6 blocks of Tdl + 100 * max(400/1e6 + u, 400/1e6); last upload of 100 tokens
-    assert piped == pytest.approx(H + (0.01 + 100 * 400 / 1e6) + 6 * (0.01 + 100 * (4e-4 + u)))
-    # A minibatch never exceeds the replica's tokens: beta 1000 on 600 tokens is one block of 600.
-    one_block = lm.replica_time(lm.PIPELINED_STORAGE, 600, H, u, 1000, 400, c)
-    assert one_block == pytest.approx(H + (0.01 + 600 * 400 / 1e6) + (0.01 + 600 * (4e-4 + u)))
-    assert lm.replica_time(lm.STORAGE, 0, H, u, 1, 400, c) == 0.0
+    u, w, start, load = 4e-4, 0.8144, 0.1, 0.11
+    def times(method, r, beta=1):
+        t = lm.replica_times(method, r, w, u, beta, 400, c, start, load)
+        return float(t.billed_s), float(t.finish_s)
+    # storage: input ready at max(start + w, 0.01 + r * 0.4 ms); 2 requests + r * (2x + U)
+    billed, finish = times(lm.STORAGE, 600)
+    assert billed == pytest.approx(0.8144 + 0.02 + 600 * (800 / 1e6 + u))  # 1.5544
+    assert finish == pytest.approx(0.1 + billed + 0.01 + 600 * 400 / 1e6)  # + the gather
+    # direct: payload in at r * Dw / Bf, then start, weights, r * (U + Dw / Bf)
+    billed, finish = times(lm.DIRECT, 600)
+    assert billed == pytest.approx(0.8144 + 600 * (400 / 2e6 + u))
+    assert finish == pytest.approx(600 * 400 / 2e6 + 0.1 + billed)
+    # pipelined, one block (beta above r): d + c + u after max(ready, d), then the gather
+    billed, finish = times(lm.PIPELINED_STORAGE, 600, 1000)
+    d = 0.01 + 600 * 400 / 1e6
+    assert billed == pytest.approx(0.8144 + d + 600 * u + d)
+    assert finish == pytest.approx(0.1 + billed + d)
+    assert times(lm.STORAGE, 0) == (0.0, 0.0)
+    # a cold start's init is billed
+    cold = lm.replica_times(lm.STORAGE, 600, w, u, 1, 400, c, 5.0, load, start_billed=True)
+    assert float(cold.billed_s) == pytest.approx(5.0 + 0.8144 + 0.02 + 600 * (800 / 1e6 + u))
+    assert float(lm.layer_offset_s(lm.DIRECT, load)) == load
+    assert float(lm.layer_offset_s(lm.STORAGE, load)) == 0.0
 
 
 def test_billing_rounds_up_to_the_millisecond(tiny):
@@ -130,18 +145,21 @@ def test_more_memory_never_slows_compute(m1, m2, flops):
 def test_time_and_cost_never_negative(method, tokens, memory, beta, param_bytes):
     c = DEFAULT_CONSTANTS
     u = lm.compute_time_per_token(memory, 1e7, c)
-    t = lm.replica_time(method, tokens, lm.head_time(param_bytes, c.warm_start_s, c), u, beta, 3072, c)
-    assert t >= 0
-    assert lm.billed_seconds(t, c) * lm.price_per_mb_second(False, c) * memory >= 0
+    w = lm.weights_fetch_s(param_bytes, c)
+    t = lm.replica_times(method, tokens, w, u, beta, 3072, c, c.warm_start_s, 0.5)
+    assert t.billed_s >= 0 and t.finish_s >= 0
+    assert (t.finish_s >= t.billed_s) or tokens == 0
+    assert lm.billed_seconds(t.billed_s, c) * lm.price_per_mb_second(False, c) * memory >= 0
 
 
-@given(st.integers(1, 20_000), st.integers(1, 4096))
-def test_more_tokens_never_take_less_time(tokens, beta):
+@given(st.integers(1, 20_000), st.integers(1, 4096), st.floats(0, 2), st.floats(0, 5))
+def test_more_tokens_never_take_less_time(tokens, beta, weights, load):
     c = DEFAULT_CONSTANTS
     for method in (lm.PIPELINED_STORAGE, lm.STORAGE, lm.DIRECT):
-        a = lm.replica_time(method, tokens, 1.0, 1e-4, beta, 3072, c)
-        b = lm.replica_time(method, tokens + 1, 1.0, 1e-4, beta, 3072, c)
-        assert b >= a - 1e-12
+        a = lm.replica_times(method, tokens, weights, 1e-4, beta, 3072, c, c.warm_start_s, load)
+        b = lm.replica_times(method, tokens + 1, weights, 1e-4, beta, 3072, c, c.warm_start_s, load)
+        assert b.billed_s >= a.billed_s - 1e-12
+        assert b.finish_s >= a.finish_s - 1e-12
 
 
 @settings(max_examples=50)

@@ -49,7 +49,8 @@ def test_greedy_beats_lambdaml_cost_on_bert_moe_4():
     problem = builtin_problem("bert-moe-4")
     greedy = make_solver("greedy").solve(problem)
     lambdaml = make_solver("lambdaml").solve(problem)
-    assert lambdaml.plan.layers[0].functions[0].memory_mb == 3008
+    # 3,008 MB is not on the paper's menu: LambdaML takes the nearest option, 3,072 MB.
+    assert lambdaml.plan.layers[0].functions[0].memory_mb == 3072
     assert lambdaml.solution_status == SolutionStatus.NONE  # too slow for the SLO
     assert greedy.evaluation.cost_usd < lambdaml.evaluation.cost_usd
 

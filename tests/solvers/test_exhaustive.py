@@ -39,6 +39,6 @@ def test_full_enumeration_proves_the_optimum():
 
 
 def test_infeasible_when_nothing_fits():
-    result = make_solver("exhaustive").solve(tiny_problem(time_limit_s=1.0), Budget(evaluations=10**6))
+    result = make_solver("exhaustive").solve(tiny_problem(time_limit_s=0.9), Budget(evaluations=10**6))
     assert result.solver_status == SolverStatus.INFEASIBLE
     assert result.binding_constraints == ("time_limit",)

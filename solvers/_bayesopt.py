@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.stats import norm
 
 
 def epsilon(
@@ -80,6 +79,8 @@ def fit_gp(
 
 def expected_improvement(mu: np.ndarray, sd: np.ndarray, best: float) -> np.ndarray:
     """E[max(best - f, 0)] for f ~ N(mu, sd^2): minimisation."""
+    from scipy.stats import norm  # scipy.stats takes ~2 s to import: only when used
+
     sd = np.maximum(sd, 1e-12)
     u = (best - mu) / sd
     return (best - mu) * norm.cdf(u) + sd * norm.pdf(u)
@@ -87,6 +88,8 @@ def expected_improvement(mu: np.ndarray, sd: np.ndarray, best: float) -> np.ndar
 
 def probability_of_feasibility(mu_slack: np.ndarray, sd_slack: np.ndarray) -> np.ndarray:
     """P(slack <= 0) for slack ~ N(mu, sd^2)."""
+    from scipy.stats import norm
+
     return norm.cdf(-mu_slack / np.maximum(sd_slack, 1e-12))
 
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cost_models import lambda_model as lm
+from moeopt.evaluate import fixed_parts
 from moeopt.plan import PlanArrays
 from moeopt.problem import DeploymentProblem
 from moeopt.space import PIPELINE_DEGREES
@@ -39,7 +40,7 @@ class ExpertEstimate:
     """The per-expert part of P plans' cost and time (cost_models formulas, no evaluator)."""
 
     cost_usd: np.ndarray  # (P,) experts' billed cost, mean over batches (the paper's cost)
-    bottleneck_s: np.ndarray  # (P, B, L) slowest replica of each layer in each batch
+    bottleneck_s: np.ndarray  # (P, B, L) each layer's latency on each batch: its last replica's finish
     tokens_max: np.ndarray  # (P, L) most tokens any replica of the layer gets (worst batch)
     active_max: np.ndarray  # (P,) most replicas running at once in one layer (concurrency)
     memory_ok: np.ndarray  # (P,) every expert's memory need fits (heaviest batch)
@@ -62,6 +63,28 @@ def _rows(p: PlanArrays, a: int, b: int) -> PlanArrays:
     return PlanArrays(p.memory_mb[a:b], p.replicas[a:b], p.method[a:b], p.pipeline_degree[a:b])
 
 
+def replica_times(
+    problem: DeploymentProblem,
+    method: np.ndarray,
+    tokens: np.ndarray,
+    memory_mb: np.ndarray,
+    pipeline_degree: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(billed seconds, finish time) of one expert's replicas, with the cost model's timelines
+    (``lambda_model.replica_times``) on the problem's start, weights and next-function terms;
+    the finish includes what the layer adds after its slowest replica, so a layer's latency on
+    a batch is the largest finish of its replicas. Arguments broadcast together."""
+    c, m = problem.constants, problem.model
+    next_load = fixed_parts(problem).next_load_s
+    times = lm.replica_times(
+        method, tokens, lm.weights_fetch_s(m.expert_param_bytes, c, problem.fetch_weights),
+        lm.compute_time_per_token(memory_mb, m.expert_flops_per_token, c), pipeline_degree,
+        m.token_bytes, c, problem.start_s, next_load, problem.start == "cold",
+    )
+    finish = np.where(tokens > 0, times.finish_s + lm.layer_offset_s(method, next_load), 0.0)
+    return times.billed_s, finish
+
+
 def _estimate(problem: DeploymentProblem, plans: PlanArrays) -> ExpertEstimate:
     c, m = problem.constants, problem.model
     loads = problem.popularity.loads.astype(float)[None]  # (1, B, L, E)
@@ -70,12 +93,10 @@ def _estimate(problem: DeploymentProblem, plans: PlanArrays) -> ExpertEstimate:
     method = np.asarray(plans.method)[:, None, :, None]
     beta = np.asarray(plans.pipeline_degree, dtype=float)[:, None, :, None]
     r = np.ceil(loads / replicas)  # (P, B, L, E)
-    per_token = lm.compute_time_per_token(memory, m.expert_flops_per_token, c)
-    head = lm.head_time(m.expert_param_bytes, problem.start_s, c)
-    t = lm.replica_time(method, r, head, per_token, beta, m.token_bytes, c)
+    billed, t = replica_times(problem, method, r, memory, beta)
     active = np.minimum(replicas, loads)
     price = lm.price_per_mb_second(False, c) * memory
-    cost = (lm.billed_seconds(t, c) * active * price).sum(axis=(2, 3)).mean(axis=1)
+    cost = (lm.billed_seconds(billed, c) * active * price).sum(axis=(2, 3)).mean(axis=1)
     r_max = r.max(axis=1)  # (P, L, E)
     need = lm.memory_required_mb(
         method[:, 0], r_max, m.expert_param_bytes, beta[:, 0], m.token_bytes,
@@ -95,8 +116,8 @@ def _estimate(problem: DeploymentProblem, plans: PlanArrays) -> ExpertEstimate:
 class LayerCurve:
     """One layer's Pareto-efficient points, fastest first (time up, cost down)."""
 
-    time_s: np.ndarray  # (K,) slowest expert's time on its worst batch
-    batch_time_s: np.ndarray  # (K, B) slowest expert's time on each batch
+    time_s: np.ndarray  # (K,) the layer's latency on its worst batch (last replica's finish)
+    batch_time_s: np.ndarray  # (K, B) the layer's latency on each batch
     cost_usd: np.ndarray  # (K,)
     variant: np.ndarray  # (K,) index into LayerCurves.variants
     memory_index: np.ndarray  # (K, E) into problem.memory_options
@@ -324,11 +345,8 @@ def _batch_times(
     problem: DeploymentProblem, layer: int, method: int, beta: float, mem: np.ndarray, reps: np.ndarray
 ) -> np.ndarray:
     """(n, B) slowest replica per batch for n per-expert choices (``mem``, ``reps``: (E, n))."""
-    c, m = problem.constants, problem.model
     loads = problem.popularity.loads[:, layer, :].astype(float)[:, :, None]  # (B, E, 1)
     memory = np.asarray(problem.memory_options, dtype=float)[mem][None]  # (1, E, n)
     r = np.ceil(loads / reps[None])
-    per_token = lm.compute_time_per_token(memory, m.expert_flops_per_token, c)
-    head = lm.head_time(m.expert_param_bytes, problem.start_s, c)
-    t = lm.replica_time(method, r, head, per_token, beta, m.token_bytes, c)
-    return t.max(axis=1).T
+    _, finish = replica_times(problem, np.asarray(method), r, memory, np.asarray(beta))
+    return finish.max(axis=1).T

@@ -8,8 +8,9 @@ evaluator call. The loss is the objective score itself; the named violations go 
 
 Warm start (``Optimizer.suggest``): first the plans given to ``Solver.suggest`` (priced already by
 the base, so they are told without pricing them again), then the start design (option
-``design``): plans on the Lagrangian path of the layer curves (:mod:`solvers.layer_curves`,
-shared with bayes-egreedy and the Optuna solvers) or the load-aware structured design of
+``design``): the walk to the time limit on the Lagrangian path of the layer curves
+(:mod:`solvers.layer_curves`, the warm start of bayes-egreedy and the Optuna solvers; priced
+once, told when asked) or the load-aware structured design of
 :func:`moeopt.space.structured_design`.
 
 >>> from moeopt.problem import load_problem
@@ -75,22 +76,6 @@ def _decodes_to(space: PlanSpace, x: np.ndarray, plans: PlanArrays) -> np.ndarra
     return same
 
 
-def start_design(
-    problem: DeploymentProblem, space: PlanSpace, design: str, n: int, rng: np.random.Generator
-) -> np.ndarray:
-    """Up to ``n`` plan vectors to suggest first: "path" (the Lagrangian path of the layer
-    curves, :meth:`solvers.layer_curves.LayerCurves.design`), "structured"
-    (:func:`moeopt.space.structured_design`) or "none"."""
-    if design not in ("path", "structured", "none"):
-        raise InputError("solver options", "design", f"{design!r}; allowed: path, structured, none")
-    if n <= 0 or design == "none":
-        return np.zeros((0, space.dims), dtype=np.int64)
-    if design == "path":
-        curves = LayerCurves.of(problem)
-        return space.encode(curves.plans(curves.design(n)))
-    return structured_design(space, rng)[:n]
-
-
 class NGOptSolver(Solver):
     """Nevergrad's ask/tell loop, one batch of ``num_workers`` candidates per evaluator call."""
 
@@ -101,8 +86,10 @@ class NGOptSolver(Solver):
     default_budget: ClassVar[Budget] = Budget(evaluations=2000, seconds=60.0)
     default_options: ClassVar[dict[str, Any]] = {
         "num_workers": 32,
-        "warm_start": 0.2,  # share of the evaluation budget suggested from the start design
-        "design": "path",  # "path" (Lagrangian path of the layer curves), "structured", "none"
+        "design": "path",  # start design: "path" (walk the Lagrangian path), "structured", "none"
+        "design_batch": 16,  # path: points priced per round of the walk to the time limit ...
+        "design_rounds": 2,  # ... and rounds
+        "warm_start": 0.2,  # structured: share of the evaluation budget suggested from it
         "budget_if_unbounded": 100_000,  # what Nevergrad is told when only seconds bound the run
     }
 
@@ -136,8 +123,7 @@ class NGOptSolver(Solver):
                     if same:  # else its nearest plan vector is priced when asked
                         known[row.tobytes()] = (float(value), v)
                     opt.suggest(row.astype(float))
-            n_warm = int(self.options["warm_start"] * total)
-            for row in start_design(problem, space, str(self.options["design"]), n_warm, self.rng):
+            for row in self._start_design(problem, space, tracker, known):
                 opt.suggest(row.astype(float))
             while not tracker.exhausted():
                 left = tracker.remaining_evaluations()
@@ -165,6 +151,51 @@ class NGOptSolver(Solver):
     def optimizer_for(cls, dims: int) -> str:
         """The Nevergrad optimizer to run on a space of ``dims`` dimensions."""
         return cls.optimizer
+
+    def _start_design(
+        self, problem: DeploymentProblem, space: PlanSpace, tracker: Tracker,
+        known: dict[bytes, tuple[float, np.ndarray]],
+    ) -> np.ndarray:
+        """Plan vectors to suggest after the suggested plans. "path": the walk to the time limit
+        on the Lagrangian path (:meth:`solvers.layer_curves.LayerCurves.walk_to_limit`, the warm
+        start bayes-egreedy and the Optuna solvers use), priced here and told when asked, best
+        first; "structured": the first ``warm_start`` x budget plans of
+        :func:`moeopt.space.structured_design`, priced when asked; "none": nothing."""
+        o = self.options
+        design = str(o["design"])
+        if design not in ("path", "structured", "none"):
+            raise InputError(f"solver {self.name}", "design", f"{design!r}; allowed: path, structured, none")
+        if design == "none":
+            return np.zeros((0, space.dims), dtype=np.int64)
+        if design == "structured":
+            total = tracker.budget.evaluations or int(o["budget_if_unbounded"])
+            return structured_design(space, self.rng)[: int(o["warm_start"] * total)]
+        try:
+            curves = LayerCurves.of(problem)
+        except ValueError:  # an expert fits no option under any method: nothing to walk
+            return np.zeros((0, space.dims), dtype=np.int64)
+        rows: list[np.ndarray] = []
+
+        def price(k: np.ndarray) -> np.ndarray:
+            x = space.encode(curves.plans(k))
+            fresh = [i for i, row in enumerate(x) if row.tobytes() not in known]
+            result = np.full(len(x), -1)
+            if fresh and not tracker.exhausted():
+                batch, score, violation = tracker.evaluate(space.decode(x[fresh]))
+                loss, cv = _told(batch, score, problem)
+                for i, value, v, bad in zip(fresh, loss, cv, violation, strict=False):
+                    known[x[i].tobytes()] = (float(value), v)
+                    result[i] = int(bad == 0)
+                    rows.append(x[i])
+            return result
+
+        curves.walk_to_limit(price, int(o["design_batch"]), int(o["design_rounds"]))
+        if not rows:
+            return np.zeros((0, space.dims), dtype=np.int64)
+        x = np.asarray(rows)
+        told = [known[r.tobytes()] for r in x]
+        order = np.lexsort(([value for value, _ in told], [v.sum() > 0 for _, v in told]))
+        return x[order]
 
 
 class CMASolver(NGOptSolver):

@@ -203,7 +203,7 @@ class BayesEGreedySolver(Solver):
         "layer_fraction": 0.5,  # share of candidates that move layers along their curves
         "layer_eps0_changes": 1.5,  # eps_0 per layer = this / layers
         "design_batch": 16,  # Lagrangian path points priced per warm-start round ...
-        "design_rounds": 2,  # ... narrowing in on the time limit each round
+        "design_rounds": 3,  # ... narrowing in on the time limit each round (the third: a point or two)
         "init_fraction": 0.2,  # without layer curves: share of the budget for the structured design
         "init_random": 32,  # without layer curves: uniform random plans in the first batch
         "train_best": 160,  # surrogate training set: the best plans ...

@@ -69,17 +69,22 @@ def replica_times(
     tokens: np.ndarray,
     memory_mb: np.ndarray,
     pipeline_degree: np.ndarray,
+    layer_tokens: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(billed seconds, finish time) of one expert's replicas, with the cost model's timelines
-    (``lambda_model.replica_times``) on the problem's start, weights and next-function terms;
-    the finish includes what the layer adds after its slowest replica, so a layer's latency on
-    a batch is the largest finish of its replicas. Arguments broadcast together."""
+    (``lambda_model.replica_times``) wired as the evaluator and ``solvers._options`` wire them
+    (start, weights, data vCPUs, the gate's CPU for the layer's ``layer_tokens``, the next
+    function's start); the finish includes what the layer adds after its slowest replica, so a
+    layer's latency on a batch is the largest finish of its replicas. Arguments broadcast.
+    tests/solvers/test_layer_curves.py checks this against the evaluator on every build."""
     c, m = problem.constants, problem.model
     next_load = fixed_parts(problem).next_load_s
+    cpu = lm.data_vcpus(memory_mb, c)
     times = lm.replica_times(
-        method, tokens, lm.weights_fetch_s(m.expert_param_bytes, c, problem.fetch_weights),
+        method, tokens, lm.weights_fetch_s(m.expert_param_bytes, c, problem.fetch_weights, cpu),
         lm.compute_time_per_token(memory_mb, m.expert_flops_per_token, c), pipeline_degree,
         m.token_bytes, c, problem.start_s, next_load, problem.start == "cold",
+        cpu=cpu, gate_s=lm.gate_cpu_s(layer_tokens, m.token_bytes, method, c),
     )
     finish = np.where(tokens > 0, times.finish_s + lm.layer_offset_s(method, next_load), 0.0)
     return times.billed_s, finish
@@ -93,7 +98,8 @@ def _estimate(problem: DeploymentProblem, plans: PlanArrays) -> ExpertEstimate:
     method = np.asarray(plans.method)[:, None, :, None]
     beta = np.asarray(plans.pipeline_degree, dtype=float)[:, None, :, None]
     r = np.ceil(loads / replicas)  # (P, B, L, E)
-    billed, t = replica_times(problem, method, r, memory, beta)
+    layer_tokens = fixed_parts(problem).layer_tokens[None, :, :, None]  # (1, B, L, 1)
+    billed, t = replica_times(problem, method, r, memory, beta, layer_tokens)
     active = np.minimum(replicas, loads)
     price = lm.price_per_mb_second(False, c) * memory
     cost = (lm.billed_seconds(billed, c) * active * price).sum(axis=(2, 3)).mean(axis=1)
@@ -187,7 +193,7 @@ class LayerCurves:
         return path[idx]
 
     def walk_to_limit(
-        self, price: Callable[[np.ndarray], np.ndarray], n: int = 16, rounds: int = 2
+        self, price: Callable[[np.ndarray], np.ndarray], n: int = 16, rounds: int = 3
     ) -> np.ndarray:
         """Find the cheapest feasible plan on the Lagrangian path in ``rounds`` x ``n`` prices.
 
@@ -348,5 +354,6 @@ def _batch_times(
     loads = problem.popularity.loads[:, layer, :].astype(float)[:, :, None]  # (B, E, 1)
     memory = np.asarray(problem.memory_options, dtype=float)[mem][None]  # (1, E, n)
     r = np.ceil(loads / reps[None])
-    _, finish = replica_times(problem, np.asarray(method), r, memory, np.asarray(beta))
+    layer_tokens = fixed_parts(problem).layer_tokens[:, layer, None, None]  # (B, 1, 1)
+    _, finish = replica_times(problem, np.asarray(method), r, memory, np.asarray(beta), layer_tokens)
     return finish.max(axis=1).T

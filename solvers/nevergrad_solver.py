@@ -88,7 +88,7 @@ class NGOptSolver(Solver):
         "num_workers": 32,
         "design": "path",  # start design: "path" (walk the Lagrangian path), "structured", "none"
         "design_batch": 16,  # path: points priced per round of the walk to the time limit ...
-        "design_rounds": 2,  # ... and rounds
+        "design_rounds": 3,  # ... and rounds
         "warm_start": 0.2,  # structured: share of the evaluation budget suggested from it
         "budget_if_unbounded": 100_000,  # what Nevergrad is told when only seconds bound the run
     }

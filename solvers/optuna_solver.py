@@ -56,7 +56,7 @@ class OptunaSolver(Solver):
         "batch_size": 8,
         "reach": 4,  # per-layer offset from the path point: -reach..reach curve points
         "design_batch": 16,  # warm start: Lagrangian-path points priced per round ...
-        "design_rounds": 2,  # ... narrowing in on the time limit each round
+        "design_rounds": 3,  # ... narrowing in on the time limit each round (the third: a point or two)
         "max_stale": 64,  # asks in a row that bring no new plan before stopping
     }
     uses_constraints: ClassVar[bool] = True
@@ -254,8 +254,9 @@ class OptunaCmaEsSolver(OptunaSolver):
     def _sampler(self, seed: int, warm: list[Any]) -> Any:
         import optuna
 
+        # WS-CMA-ES keeps the best 10 % of the source trials: it needs at least ten.
         return optuna.samplers.CmaEsSampler(
-            seed=seed, source_trials=warm or None, n_startup_trials=0
+            seed=seed, source_trials=warm if len(warm) >= 10 else None, n_startup_trials=0
         )
 
 

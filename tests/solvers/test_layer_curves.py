@@ -44,6 +44,10 @@ def test_estimate_is_the_evaluators_expert_cost_and_bounds_latency(seed):
     np.testing.assert_allclose(est.cost_usd, curves.cost_usd(k).sum(axis=1), rtol=1e-12)
     assert (batch.latency_s >= curves.time_lower_bound(k) - 1e-9).all()
     np.testing.assert_allclose(curves.time_lower_bound(k), est.bottleneck_s.sum(axis=2).max(axis=1))
+    # Today's cost model composes a layer's latency from the same timelines: the estimate is
+    # the evaluator's layer latency. If this breaks, solvers.layer_curves.replica_times no longer
+    # wires lambda_model as the evaluator does (the searchers still work: they learn the gap).
+    np.testing.assert_allclose(est.bottleneck_s.max(axis=1), batch.layer_latency_s, rtol=1e-12)
 
 
 def test_path_gets_slower_and_cheaper(bert4):
@@ -55,7 +59,7 @@ def test_path_gets_slower_and_cheaper(bert4):
     assert (np.abs(np.diff(path, axis=0)).sum(axis=1) >= 1).all()  # one layer moves per step
 
 
-def test_walk_finds_the_cheapest_feasible_path_plan_in_32_prices(bert4):
+def test_walk_finds_the_cheapest_feasible_path_plan_in_three_rounds(bert4):
     problem, curves = bert4
     path = curves.lagrangian_path()
     batch = evaluate_batch(problem, curves.plans(path))
@@ -67,8 +71,8 @@ def test_walk_finds_the_cheapest_feasible_path_plan_in_32_prices(bert4):
         found.extend(np.where(b.feasible, b.cost_usd, np.inf))
         return b.feasible.astype(int)
 
-    priced = curves.walk_to_limit(price, n=16, rounds=2)
-    assert len(priced) <= 32
+    priced = curves.walk_to_limit(price, n=16, rounds=3)
+    assert len(priced) <= 36  # 16 + 16 + the few points the second round left open
     assert min(found) <= best * (1 + 1e-12)  # the last feasible point of the path was priced
 
 

@@ -16,6 +16,11 @@ pytest.importorskip("optuna")
 
 
 class TestOptunaTPEConformance(SolverConformance):
+    """TPE's ask grows with the trials (and on the kit's 3-layer problem most asks repeat a
+    known plan, told without pricing): 150 evaluations keep the kit in seconds."""
+
+    budget = Budget(evaluations=150, seconds=60.0)
+
     @pytest.fixture
     def solver_name(self):
         return "optuna-tpe"
@@ -98,12 +103,3 @@ def test_suggested_plan_is_priced_once_and_bounds_the_result():
     result = make_solver("optuna-tpe", seed=1).suggest(start).solve(problem, Budget(evaluations=50), evaluator=recording)
     assert sum(priced) == 1  # the base priced it; the study was told, not asked to price it again
     assert result.cost_usd <= start.predicted["cost_usd"] + 1e-15
-
-
-def test_different_seeds_can_give_different_plans():
-    problem = load_problem("bert-moe-8")
-    plans = {
-        str(make_solver("optuna-tpe", seed=s).solve(problem, Budget(evaluations=80)).plan.to_dict()["layers"])
-        for s in range(4)
-    }
-    assert len(plans) > 1

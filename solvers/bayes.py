@@ -233,7 +233,12 @@ class BayesEGreedySolver(Solver):
         o = self.options
         space = PlanSpace.of(problem)
         dims, L = space.dims, problem.layers
-        curves = LayerCurves.of(problem) if o["layer_curves"] else None
+        curves = None
+        if o["layer_curves"]:
+            try:
+                curves = LayerCurves.of(problem)
+            except ValueError:  # an expert fits no option in some layer: search without curves
+                curves = None
         hist = _History(space, curves)
 
         def price(x: np.ndarray, k: np.ndarray | None = None) -> np.ndarray:

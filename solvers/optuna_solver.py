@@ -29,6 +29,7 @@ slower than its layer's bottleneck allows is never cheaper, so little).
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 from typing import Any, ClassVar
 
@@ -111,8 +112,15 @@ class OptunaSolver(Solver):
                 study.add_trial(t)
             stale = 0
             q = int(self.options["batch_size"])
+            slowest = 0.0  # slowest batch of asks so far: none is started that cannot finish
             while not tracker.exhausted():
+                left = tracker.remaining_seconds()
+                if left is not None and left < 1.5 * slowest:
+                    return Outcome(status=SolverStatus.TIME_LIMIT, message=(
+                        f"stopped {left:.1f} s before the seconds budget: an ask took {slowest:.1f} s"))
+                t0 = time.perf_counter()
                 asked = [study.ask(enc.distributions) for _ in range(q)]
+                slowest = max(slowest, time.perf_counter() - t0)
                 k = np.asarray([enc.positions(t.params) for t in asked], dtype=np.int64)
                 before = len(known)
                 price(k)

@@ -97,16 +97,6 @@ class IlpSolver(Solver):
         outcome = self._ods(tables, tracker) if self.options["mode"] == "ods" else self._monolithic(
             tables, tracker
         )
-        if problem.cost_scope == "full" and outcome.proven_optimal:
-            # The program's objective holds the non-MoE functions at their floor; their billed
-            # wait grows with storage layers' latency, so its optimum is a bound, not a proof.
-            from dataclasses import replace
-
-            outcome = replace(
-                outcome, proven_optimal=False, status=SolverStatus.COMPLETED,
-                message=outcome.message + "; full cost scope: the non-MoE functions' wait is "
-                "priced at its floor in the program, so this is a feasible plan and a bound",
-            )
         return outcome
 
     # -- monolithic -------------------------------------------------------------------------------

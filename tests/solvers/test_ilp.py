@@ -114,12 +114,7 @@ def test_lagrangian_prune_keeps_exactly_the_admitted_front(name, seed):
         assert points(pruned.cost, pruned.latency) == points(full.cost[admitted], full.latency[admitted])
 
 
-@pytest.mark.parametrize("name", [
-    "small", "top2",
-    pytest.param("full-scope-arm64", marks=pytest.mark.xfail(
-        strict=True, reason="full scope: the non-MoE functions' billed wait grows with storage "
-        "layers' latency and is not yet in the program's objective, so ilp proves nothing there")),
-])
+@pytest.mark.parametrize("name", list(MILP_PROBLEMS))
 def test_monolithic_ilp_agrees_with_the_x_program(name):
     """The curve route (cap curves, Lagrangian pruning, exact curves) and the full program over
     every option reach the same optimum."""

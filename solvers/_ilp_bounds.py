@@ -33,6 +33,10 @@ from solvers._ilp_tables import Tables, VariantTable
 
 #: Stop a search whose candidate states at one layer exceed this (memory: ~100 B each).
 MAX_SEARCH_CANDIDATES = 4_000_000
+#: Keep one batch's row exact per bound (2-D fronts of the remaining layers).
+PARTIAL_FRONTS = True
+#: LP cuts are generated at a layer only when more partial plans than this survive.
+CUT_MIN_STATES = 256
 
 
 def capacity(tables: Tables) -> np.ndarray:
@@ -143,7 +147,16 @@ def price_layer(
     known to reach) prunes: when nothing is below it, returns (upper, None)."""
     best: Choice | None = None
     value = upper
+    # A variant's least possible value: its cheapest options at its latency lower bound.
+    floors = []
     for t in tables.layers[layer]:
+        least = np.full(t.experts, np.inf)
+        np.minimum.at(least, t.expert, t.cost)
+        floors.append(float(least.sum() + t.extra_usd(t.lower) + mu @ t.lower))
+    for i in np.argsort(floors, kind="stable"):
+        t = tables.layers[layer][i]
+        if floors[i] >= value:
+            break  # this variant and every later one cannot go below ``value``
         ch = _price_table(t, mu, value, deadline)
         if ch is not None:
             v = ch.cost_usd + float(mu @ ch.latency_s)
@@ -164,46 +177,68 @@ class LpResult:
     slack: float  # artificial time slack in use (0 when the LP is feasible)
 
 
+class KnapsackLp:
+    """The LP relaxation of one multiple-choice knapsack over layer points (a HiGHS model
+    built once; the capacities can change and the LP re-solves warm). Each time row has an
+    artificial, expensive slack so the LP is always feasible and its duals stay bounded: its
+    value is then a lower bound of the LP without slack, and so of every plan."""
+
+    PENALTY = 1e3  # scaled USD per second of missing capacity
+
+    def __init__(self, costs: list[np.ndarray], lats: list[np.ndarray], cap: np.ndarray,
+                 scale: float) -> None:
+        B, L = len(cap), len(costs)
+        sizes = [len(c) for c in costs]
+        n = sum(sizes)
+        self.L, self.B, self.n, self.sizes, self.scale = L, B, n, sizes, scale
+        lp = highspy.HighsLp()
+        lp.num_col_, lp.num_row_ = n + B, L + B
+        flat = np.concatenate(costs) if costs else np.zeros(0)
+        lp.col_cost_ = np.concatenate([flat / scale, np.full(B, self.PENALTY)])
+        lp.col_lower_ = np.zeros(n + B)
+        lp.col_upper_ = np.concatenate([np.ones(n), np.full(B, highspy.kHighsInf)])
+        lp.row_lower_ = np.concatenate([np.ones(L), np.full(B, -highspy.kHighsInf)])
+        lp.row_upper_ = np.concatenate([np.ones(L), cap])
+        layer_of = np.repeat(np.arange(L), sizes)
+        lat = np.concatenate(lats) if lats else np.zeros((0, B))
+        index = np.column_stack([layer_of, L + np.tile(np.arange(B), (n, 1))]).ravel()
+        value = np.column_stack([np.ones(n), lat]).ravel()
+        index = np.concatenate([index, L + np.arange(B)])
+        value = np.concatenate([value, -np.ones(B)])
+        start = np.concatenate([np.arange(0, (B + 1) * n + 1, B + 1), (B + 1) * n + 1 + np.arange(B)])
+        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+        lp.a_matrix_.start_ = start.astype(np.int32)
+        lp.a_matrix_.index_ = index.astype(np.int32)
+        lp.a_matrix_.value_ = value
+        self.highs = highspy.Highs()
+        self.highs.setOptionValue("output_flag", False)
+        # No "threads" option: HiGHS keeps one thread pool per process and refuses a run that
+        # asks for another size; its simplex (all an LP needs here) is serial anyway.
+        self.highs.passModel(lp)
+
+    def solve(self, cap: np.ndarray | None = None) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+        """(value in USD, mu (B,), pi (L,), x) at capacities ``cap`` (default: as built)."""
+        h = self.highs
+        if cap is not None:
+            rows = np.arange(self.L, self.L + self.B, dtype=np.int32)
+            h.changeRowsBounds(self.B, rows, np.full(self.B, -highspy.kHighsInf), np.asarray(cap, dtype=float))
+        if h.run() != highspy.HighsStatus.kOk or h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+            raise RuntimeError(f"HiGHS did not solve the knapsack LP: {h.getModelStatus()}")
+        sol = h.getSolution()
+        dual = np.asarray(sol.row_dual)
+        mu = np.maximum(-dual[self.L :], 0.0) * self.scale
+        return (h.getInfo().objective_function_value * self.scale, mu, dual[: self.L] * self.scale,
+                np.asarray(sol.col_value))
+
+
 def curve_lp(tables: Tables, curves: list[LayerCurve]) -> LpResult:
-    """The LP relaxation of the program over ``curves``, with an artificial, expensive slack on
-    each time row so that it is always feasible (its duals then stay bounded)."""
-    cap = capacity(tables)
-    B, L = len(cap), len(curves)
-    scale = max(tables.lower_bound_usd, 1e-12)
-    sizes = [len(cv.cost) for cv in curves]
-    n = sum(sizes)
-    penalty = 1e3  # scaled USD per second of missing capacity: far above any real trade-off
-    lp = highspy.HighsLp()
-    lp.num_col_, lp.num_row_ = n + B, L + B
-    lp.col_cost_ = np.concatenate([np.concatenate([cv.cost for cv in curves]) / scale, np.full(B, penalty)])
-    lp.col_lower_ = np.zeros(n + B)
-    lp.col_upper_ = np.concatenate([np.ones(n), np.full(B, highspy.kHighsInf)])
-    lp.row_lower_ = np.concatenate([np.ones(L), np.full(B, -highspy.kHighsInf)])
-    lp.row_upper_ = np.concatenate([np.ones(L), cap])
-    layer_of = np.repeat(np.arange(L), sizes)
-    lat = np.concatenate([cv.latency for cv in curves])  # (n, B)
-    index = np.column_stack([layer_of, L + np.tile(np.arange(B), (n, 1))]).ravel()
-    value = np.column_stack([np.ones(n), lat]).ravel()
-    index = np.concatenate([index, L + np.arange(B)])
-    value = np.concatenate([value, -np.ones(B)])
-    start = np.concatenate([np.arange(0, (B + 1) * n + 1, B + 1), (B + 1) * n + 1 + np.arange(B)])
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.start_ = start.astype(np.int32)
-    lp.a_matrix_.index_ = index.astype(np.int32)
-    lp.a_matrix_.value_ = value
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
-    h.setOptionValue("threads", 1)
-    h.passModel(lp)
-    h.run()
-    sol = h.getSolution()
-    x = np.asarray(sol.col_value)
-    dual = np.asarray(sol.row_dual)
-    mu = np.maximum(-dual[L:], 0.0) * scale
-    pi = dual[:L] * scale
-    weights = np.split(x[:n], np.cumsum(sizes)[:-1])
-    value = h.getInfo().objective_function_value * scale + tables.cost_const_usd
-    return LpResult(float(value), mu, pi, weights, float(x[n:].sum()))
+    """The LP relaxation of the program over ``curves`` (see :class:`KnapsackLp`)."""
+    lp = KnapsackLp([cv.cost for cv in curves], [cv.latency for cv in curves], capacity(tables),
+                    max(tables.lower_bound_usd, 1e-12))
+    value, mu, pi, x = lp.solve()
+    n = lp.n
+    weights = np.split(x[:n], np.cumsum(lp.sizes)[:-1])
+    return LpResult(float(value + tables.cost_const_usd), mu, pi, weights, float(x[n:].sum()))
 
 
 @dataclass(frozen=True)
@@ -292,7 +327,7 @@ class SearchResult:
 
 def _front(c: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """2-D Pareto front (least c for each t), sorted by t ascending, c strictly descending."""
-    o = np.lexsort((c, t))
+    o = np.argsort(t)  # among equal times a dearer point may stay: harmless, _front_at takes the last
     c, t = c[o], t[o]
     run = np.minimum.accumulate(c)
     keep = np.ones(len(c), dtype=bool)
@@ -310,13 +345,18 @@ def _front_at(front: tuple[np.ndarray, np.ndarray], t: np.ndarray) -> np.ndarray
 def search(
     costs: list[np.ndarray], lats: list[np.ndarray], cap: np.ndarray, mu: np.ndarray,
     target: float, deadline: float, max_candidates: int = MAX_SEARCH_CANDIDATES,
+    cuts: bool = True,
 ) -> SearchResult:
     """Least total cost with every batch's summed latency within ``cap``, if at most ``target``.
 
     Breadth-first over layers; a partial plan (cost c, latency s) survives only if some
     completion could cost at most ``target``: for each batch b, the remaining layers' least
     cost with batch b's row exact and the others relaxed by ``mu`` (a 2-D front per batch,
-    precomputed backwards) bounds every completion. Exact: nothing that can reach ``target``
+    precomputed backwards) bounds every completion. Where many partial plans survive, the LP
+    relaxation of the remaining layers is solved at a few of their residual capacities and its
+    duals join a pool of multipliers: each gives the Lagrangian bound ``sum of the remaining
+    layers' least cost + mu' . latency - mu' . residual`` to every partial plan (the LP bound
+    of each partial plan, approximated from below). Exact: nothing that can reach ``target``
     is dropped, and the last layer is checked against every row."""
     L, B = len(costs), len(cap)
     total = 0
@@ -326,7 +366,7 @@ def search(
     spread = [int((v - v.min() <= max(target - 0.0, 0) * 1e-3).sum()) for v in gap_like]
     order = list(np.argsort(spread, kind="stable")[::-1])  # most near-equal choices first
     fronts = []  # per batch b: (relaxed mu, [front of layers order[j:] for j in 0..L])
-    for b in range(B):
+    for b in range(B) if PARTIAL_FRONTS else ():
         m = mu.copy()
         m[b] = 0.0
         vals = [c + la @ m for c, la in zip(costs, lats, strict=True)]
@@ -343,7 +383,11 @@ def search(
             t = (ft[:, None] + lats[li][:, b][None]).ravel()
             ok = c <= budget[j] + 1e-12 * abs(budget[j])
             fr.insert(0, _front(c[ok], t[ok]))
-        fronts.append((m, fr))
+        fronts.append((b, m, fr))
+    minima = np.array([v.min() for v in gap_like])
+    rest_min = np.concatenate([np.cumsum(minima[order][::-1])[::-1], [0.0]])  # suffix sums
+    pool = _CutPool(costs, lats, order, cap, abs(target))
+
     st_c = np.zeros(1)
     st_s = np.zeros((1, B))
     picks = np.zeros((1, 0), dtype=np.int64)
@@ -366,13 +410,74 @@ def search(
             chosen = np.empty(L, dtype=np.int64)
             chosen[order] = np.append(picks[si], pi)
             return SearchResult("optimal", tuple(int(x) for x in chosen), float(c[k]), total)
-        bound = c.copy()
-        for b, (m, fr) in enumerate(fronts):
-            bound = np.maximum(bound, c + _front_at(fr[j + 1], cap[b] - s[:, b]) - (cap - s) @ m)
-        ok = np.flatnonzero(bound <= target + tol)
+        # The plain Lagrangian bound first (one product), then each batch's front on what is left.
+        ok = np.flatnonzero(c + rest_min[j + 1] - (cap - s) @ mu <= target + tol)
+        if cuts and j < L - 2:
+            ok = pool.apply(j + 1, c, s, ok, target + tol)
+        for b, m, fr in fronts:
+            if not len(ok):
+                break
+            b_ok = c[ok] + _front_at(fr[j + 1], cap[b] - s[ok, b]) - (cap - s[ok]) @ m
+            ok = ok[b_ok <= target + tol]
+        if cuts and len(ok) > CUT_MIN_STATES and j < L - 2:
+            ok = pool.prune(j + 1, c, s, ok, target + tol, deadline)
         if not len(ok):
             return SearchResult("none", None, None, total)
         si, pi = np.divmod(ok, n_p)
         st_c, st_s = c[ok], s[ok]
         picks = np.concatenate([picks[si], pi[:, None]], axis=1)
     raise AssertionError("unreachable")
+
+
+class _CutPool:
+    """Multipliers from LP relaxations of the remaining layers, shared by all stages of one
+    search: any mu >= 0 bounds every partial plan (weak duality), good ones tightly."""
+
+    SAMPLES, ROUNDS = 4, 2
+
+    def __init__(self, costs: list[np.ndarray], lats: list[np.ndarray], order: list[int],
+                 cap: np.ndarray, scale: float) -> None:
+        self.costs, self.lats, self.order, self.cap = costs, lats, order, cap
+        self.scale = max(scale, 1e-12)
+        self.mus: list[np.ndarray] = []
+        self.suffix: list[np.ndarray] = []  # per mu: (L+1,) sums of least cost + mu . lat
+        self.lps: dict[int, KnapsackLp] = {}
+
+    def _add(self, mu: np.ndarray) -> None:
+        least = np.array([(self.costs[li] + self.lats[li] @ mu).min() for li in self.order])
+        self.mus.append(mu)
+        self.suffix.append(np.concatenate([np.cumsum(least[::-1])[::-1], [0.0]]))
+
+    def apply(self, j: int, c: np.ndarray, s: np.ndarray, ok: np.ndarray, limit: float) -> np.ndarray:
+        """Survivors ``ok`` within ``limit`` under every multiplier of the pool."""
+        if not self.mus or not len(ok):
+            return ok
+        mus = np.array(self.mus)
+        rest = np.array([sf[j] for sf in self.suffix])
+        bound = c[ok] + (rest[None, :] - (self.cap - s[ok]) @ mus.T).max(axis=1)
+        return ok[bound <= limit]
+
+    def prune(self, j: int, c: np.ndarray, s: np.ndarray, ok: np.ndarray, limit: float,
+              deadline: float) -> np.ndarray:
+        """Survivors ``ok`` (indices into c, s) whose best cut bound for layers order[j:] is
+        within ``limit``; solves a few LPs at sampled survivors' residual capacities."""
+        if j not in self.lps:
+            rest = self.order[j:]
+            self.lps[j] = KnapsackLp([self.costs[li] for li in rest], [self.lats[li] for li in rest],
+                                     self.cap, self.scale)
+        lp = self.lps[j]
+        for _ in range(self.ROUNDS):
+            if len(ok) <= CUT_MIN_STATES or time.perf_counter() > deadline:
+                break
+            before = len(ok)
+            picks = ok[np.linspace(0, len(ok) - 1, min(self.SAMPLES, len(ok))).round().astype(int)]
+            for i in picks:
+                _, mu, _, _ = lp.solve(self.cap - s[i])
+                self._add(mu)
+            mus = np.array(self.mus[-len(picks):])
+            rest = np.array([sf[j] for sf in self.suffix[-len(picks):]])
+            bound = c[ok] + (rest[None, :] - (self.cap - s[ok]) @ mus.T).max(axis=1)
+            ok = ok[bound <= limit]
+            if len(ok) > 0.8 * before:
+                break
+        return ok

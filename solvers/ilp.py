@@ -144,6 +144,8 @@ class IlpSolver(Solver):
             if found is not None and milp_cost(tables, found) < upper:
                 incumbent, upper = found, milp_cost(tables, found)
                 self._price(tables, incumbent, tracker)
+            steps.append(f"incumbent {upper:.9g} USD over the {sum(len(c.cost) for c in bound.curves)} "
+                         "generated configurations")
         proven = upper <= lower * (1 + float(self.options["mip_gap"])) + 1e-15
         if not proven and bound is not None:
             lower, choices, proven, how_proved = self._prove(tables, bound, lower, upper, end)

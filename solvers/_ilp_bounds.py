@@ -33,6 +33,10 @@ from solvers._ilp_tables import Tables, VariantTable
 
 #: Stop a search whose candidate states at one layer exceed this (memory: ~100 B each).
 MAX_SEARCH_CANDIDATES = 4_000_000
+#: Pricing keeps this many more configurations of each variant's final front (by value) ...
+EXTRA_COLUMNS = 4
+#: ... when their value is within this fraction of the least: candidates for the incumbent.
+NEAR_COLUMNS = 2e-3
 #: Keep one batch's row exact per bound (2-D fronts of the remaining layers).
 PARTIAL_FRONTS = True
 #: LP cuts are generated at a layer only when more partial plans than this survive.
@@ -63,9 +67,13 @@ def _batch_prices(t: VariantTable, mu: np.ndarray, slowest: np.ndarray) -> np.nd
     return h
 
 
-def _price_table(t: VariantTable, mu: np.ndarray, upper: float, deadline: float) -> Choice | None:
+def _price_table(
+    t: VariantTable, mu: np.ndarray, upper: float, deadline: float, extra: int = 0
+) -> list[Choice]:
     """The configuration of ``t`` with the least ``cost + mu . latency`` if it is below
-    ``upper``, else None; raises TimeoutError past ``deadline``."""
+    ``upper`` (else an empty list), then up to ``extra`` more of the final front by value
+    (other mu-efficient configurations: candidates for the incumbent); raises TimeoutError
+    past ``deadline``."""
     E, B = t.experts, t.lat.shape[1]
     mins = np.full((E, B), np.inf)
     np.minimum.at(mins, t.expert, t.lat)
@@ -104,12 +112,14 @@ def _price_table(t: VariantTable, mu: np.ndarray, upper: float, deadline: float)
         cost, slow = c[idx], s[idx]
         picks = np.concatenate([picks[si[idx]], rows[ki[idx]][:, None]], axis=1)
         if not len(cost):
-            return None
+            return []
     value = cost + _batch_prices(t, mu, slow).sum(axis=1)
-    best = int(np.argmin(value))
-    rows = np.empty(E, dtype=np.int64)
-    rows[order] = picks[best]
-    return Choice(t, rows)
+    out = []
+    for best in np.argsort(value, kind="stable")[: 1 + extra]:
+        rows = np.empty(E, dtype=np.int64)
+        rows[order] = picks[best]
+        out.append(Choice(t, rows))
+    return out
 
 
 def _mu_front(c: np.ndarray, h: np.ndarray, chunk: int = 256) -> np.ndarray:
@@ -140,11 +150,12 @@ def _mu_front(c: np.ndarray, h: np.ndarray, chunk: int = 256) -> np.ndarray:
 
 def price_layer(
     tables: Tables, layer: int, mu: np.ndarray, upper: float = math.inf,
-    deadline: float = math.inf,
+    deadline: float = math.inf, extra: list[Choice] | None = None,
 ) -> tuple[float, Choice | None]:
     """The least ``cost + mu . latency`` over every configuration of a layer (concurrency
     relaxed), with a configuration that attains it; ``upper`` (a value some configuration is
-    known to reach) prunes: when nothing is below it, returns (upper, None)."""
+    known to reach) prunes: when nothing is below it, returns (upper, None). ``extra``, when
+    given, collects a few more near-least configurations (for the incumbent)."""
     best: Choice | None = None
     value = upper
     # A variant's least possible value: its cheapest options at its latency lower bound.
@@ -157,11 +168,13 @@ def price_layer(
         t = tables.layers[layer][i]
         if floors[i] >= value:
             break  # this variant and every later one cannot go below ``value``
-        ch = _price_table(t, mu, value, deadline)
-        if ch is not None:
-            v = ch.cost_usd + float(mu @ ch.latency_s)
+        found = _price_table(t, mu, value, deadline, 0 if extra is None else EXTRA_COLUMNS)
+        if found:
+            v = found[0].cost_usd + float(mu @ found[0].latency_s)
             if v < value:
-                best, value = ch, v
+                best, value = found[0], v
+            if extra is not None:
+                extra.extend(found)
     return value, best
 
 
@@ -282,11 +295,17 @@ def column_generation(
             for li in range(L):
                 cv = curves[li]
                 known = float((cv.cost + cv.latency @ mu).min())
-                value, ch = price_layer(tables, li, mu, known, deadline)
+                near: list[Choice] = []
+                value, ch = price_layer(tables, li, mu, known, deadline, near)
                 minima[li] = value
                 if ch is not None and value < lp.pi[li] - tolerance * abs(lp.pi[li]):
-                    curves[li] = _with_choice(cv, ch, tables.concurrency)
                     added += 1
+                # The least one enters the LP; its near-least neighbours serve the incumbent.
+                for other in near:
+                    v = other.cost_usd + float(mu @ other.latency_s)
+                    if v <= value + NEAR_COLUMNS * abs(value):
+                        cv = _with_choice(cv, other, tables.concurrency)
+                curves[li] = _dedupe(cv)
         except TimeoutError:
             break
         bound = lagrangian_bound(tables, mu, minima)
@@ -300,6 +319,15 @@ def column_generation(
         if best.usd >= upper * (1 - 1e-9):
             break
     return best
+
+
+def _dedupe(cv: LayerCurve) -> LayerCurve:
+    """Drop repeated configurations (same cost and latency)."""
+    _, first = np.unique(np.column_stack([cv.cost, cv.latency]), axis=0, return_index=True)
+    if len(first) == len(cv.cost):
+        return cv
+    keep = np.sort(first)
+    return LayerCurve(tuple(cv.choices[i] for i in keep), cv.cost[keep], cv.latency[keep], cv.active[keep])
 
 
 def _with_choice(cv: LayerCurve, ch: Choice, concurrency: bool) -> LayerCurve:
@@ -481,3 +509,39 @@ class _CutPool:
             if len(ok) > 0.8 * before:
                 break
         return ok
+
+
+def cap_choice(tables: Tables, layer: int, cap: np.ndarray) -> Choice | None:
+    """The cheapest configuration of a layer whose latency is at most ``cap`` on every batch
+    (each expert takes its cheapest option that fits; concurrency not checked), or None."""
+    best: Choice | None = None
+    for t in tables.layers[layer]:
+        if (t.lower > cap + 1e-12).any():
+            continue
+        fits = (t.add + t.lat <= cap + 1e-12).all(axis=1)
+        cost = np.where(fits, t.cost, np.inf)
+        order = np.lexsort((cost, t.expert))  # by expert, then cost
+        first = np.ones(len(order), dtype=bool)
+        first[1:] = t.expert[order][1:] != t.expert[order][:-1]
+        rows = order[first]
+        if len(rows) != t.experts or not np.isfinite(cost[rows]).all():
+            continue
+        ch = Choice(t, rows)
+        if best is None or ch.cost_usd < best.cost_usd:
+            best = ch
+    return best
+
+
+def lp_rounding_columns(tables: Tables, curves: list[LayerCurve], factors=(0.97, 0.985, 1.0, 1.01, 1.02)) -> list[LayerCurve]:
+    """Add, per layer, the cheapest configurations under caps at the LP solution's latency of
+    that layer (scaled): one factor of 1 everywhere gives a feasible plan close to the LP."""
+    lp = curve_lp(tables, curves)
+    out = []
+    for li, (cv, w) in enumerate(zip(curves, lp.weights, strict=True)):
+        mean = w @ cv.latency / max(w.sum(), 1e-12)
+        for f in factors:
+            ch = cap_choice(tables, li, mean * f)
+            if ch is not None:
+                cv = _with_choice(cv, ch, tables.concurrency)
+        out.append(_dedupe(cv))
+    return out

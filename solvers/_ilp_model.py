@@ -470,7 +470,7 @@ def lagrangian_prunes(
 
 def exact_curve(
     tables: Tables, layer: int, deadline: float, methods: set[int] | None = None,
-    prune: Lagrangian | None = None,
+    prune: Lagrangian | None = None, max_front: int | None = None,
 ) -> LayerCurve | None:
     """Every Pareto-optimal configuration of a layer (cost, latency per batch), by dynamic
     programming over its experts with Pareto pruning of partial states; None past ``deadline``.
@@ -514,6 +514,8 @@ def exact_curve(
             S, K = len(state), len(rows)
             if S * K * state.shape[1] > MAX_DP_CELLS:
                 return None  # the front outgrew memory: the caller falls back
+            if max_front is not None and S * K > 16 * max_front:
+                return None
             new = np.empty((S, K, state.shape[1]))
             new[:, :, 0] = state[:, None, 0] + opt[None, :, 0]
             new[:, :, 1 : 1 + nmax] = np.maximum(state[:, None, 1 : 1 + nmax], opt[None, :, 1 : 1 + nmax])
@@ -537,6 +539,8 @@ def exact_curve(
             if front is None:
                 return None
             keep = keep[front]
+            if max_front is not None and len(keep) > max_front:
+                return None  # too many partial configurations to finish in useful time
             si, ki = np.divmod(keep, K)
             state = new[keep]
             picks = np.concatenate([picks[si], rows[ki][:, None]], axis=1)

@@ -26,7 +26,16 @@ from moeopt.plan import PlanArrays
 from moeopt.problem import DeploymentProblem
 from moeopt.solver import Budget, Outcome, Solver, SolverStatus, Tracker
 from moeopt.space import PIPELINE_DEGREES
-from solvers._ilp_bounds import Bound, capacity, column_generation, search
+from solvers._ilp_bounds import (
+    Bound,
+    _dedupe,
+    _with_choice,
+    capacity,
+    column_generation,
+    lp_rounding_columns,
+    price_layer,
+    search,
+)
 from solvers._ilp_model import (
     MAX_X_ROWS,
     Choice,
@@ -41,6 +50,8 @@ from solvers._ilp_model import (
 from solvers._ilp_tables import Tables, build_tables, variants_of
 
 MODES = ("monolithic", "ods")
+#: A proof gives up on a layer whose exact Pareto DP holds more partial configurations.
+MAX_PROOF_FRONT = 4_000
 BACKENDS = ("highs", "cbc")
 
 
@@ -139,20 +150,29 @@ class IlpSolver(Solver):
         steps = [f"root bound {lower:.9g} USD ({how}"
                  + (f", {bound.iterations} rounds" if bound is not None else "") + ")"]
         if bound is not None:  # the best plan over the generated configurations
-            found = self._search(tables, bound.curves, bound.mu, lower, upper,
+            columns = lp_rounding_columns(tables, bound.curves)
+            found = self._search(tables, columns, bound.mu, lower, upper,
                                  time.perf_counter() + 0.2 * max(end - time.perf_counter(), 0.0))
             if found is not None and milp_cost(tables, found) < upper:
                 incumbent, upper = found, milp_cost(tables, found)
                 self._price(tables, incumbent, tracker)
-            steps.append(f"incumbent {upper:.9g} USD over the {sum(len(c.cost) for c in bound.curves)} "
+            steps.append(f"incumbent {upper:.9g} USD over {sum(len(c.cost) for c in columns)} "
                          "generated configurations")
-        proven = upper <= lower * (1 + float(self.options["mip_gap"])) + 1e-15
+        gap_ok = float(self.options["mip_gap"])
+        proven = upper <= lower * (1 + gap_ok) + 1e-15
         if not proven and bound is not None:
-            lower, choices, proven, how_proved = self._prove(tables, bound, lower, upper, end)
+            lower, choices, proven, how_proved = self._prove(
+                tables, bound, lower, upper, time.perf_counter() + 0.5 * max(end - time.perf_counter(), 0.0))
             steps.append(how_proved)
             if choices is not None and milp_cost(tables, choices) < upper:
                 incumbent, upper = choices, milp_cost(tables, choices)
                 self._price(tables, incumbent, tracker)
+        if not proven and bound is not None and time.perf_counter() < end:
+            found, rounds = self._improve(tables, bound, columns, lower, upper, end)
+            if found is not None and milp_cost(tables, found) < upper:
+                incumbent, upper = found, milp_cost(tables, found)
+                self._price(tables, incumbent, tracker)
+            steps.append(f"{rounds} rounds of perturbed pricing for the incumbent")
         cost = tracker.best_eval.cost_usd if tracker.best_eval is not None else upper
         if proven:
             lower = min(max(lower, upper), cost)  # the program's optimum, never above the plan
@@ -182,13 +202,51 @@ class IlpSolver(Solver):
         while time.perf_counter() < deadline:
             target = min(lower + room, upper)
             found = search(costs, lats, capacity(tables), mu, (target - const) * (1 + 1e-9),
-                           deadline, max_candidates=300_000)
+                           deadline, max_candidates=2_000_000)
             if found.status == "optimal":
                 return tuple(curves[li].choices[keep[li][p]] for li, p in enumerate(found.picks))
             if found.status == "aborted" or target >= upper:
                 return None
             room *= 4
         return None
+
+    def _improve(
+        self, tables: Tables, bound: Bound, columns: list[LayerCurve], lower: float, upper: float,
+        end: float,
+    ) -> tuple[tuple[Choice, ...] | None, int]:
+        """Better plans while time is left: price every layer at multipliers shifted towards
+        one batch or away from it (configurations that trade that batch's time differently),
+        add them and the LP-rounding caps, and search the generated configurations again."""
+        B = len(bound.mu)
+        shifts = [(b, f) for f in (2.0, 0.5, 4.0, 0.25) for b in range(B)] + [(-1, 1.5), (-1, 0.67)]
+        best: tuple[Choice, ...] | None = None
+        rounds = 0
+        for b, f in shifts:
+            if time.perf_counter() > end:
+                break
+            mu = bound.mu * (f if b < 0 else 1.0)
+            if b >= 0:
+                mu = mu.copy()
+                mu[b] = (mu[b] if mu[b] > 0 else float(bound.mu.mean())) * f
+            try:
+                extended = []
+                for li, cv in enumerate(columns):
+                    near: list[Choice] = []
+                    price_layer(tables, li, mu, math.inf, end, near)
+                    for ch in near:
+                        cv = _with_choice(cv, ch, tables.concurrency)
+                    extended.append(_dedupe(cv))
+            except TimeoutError:
+                break
+            columns = lp_rounding_columns(tables, extended)
+            rounds += 1
+            found = self._search(tables, columns, bound.mu, lower, upper,
+                                 time.perf_counter() + 0.25 * max(end - time.perf_counter(), 0.0))
+            if found is not None and milp_cost(tables, found) < upper:
+                best, upper = found, milp_cost(tables, found)
+                if upper <= lower * (1 + float(self.options["mip_gap"])):
+                    break
+        return best, rounds
 
     def _prove(
         self, tables: Tables, bound: Bound, lower: float, upper: float, end: float
@@ -205,9 +263,9 @@ class IlpSolver(Solver):
             prunes = [Lagrangian(bound.mu, float(m) + (target - bound.usd)) for m in bound.minima]
             curves = []
             for li in range(tables.problem.layers):
-                curve = exact_curve(tables, li, end, prune=prunes[li])
+                curve = exact_curve(tables, li, end, prune=prunes[li], max_front=MAX_PROOF_FRONT)
                 if curve is None:
-                    return lower, None, False, done or "exact curves did not finish in time"
+                    return lower, None, False, done or "exact curves too large for the time left"
                 curves.append(curve)
             n = sum(len(c.cost) for c in curves)
             costs, lats, keep = _feasible_points(tables, curves)

@@ -91,6 +91,13 @@ def _price_table(
         if time.perf_counter() > deadline:
             raise TimeoutError
         rows = np.flatnonzero(t.expert == e)
+        if len(rows) > 64:
+            # Options of one expert that another beats from the least state on are beaten from
+            # every state (the gap between two options only shrinks as the state's latency grows).
+            h0 = _batch_prices(t, mu, np.maximum(start, t.lat[rows]))
+            v0 = t.cost[rows] + h0.sum(axis=1)
+            o = np.argsort(v0, kind="stable")
+            rows = rows[o][_mu_front(t.cost[rows][o], h0[o])]
         c = cost[:, None] + t.cost[rows][None]  # (S, K)
         s = np.maximum(slow[:, None], t.lat[rows][None])  # (S, K, B)
         # Options that fit under a state's latency leave it as it is: keep the cheapest.
@@ -126,6 +133,16 @@ def _mu_front(c: np.ndarray, h: np.ndarray, chunk: int = 256) -> np.ndarray:
     """States (sorted by value) that no earlier state mu-dominates: A dominates B when
     c_A + sum_b (h_A - h_B)^+ <= c_B (then A's completions are never worse than B's)."""
     n = len(c)
+    if n > 2 * chunk:
+        # First against the best few (cheap, and they dominate most), then exactly.
+        head = min(64, n)
+        d = c[None, :head] + np.maximum(h[None, :head] - h[:, None], 0.0).sum(axis=2)  # (n, head)
+        d = (d <= c[:, None]) & (np.arange(head)[None, :] < np.arange(n)[:, None])
+        alive = np.flatnonzero(~d.any(axis=1))
+        if len(alive) < n:
+            keep = np.zeros(n, dtype=bool)
+            keep[alive] = _mu_front(c[alive], h[alive], chunk)
+            return keep
     keep = np.zeros(n, dtype=bool)
     kept_c = c[:0]
     kept_h = h[:0]
@@ -225,8 +242,9 @@ class KnapsackLp:
         lp.a_matrix_.value_ = value
         self.highs = highspy.Highs()
         self.highs.setOptionValue("output_flag", False)
-        # No "threads" option: HiGHS keeps one thread pool per process and refuses a run that
-        # asks for another size; its simplex (all an LP needs here) is serial anyway.
+        # One thread, as every HiGHS run of ilp: HiGHS keeps one thread pool per process and
+        # refuses a run that asks for another size (see solve()).
+        self.highs.setOptionValue("threads", 1)
         self.highs.passModel(lp)
 
     def solve(self, cap: np.ndarray | None = None) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
@@ -235,7 +253,10 @@ class KnapsackLp:
         if cap is not None:
             rows = np.arange(self.L, self.L + self.B, dtype=np.int32)
             h.changeRowsBounds(self.B, rows, np.full(self.B, -highspy.kHighsInf), np.asarray(cap, dtype=float))
-        if h.run() != highspy.HighsStatus.kOk or h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+        if h.run() == highspy.HighsStatus.kError and h.getModelStatus() == highspy.HighsModelStatus.kNotset:
+            h.setOptionValue("threads", 0)  # the pool was started with another size: take it
+            h.run()
+        if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
             raise RuntimeError(f"HiGHS did not solve the knapsack LP: {h.getModelStatus()}")
         sol = h.getSolution()
         dual = np.asarray(sol.row_dual)

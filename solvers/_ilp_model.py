@@ -359,6 +359,30 @@ def solve_curves(
     mip_gap: float = 1e-6, with_bound: bool = False, cutoff_usd: float | None = None,
 ) -> tuple[str, tuple[Choice, ...] | None] | tuple[str, tuple[Choice, ...] | None, float | None]:
     """The layers' coupling alone: one configuration per layer under the end-to-end limit."""
+    prob, ys = curve_program(tables, curves)
+    scale = max(tables.lower_bound_usd, 1e-12)
+    cutoff = None
+    if cutoff_usd is not None:
+        cutoff = (cutoff_usd - tables.cost_const_usd) / scale * (1 + 1e-9)
+    status, bound = _run(prob, "highs", time_limit_s, mip_gap, seed, cutoff)
+    if status == "infeasible" and cutoff is not None:
+        return ("cutoff", None, cutoff_usd) if with_bound else ("cutoff", None)
+    if status in ("infeasible", "no_solution"):
+        return (status, None, None) if with_bound else (status, None)
+    picks = tuple(
+        cv.choices[int(np.argmax([v.varValue or 0.0 for v in y]))] for cv, y in zip(curves, ys, strict=True)
+    )
+    if with_bound:
+        return status, picks, None if bound is None else bound * scale + tables.cost_const_usd
+    return status, picks
+
+
+def curve_program(
+    tables: Tables, curves: list[LayerCurve]
+) -> tuple[pulp.LpProblem, list[list[pulp.LpVariable]]]:
+    """The curve program as a PuLP model (binary y per configuration; objective in units of
+    the tables' cheapest-options bound, without the constant): what :func:`solve_curves`
+    solves, and what ``benchmarks/bench_ilp.py`` writes to a file for other solvers."""
     problem = tables.problem
     B = len(tables.fixed_s)
     scale = max(tables.lower_bound_usd, 1e-12)
@@ -381,20 +405,7 @@ def solve_curves(
     prob += pulp.LpAffineExpression(
         [(v, float(cv.cost[p]) / scale) for cv, y in zip(curves, ys, strict=True) for p, v in enumerate(y)]
     )
-    cutoff = None
-    if cutoff_usd is not None:
-        cutoff = (cutoff_usd - tables.cost_const_usd) / scale * (1 + 1e-9)
-    status, bound = _run(prob, "highs", time_limit_s, mip_gap, seed, cutoff)
-    if status == "infeasible" and cutoff is not None:
-        return ("cutoff", None, cutoff_usd) if with_bound else ("cutoff", None)
-    if status in ("infeasible", "no_solution"):
-        return (status, None, None) if with_bound else (status, None)
-    picks = tuple(
-        cv.choices[int(np.argmax([v.varValue or 0.0 for v in y]))] for cv, y in zip(curves, ys, strict=True)
-    )
-    if with_bound:
-        return status, picks, None if bound is None else bound * scale + tables.cost_const_usd
-    return status, picks
+    return prob, ys
 
 
 @dataclass(frozen=True)
@@ -514,7 +525,7 @@ def exact_curve(
             S, K = len(state), len(rows)
             if S * K * state.shape[1] > MAX_DP_CELLS:
                 return None  # the front outgrew memory: the caller falls back
-            if max_front is not None and S * K > 16 * max_front:
+            if max_front is not None and max_front * 16 < S * K:
                 return None
             new = np.empty((S, K, state.shape[1]))
             new[:, :, 0] = state[:, None, 0] + opt[None, :, 0]

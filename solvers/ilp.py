@@ -268,6 +268,7 @@ class IlpSolver(Solver):
                     return lower, None, False, done or "exact curves too large for the time left"
                 curves.append(curve)
             n = sum(len(c.cost) for c in curves)
+            self.final_curves = (tables, curves)  # the last program of the proof (benchmarks)
             costs, lats, keep = _feasible_points(tables, curves)
             goal = (target - tables.cost_const_usd) * (1 + 1e-9)
             found = search(costs, lats, capacity(tables), bound.mu, goal, end)

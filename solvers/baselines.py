@@ -165,10 +165,11 @@ class OracleSolver(Solver):
         bound = float(np.mean(bounds)) if all(b is not None for b in bounds) and not infeasible else None
         planned = all(r.solution_status != SolutionStatus.NONE for r in per_batch)
         proven = planned and all(r.solution_status == SolutionStatus.PROVEN_OPTIMAL for r in per_batch)
-        evs = [r.evaluation for r in per_batch]
+        # Latency and the like come from the batches' plans (those found in time).
+        evs = [r.evaluation for r in per_batch if r.evaluation is not None and r.solution_status != SolutionStatus.NONE]
         ev = None
-        if bound is not None and all(e is not None for e in evs):
-            plans_cost = float(np.mean([e.cost_usd for e in evs]))
+        if bound is not None and evs:
+            plans_cost = float(np.mean([e.cost_usd for e in evs])) if planned else math.nan
             ev = Evaluation(
                 cost_usd=bound,
                 cost_gb_s=float(np.mean([e.cost_gb_s for e in evs])),
@@ -178,7 +179,7 @@ class OracleSolver(Solver):
                 throughput_tokens_per_s=min(e.throughput_tokens_per_s for e in evs),
                 layer_latency_s=tuple(np.max([e.layer_latency_s for e in evs], axis=0)),
                 violations={k: max(e.violations[k] for e in evs) for k in evs[0].violations},
-                cost_breakdown_usd={"bound": bound, "per_batch_plans": plans_cost},
+                cost_breakdown_usd={"bound": bound, **({"per_batch_plans": plans_cost} if planned else {})},
             )
         wall = sum(r.wall_seconds for r in per_batch)
         if infeasible:
@@ -189,11 +190,13 @@ class OracleSolver(Solver):
         else:
             message = (
                 f"lower bound of every static plan: mean of {batches} per-batch proven bounds "
-                f"(ilp on each batch's true loads), {bound:.9g} USD; re-planning every batch with "
-                f"the plans found costs {ev.cost_breakdown_usd['per_batch_plans']:.9g} USD"
-                + ("" if proven else " (some batch not proven optimal: the bound is below it)")
+                f"(ilp on each batch's true loads), {bound:.9g} USD; "
+                + (f"re-planning every batch with the plans found costs "
+                   f"{ev.cost_breakdown_usd['per_batch_plans']:.9g} USD" if planned
+                   else "some batch got no plan in time")
+                + ("" if proven else " (not every batch proven optimal: the bound is below that)")
             )
-        ok = ev is not None and planned
+        ok = ev is not None
         return SolveResult(
             solver=self.name, seed=self.seed, options={}, problem=problem.name,
             plan=None, evaluation=ev,

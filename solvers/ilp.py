@@ -24,7 +24,7 @@ from cost_models import lambda_model as lm
 from moeopt.errors import InputError
 from moeopt.plan import PlanArrays
 from moeopt.problem import DeploymentProblem
-from moeopt.solver import Budget, Outcome, Solver, SolverStatus, Tracker
+from moeopt.solver import Budget, BudgetExhausted, Outcome, Solver, SolverStatus, Tracker
 from moeopt.space import PIPELINE_DEGREES
 from solvers._ilp_bounds import (
     Bound,
@@ -103,10 +103,20 @@ class IlpSolver(Solver):
                 f"cannot be met (checked before the MILP)",
                 binding_constraints=tables.binding,
             )
-        outcome = self._ods(tables, tracker) if self.options["mode"] == "ods" else self._monolithic(
-            tables, tracker
-        )
-        return outcome
+        try:
+            if self.options["mode"] == "ods":
+                return self._ods(tables, tracker)
+            return self._monolithic(tables, tracker)
+        except BudgetExhausted:
+            # Out of budget before a plan could be priced: the bound holds all the same.
+            cheapest = self.objective.kind == "cheapest"
+            return Outcome(
+                status=SolverStatus.TIME_LIMIT,
+                lower_bound_usd=tables.lower_bound_usd if cheapest else None,
+                message="budget used up before the search ended; bound "
+                f"{tables.lower_bound_usd:.9g} USD (cheapest options, time limit ignored)"
+                if cheapest else "budget used up before the search ended",
+            )
 
     # -- monolithic -------------------------------------------------------------------------------
 

@@ -119,6 +119,19 @@ def _load_builtin() -> CostConstants:
 DEFAULT_CONSTANTS = _load_builtin()
 
 
+PROFILES_PACKAGE = "cost_models.data.profiles"
+
+
+def builtin_profiles() -> dict[str, str]:
+    """Built-in profiles by name: their text (TOML), e.g. ``paper-lambda``."""
+    folder = resources.files(PROFILES_PACKAGE)
+    return {
+        entry.name.removesuffix(".toml"): entry.read_text()
+        for entry in folder.iterdir()
+        if entry.name.endswith(".toml")
+    }
+
+
 def read_profile(path: str | Path) -> dict[str, Any]:
     """Read a profile file (JSON or TOML) and return its ``constants`` table."""
     path = Path(path)

@@ -88,13 +88,19 @@ class ConvertedMiniLM:
         m = self.model
         ids, mask = self.windows(tokens, index)
         real = mask.bool()
+        shape = (*ids.shape, m.config.hidden)
         with torch.no_grad():
             key_bias = m.key_bias(mask)
-            first, _ = m.attention(0, m.embed(ids), key_bias)
+
+        def head() -> np.ndarray:
+            """Embeddings and the first attention block: the first non-MoE function's work."""
+            with torch.no_grad():
+                first, _ = m.attention(0, m.embed(ids), key_bias)
+            return np.ascontiguousarray(first[real].numpy())
 
         def between(layer: int, h: np.ndarray) -> np.ndarray:
             with torch.no_grad():
-                full = torch.zeros(first.shape)
+                full = torch.zeros(shape)
                 full[real] = torch.from_numpy(h)
                 x = m.output_norm(layer, full)
                 if layer + 1 < m.config.layers:
@@ -105,7 +111,7 @@ class ConvertedMiniLM:
             hidden, _ = m(ids, mask)
             return hidden[real].numpy()
 
-        return Request(np.ascontiguousarray(first[real].numpy()), reference, between, TOLERANCE)
+        return Request(None, reference, between, TOLERANCE, head=head, n_tokens=int(real.sum()))
 
 
 @cache

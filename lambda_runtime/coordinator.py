@@ -103,6 +103,7 @@ class ForwardResult:
     latency_s: float
     layer_latency_s: tuple[float, ...]
     served: tuple[np.ndarray, ...] = field(repr=False)  # per layer: (tokens, top_k) combine counts
+    loads: tuple[np.ndarray, ...] = field(default=(), repr=False)  # per layer: tokens per expert
 
     @property
     def ok(self) -> bool:
@@ -164,7 +165,7 @@ class Coordinator:
         lambda_client: Any,
         s3_client: Any,
         retry: RetryPolicy | None = None,
-        max_workers: int = 32,
+        max_workers: int = 512,
         cleanup: bool = True,
         input_wait_s: float = 30.0,
     ) -> None:
@@ -190,26 +191,29 @@ class Coordinator:
     # ---- one request --------------------------------------------------------------------------
     def forward(
         self,
-        x: np.ndarray,
+        x: np.ndarray | Callable[[], np.ndarray],
         request_id: str | None = None,
         between: Callable[[int, np.ndarray], np.ndarray] | None = None,
     ) -> ForwardResult:
-        """The distributed forward of one batch of hidden states ``x`` (n, h).
+        """The distributed forward of one batch of hidden states ``x`` (n, h), or of the rows
+        that ``x()`` computes (the model's head, run as the first non-MoE function would).
 
         ``between(layer, h)`` is the model's non-MoE step after MoE layer ``layer`` (attention,
         norms), run here on the coordinator as the paper's non-MoE functions would.
         """
         rid = request_id or uuid.uuid4().hex[:12]
-        h = np.ascontiguousarray(x, dtype=np.float32)
         reports: list[InvocationReport] = []
         failures: list[ShardFailure] = []
         served: list[np.ndarray] = []
+        loads: list[np.ndarray] = []
         layer_times: list[float] = []
         start = time.perf_counter()
         try:
+            self._head()  # the first non-MoE function starts and fetches its weights
+            h = np.ascontiguousarray(x() if callable(x) else x, dtype=np.float32)
             for layer in self.deployment.layers:
                 t = time.perf_counter()
-                h_next, counts, layer_failures = self._layer(layer, h, rid, reports)
+                h_next, counts, layer_failures = self._layer(layer, h, rid, reports, loads)
                 layer_times.append(time.perf_counter() - t)
                 served.append(counts)
                 failures.extend(layer_failures)
@@ -228,6 +232,7 @@ class Coordinator:
             time.perf_counter() - start,
             tuple(layer_times),
             tuple(served),
+            tuple(loads),
         )
 
     def _request_prefix(self, rid: str) -> str:
@@ -251,14 +256,56 @@ class Coordinator:
                 shards.append(_Shard(spec, r, chunk))
         return shards
 
+    # ---- the non-MoE functions the coordinator plays ------------------------------------------
+    def _head(self) -> None:
+        """The first non-MoE function starts and fetches its weights (embeddings too)."""
+        nm = self.deployment.nonmoe
+        if nm is None:
+            return
+        time.sleep(nm.start_s)
+        if nm.head_key:
+            self._fetch(nm.head_key)
+
+    def _fetch(self, key: str) -> None:
+        self.s3.get_object(Bucket=self.deployment.bucket, Key=key)["Body"].read()
+
+    def _next_function(self) -> threading.Event:
+        """Start the next non-MoE function (T_load) in the background; set when it is up."""
+        ready = threading.Event()
+        nm = self.deployment.nonmoe
+        if nm is None:
+            ready.set()
+            return ready
+
+        def load() -> None:
+            try:
+                time.sleep(nm.start_s)
+                if nm.layer_key:
+                    self._fetch(nm.layer_key)
+            finally:
+                ready.set()
+
+        threading.Thread(target=load, daemon=True, name="next-function").start()
+        return ready
+
     def _layer(
-        self, layer: LayerSpec, h: np.ndarray, rid: str, reports: list[InvocationReport]
+        self, layer: LayerSpec, h: np.ndarray, rid: str, reports: list[InvocationReport],
+        loads: list[np.ndarray] | None = None,
     ) -> tuple[np.ndarray, np.ndarray, list[ShardFailure]]:
         ex = self.export
         experts, weights = gate_topk(h, ex.gates[layer.layer], ex.top_k, ex.gate_bias(layer.layer))
+        if loads is not None:
+            loads.append(np.bincount(experts.reshape(-1), minlength=ex.experts_per_layer))
         shards = self.scatter(layer, experts)
-        futures = [self._pool.submit(self._run_shard, layer, s, h, rid, reports) for s in shards]
+        # The storage methods start the next non-MoE function with the layer (Eqs. 7, 9); direct
+        # invocation starts it with the experts' outputs (Eq. 11).
+        ready = self._next_function() if layer.method != "direct" else None
+        futures = [
+            self._pool.submit(self._run_shard, layer, s, h, rid, reports, ready) for s in shards
+        ]
         failures = [f for fut in futures if (f := fut.result()) is not None]
+        if ready is None and not failures:
+            self._next_function().wait()
         counts = np.zeros(experts.shape, dtype=np.int64)
         out = torch.from_numpy(h.copy())
         for shard in shards:  # combine in plan order: deterministic sums
@@ -280,15 +327,16 @@ class Coordinator:
         h: np.ndarray,
         rid: str,
         reports: list[InvocationReport],
+        ready: threading.Event | None = None,
     ) -> ShardFailure | None:
+        """Put the shard's inputs (storage methods: while the function starts and fetches its
+        weights), invoke with retries, and gather the outputs once the next function is up."""
         x = h[shard.pairs[:, 0]]
         base = f"{self._request_prefix(rid)}l{layer.layer}/f{shard.spec.index}/r{shard.replica}"
         inputs = self._minibatches(layer, shard, base)
         upload_errors: list[str] = []
         uploader = None
-        if layer.method == "storage":  # the gate uploads every input, then the experts run
-            self._upload(inputs, x, upload_errors)
-        elif layer.method == "pipelined_storage":  # the function starts while the gate uploads
+        if inputs:  # the gate puts the inputs while the function starts (waits: it reads them)
             uploader = threading.Thread(
                 target=self._upload, args=(inputs, x, upload_errors), daemon=True
             )
@@ -299,17 +347,17 @@ class Coordinator:
             if upload_errors:
                 break
             event = self._event(layer, shard, x, inputs, base, attempt)
+            gather = _Gather(self, layer, event, len(x), ready)
             t = time.perf_counter()
             report, payload, error = self._invoke(shard.spec.name, event)
-            if uploader is not None:
-                uploader.join()
-                uploader = None
             output = None
             if not error:
                 try:
-                    output = self._collect(layer, payload, len(x))
+                    output = gather.result(payload)
                 except Exception as exc:  # noqa: BLE001 - a bad response is retried like an error
                     error = f"BadResponse: {exc}"
+            else:
+                gather.cancel()
             rec = InvocationReport(
                 layer.layer,
                 shard.spec.name,
@@ -324,13 +372,15 @@ class Coordinator:
                 reports.append(rec)
             if output is not None:
                 shard.output = output
-                return None
+                break
             if error.startswith(("RequestEntityTooLargeException", "ResourceNotFoundException")):
                 break  # a retry cannot succeed
             if attempt < self.retry.max_attempts:
                 time.sleep(self.retry.delay(attempt))
         if uploader is not None:
             uploader.join()
+        if shard.output is not None:
+            return None
         if upload_errors:
             error = f"StageInputs: {upload_errors[0]}"
         return ShardFailure(layer.layer, shard.spec.name, shard.replica, attempt, len(x), error)
@@ -388,8 +438,8 @@ class Coordinator:
                 for k, b in enumerate(inputs)
             ]
             event.update(bucket=self.deployment.bucket, minibatches=batches)
-            if layer.method == "pipelined_storage":
-                event["input_wait_s"] = self.input_wait_s
+            event["input_wait_s"] = self.input_wait_s  # invoked before its inputs land
+        event["weights_fetch"] = self.deployment.weights_fetch
         return event
 
     def _invoke(
@@ -421,21 +471,79 @@ class Coordinator:
             return report, {}, "Unhandled"
         return report, payload, ""
 
-    def _collect(self, layer: LayerSpec, payload: dict[str, Any], rows: int) -> np.ndarray:
-        if layer.method == "direct":
-            y = decode_tensor(payload.get("outputs"), "outputs")
-        else:
-            parts = [
-                array_from_bytes(
-                    self.s3.get_object(Bucket=payload["bucket"], Key=key)["Body"].read()
-                )
-                for key in payload["output_keys"]
-            ]
-            y = (
-                np.concatenate(parts)
-                if parts
-                else np.zeros((0, self.export.hidden_size), np.float32)
-            )
+    def _check(self, y: np.ndarray, rows: int) -> np.ndarray:
         if y.shape != (rows, self.export.hidden_size):
             raise ValueError(f"outputs shape {y.shape}, expected {(rows, self.export.hidden_size)}")
         return np.array(y, dtype=np.float32)  # writable: torch refuses read-only buffers
+
+
+class _Gather:
+    """The next non-MoE function's download of one invocation's outputs: after the function
+    returns (storage), block by block as each lands (pipelined storage: a GET waits for its
+    object), or from the response payload (direct). Starts only once the next function is up."""
+
+    def __init__(
+        self, coord: Coordinator, layer: LayerSpec, event: dict[str, Any], rows: int,
+        ready: threading.Event | None,
+    ) -> None:
+        self.coord, self.layer, self.rows, self.ready = coord, layer, rows, ready
+        self.keys = [mb["output_key"] for mb in event.get("minibatches", [])]
+        self._parts: list[np.ndarray] = []
+        self._error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = None
+        if layer.method == "pipelined_storage":
+            self._thread = threading.Thread(target=self._run, daemon=True, name="gather")
+            self._thread.start()
+
+    def _wait_ready(self) -> None:
+        if self.ready is not None:
+            self.ready.wait()
+
+    def _get(self, key: str) -> np.ndarray:
+        """One output object; until it lands, poll (the local backend's S3 holds the GET
+        instead, so the first attempt waits there)."""
+        s3, deadline, delay = self.coord.s3, time.monotonic() + self.coord.input_wait_s, 0.002
+        while True:
+            try:
+                body = s3.get_object(Bucket=self.coord.deployment.bucket, Key=key)["Body"]
+                return array_from_bytes(body.read())
+            except s3.exceptions.NoSuchKey:
+                if self._stop.is_set() or time.monotonic() >= deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(2 * delay, 0.05)
+
+    def _run(self) -> None:
+        try:
+            self._wait_ready()
+            for key in self.keys:
+                if self._stop.is_set():
+                    return
+                self._parts.append(self._get(key))
+        except BaseException as exc:  # noqa: BLE001 - reported by result()
+            self._error = exc
+
+    def cancel(self) -> None:
+        self._stop.set()
+
+    def result(self, payload: dict[str, Any]) -> np.ndarray:
+        if self.layer.method == "direct":
+            return self.coord._check(decode_tensor(payload.get("outputs"), "outputs"), self.rows)
+        keys = payload.get("output_keys")
+        if keys != self.keys:
+            self.cancel()
+            raise ValueError(f"output_keys: {keys!r}, expected {self.keys!r}")
+        if self._thread is None:  # storage: fetch after the function is done
+            self._wait_ready()
+            self._parts = [self._get(k) for k in self.keys]
+        else:
+            self._thread.join()
+            if self._error is not None:
+                raise self._error
+        y = (
+            np.concatenate(self._parts)
+            if self._parts
+            else np.zeros((0, self.coord.export.hidden_size), np.float32)
+        )
+        return self.coord._check(y, self.rows)

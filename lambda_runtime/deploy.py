@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from lambda_runtime.codec import arrays_to_npz
@@ -49,6 +49,21 @@ class LayerSpec:
 
 
 @dataclass(frozen=True)
+class NonMoe:
+    """The paper's non-MoE functions, which the coordinator plays: their start latency and,
+    when they fetch weights on every invocation, where their weights lie (the head function's
+    holds the embeddings too). Sizes come from the problem's model, so a run pays what the
+    cost model charges (docs/runtime.md)."""
+
+    start_s: float
+    head_bytes: int
+    layer_bytes: int
+    fetch_weights: bool = True
+    head_key: str = ""
+    layer_key: str = ""
+
+
+@dataclass(frozen=True)
 class Deployment:
     """What is deployed: functions by layer, and where weights and intermediates live."""
 
@@ -56,6 +71,8 @@ class Deployment:
     bucket: str
     prefix: str
     plan: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+    nonmoe: NonMoe | None = None
+    weights_fetch: str = "cached"  # "per_invocation": experts fetch their weights every time
 
     @property
     def functions(self) -> tuple[FunctionSpec, ...]:
@@ -144,14 +161,25 @@ def deploy_plan(
     extra_env: dict[tuple[int, int], dict[str, str]] | None = None,
     tags: dict[str, str] | None = None,
     create_bucket: bool = True,
+    nonmoe: NonMoe | None = None,
+    weights_fetch: str = "cached",
 ) -> Deployment:
-    """Upload weights and create one function per plan function (``code``: CreateFunction code args)."""
+    """Upload weights and create one function per plan function (``code``: CreateFunction code
+    args). With ``nonmoe``, also store the non-MoE functions' weights (as opaque bytes of their
+    size: the coordinator fetches them as those functions would, and computes with its own copy)."""
+    if weights_fetch not in ("cached", "per_invocation"):
+        raise PlanError(f"weights_fetch: {weights_fetch!r}; allowed: cached, per_invocation")
     layers = parse_plan(plan, export.layers, export.experts_per_layer)
     if create_bucket:
         existing = {b["Name"] for b in s3_client.list_buckets().get("Buckets", [])}
         if bucket not in existing:
             s3_client.create_bucket(Bucket=bucket)
     upload_weights(s3_client, bucket, prefix, export)
+    if nonmoe is not None and nonmoe.fetch_weights:
+        head_key, layer_key = f"{prefix}/nonmoe/head.bin", f"{prefix}/nonmoe/layer.bin"
+        s3_client.put_object(Bucket=bucket, Key=head_key, Body=bytes(nonmoe.head_bytes))
+        s3_client.put_object(Bucket=bucket, Key=layer_key, Body=bytes(nonmoe.layer_bytes))
+        nonmoe = replace(nonmoe, head_key=head_key, layer_key=layer_key)
     named = []
     for layer in layers:
         funcs = []
@@ -178,7 +206,7 @@ def deploy_plan(
                 )
             )
         named.append(LayerSpec(layer.layer, layer.method, layer.pipeline_degree, tuple(funcs)))
-    return Deployment(tuple(named), bucket, prefix, plan_dict(plan))
+    return Deployment(tuple(named), bucket, prefix, plan_dict(plan), nonmoe, weights_fetch)
 
 
 def teardown(deployment: Deployment, lambda_client: Any, s3_client: Any | None = None) -> None:

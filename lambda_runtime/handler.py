@@ -3,7 +3,9 @@
 It hosts one or more experts of one MoE layer (a *group*). Weights come from object storage
 (``s3://bucket/key``) or the function's package (``file:///path`` or a path), named by the
 ``MOEOPT_WEIGHTS`` environment variable (JSON ``{"expert": "uri"}``) or the event's ``weights``.
-They are loaded once per execution environment and kept while it stays warm.
+With the event's ``weights_fetch = "per_invocation"`` (the paper's model: every invocation
+downloads its parameters) they are fetched on every invocation; with ``"cached"`` (the default)
+once per execution environment, kept while it stays warm.
 
 Event (``moeopt.invoke/1``), tokens grouped by expert as ``segments = [[expert, count], ...]``:
 
@@ -11,7 +13,8 @@ Event (``moeopt.invoke/1``), tokens grouped by expert as ``segments = [[expert, 
   in the response's ``outputs``.
 - ``storage`` / ``pipelined_storage``: ``bucket`` and ``minibatches = [{"key", "segments",
   "output_key"}]``; each input is an ``.npy`` object, each output is written to ``output_key``.
-  ``input_wait_s`` lets the function start while the gate is still uploading its minibatches.
+  ``input_wait_s`` lets the function start while the gate is still uploading its inputs (on the
+  local backend the GET itself waits for the object; on AWS the function polls).
   ``pipelined_storage`` overlaps download of minibatch k+1, compute of k and upload of k-1
   (the paper's pipelined design, PAPER.md 2.5(1)); ``storage`` runs them one after another.
 """
@@ -63,8 +66,13 @@ def _s3() -> Any:
     with _lock:
         if _s3_client is None:
             import boto3  # endpoint from AWS_ENDPOINT_URL_S3 when set (local backend)
+            from botocore.config import Config
 
-            _s3_client = boto3.client("s3")
+            _s3_client = boto3.client("s3", config=Config(read_timeout=360))
+            if os.environ.get("MOEOPT_S3_WAIT"):  # the local S3 holds a GET until the object lands
+                from lambda_runtime.local.network import add_wait_header
+
+                add_wait_header(_s3_client, 300.0)
         return _s3_client
 
 
@@ -73,9 +81,10 @@ def _split_s3(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
-def _load_expert(uri: str) -> dict[str, torch.Tensor]:
-    """Weights of one expert from ``s3://`` or a local path (``.npz``, no pickle), cached."""
-    if uri in _experts:
+def _load_expert(uri: str, cached: bool = True) -> dict[str, torch.Tensor]:
+    """Weights of one expert from ``s3://`` or a local path (``.npz``, no pickle); kept for the
+    next invocations of this environment when ``cached``."""
+    if cached and uri in _experts:
         return _experts[uri]
     if uri.startswith("s3://"):
         bucket, key = _split_s3(uri)
@@ -90,8 +99,10 @@ def _load_expert(uri: str) -> dict[str, torch.Tensor]:
     missing = [k for k in WEIGHT_KEYS if k not in arrays]
     if missing:
         raise PayloadError(f"weights {uri}: missing arrays {missing}; needs {list(WEIGHT_KEYS)}")
-    _experts[uri] = {k: torch.from_numpy(arrays[k].astype(np.float32)) for k in WEIGHT_KEYS}
-    return _experts[uri]
+    tensors = {k: torch.from_numpy(arrays[k].astype(np.float32)) for k in WEIGHT_KEYS}
+    if cached:
+        _experts[uri] = tensors
+    return tensors
 
 
 def _weights_map(event: dict[str, Any]) -> dict[int, str]:
@@ -109,9 +120,10 @@ def _segments(raw: Any, rows: int, field: str) -> list[tuple[int, int]]:
 
 
 def run_experts(
-    x: np.ndarray, segments: list[tuple[int, int]], weights: dict[int, str]
+    x: np.ndarray, segments: list[tuple[int, int]], weights: dict[int, Any]
 ) -> np.ndarray:
-    """Each segment's rows through its expert; output rows in input order."""
+    """Each segment's rows through its expert (``weights``: expert -> loaded tensors, or the
+    weights' URI); output rows in input order."""
     out = np.empty_like(x, dtype=np.float32)
     xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
     start = 0
@@ -122,7 +134,8 @@ def run_experts(
                     f"segments: expert {expert} not hosted here; hosted: {sorted(weights)}"
                 )
             if count:
-                w = _load_expert(weights[expert])
+                w = weights[expert]
+                w = _load_expert(w) if isinstance(w, str) else w
                 out[start : start + count] = expert_forward(xt[start : start + count], w).numpy()
             start += count
     return out
@@ -151,7 +164,7 @@ def _inject_fault(event: dict[str, Any], phase: str = "before") -> None:
 
 
 def _direct(
-    event: dict[str, Any], weights: dict[int, str], timing: dict[str, float]
+    event: dict[str, Any], weights: dict[int, Any], timing: dict[str, float]
 ) -> dict[str, Any]:
     x = decode_tensor(event.get("tokens"), "tokens")
     segs = _segments(event.get("segments"), x.shape[0], "segments")
@@ -162,7 +175,7 @@ def _direct(
 
 
 def _storage(
-    event: dict[str, Any], weights: dict[int, str], timing: dict[str, float], pipelined: bool
+    event: dict[str, Any], weights: dict[int, Any], timing: dict[str, float], pipelined: bool
 ) -> dict[str, Any]:
     bucket = event.get("bucket")
     batches = event.get("minibatches")
@@ -289,9 +302,10 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         raise PayloadError("weights: none configured (MOEOPT_WEIGHTS or the event's weights)")
     timing: dict[str, float] = {}
     t = time.perf_counter()
-    for w in weights.values():
-        _load_expert(w)
+    cached = event.get("weights_fetch", "cached") != "per_invocation"
+    loaded = {e: _load_expert(uri, cached) for e, uri in weights.items()}
     timing["load_s"] = time.perf_counter() - t
+    weights = loaded
     if method == "direct":
         result = _direct(event, weights, timing)
     else:

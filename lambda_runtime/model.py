@@ -63,17 +63,33 @@ class MoEExport:
 
 @dataclass(frozen=True)
 class Request:
-    """One batch to serve: the first MoE layer's input rows, the non-MoE step after each MoE
-    layer, and the monolithic forward the distributed one must equal (within ``tolerance``)."""
+    """One batch to serve: the first MoE layer's input rows (``inputs``, or ``head`` that
+    computes them: the model's part before MoE layer 0, which the coordinator runs inside the
+    measured request), the non-MoE step after each MoE layer, and the monolithic forward the
+    distributed one must equal (within ``tolerance``)."""
 
-    inputs: np.ndarray  # (n, h) float32
+    inputs: np.ndarray | None  # (n, h) float32; None when ``head`` computes them
     reference: Callable[[], np.ndarray]
     between: Callable[[int, np.ndarray], np.ndarray] | None = None  # (layer, h) -> next input
     tolerance: float = 1e-4  # max absolute difference allowed against ``reference()``
+    head: Callable[[], np.ndarray] | None = None
+    n_tokens: int = 0
 
     @property
     def tokens(self) -> int:
-        return int(self.inputs.shape[0])
+        return int(self.inputs.shape[0]) if self.inputs is not None else self.n_tokens
+
+    def first_inputs(self) -> np.ndarray:
+        """The first MoE layer's input rows (computing the head when there is one)."""
+        if self.inputs is not None:
+            return self.inputs
+        assert self.head is not None
+        return self.head()
+
+    @property
+    def forward_input(self) -> np.ndarray | Callable[[], np.ndarray]:
+        """What ``Coordinator.forward`` takes: the rows, or the head that computes them."""
+        return self.inputs if self.inputs is not None else self.first_inputs
 
 
 class RuntimeModel(Protocol):

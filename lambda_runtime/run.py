@@ -7,9 +7,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from lambda_runtime.coordinator import Coordinator, ForwardResult, RetryPolicy
-from lambda_runtime.deploy import Deployment, deploy_plan, plan_dict, teardown
+from lambda_runtime.deploy import Deployment, NonMoe, deploy_plan, plan_dict, teardown
 from lambda_runtime.model import RuntimeModel
 
 # us-east-1 list prices, used only when cost_models is not importable (see cost_models/data)
@@ -36,9 +37,9 @@ class RunSummary:
     requests: int
     ok_requests: int
     tokens_per_request: int
-    latency_p50_s: float
-    latency_p95_s: float
-    latency_p99_s: float
+    latency_p50_s: float | None  # None when no request succeeded
+    latency_p95_s: float | None
+    latency_p99_s: float | None
     throughput_tokens_per_s: float
     billed_gb_s_per_request: float
     usd_per_request: float
@@ -69,12 +70,12 @@ def summarize(results: list[ForwardResult], deployment: Deployment, tokens: int)
         / n
     )
     invocations = sum(len(r.invocations) for r in results) / n
-    lat = np.array([r.latency_s for r in results if r.ok] or [float("nan")])
     ok = [r for r in results if r.ok]
+    lat = np.array([r.latency_s for r in ok])
     throughput = tokens * len(ok) / sum(r.latency_s for r in ok) if ok else 0.0
     predicted = deployment.plan.get("predicted")
     versus = None
-    if isinstance(predicted, dict):
+    if isinstance(predicted, dict) and ok:
         measured = {
             "cost_usd": usd,
             "cost_gb_s": gb_s,
@@ -90,9 +91,9 @@ def summarize(results: list[ForwardResult], deployment: Deployment, tokens: int)
         requests=len(results),
         ok_requests=len(ok),
         tokens_per_request=tokens,
-        latency_p50_s=float(np.percentile(lat, 50)),
-        latency_p95_s=float(np.percentile(lat, 95)),
-        latency_p99_s=float(np.percentile(lat, 99)),
+        latency_p50_s=float(np.percentile(lat, 50)) if ok else None,
+        latency_p95_s=float(np.percentile(lat, 95)) if ok else None,
+        latency_p99_s=float(np.percentile(lat, 99)) if ok else None,
         throughput_tokens_per_s=throughput,
         billed_gb_s_per_request=gb_s,
         usd_per_request=usd,
@@ -125,6 +126,8 @@ def run_plan(
     check: bool = True,
     role: str = "arn:aws:iam::123456789012:role/moeopt-local",
     warmup: int = 0,
+    nonmoe: NonMoe | None = None,
+    weights_fetch: str = "cached",
 ) -> tuple[RunSummary, list[ForwardResult]]:
     """Deploy, run ``warmup`` unmeasured then ``requests`` measured batches of ``tokens``, tear down;
     ``check`` compares every output with the monolithic forward."""
@@ -141,15 +144,21 @@ def run_plan(
         prefix=prefix,
         timeout_s=timeout_s,
         role=role,
+        nonmoe=nonmoe,
+        weights_fetch=weights_fetch,
     )
     results = []
     served_tokens = tokens
+    # The coordinator plays the non-MoE functions on one torch thread: idle OpenMP threads spin
+    # and would take the functions' cores (a 0.4 s stall per layer was measured on 2 cores).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     try:
         with Coordinator(deployment, export, lambda_client, s3_client, retry=retry) as coord:
             for i in range(warmup + requests):
                 req = moe.request(tokens, i)
                 served_tokens = req.tokens
-                r = coord.forward(req.inputs, request_id=f"{prefix}-{i}", between=req.between)
+                r = coord.forward(req.forward_input, request_id=f"{prefix}-{i}", between=req.between)
                 if check and r.ok and r.output is not None:
                     err = float(np.abs(r.output - req.reference()).max())
                     if err > req.tolerance:
@@ -160,5 +169,6 @@ def run_plan(
                 if i >= warmup:
                     results.append(r)
     finally:
+        torch.set_num_threads(threads)
         teardown(deployment, lambda_client, s3_client)
     return summarize(results, deployment, served_tokens), results

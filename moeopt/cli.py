@@ -40,6 +40,11 @@ problem_option = click.option(
     help="Built-in problem name or a problem file (.json/.toml).",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+profile_option = click.option(
+    "--profile", "profile", default=None, metavar="NAME|FILE",
+    help="Cost-model constants: a built-in profile (paper-lambda) or a profile file from "
+    "`moeopt calibrate` (docs/cost-model.md).",
+)
 trace_option = click.option(
     "--trace", "trace", type=click.Path(dir_okay=False), default=None,
     help="Routing trace (moeopt JSONL, per-token JSONL or counts JSON): the problem's popularity.",
@@ -83,14 +88,16 @@ def problems_list(as_json: bool) -> None:
 @problems.command("show")
 @click.argument("name")
 @trace_option
+@profile_option
 @json_option
 @click.option("--spec", is_flag=True, help="Print the problem-file form (JSON) to copy and edit.")
-def problems_show(name: str, trace: str | None, as_json: bool, spec: bool) -> None:
+def problems_show(name: str, trace: str | None, as_json: bool, spec: bool,
+                  profile: str | None = None) -> None:
     """Show one problem (built-in name or file)."""
     from moeopt.builtin_problems import BUILTIN_PROBLEMS, builtin_spec
     from moeopt.problem import load_problem
 
-    problem = load_problem(name, trace)
+    problem = load_problem(name, trace, profile)
     if spec:
         click.echo(dumps(builtin_spec(name) if name in BUILTIN_PROBLEMS and not trace else problem.spec))
         return
@@ -120,15 +127,17 @@ def _evaluation_text(ev: Any) -> str:
 @click.argument("plan_path", metavar="PLAN.json")
 @click.option("--problem", "problem_name", default=None, help="Problem name or file (default: the plan's).")
 @trace_option
+@profile_option
 @json_option
-def evaluate_cmd(plan_path: str, problem_name: str | None, trace: str | None, as_json: bool) -> None:
+def evaluate_cmd(plan_path: str, problem_name: str | None, trace: str | None, as_json: bool,
+                 profile: str | None = None) -> None:
     """Price a plan on a problem: cost, latency, throughput and constraint violations."""
     from moeopt.evaluate import evaluate
     from moeopt.plan import check_plan, load_plan
     from moeopt.problem import load_problem
 
     plan = load_plan(plan_path)
-    problem = load_problem(problem_name or plan.problem_name.split("@")[0], trace)
+    problem = load_problem(problem_name or plan.problem_name.split("@")[0], trace, profile)
     check_plan(plan, problem, plan_path)
     ev = evaluate(problem, plan)
     if as_json:
@@ -143,13 +152,15 @@ def evaluate_cmd(plan_path: str, problem_name: str | None, trace: str | None, as
 @cli.command("baselines")
 @problem_option
 @trace_option
+@profile_option
 @json_option
-def baselines_cmd(problem_name: str, as_json: bool, trace: str | None = None) -> None:
+def baselines_cmd(problem_name: str, as_json: bool, trace: str | None = None,
+                  profile: str | None = None) -> None:
     """Price the baseline deployments of a problem (LambdaML-style, uniform, CPU cluster)."""
     from moeopt.baselines import baseline_rows
     from moeopt.problem import load_problem
 
-    problem = load_problem(problem_name, trace)
+    problem = load_problem(problem_name, trace, profile)
     rows = baseline_rows(problem)
     if as_json:
         out = []
@@ -182,29 +193,49 @@ def baselines_cmd(problem_name: str, as_json: bool, trace: str | None = None) ->
 @cli.command("demo")
 @click.option("--problem", "problem_name", default=None,
               help="Built-in problem name or file (default: the built-in default problem).")
-@click.option("--requests", type=click.IntRange(min=1), default=2, show_default=True,
+@click.option("--requests", type=click.IntRange(min=1), default=3, show_default=True,
               help="Measured requests on the local backend.")
 @click.option("--plan-out", type=click.Path(dir_okay=False), default="moeopt-demo-plan.json",
               show_default=True, help="Where the winning plan is written.")
 @click.option("--no-run", is_flag=True, help="Solve and compare only; do not run the plan.")
+@click.option("--profile", default=None, metavar="NAME|FILE",
+              help="Cost-model profile (default: a calibration of this machine, measured once "
+              "and cached; with --no-run: the built-in constants).")
+@click.option("--recalibrate", is_flag=True, help="Measure this machine again (refresh the cache).")
 @click.pass_context
 def demo_cmd(ctx: click.Context, problem_name: str | None, requests: int, plan_out: str,
-             no_run: bool) -> None:
-    """The main job: compare solvers on the default problem, prove the cheapest plan, run it on
-    the local Lambda backend and print measured against predicted."""
+             no_run: bool, profile: str | None, recalibrate: bool) -> None:
+    """The main job: calibrate this machine (once), compare solvers on the default problem,
+    prove the cheapest plan, run it on the local Lambda backend and print measured against
+    predicted."""
     from moeopt.builtin_problems import DEFAULT_PROBLEM
     from moeopt.problem import load_problem
     from moeopt.registry import make_solver
 
     name = problem_name or DEFAULT_PROBLEM
-    problem = load_problem(name)
+    problem = load_problem(name, profile=profile)
     click.echo(f"== {problem.name}: {problem.description}")
-    click.echo("\n== 1. Solvers and baselines (moeopt compare)")
+    run = cli.commands.get("run")
+    if profile is None and not no_run and run is not None:
+        from lambda_runtime.commands.calibrate import describe, machine_profile
+
+        click.echo("\n== 0. The cost model's constants for this machine (moeopt calibrate)")
+        path, reused = machine_profile(problem, refresh=recalibrate, echo=click.echo)
+        profile = str(path)
+        problem = load_problem(name, profile=profile)
+        if reused:
+            click.echo(f"reusing the calibration of this machine in {path} (--recalibrate to redo)")
+        else:
+            import json
+
+            for line in describe(json.loads(path.read_text())):
+                click.echo(line)
+    click.echo(f"\n== 1. Solvers and baselines (moeopt compare{' --profile ' + profile if profile else ''})")
     solvers = [s for s in ("ilp", "greedy", "bayes-egreedy", "lambdaml", "eplb", "cpu-cluster")
                if s in {e.name for e in _available()}]
     ctx.invoke(compare_cmd, problem_name=name, solver_list=",".join(solvers), seeds=1,
                budget_evals=None, budget_seconds=30.0, objective="cheapest", weight=0.5,
-               plot=None, as_json=False, trace=None)
+               plot=None, as_json=False, trace=None, profile=profile)
     click.echo("\n== 2. The cheapest plan (moeopt solve --solver ilp)")
     with native_stdout_to_stderr():
         result = make_solver("ilp" if "ilp" in solvers else "greedy").solve(problem)
@@ -215,12 +246,11 @@ def demo_cmd(ctx: click.Context, problem_name: str | None, requests: int, plan_o
     click.echo(f"plan written to {plan_out}")
     if no_run:
         return
-    run = cli.commands.get("run")
     if run is None:
         click.echo("(the runtime is not installed: skipping the run)")
         return
-    click.echo(f"\n== 3. Run it on the local Lambda backend (moeopt run {plan_out})")
-    ctx.invoke(run, plan_path=plan_out, problem_name=name, requests=requests)
+    click.echo(f"\n== 3. Run it on the local Lambda backend (moeopt run {plan_out} --profile ...)")
+    ctx.invoke(run, plan_path=plan_out, problem_name=name, requests=requests, profile=profile)
 
 
 def _available() -> list[Any]:
@@ -298,6 +328,7 @@ def _objective_options(objective: str, weight: float) -> dict[str, Any]:
 @cli.command("solve")
 @problem_option
 @trace_option
+@profile_option
 @click.option("--solver", "solver_name", default="ilp", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @with_budget
@@ -308,12 +339,13 @@ def _objective_options(objective: str, weight: float) -> dict[str, Any]:
 @json_option
 def solve_cmd(problem_name: str, trace: str | None, solver_name: str, seed: int, budget_evals: int | None,
               budget_seconds: float | None, objective: str, weight: float,
-              solver_options: tuple[str, ...], output: str | None, as_json: bool) -> None:
+              solver_options: tuple[str, ...], output: str | None, as_json: bool,
+              profile: str | None = None) -> None:
     """Solve a problem with one solver and write the plan."""
     from moeopt.problem import load_problem
     from moeopt.registry import make_solver
 
-    problem = load_problem(problem_name, trace)
+    problem = load_problem(problem_name, trace, profile)
     options = {**_objective_options(objective, weight), **_parse_options(solver_options)}
     solver = make_solver(solver_name, seed=seed, **options)
     with native_stdout_to_stderr():
@@ -345,6 +377,7 @@ def solve_cmd(problem_name: str, trace: str | None, solver_name: str, seed: int,
 @cli.command("compare")
 @problem_option
 @trace_option
+@profile_option
 @click.option("--solvers", "solver_list", default=None,
               help="Comma-separated solver names (default: the main zoo that is available).")
 @click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True)
@@ -353,7 +386,7 @@ def solve_cmd(problem_name: str, trace: str | None, solver_name: str, seed: int,
 @json_option
 def compare_cmd(problem_name: str, trace: str | None, solver_list: str | None, seeds: int, budget_evals: int | None,
                 budget_seconds: float | None, objective: str, weight: float, plot: str | None,
-                as_json: bool) -> None:
+                as_json: bool, profile: str | None = None) -> None:
     """Run several solvers on one problem: cost, gap, feasibility, latency, time."""
     from tqdm import tqdm
 
@@ -361,7 +394,7 @@ def compare_cmd(problem_name: str, trace: str | None, solver_list: str | None, s
     from moeopt.problem import load_problem
     from moeopt.registry import get_solver_class
 
-    problem = load_problem(problem_name, trace)
+    problem = load_problem(problem_name, trace, profile)
     names = [s.strip() for s in solver_list.split(",") if s.strip()] if solver_list else default_solvers()
     for name in names:
         get_solver_class(name)  # unknown or unavailable: one clear error before any work
@@ -408,7 +441,7 @@ def _register_optional() -> None:
 
     for module, names in (
         ("moeopt.popularity.cli", ("popularity",)),
-        ("lambda_runtime.cli", ("runtime", "run_command", "calibrate_command")),
+        ("lambda_runtime.cli", ("runtime", "run_command", "calibrate_command", "validate_command")),
         ("moeopt.bench.cli", ("bench_command", "leaderboard_command")),
     ):
         try:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from cost_models.constants import DEFAULT_CONSTANTS, CostConstants, read_profile
+from cost_models.constants import DEFAULT_CONSTANTS, CostConstants
 from cost_models.lambda_model import ARCHITECTURES, METHODS
 from moeopt.errors import InputError
 from moeopt.model import DTYPE_BYTES, ModelSpec, ServiceLevel, Workload
@@ -108,6 +108,16 @@ class DeploymentProblem:
         """The same problem on other loads (e.g. predicted loads for planning, real for scoring)."""
         spec = dict(self.spec, popularity={"source": "loads", "digest": popularity.digest()})
         return _replace(self, popularity=popularity, spec=spec, name=name or self.name)
+
+    def with_constants(self, constants: CostConstants) -> DeploymentProblem:
+        """The same problem priced with other constants (a profile)."""
+        spec = dict(self.spec)
+        spec["cost_model"] = {"profile": constants.profile}
+        return _replace(self, constants=constants, spec=spec)
+
+    def with_workload(self, workload: Workload) -> DeploymentProblem:
+        spec = dict(self.spec, workload={"tokens_per_batch": workload.tokens_per_batch})
+        return _replace(self, workload=workload, spec=spec)
 
     def with_slo(self, slo: ServiceLevel) -> DeploymentProblem:
         spec = dict(self.spec, slo={"time_limit_s": slo.time_limit_s})
@@ -282,9 +292,10 @@ def problem_from_dict(
     c = top.table("cost_model", required=False)
     c.unknown({"profile", "constants"})
     if "profile" in c.data:
-        profile = Path(c.get("profile", str))
-        profile = profile if profile.is_absolute() else base_dir / profile
-        constants = constants.with_overrides(read_profile(profile), str(profile))
+        from moeopt.profiles import read_profile as read_named_profile
+
+        prof = read_named_profile(c.get("profile", str), base_dir)
+        constants = constants.with_overrides(prof.constants, prof.source)
     if "constants" in c.data:
         constants = constants.with_overrides(c.table("constants").data, source)
     memory_menu = _read_menu(menu_raw, constants, source)
@@ -434,7 +445,17 @@ def read_problem_file(path: str | Path) -> DeploymentProblem:
     return problem_from_dict(data, source, base_dir=path.parent)
 
 
-def load_problem(name_or_path: str | Path, trace: str | Path | None = None) -> DeploymentProblem:
+def load_problem(
+    name_or_path: str | Path, trace: str | Path | None = None, profile: str | Path | None = None
+) -> DeploymentProblem:
+    """A built-in problem by name, or a problem file, with ``profile`` (a built-in profile name
+    or a profile file) replacing its cost constants when given."""
+    from moeopt.profiles import apply_profile
+
+    return apply_profile(_load_problem(name_or_path, trace), profile)
+
+
+def _load_problem(name_or_path: str | Path, trace: str | Path | None = None) -> DeploymentProblem:
     """A built-in problem by name, or a problem file (.json or .toml).
 
     With ``trace`` (a routing trace, per-token JSONL or counts file), the problem's popularity

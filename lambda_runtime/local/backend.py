@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -20,12 +21,30 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from lambda_runtime.local.host import default_host_vcpus
+from lambda_runtime.local.network import COORDINATOR_KEY_PREFIX, NetworkModel, ShapingMiddleware
 from lambda_runtime.local.service import LambdaService
 
 log = logging.getLogger(__name__)
 
 REGION = "us-east-1"
 TEST_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+#: The coordinator's credentials: its S3 streams are never queued behind each other.
+COORDINATOR_CREDENTIALS = {
+    "aws_access_key_id": f"{COORDINATOR_KEY_PREFIX}LOCAL",
+    "aws_secret_access_key": "testing",
+}
+
+
+#: moto keeps objects up to this size in memory (its default spills objects over 5 MB to disk).
+MOTO_ENV = {"MOTO_S3_DEFAULT_KEY_BUFFER_SIZE": str(1 << 30)}
+
+
+def lambda_network() -> NetworkModel:
+    """The network the local backend emulates by default: Lambda's, from the cost constants."""
+    from cost_models.constants import DEFAULT_CONSTANTS
+
+    return NetworkModel.from_constants(DEFAULT_CONSTANTS)
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -36,22 +55,32 @@ def free_port() -> int:
 
 
 _MOTO_MAIN = """
-import sys, time
-from moto.server import ThreadedMotoServer
-server = ThreadedMotoServer(ip_address="127.0.0.1", port=int(sys.argv[1]), verbose=False)
-server.start()
+import json, logging, sys, threading
+from werkzeug.serving import make_server
+from moto.server import DomainDispatcherApplication, create_backend_app
+from lambda_runtime.local.network import NetworkModel, ShapingMiddleware
+logging.getLogger("werkzeug").setLevel(logging.WARNING)
+cfg = json.loads(sys.argv[2])
+app = ShapingMiddleware(DomainDispatcherApplication(create_backend_app), NetworkModel(**cfg) if cfg else None)
+server = make_server("127.0.0.1", int(sys.argv[1]), app, threaded=True)
+threading.Thread(target=server.serve_forever, daemon=True).start()
 print("ready", flush=True)
 sys.stdin.read()  # until the parent closes our stdin (or exits)
-server.stop()
+server.shutdown()
 """
 
 
 class _MotoProcess:
     """moto's ThreadedMotoServer in a child process; stops when told or when the parent dies."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, network: NetworkModel | None) -> None:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p),
+            **MOTO_ENV}
+        config = json.dumps(network.to_dict() if network is not None else {})
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", _MOTO_MAIN, str(port)],
+            [sys.executable, "-c", _MOTO_MAIN, str(port), config],
+            env=env,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -79,11 +108,32 @@ class _MotoProcess:
             self.proc.wait()
 
 
+class _InProcessS3:
+    """moto's S3 app behind the network model, served from a thread of this process."""
+
+    def __init__(self, port: int, network: NetworkModel | None) -> None:
+        import threading
+
+        from moto.server import DomainDispatcherApplication, create_backend_app
+        from werkzeug.serving import make_server
+
+        os.environ.update(MOTO_ENV)
+        app = ShapingMiddleware(DomainDispatcherApplication(create_backend_app), network)
+        self.server = make_server("127.0.0.1", port, app, threaded=True)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+
+
 class LocalBackend:
     """Starts moto's S3 server and the local Lambda service; stops both on exit.
 
     ``concurrency_limit`` is the account's concurrent executions (429 beyond it);
-    ``cpu_limits`` turns on the cgroup vCPU share when the OS allows it; ``start_method`` is
+    ``cpu_limits`` turns on the cgroup vCPU share when the OS allows it; ``network`` is the
+    emulated network (default: Lambda's, from the cost constants; None: loopback speed);
+    ``host_vcpus`` the vCPUs functions may use at once (default: this machine's cores; None:
+    no admission, functions may over-commit the host); ``start_method`` is
     ``fork`` (workers forked from a process that imported torch once) or ``spawn`` (a fresh
     ``python -m awslambdaric`` per environment: slower, a truer cold start). moto's
     ``ThreadedMotoServer`` runs in a child process unless ``s3_in_process``.
@@ -98,7 +148,11 @@ class LocalBackend:
         task_root: str | Path = REPO_ROOT,
         start_method: str = "fork",
         s3_in_process: bool = False,
+        network: NetworkModel | None | str = "lambda",
+        host_vcpus: float | None | str = "host",
     ) -> None:
+        self.network = lambda_network() if network == "lambda" else network
+        self.host_vcpus = default_host_vcpus() if host_vcpus == "host" else host_vcpus
         self.s3_in_process = s3_in_process
         if start_method not in ("fork", "spawn"):
             raise ValueError(f"start_method: {start_method!r}; allowed: fork, spawn")
@@ -116,15 +170,12 @@ class LocalBackend:
 
     # ---- lifecycle ----------------------------------------------------------------------------
     def start(self) -> LocalBackend:
-        from moto.server import ThreadedMotoServer
-
         port = free_port()
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per S3 request otherwise
         if self.s3_in_process:
-            self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-            self._moto.start()
+            self._moto = _InProcessS3(port, self.network)
         else:  # its own process: S3 requests do not queue behind the coordinator's GIL
-            self._moto = _MotoProcess(port)
+            self._moto = _MotoProcess(port, self.network)
         self.s3_endpoint = f"http://127.0.0.1:{port}"
         self._tmp = tempfile.TemporaryDirectory(prefix="moeopt-local-", ignore_cleanup_errors=True)
         base_env = {
@@ -140,6 +191,8 @@ class LocalBackend:
             "AWS_ENDPOINT_URL_S3": self.s3_endpoint,
             "TMPDIR": self._tmp.name,
         }
+        if self.network is not None:
+            base_env["MOEOPT_S3_WAIT"] = "1"  # this S3 can hold a GET until its object lands
         if self.start_method == "fork":
             from lambda_runtime.local.forkserver import ForkServer
 
@@ -152,6 +205,8 @@ class LocalBackend:
             enforce_memory=self.enforce_memory,
             cpu_limits=self.cpu_limits,
             forkserver=self._forkserver,
+            network=self.network,
+            host_vcpus=self.host_vcpus,
         )
         self.service.start()
         log.info("local Lambda at %s, S3 at %s", self.service.endpoint, self.s3_endpoint)
@@ -199,20 +254,33 @@ class LocalBackend:
         )
 
     def s3_client(self) -> Any:
+        """boto3's S3 client as the coordinator (the non-MoE functions): GETs may wait for an
+        object to land (the network model's notification), each stream moves at ``Bs``."""
+        from lambda_runtime.local.network import add_wait_header
+
         config = Config(
-            max_pool_connections=64, retries={"total_max_attempts": 3, "mode": "standard"}
+            max_pool_connections=64, retries={"total_max_attempts": 3, "mode": "standard"},
+            read_timeout=360,
         )
-        return boto3.client(
+        client = boto3.client(
             "s3",
             endpoint_url=self.s3_endpoint,
             region_name=REGION,
             config=config,
-            **TEST_CREDENTIALS,
+            **COORDINATOR_CREDENTIALS,
         )
+        if self.network is not None:
+            add_wait_header(client, 300.0)
+        return client
 
     def status(self) -> dict[str, Any]:
         assert self.service is not None, "backend not started"
-        return {**self.service.status(), "s3_endpoint": self.s3_endpoint, "python": sys.executable}
+        return {
+            **self.service.status(),
+            "s3_endpoint": self.s3_endpoint,
+            "python": sys.executable,
+            "network": self.network.to_dict() if self.network is not None else None,
+        }
 
     def code(self) -> dict[str, Any]:
         """CreateFunction arguments that point a function at this repository's handler."""

@@ -24,12 +24,14 @@ import termios
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 from lambda_runtime.local.forkserver import ForkedProcess, ForkServer
+from lambda_runtime.local.http import LoopbackHTTPServer
 from lambda_runtime.local.limits import CpuLimiter, rss_mb, vcpu_share
+from lambda_runtime.local.network import NetworkModel
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +99,10 @@ class ExecutionEnvironment:
         enforce_memory: bool = True,
         init_timeout_s: float = 60.0,
         forkserver: ForkServer | None = None,
+        network: NetworkModel | None = None,
     ) -> None:
         self.config = config
+        self.network = network
         self.forkserver = forkserver
         self.id = f"{config.name}-{next(_ids)}"
         self.limiter = limiter
@@ -120,8 +124,7 @@ class ExecutionEnvironment:
         self._init_ms = 0.0
         self.proc: subprocess.Popen[bytes] | ForkedProcess | None = None
         self.cgroup: Path | None = None
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _runtime_handler(self))
-        self.server.daemon_threads = True
+        self.server = LoopbackHTTPServer(_runtime_handler(self))
         threading.Thread(
             target=self.server.serve_forever, daemon=True, name=f"rapi-{self.id}"
         ).start()
@@ -145,6 +148,8 @@ class ExecutionEnvironment:
             "AWS_EXECUTION_ENV": "AWS_Lambda_python3.11",
             "LAMBDA_TASK_ROOT": cfg.task_root,
             "_HANDLER": cfg.handler,
+            # Its own credentials: the network model gives each environment its own link.
+            "AWS_ACCESS_KEY_ID": f"LOCALENV{self.id.rsplit('-', 1)[-1]}",
             "PYTHONPATH": os.pathsep.join(
                 p for p in (cfg.task_root, self._base_env.get("PYTHONPATH", "")) if p
             ),
@@ -403,6 +408,9 @@ def _runtime_handler(env: ExecutionEnvironment) -> type[BaseHTTPRequestHandler]:
                 )
                 return self._reply(202, b'{"status":"OK"}')
             if len(parts) == 3 and parts[0] == "invocation" and parts[2] in ("response", "error"):
+                if parts[2] == "response" and env.network is not None:
+                    # the outputs leave the function at Bf within the billed duration (Eq. 10)
+                    time.sleep(env.network.payload_s(len(body)))
                 error_type = None
                 if parts[2] == "error":
                     error_type = self.headers.get("Lambda-Runtime-Function-Error-Type", "Unhandled")

@@ -24,13 +24,16 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
 from lambda_runtime.local.environment import ExecutionEnvironment, FunctionConfig, Outcome
-from lambda_runtime.local.limits import CpuLimiter
+from lambda_runtime.local.host import HostCpu
+from lambda_runtime.local.http import LoopbackHTTPServer
+from lambda_runtime.local.limits import CpuLimiter, vcpu_share
+from lambda_runtime.local.network import NetworkModel
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +64,8 @@ class InvocationRecord:
     max_memory_mb: int
     init_ms: float | None
     error: str | None
+    queue_s: float = 0.0  # waited for the host's vCPUs before it started (not billed)
+    over_committed: bool = False  # asked for more vCPUs than the whole host has
 
     def report_line(self) -> str:
         line = (
@@ -93,8 +98,12 @@ class LambdaService:
         cpu_limits: bool = True,
         init_timeout_s: float = 60.0,
         forkserver: Any = None,
+        network: NetworkModel | None = None,
+        host_vcpus: float | None = None,
     ) -> None:
         self.forkserver = forkserver
+        self.network = network
+        self.host = HostCpu(host_vcpus)
         self.base_env = base_env
         self.workdir = workdir
         self.concurrency_limit = concurrency_limit
@@ -107,8 +116,7 @@ class LambdaService:
         self.throttles = 0
         self._lock = threading.Lock()
         self._async = ThreadPoolExecutor(max_workers=8, thread_name_prefix="lambda-event")
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _api_handler(self))
-        self.server.daemon_threads = True
+        self.server = LoopbackHTTPServer(_api_handler(self))
         self._thread = threading.Thread(
             target=self.server.serve_forever, daemon=True, name="lambda-api"
         )
@@ -151,6 +159,7 @@ class LambdaService:
                 "busy": sum(e.busy for e in envs),
                 "invocations": len(self.records),
                 "throttles": self.throttles,
+                "host": self.host.status().__dict__,
             }
 
     # ---- control plane ----------------------------------------------------------------------
@@ -301,6 +310,7 @@ class LambdaService:
                     self.enforce_memory,
                     self.init_timeout_s,
                     self.forkserver,
+                    self.network,
                 )
                 fn.envs.append(env)
             env.busy = True
@@ -320,12 +330,21 @@ class LambdaService:
             env.close()
 
     def run(self, name: str, payload: bytes) -> tuple[Outcome, InvocationRecord]:
-        env = self._acquire(name)
-        request_id = str(uuid.uuid4())
+        """Admit the invocation on the host's vCPUs, start it (Lambda's warm-start latency under
+        the network model) in a warm or new environment, and bill it."""
+        vcpu = vcpu_share(self._get(name).config.memory_mb)
+        queue_s, over = self.host.acquire(vcpu)
         try:
-            outcome = env.invoke(request_id, payload)
+            if self.network is not None:
+                time.sleep(self.network.warm_start_s)
+            env = self._acquire(name)
+            request_id = str(uuid.uuid4())
+            try:
+                outcome = env.invoke(request_id, payload)
+            finally:
+                self._release(name, env)
         finally:
-            self._release(name, env)
+            self.host.release(vcpu)
         if outcome.function_error is None and len(outcome.payload) > SYNC_PAYLOAD_LIMIT:
             outcome.function_error = "Unhandled"
             outcome.payload = json.dumps(
@@ -346,6 +365,8 @@ class LambdaService:
             max_memory_mb=math.ceil(outcome.max_memory_mb),
             init_ms=init,
             error=outcome.function_error,
+            queue_s=queue_s,
+            over_committed=over,
         )
         with self._lock:
             self.records.append(record)
@@ -380,8 +401,12 @@ class LambdaService:
                 raise ApiError(
                     400, "InvalidRequestContentException", "Could not parse request body into json"
                 ) from None
+        if self.network is not None:  # the payload travels to the function (not billed)
+            time.sleep(self.network.payload_s(len(payload)))
         outcome, record = self.run(name, payload or b"{}")
         headers = {"X-Amz-Executed-Version": "$LATEST", "x-amzn-RequestId": record.request_id}
+        if record.queue_s > 1e-3 or record.over_committed:
+            headers["X-Moeopt-Host-Queue"] = f"{record.queue_s:.4f};over={int(record.over_committed)}"
         if outcome.function_error:
             headers["X-Amz-Function-Error"] = outcome.function_error
         if log_type == "Tail":

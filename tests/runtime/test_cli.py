@@ -143,7 +143,8 @@ def test_run_serves_the_converted_model_for_its_problem(tmp_path):
         cli, ["solve", "--problem", "minilm-moe-8", "--solver", "greedy", "-o", str(plan)]
     )
     assert solved.exit_code == 0, solved.output
-    args = [str(plan), "--requests", "1", "--warmup", "0", "--tokens", "600", "--json"]
+    args = [str(plan), "--requests", "1", "--warmup", "0", "--tokens", "600", "--json",
+            "--no-network", "--host-vcpus", "64"]
     result = CliRunner().invoke(cli, ["run", *args])
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)

@@ -1,0 +1,1 @@
+"""The runtime's click commands, one module per command (registered by ``lambda_runtime.cli``)."""

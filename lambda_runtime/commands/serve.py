@@ -1,0 +1,105 @@
+"""``moeopt runtime serve`` and the AWS account commands (provision, teardown)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+
+import click
+
+from lambda_runtime.commands.common import local_backend, network_options
+
+
+@click.group("runtime")
+def runtime() -> None:
+    """The Lambda runtime: local backend (Lambda API + S3 on 127.0.0.1)."""
+
+
+@runtime.command("serve")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1),
+    default=64,
+    show_default=True,
+    help="Account concurrency limit (429 beyond it).",
+)
+@click.option("--no-cpu-limits", is_flag=True, help="Do not apply cgroup vCPU quotas.")
+@network_options
+def serve(concurrency: int, no_cpu_limits: bool, no_network: bool, host_vcpus: float | None) -> None:
+    """Start the local backend and print its endpoints; runs until Ctrl-C."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    with local_backend(no_network, host_vcpus, concurrency_limit=concurrency,
+                       cpu_limits=not no_cpu_limits) as backend:
+        status = backend.status()
+        click.echo(f"Lambda API: {status['lambda_endpoint']}")
+        click.echo(f"S3:         {status['s3_endpoint']}")
+        cpu = status["cpu_limit"]
+        click.echo(
+            f"vCPU share: {'enforced by ' + cpu['mechanism'] if cpu['enforced'] else 'NOT enforced'}"
+            f" ({cpu['detail']})"
+        )
+        net = status.get("network")
+        click.echo(
+            "network:    "
+            + (f"Lambda's model (S3 {net['storage_bandwidth_bytes_per_s'] / 1e6:.0f} MB/s + "
+               f"{net['storage_delay_s'] * 1000:.0f} ms per request, payloads "
+               f"{net['function_bandwidth_bytes_per_s'] / 1e6:.0f} MB/s, start "
+               f"{net['warm_start_s'] * 1000:.0f} ms)" if net else "loopback (no model)")
+        )
+        click.echo(f"host vCPUs: {status['host']['vcpus']:g} (invocations beyond them wait)")
+        click.echo(
+            f"client:     boto3.client('lambda', endpoint_url='{status['lambda_endpoint']}', "
+            "region_name='us-east-1', aws_access_key_id='testing', aws_secret_access_key='testing')"
+        )
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            while not stop.wait(1.0):
+                pass
+        except KeyboardInterrupt:
+            pass
+        click.echo("stopping")
+
+
+@runtime.command("aws-provision")
+@click.option("--region", default="us-east-1", show_default=True)
+@click.option(
+    "--bucket", required=True, help="S3 bucket for weights and intermediates (created if absent)."
+)
+@click.option("--prefix", default="moeopt", show_default=True)
+@click.option(
+    "--context",
+    "context_dir",
+    type=click.Path(file_okay=False),
+    default="moeopt-image",
+    show_default=True,
+    help="Where to write the container image build context.",
+)
+def aws_provision(region: str, bucket: str, prefix: str, context_dir: str) -> None:
+    """Create the bucket, ECR repository and least-privilege role; build the image if Docker runs."""
+    from lambda_runtime.aws import AwsBackend
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    info = AwsBackend(region=region, prefix=prefix).provision(bucket, context_dir)
+    click.echo(json.dumps(info, indent=2))
+    click.echo(
+        f"next: moeopt run PLAN.json --backend aws --region {region} --bucket {bucket} --prefix {prefix} "
+        f"--image-uri {info['image_uri']} --role-arn {info['role_arn']}"
+    )
+
+
+@runtime.command("aws-teardown")
+@click.option("--region", default="us-east-1", show_default=True)
+@click.option("--bucket", default=None)
+@click.option("--prefix", default="moeopt", show_default=True)
+@click.option("--delete-bucket", is_flag=True, help="Also empty and delete the bucket.")
+def aws_teardown(region: str, bucket: str | None, prefix: str, delete_bucket: bool) -> None:
+    """Delete the prefix's functions, role and repository (and the bucket if asked)."""
+    from lambda_runtime.aws import AwsBackend
+
+    AwsBackend(region=region, prefix=prefix).teardown(bucket=bucket, delete_bucket=delete_bucket)
+    click.echo(f"torn down prefix {prefix!r} in {region}")
+
+

@@ -37,6 +37,8 @@ MAX_SEARCH_CANDIDATES = 4_000_000
 EXTRA_COLUMNS = 4
 #: ... when their value is within this fraction of the least: candidates for the incumbent.
 NEAR_COLUMNS = 2e-3
+#: Pricing first tries the cheapest configurations under this many caps (a value to prune with).
+CAP_PROBES = 16
 #: Keep one batch's row exact per bound (2-D fronts of the remaining layers).
 PARTIAL_FRONTS = True
 #: LP cuts are generated at a layer only when more partial plans than this survive.
@@ -185,7 +187,7 @@ def price_layer(
         t = tables.layers[layer][i]
         if floors[i] >= value:
             break  # this variant and every later one cannot go below ``value``
-        found = _price_table(t, mu, value, deadline, 0 if extra is None else EXTRA_COLUMNS)
+        found = _price_table(t, mu, value * (1 + 1e-12), deadline, 0 if extra is None else EXTRA_COLUMNS)
         if found:
             v = found[0].cost_usd + float(mu @ found[0].latency_s)
             if v < value:
@@ -530,6 +532,34 @@ class _CutPool:
             if len(ok) > 0.8 * before:
                 break
         return ok
+
+
+def _cap_choices(t: VariantTable, probes: int) -> list[Choice]:
+    """Cheapest configurations of ``t`` under caps set by ``probes`` options of its slowest
+    expert, spread over their latency (feasible configurations: upper values for pricing)."""
+    E = t.experts
+    mins = np.full(E, np.inf)
+    np.minimum.at(mins, t.expert, t.lat.max(axis=1))
+    slow = np.flatnonzero(t.expert == int(np.argmax(mins)))
+    pick = slow[np.unique(np.linspace(0, len(slow) - 1, min(probes, len(slow))).round().astype(int))]
+    caps = t.add + np.maximum(t.base, t.lat[pick])  # (P, B) layer latencies as caps
+    fits = (t.add + t.lat[None] <= caps[:, None] + 1e-12).all(axis=2)  # (P, rows)
+    cost = np.where(fits, t.cost[None], np.inf)
+    order = np.lexsort((t.cost, t.expert))
+    out = []
+    for cap_cost in cost:
+        c = cap_cost[order]
+        best = np.full(E, -1)
+        # the first fitting row per expert in (expert, cost) order
+        ok = np.isfinite(c)
+        idx = order[ok]
+        ex = t.expert[idx]
+        first = np.ones(len(ex), dtype=bool)
+        first[1:] = ex[1:] != ex[:-1]
+        best[ex[first]] = idx[first]
+        if (best >= 0).all():
+            out.append(Choice(t, best))
+    return out
 
 
 def cap_choice(tables: Tables, layer: int, cap: np.ndarray) -> Choice | None:

@@ -30,7 +30,37 @@ from moeopt.solver import Budget
 from moeopt.space import PlanSpace
 
 PAPER_ODS_SECONDS = 2.27  # the paper's ODS with Gurobi (three MIQCP solves), on bert-moe-4
-VS_GUROBI = (*PAPER_PROBLEMS, "switch-base-128", "mixtral-8x7b", "deepseek-v3")
+TRACE_PROBLEM = "trace-minilm-e8-top2-32x8"
+VS_GUROBI = (*PAPER_PROBLEMS, "switch-base-128", "mixtral-8x7b", "deepseek-v3", TRACE_PROBLEM)
+
+
+def trace_problem(layers: int = 32, tokens: int = 41_000, batches: int = 4, seed: int = 0):  # type: ignore[no-untyped-def]
+    """A 32-layer x 8-expert top-2 problem from a real per-token routing trace: profile the
+    converted all-MiniLM-L6-v2 with 8 experts, top-2 (``moeopt popularity profile``, bundled
+    corpus), then give MoE layer l the trace's layer l mod 6, its tokens rotated by (l div 6)
+    sixths of the trace (so the 32 layers are not 6 repeated), cut into batches of 10,240
+    consecutive tokens; the model and deployment are mixtral-8x7b's (full memory range)."""
+    from moeopt.builtin_problems import builtin_spec
+    from moeopt.popularity.cli import build_trace
+    from moeopt.popularity.traces import batch_loads
+    from moeopt.problem import problem_from_dict
+
+    trace = build_trace(8, 2, None, tokens, 8_000, seed, progress=False)
+    e = trace.experts  # (tokens, 6, 2)
+    n, depth = e.shape[0], e.shape[1]
+    cycles = -(-layers // depth)
+    routed = np.stack([np.roll(e[:, li % depth], (li // depth) * (n // cycles), axis=0)
+                       for li in range(layers)], axis=1)
+    loads = batch_loads(routed, trace.num_experts, 10_240)[:batches]
+    spec = builtin_spec("mixtral-8x7b")
+    spec["name"] = TRACE_PROBLEM
+    spec["description"] = trace_problem.__doc__.split("\n\n")[0]
+    spec["popularity"] = {"source": "loads", "loads": loads.tolist()}
+    return problem_from_dict(spec, "bench_ilp")
+
+
+def problem_named(name: str):  # type: ignore[no-untyped-def]
+    return trace_problem() if name == TRACE_PROBLEM else builtin_problem(name)
 GUROBI_SIZE_LIMIT = 2000  # pip licence: variables and rows
 
 
@@ -224,7 +254,7 @@ def vs_gurobi(args: argparse.Namespace) -> None:
     print("| problem | ilp | ilp gap | ilp s | final program (9e39597) | Gurobi s | HiGHS s | ilp / Gurobi |")
     print("|---|---|---|---|---|---|---|---|")
     for name in args.problems.split(","):
-        problem = builtin_problem(name)
+        problem = problem_named(name)
         options = {"pipeline_degrees": (64, 256, 1024)} if name == "deepseek-v3" else {}
         solver = make_solver("ilp", **options)
         t = time.perf_counter()

@@ -264,10 +264,12 @@ class IlpSolver(Solver):
         """Raise the bound until it meets a plan. Each round takes a target T between the
         bound and the incumbent, builds every layer's exact curve kept only where its reduced
         cost fits T - bound (Lagrangian pruning), and searches it exactly: a plan at most T is
-        the optimum; none proves T a lower bound. The target doubles its distance each round.
+        the optimum; none proves T a lower bound. The target's distance grows 4x each round.
         Returns (bound, best plan found or None, proven optimal, what was done)."""
         done = ""
-        room = max(min(upper - lower, 1e-4 * abs(lower)), 1e-12 * abs(upper))
+        # The incumbent is usually close (it comes from a search): two rounds at most, unless
+        # the first proves too large (then the rounds start small).
+        room = max(min(upper - lower, max((upper - lower) / 4, 1e-4 * abs(lower))), 1e-12 * abs(upper))
         while time.perf_counter() < end:
             target = min(lower + room, upper)
             prunes = [Lagrangian(bound.mu, float(m) + (target - bound.usd)) for m in bound.minima]

@@ -187,13 +187,17 @@ def price_layer(
         t = tables.layers[layer][i]
         if floors[i] >= value:
             break  # this variant and every later one cannot go below ``value``
-        found = _price_table(t, mu, value * (1 + 1e-12), deadline, 0 if extra is None else EXTRA_COLUMNS)
+        # When near-least configurations are wanted, let them through the prune.
+        slack = 1e-12 if extra is None else NEAR_COLUMNS
+        found = _price_table(t, mu, value + slack * abs(value), deadline, 0 if extra is None else EXTRA_COLUMNS)
         if found:
             v = found[0].cost_usd + float(mu @ found[0].latency_s)
             if v < value:
                 best, value = found[0], v
             if extra is not None:
                 extra.extend(found)
+    if extra is not None and best is not None:
+        extra.append(best)
     return value, best
 
 

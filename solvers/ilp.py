@@ -212,7 +212,7 @@ class IlpSolver(Solver):
         while time.perf_counter() < deadline:
             target = min(lower + room, upper)
             found = search(costs, lats, capacity(tables), mu, (target - const) * (1 + 1e-9),
-                           deadline, max_candidates=2_000_000)
+                           deadline, max_candidates=500_000)
             if found.status == "optimal":
                 return tuple(curves[li].choices[keep[li][p]] for li, p in enumerate(found.picks))
             if found.status == "aborted" or target >= upper:
@@ -269,7 +269,8 @@ class IlpSolver(Solver):
         done = ""
         # The incumbent is usually close (it comes from a search): two rounds at most, unless
         # the first proves too large (then the rounds start small).
-        room = max(min(upper - lower, max((upper - lower) / 4, 1e-4 * abs(lower))), 1e-12 * abs(upper))
+        room = (upper - lower) / 4 if upper - lower <= 2e-3 * abs(lower) else 1e-4 * abs(lower)
+        room = max(min(upper - lower, max(room, 1e-4 * abs(lower))), 1e-12 * abs(upper))
         while time.perf_counter() < end:
             target = min(lower + room, upper)
             prunes = [Lagrangian(bound.mu, float(m) + (target - bound.usd)) for m in bound.minima]

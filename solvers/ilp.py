@@ -208,7 +208,7 @@ class IlpSolver(Solver):
         the generated configurations), by exact searches below targets rising from ``lower``."""
         costs, lats, keep = _feasible_points(tables, curves)
         const = tables.cost_const_usd
-        room = max(min(upper - lower, 1e-4 * abs(lower)), 1e-12 * abs(upper))
+        room = max(min(upper - lower, 3e-4 * abs(lower)), 1e-12 * abs(upper))
         while time.perf_counter() < deadline:
             target = min(lower + room, upper)
             found = search(costs, lats, capacity(tables), mu, (target - const) * (1 + 1e-9),
@@ -267,9 +267,9 @@ class IlpSolver(Solver):
         the optimum; none proves T a lower bound. The target's distance grows 4x each round.
         Returns (bound, best plan found or None, proven optimal, what was done)."""
         done = ""
-        # The incumbent is usually close (it comes from a search): two rounds at most, unless
-        # the first proves too large (then the rounds start small).
-        room = (upper - lower) / 4 if upper - lower <= 2e-3 * abs(lower) else 1e-4 * abs(lower)
+        # The incumbent is usually close (it comes from a search): then one round; when it is
+        # far, the rounds start small so that the curves stay small.
+        room = upper - lower if upper - lower <= 1e-3 * abs(lower) else 1e-4 * abs(lower)
         room = max(min(upper - lower, max(room, 1e-4 * abs(lower))), 1e-12 * abs(upper))
         while time.perf_counter() < end:
             target = min(lower + room, upper)

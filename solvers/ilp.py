@@ -439,7 +439,8 @@ class IlpSolver(Solver):
         return Outcome(
             status=SolverStatus.COMPLETED,
             lower_bound_usd=tables.lower_bound_usd,  # cheapest options, time limit ignored
-            message=f"ODS ({how}); a heuristic: use mode='monolithic' for a proof",
+            message=f"ODS ({how}); a heuristic: use mode='monolithic' for a proof; bound "
+            f"{tables.lower_bound_usd:.9g} USD (cheapest options, time limit ignored)",
         )
 
     def _method_program(

@@ -142,7 +142,7 @@ class OracleSolver(Solver):
     (``per_batch_plans``), equal to the bound when every batch is proven optimal."""
 
     name = "oracle"
-    tags = frozenset({"baseline", "bound", "no-plan"})
+    tags = frozenset({"baseline", "bound", "deterministic", "no-plan"})
     requires: ClassVar[tuple[str, ...]] = ("pulp", "highspy")
     default_budget: ClassVar[Budget] = Budget(seconds=120.0)
 

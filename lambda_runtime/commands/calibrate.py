@@ -48,8 +48,8 @@ def describe(profile: dict[str, Any]) -> list[str]:
     for name, value in profile["constants"].items():
         fit = fits.get(name)
         how = (
-            f"  (fit on {fit['points']} points: rms residual {fit['rms_relative_residual']:.1%}, "
-            f"max {fit['max_relative_residual']:.1%})" if fit else "  (median of its samples)"
+            f"  (fit on {fit['points']} points: residual {fit['rms_relative_residual']:.1%} rms, "
+            f"{fit['max_relative_residual']:.1%} at most)" if fit else "  (median of its samples)"
         )
         lines.append(f"  {name} = {value:.6g}{how}")
     return lines

@@ -16,8 +16,9 @@ import pytest
 
 from cost_models import lambda_model as lm
 from moeopt.evaluate import evaluate_batch
+from moeopt.model import ServiceLevel
 from moeopt.plan import PlanArrays
-from moeopt.problem import ServiceLevel, problem_from_dict
+from moeopt.problem import problem_from_dict
 from moeopt.registry import make_solver
 from moeopt.solver import Budget, SolutionStatus
 from moeopt.space import PIPELINE_DEGREES

@@ -37,9 +37,6 @@ KNOWN_VIOLATIONS = {
     ("moeopt/popularity/learning.py", "solvers.ilp"),
     # wt-blackbox: nevergrad's start design through the warm-start hook, not solvers.bayes.
     ("solvers/nevergrad_solver.py", "solvers.bayes"),
-    # lead (10ffecb): `moeopt demo` calls the runtime's calibration functions directly; reach
-    # them through the command table (OPTIONAL_COMMANDS) or move the demo beside the runtime.
-    ("moeopt/cli.py", "lambda_runtime.commands.calibrate"),
 }
 
 

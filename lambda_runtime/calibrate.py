@@ -234,7 +234,9 @@ def calibrate(
     """Run the measurements and fit; returns the profile (constants, fits, raw measurements).
 
     ``nonmoe`` (optional): ``(callable(tokens) -> seconds of one non-MoE step on the
-    coordinator, FLOPs per token of that step)`` to fit ``nonmoe_flops_per_second``."""
+    coordinator, FLOPs per token of that step, token counts to time it at)`` to fit
+    ``nonmoe_flops_per_second`` (time it at the problem's batch size: attention's rate per token
+    falls as a batch outgrows the caches)."""
     moe = SeededMoE(layers=1, experts=1, hidden=hidden, ffn=ffn, top_k=1, seed=0)
     export = moe.export()
     flops_per_token = 4.0 * hidden * ffn
@@ -309,8 +311,8 @@ def calibrate(
     fits["nonmoe_payload_cpu_s_per_byte"] = coordinator_payload_cpu(moe, payload_rows, repeats)
     constants["nonmoe_payload_cpu_s_per_byte"] = fits["nonmoe_payload_cpu_s_per_byte"].value
     if nonmoe is not None:
-        step, step_flops = nonmoe
-        samples = [(n, step(n)) for n in tokens for _ in range(repeats)]
+        step, step_flops, step_tokens = nonmoe
+        samples = [(n, step(n)) for n in step_tokens for _ in range(repeats)]
         arr = np.array(samples, float)
         fits["nonmoe_flops_per_second"] = fit_rate(arr[:, 0] * step_flops, arr[:, 1])
         constants["nonmoe_flops_per_second"] = fits["nonmoe_flops_per_second"].value

@@ -78,6 +78,10 @@ def _s3() -> Any:
         return _s3_client
 
 
+if os.environ.get("AWS_LAMBDA_FUNCTION_NAME") and "s3://" in os.environ.get("MOEOPT_WEIGHTS", ""):
+    _s3()  # init code, as Lambda's guidance has it: the first invocation does not pay the client
+
+
 def _split_s3(uri: str) -> tuple[str, str]:
     bucket, _, key = uri[len("s3://") :].partition("/")
     return bucket, key

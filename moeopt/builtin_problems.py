@@ -114,7 +114,7 @@ _SPECS: dict[str, dict[str, Any]] = {
             "embedding_params": 32_128 * 768,
         },
         "workload": {"tokens_per_batch": 10_240},
-        "slo": {"throughput_tokens_per_s": 292.0},
+        "slo": {"throughput_tokens_per_s": 300.0},
         "popularity": {
             "source": "counts",
             "file": "traces/switch-base-128-expert-counts.json",

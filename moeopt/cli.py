@@ -243,7 +243,10 @@ def demo_cmd(ctx: click.Context, problem_name: str | None, requests: int, plan_o
     click.echo(f"== {problem.name}: {problem.description}")
     run = cli.commands.get("run")
     if profile is None and not no_run and run is not None:
-        from lambda_runtime.commands.calibrate import describe, machine_profile
+        import importlib
+
+        calibration = importlib.import_module(RUNTIME_CALIBRATION)  # by name: see OPTIONAL_COMMANDS
+        describe, machine_profile = calibration.describe, calibration.machine_profile
 
         click.echo("\n== 0. The cost model's constants for this machine (moeopt calibrate)")
         path, reused = machine_profile(problem, refresh=recalibrate, echo=click.echo)
@@ -451,6 +454,8 @@ def compare_cmd(problem_name: str, trace: str | None, solver_list: str | None, s
         click.echo(f"plot written to {plot}")
 
 
+# The runtime's calibration of this machine, which the demo runs first (reached by name).
+RUNTIME_CALIBRATION = "lambda_runtime.commands.calibrate"
 # Commands that live beside the core: module -> {attribute: command name}. Each must import:
 # a module that fails leaves a placeholder for each of its commands that says why and exits 1.
 OPTIONAL_COMMANDS: dict[str, dict[str, str]] = {

@@ -34,11 +34,7 @@ SHARED_HELPERS = {"solvers._options", "solvers._bayesopt", "solvers.layer_curves
 
 # Known violations, each being removed by the branch named (issue 16). The lead empties this
 # list as they land; an entry that no longer occurs fails the test too, so it cannot go stale.
-KNOWN_VIOLATIONS = {
-    # lead (10ffecb): `moeopt demo` calls the runtime's calibration functions directly; reach
-    # them through the command table (OPTIONAL_COMMANDS) or move the demo beside the runtime.
-    ("moeopt/cli.py", "lambda_runtime.commands.calibrate"),
-}
+KNOWN_VIOLATIONS: set[tuple[str, str]] = set()
 
 
 def family(module: str) -> str:

@@ -125,7 +125,10 @@ def test_bo_loop_improves_on_its_warm_start_and_reaches_one_percent_in_200():
 
 
 def test_different_seeds_give_different_plans():
-    problem = load_problem("bert-moe-8")
+    """The seed must steer the search (a solver that ignores it passes the same-seed check).
+    bert-moe-4, not bert-moe-8: from the warm start every seed reaches bert-moe-8's optimum by
+    evaluation 49, so plans there agree for a good reason."""
+    problem = load_problem("bert-moe-4")
     plans = {
         str(make_solver("bayes-egreedy", seed=s).solve(problem, Budget(evaluations=120)).plan.to_dict()["layers"])
         for s in range(3)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -188,3 +189,16 @@ def test_full_suite_holds_profiled_trace_instances():
         assert (loads.sum(axis=2) == 10_240 * problem.model.top_k).all()
     e8 = next(p for p in traces.values() if p.experts == 8)
     assert (e8.popularity.loads == builtin_problem("minilm-moe-8").popularity.loads).all()
+
+
+def test_committed_suites_are_what_the_generator_writes_today(tmp_path):
+    """Synthetic SLOs are set from the cost model's latency span: a cost-model change must
+    regenerate benchmarks/suites (`python -m moeopt.bench.suite benchmarks/suites`), or the
+    leaderboard scores instances the model no longer describes."""
+    from moeopt.bench.suite import write_suites
+
+    write_suites(tmp_path)
+    committed = Path(__file__).resolve().parents[2] / "benchmarks" / "suites"
+    for path in sorted(tmp_path.rglob("*.json")):
+        rel = path.relative_to(tmp_path)
+        assert (committed / rel).read_text() == path.read_text(), f"stale: benchmarks/suites/{rel}"

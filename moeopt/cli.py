@@ -173,6 +173,7 @@ def baselines_cmd(problem_name: str, as_json: bool, trace: str | None = None,
                     "baseline": r.name, "instance": r.cluster.instance,
                     "cost_usd": r.cluster.cost_usd, "busy_cost_usd": r.cluster.busy_cost_usd, "latency_s": r.cluster.wall_time_s,
                     "throughput_tokens_per_s": r.cluster.throughput_tokens_per_s, "feasible": True,
+                    "assumption": r.cluster.assumption,
                 })
         click.echo(dumps(out))
         return
@@ -184,7 +185,7 @@ def baselines_cmd(problem_name: str, as_json: bool, trace: str | None = None,
         else:
             assert r.cluster is not None
             click.echo(
-                f"  {r.name:28} cost ${r.cluster.cost_usd:.6f} per run on {r.cluster.instance} "
+                f"  {r.name:28} cost ${r.cluster.cost_usd:.6f} per batch, {r.cluster.assumption} "
                 f"(${r.cluster.busy_cost_usd:.6f} for its {r.cluster.wall_time_s:.2f} s busy), throughput "
                 f"{r.cluster.throughput_tokens_per_s:.1f} tokens/s"
             )
@@ -412,10 +413,18 @@ def compare_cmd(problem_name: str, trace: str | None, solver_list: str | None, s
     best = best_cost(rows)
     if plot:
         plot_trajectories(rows, plot, f"{problem.name}: best feasible cost over time")
+    cluster_note = _cluster_assumption(problem) if "cpu-cluster" in names else None
     if as_json:
-        click.echo(dumps([r.to_dict(best) for r in rows]))
+        out = [r.to_dict(best) for r in rows]
+        for d in out:
+            if d["solver"] == "cpu-cluster":
+                d["assumption"] = cluster_note
+        click.echo(dumps(out))
         return
-    click.echo(f"{problem.name}: time limit {problem.slo.time_limit_s:.1f} s, {seeds} seed(s)")
+    click.echo(f"{problem.name}: time limit {problem.slo.time_limit_s:.1f} s, {seeds} seed(s); "
+               "gap: against the cheapest Lambda plan")
+    if cluster_note:
+        click.echo(f"cpu-cluster: {cluster_note} (moeopt breakeven --problem P for other rates)")
     click.echo(f"{'solver':22} {'cost USD':>11} {'gap':>8} {'feasible':>8} {'latency s':>10} "
                f"{'tokens/s':>9} {'solve s':>8}  status")
     for row in sorted(rows, key=lambda r: (r.best.solution_status == "none", r.best.cost_usd)):
@@ -435,6 +444,13 @@ def compare_cmd(problem_name: str, trace: str | None, solver_list: str | None, s
         click.echo(f"plot written to {plot}")
 
 
+def _cluster_assumption(problem: Any) -> str:
+    """What the cpu-cluster row's cost assumes (the request rate decides it)."""
+    from moeopt.baselines import cpu_cluster
+
+    return cpu_cluster(problem).assumption
+
+
 def _register_optional() -> None:
     """Commands that live beside the core (popularity, runtime); absent ones are skipped."""
     import importlib
@@ -443,6 +459,7 @@ def _register_optional() -> None:
         ("moeopt.popularity.cli", ("popularity",)),
         ("lambda_runtime.cli", ("runtime", "run_command", "calibrate_command", "validate_command")),
         ("moeopt.bench.cli", ("bench_command", "leaderboard_command")),
+        ("reproduce.cli", ("reproduce_command", "breakeven_command")),
     ):
         try:
             mod = importlib.import_module(module)

@@ -68,7 +68,12 @@ def compare(
 
 
 def best_cost(rows: list[CompareRow]) -> float:
-    costs = [r.best.cost_usd for r in rows if r.best.solution_status != SolutionStatus.NONE]
+    """The cheapest feasible Lambda plan of the rows: what every gap is measured against.
+
+    Rows without a plan (the CPU cluster, the oracle's per-batch re-plans) are not Lambda plans
+    one can deploy, so they are never the reference."""
+    costs = [r.best.cost_usd for r in rows
+             if r.best.plan is not None and r.best.solution_status != SolutionStatus.NONE]
     return min(costs) if costs else math.inf
 
 

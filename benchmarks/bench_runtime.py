@@ -1,15 +1,14 @@
-"""Runtime throughput by scatter-gather method on the local backend, measured in the same run.
+"""The local runtime by scatter-gather method, with the network model on and off, in one run.
 
-    python benchmarks/bench_runtime.py [--requests 3] [--json]
+    nice -n -19 python benchmarks/bench_runtime.py [--requests 5] [--profile FILE] [--json]
 
-One MoE layer of BERT-MoE shape (hidden 768, FFN 3072, 4 experts, top-1), one function per
-expert at 1,769 MB (1 vCPU), replicas 1. For 256 and 2,560 tokens per batch (the paper's two
-points) it times direct invocation, storage and pipelined storage (β = 64) after a warm-up
-request, and prints tokens/s with ratios against direct invocation at the same batch size (the
-baseline). It also times the local backend's per-invoke overhead (a warm empty invoke against
-the same handler called in-process), and, when the core package is importable, the cost model's
-predicted billed GB-s (constants calibrated in this run, loads from this run's routing) against
-the measured REPORT lines.
+It calibrates this machine (unless --profile names a calibration), then runs the validation
+plans (lambda_runtime/validate.py: direct, storage and pipelined storage at 256 and 2,560 tokens)
+twice: through Lambda's network model (the default) and at loopback speed (``--no-network``).
+For each it prints tokens/s with the ratio against direct invocation at the same batch size (the
+baseline, measured in the same run), and the model's predicted median latency and billed GB-s
+against the measured ones. Last, the local backend's per-invoke overhead: a warm empty invoke's
+round trip against the same handler called in-process.
 """
 
 from __future__ import annotations
@@ -17,219 +16,101 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from lambda_runtime.calibrate import calibrate
-from lambda_runtime.codec import encode_tensor
-from lambda_runtime.coordinator import Coordinator
-from lambda_runtime.deploy import deploy_plan, teardown
-from lambda_runtime.local import LocalBackend
-from lambda_runtime.model import SeededMoE, gate_topk
-
-HIDDEN, FFN, EXPERTS, MEMORY_MB, BETA = 768, 3072, 4, 1769, 64
-TOKENS = (256, 2560)
-METHODS = ("direct", "storage", "pipelined_storage")
-BUCKET = "moeopt-bench"
+from lambda_runtime.commands.calibrate import DEFAULT_MEMORY, run_calibration
+from lambda_runtime.commands.common import local_backend
+from lambda_runtime.validate import PLANS, validate
 
 
-def plan_for(method: str, fingerprint: str = "") -> dict[str, Any]:
-    return {
-        "schema": "moeopt.plan/1",
-        "problem": {"name": "bench-runtime", "fingerprint": fingerprint},
-        "layers": [
-            {
-                "layer": 0,
-                "method": method,
-                "pipeline_degree": BETA,
-                "functions": [
-                    {
-                        "experts": [e],
-                        "memory_mb": MEMORY_MB,
-                        "replicas": 1,
-                        "architecture": "x86_64",
-                    }
-                    for e in range(EXPERTS)
-                ],
-            }
-        ],
-    }
+def rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    direct = {r["tokens"]: r for r in report["plans"] if r["method"] == "direct" and r["replicas"] == 1}
+    direct.update({r["tokens"]: r for r in report["plans"] if r["name"] == "direct-2560-x3"})
+    out = []
+    for r in report["plans"]:
+        tps = r["tokens"] / r["measured"]["latency_s"]
+        base = direct.get(r["tokens"])
+        out.append({
+            "plan": r["name"], "method": r["method"], "tokens": r["tokens"], "tokens_per_s": tps,
+            "vs_direct": tps / (r["tokens"] / base["measured"]["latency_s"]) if base else None,
+            "latency_error": r["error"]["latency"], "cost_error": r["error"]["cost"],
+        })
+    return out
 
 
-def predicted_gb_s(
-    method: str, loads: list[int], tokens: int, constants: dict[str, float]
-) -> float | None:
-    """The core cost model's billed GB-s for this plan, or None without the core package."""
-    try:
-        from moeopt.evaluate import evaluate
-        from moeopt.plan import plan_from_dict
-        from moeopt.problem import problem_from_dict
-    except ImportError:
-        return None
-    problem = problem_from_dict(
-        {
-            "name": "bench-runtime",
-            "model": {
-                "moe_layers": 1,
-                "experts_per_layer": EXPERTS,
-                "top_k": 1,
-                "hidden_size": HIDDEN,
-                "expert_ffn_size": FFN,
-            },
-            "workload": {"tokens_per_batch": tokens},
-            "slo": {"time_limit_s": 1e6},
-            "popularity": {"source": "loads", "loads": [[loads]]},
-            "deployment": {"memory_menu": "full"},
-            "cost_model": {"constants": constants},
-        },
-        "bench",
-    )
-    plan = plan_from_dict(plan_for(method, problem.fingerprint), "bench", problem)
-    return evaluate(problem, plan).cost_gb_s
+def invoke_overhead(repeats: int = 50) -> dict[str, float]:
+    """A warm empty invoke through boto3 -> local Lambda API -> Runtime API -> awslambdaric ->
+    handler, against the handler called in-process (no network model: overhead only)."""
+    import lambda_runtime.handler as h
+    from lambda_runtime.codec import encode_tensor
+    from lambda_runtime.deploy import deploy_plan, teardown
+    from lambda_runtime.model import SeededMoE
 
-
-def invoke_overhead(
-    backend: LocalBackend, lam: Any, s3: Any, moe: SeededMoE, n: int = 40
-) -> dict[str, float]:
-    """Warm empty invoke round trip (boto3 → local API → runtime API → handler) vs the handler alone."""
-    from lambda_runtime import handler as h
-
-    d = deploy_plan(
-        plan_for("direct"), moe.export(), lam, s3, BUCKET, backend.code(), prefix="overhead"
-    )
-    name = d.layers[0].functions[0].name
-    event = {
-        "method": "direct",
-        "tokens": encode_tensor(np.zeros((0, HIDDEN), np.float32)),
-        "segments": [],
-    }
-    payload = json.dumps(event).encode()
-    lam.invoke(FunctionName=name, Payload=payload)  # cold start
-    walls = []
-    for _ in range(n):
-        t = time.perf_counter()
-        lam.invoke(FunctionName=name, Payload=payload)["Payload"].read()
-        walls.append(time.perf_counter() - t)
-    teardown(d, lam, s3)
-    import os
-
-    os.environ["MOEOPT_WEIGHTS"] = json.dumps({"0": "file:///dev/null"})
+    moe = SeededMoE(1, 1, 64, 32)
+    plan = {"layers": [{"layer": 0, "method": "direct", "pipeline_degree": 1,
+                        "functions": [{"experts": [0], "memory_mb": 1769, "replicas": 1}]}]}
+    empty = {"method": "direct", "tokens": encode_tensor(np.zeros((0, 64), np.float32)),
+             "segments": [], "weights": {"0": "file:///dev/null"}}
     h._experts["file:///dev/null"] = {}  # no weights needed for an empty batch
-    inproc = []
-    for _ in range(n):
-        t = time.perf_counter()
-        h.handler(json.loads(payload), None)
-        inproc.append(time.perf_counter() - t)
-    base = statistics.median(inproc)
-    return {
-        "invoke_round_trip_ms": 1000 * statistics.median(walls),
-        "handler_in_process_ms": 1000 * base,
-        "overhead_ms": 1000 * (statistics.median(walls) - base),
-    }
+    t = time.perf_counter()
+    for _ in range(repeats):
+        h.handler(dict(empty), None)
+    inproc = (time.perf_counter() - t) / repeats
+    with local_backend(True, None) as b:
+        lam, s3 = b.lambda_client(), b.s3_client()
+        d = deploy_plan(plan, moe.export(), lam, s3, "moeopt-bench", b.code(), prefix="oh")
+        name = d.layers[0].functions[0].name
+        payload = json.dumps({"method": "direct", "tokens": empty["tokens"], "segments": []}).encode()
+        lam.invoke(FunctionName=name, Payload=payload)
+        walls = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            lam.invoke(FunctionName=name, Payload=payload)["Payload"].read()
+            walls.append(time.perf_counter() - t)
+        teardown(d, lam, s3)
+    return {"invoke_ms": statistics.median(walls) * 1e3, "in_process_ms": inproc * 1e3}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--requests", type=int, default=3)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
-    moe = SeededMoE(layers=1, experts=EXPERTS, hidden=HIDDEN, ffn=FFN, top_k=1, seed=0)
-    rows: list[dict[str, Any]] = []
-    with LocalBackend() as backend:
-        lam, s3 = backend.lambda_client(), backend.s3_client()
-        s3.create_bucket(Bucket=BUCKET)
-        profile = calibrate(
-            lam,
-            s3,
-            backend.code(),
-            BUCKET,
-            memory_sizes=(MEMORY_MB,),
-            hidden=HIDDEN,
-            ffn=FFN,
-            tokens=256,
-            repeats=3,
-        )
-        constants = {k: v for k, v in profile["constants"].items() if k != "cold_start_s"}
-        overhead = invoke_overhead(backend, lam, s3, moe)
-        for method in METHODS:
-            d = deploy_plan(
-                plan_for(method),
-                moe.export(),
-                lam,
-                s3,
-                BUCKET,
-                backend.code(),
-                prefix=f"b-{method}",
-                create_bucket=False,
-            )
-            with Coordinator(d, moe.export(), lam, s3) as coord:
-                for tokens in TOKENS:
-                    x = moe.tokens(tokens, seed=tokens)
-                    coord.forward(x)  # warm-up: cold starts and weight downloads
-                    results = [coord.forward(x) for _ in range(args.requests)]
-                    ok = [r for r in results if r.ok]
-                    lat = statistics.median(r.latency_s for r in ok) if ok else float("nan")
-                    measured = statistics.median(r.billed_gb_s for r in ok) if ok else float("nan")
-                    experts, _ = gate_topk(x, moe.export().gates[0], 1)
-                    loads = np.bincount(experts[:, 0], minlength=EXPERTS).tolist()
-                    predicted = predicted_gb_s(method, loads, tokens, constants)
-                    rows.append(
-                        {
-                            "method": method,
-                            "tokens": tokens,
-                            "ok": len(ok),
-                            "latency_s": lat,
-                            "tokens_per_s": tokens / lat if ok else 0.0,
-                            "billed_gb_s": measured,
-                            "predicted_gb_s": predicted,
-                            "cost_error": None
-                            if predicted is None or not ok
-                            else (measured - predicted) / predicted,
-                            "failure": None if ok else results[0].failures[0].error[:80],
-                        }
-                    )
-            teardown(d, lam, s3)
-        status = backend.status()
-    base = {r["tokens"]: r["tokens_per_s"] for r in rows if r["method"] == "direct"}
-    for r in rows:
-        r["vs_direct"] = r["tokens_per_s"] / base[r["tokens"]] if base.get(r["tokens"]) else None
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--requests", type=int, default=5)
+    ap.add_argument("--profile", default=None, help="a calibration of this machine (default: calibrate now)")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    profile = args.profile
+    if profile is None:
+        sizes = tuple(int(m) for m in DEFAULT_MEMORY.split(","))
+        data = run_calibration(sizes, 2048, 256, (256, 1024, 2560), 3)
+        profile = str(Path(tempfile.mkdtemp()) / "profile.json")
+        Path(profile).write_text(json.dumps(data))
+    out: dict[str, Any] = {"profile": profile}
+    for label, no_network in (("network model", False), ("loopback", True)):
+        with local_backend(no_network, None) as b:
+            report = validate(b, profile, args.requests, 1, PLANS)
+        out[label] = {"plans": rows(report), "pipelined_over_storage": report["pipelined_over_storage"]}
+    out["overhead"] = invoke_overhead()
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "rows": rows,
-                    "overhead": overhead,
-                    "constants": profile["constants"],
-                    "cpu_limit": status["cpu_limit"],
-                },
-                indent=2,
-            )
-        )
+        json.dump(out, sys.stdout, indent=2)
         return
-    print(
-        f"vCPU share: {'cgroup ' + status['cpu_limit']['mechanism'] if status['cpu_limit']['enforced'] else 'NOT enforced'}"
-    )
-    print(
-        f"per-invoke overhead: {overhead['overhead_ms']:.2f} ms (round trip {overhead['invoke_round_trip_ms']:.2f} ms,"
-        f" handler in-process {overhead['handler_in_process_ms']:.3f} ms)"
-    )
-    print("error = (measured - predicted) / predicted billed GB-s per request")
-    print(
-        f"{'method':<18}{'tokens':>7}{'tokens/s':>11}{'vs direct':>10}{'GB-s meas':>11}{'GB-s pred':>11}{'error':>8}"
-    )
-    for r in rows:
-        pred = "-" if r["predicted_gb_s"] is None else f"{r['predicted_gb_s']:.4f}"
-        err = "-" if r["cost_error"] is None else f"{r['cost_error']:+.0%}"
-        ratio = "-" if r["vs_direct"] is None else f"{r['vs_direct']:.2f}x"
-        line = (
-            f"{r['method']:<18}{r['tokens']:>7}{r['tokens_per_s']:>11.1f}{ratio:>10}"
-            f"{r['billed_gb_s']:>11.4f}{pred:>11}{err:>8}"
-        )
-        print(line + (f"  FAILED: {r['failure']}" if r["failure"] else ""))
+    for label in ("network model", "loopback"):
+        print(f"== {label}")
+        print(f"{'plan':24}{'tokens':>7}{'tokens/s':>10}{'vs direct':>11}{'lat err':>9}{'cost err':>10}")
+        for r in out[label]["plans"]:
+            vs = f"{r['vs_direct']:.2f}x" if r["vs_direct"] else "-"
+            print(f"{r['plan']:24}{r['tokens']:>7}{r['tokens_per_s']:>10.0f}{vs:>11}"
+                  f"{r['latency_error']:>+9.1%}{r['cost_error']:>+10.1%}")
+        ratio = out[label]["pipelined_over_storage"]
+        print(f"pipelined over storage at 2,560 tokens: predicted {ratio['predicted']:.2f}x, "
+              f"measured {ratio['measured']:.2f}x")
+    o = out["overhead"]
+    print(f"per-invoke overhead: {o['invoke_ms']:.2f} ms through the local API, "
+          f"{o['in_process_ms']:.3f} ms in-process ({o['invoke_ms'] / o['in_process_ms']:.0f}x)")
 
 
 if __name__ == "__main__":

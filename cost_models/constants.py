@@ -53,6 +53,9 @@ class CostConstants:
     flops_per_second_per_vcpu: float
     multi_vcpu_efficiency: float
     nonmoe_flops_per_second: float
+    storage_cpu_s_per_byte: float
+    payload_cpu_s_per_byte: float
+    nonmoe_payload_cpu_s_per_byte: float
     arm64_speed_factor: float
     runtime_overhead_mb: float
     nonmoe_memory_mb: int

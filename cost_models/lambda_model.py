@@ -60,12 +60,39 @@ def storage_request_s(nbytes: np.ndarray | float, c: CostConstants) -> np.ndarra
     return c.storage_delay_s + np.asarray(nbytes, dtype=float) / c.storage_bandwidth_bytes_per_s
 
 
+def data_vcpus(memory_mb: np.ndarray | float, c: CostConstants) -> np.ndarray:
+    """vCPUs a function's data handling runs on: one Python thread, so at most one."""
+    return np.minimum(vcpu_share(memory_mb, c), 1.0)
+
+
 def weights_fetch_s(
-    param_bytes: np.ndarray | float, c: CostConstants, fetch: np.ndarray | bool = True
+    param_bytes: np.ndarray | float,
+    c: CostConstants,
+    fetch: np.ndarray | bool = True,
+    cpu: np.ndarray | float = 1.0,
 ) -> np.ndarray:
     """Time a function spends getting its weights from storage (0 when they stay in a warm
-    environment). The paper fetches them on every invocation (its head time H)."""
-    return np.where(fetch, storage_request_s(param_bytes, c), 0.0)
+    environment): the request, then decoding them at its data vCPUs ``cpu``. The paper fetches
+    them on every invocation (its head time H)."""
+    nbytes = np.asarray(param_bytes, dtype=float)
+    took = storage_request_s(nbytes, c) + nbytes * c.storage_cpu_s_per_byte / cpu
+    return np.where(fetch, took, 0.0)
+
+
+def nonmoe_payload_cpu(c: CostConstants) -> float:
+    """CPU seconds per payload byte of the non-MoE functions' one data thread."""
+    return float(c.nonmoe_payload_cpu_s_per_byte or c.payload_cpu_s_per_byte)
+
+
+def gate_cpu_s(layer_tokens: np.ndarray | float, token_bytes: float, method: np.ndarray | int,
+               c: CostConstants) -> np.ndarray:
+    """CPU the gate (a non-MoE function, one data thread) spends encoding a layer's inputs
+    before the last of them is out: objects for the storage methods, payloads for direct."""
+    n = np.asarray(layer_tokens, dtype=float)
+    per_byte = np.where(np.asarray(method) == DIRECT,
+                        nonmoe_payload_cpu(c) * c.lambda_payload_encoding_overhead,
+                        c.storage_cpu_s_per_byte)
+    return n * token_bytes * per_byte
 
 
 def head_time(param_bytes: np.ndarray | float, start_s: float, c: CostConstants) -> np.ndarray:
@@ -103,24 +130,34 @@ def replica_times(
     start_s: float,
     load_s: np.ndarray | float,
     start_billed: bool = False,
+    cpu: np.ndarray | float = 1.0,
+    gate_s: np.ndarray | float = 0.0,
 ) -> ReplicaTimes:
     """Billed duration and finish time of one replica that processes ``tokens`` tokens.
 
     ``weights_s`` is :func:`weights_fetch_s` of the function, ``start_s`` the invoke's start
     latency (warm start; billed only when ``start_billed``, i.e. a cold start's init), ``load_s``
-    the next non-MoE function's start and weight fetch (T_load). With x = D/Bs per token and
-    E = start + weights (the handler is ready for data):
+    the next non-MoE function's start and weight fetch (T_load), ``cpu`` the function's data
+    vCPUs (:func:`data_vcpus`), ``gate_s`` the gate's CPU before the layer's last input is out
+    (:func:`gate_cpu_s`). With x = D/Bs per token on the wire, y = D*ks/cpu and z = Dw*kp/cpu the
+    function's CPU per token for an object or a payload (ks, kp: ``storage_cpu_s_per_byte``,
+    ``payload_cpu_s_per_byte``), and E = start + weights (the handler is ready for data):
 
-    - direct: the payload arrives at r*Dw/Bf; billed w + r*(U + Dw/Bf) (the output travels as the
-      payload within the invocation); finish = arrival + start + billed; the layer adds T_load.
-    - storage: the gate puts the replica's input, ready at up = Tdl + r*x; the replica is invoked
-      at once and gets its input at max(E, up); done = max(E, up) + 2*Tdl + r*(2x + U); the next
-      function gets the output at max(done, T_load) + Tdl + r*x.
+    - direct: the payload arrives at gate_s + r*Dw/Bf; billed w + r*(U + Dw/Bf + 2z) (it decodes
+      its request and encodes its output, which travels as the payload within the invocation);
+      finish = arrival + start + billed + r*Dw*kp' (the next function decodes it; kp' is the
+      non-MoE functions' ``nonmoe_payload_cpu_s_per_byte``, as in gate_s); the layer adds T_load.
+    - storage: the gate puts the replica's input, ready at up = gate_s + Tdl + r*x; the replica
+      is invoked at once and gets its input at max(E, up); done = max(E, up) + 2*Tdl +
+      r*(2x + U + 2y); the next function gets the output at max(done, T_load) + Tdl + r*x +
+      r*D*ks.
     - pipelined storage: minibatches of b = min(beta, r) tokens in n = ceil(r/b) blocks flow
-      through four stages, each one request per block: download d = Tdl + b*x, compute c = b*U,
-      upload u = Tdl + b*x, and the next function's download g = Tdl + b*x (after T_load). The
-      first block is in storage after one gate put (d), so the pipeline starts at
-      F = max(E, d); the last block may be smaller (its stages d', c', u', g').
+      through four stages, one request per block: download, paced by the gate's puts of the
+      minibatches one after another (each Tdl + b*x + b*D*ks: its data thread encodes them), the
+      function's CPU c = b*(U + 2y) (compute and its data handling share its vCPUs), upload
+      u = Tdl + b*x, and the next function's download g = Tdl + b*x + b*D*ks (after T_load). The
+      pipeline starts when the handler is ready and the first minibatch is in storage; the last
+      block may be smaller (its stages d', c', u', g').
     """
     method = np.asarray(method)
     r = np.asarray(tokens, dtype=float)
@@ -129,21 +166,27 @@ def replica_times(
     u_tok = np.asarray(per_token, dtype=float)
     w = np.asarray(weights_s, dtype=float)
     load = np.asarray(load_s, dtype=float)
+    gate = np.asarray(gate_s, dtype=float)
     ready = start_s + w
-    wire = wire_token_bytes(token_bytes, c) / bf
+    wire_b = wire_token_bytes(token_bytes, c)
+    wire = wire_b / bf
+    y = token_bytes * c.storage_cpu_s_per_byte / np.asarray(cpu, dtype=float)  # per token
+    z = wire_b * c.payload_cpu_s_per_byte / np.asarray(cpu, dtype=float)
+    y_next = token_bytes * c.storage_cpu_s_per_byte  # the next function's data thread
 
     # direct
-    d_billed = w + r * (u_tok + wire)
-    d_finish = r * wire + start_s + d_billed
+    d_billed = w + r * (u_tok + wire + 2.0 * z)
+    d_finish = gate + r * wire + start_s + d_billed + r * wire_b * nonmoe_payload_cpu(c)
     # storage (not pipelined)
-    s_done = np.maximum(ready, tdl + r * x) + 2.0 * tdl + r * (2.0 * x + u_tok)
+    s_done = np.maximum(ready, gate + tdl + r * x) + 2.0 * tdl + r * (2.0 * x + u_tok + 2.0 * y)
     s_billed = s_done - start_s
-    s_finish = np.maximum(s_done, load) + tdl + r * x
+    s_finish = np.maximum(s_done, load) + tdl + r * (x + y_next)
     direct = method == DIRECT
     billed = np.where(direct, d_billed, s_billed)
     finish = np.where(direct, d_finish, s_finish)
     if np.any(method == PIPELINED_STORAGE):
-        p_done, p_finish = _pipelined(r, ready, u_tok, pipeline_degree, x, tdl, load)
+        p_done, p_finish = _pipelined(r, ready, u_tok + 2.0 * y, pipeline_degree, x, tdl, load,
+                                      y_next)
         piped = method == PIPELINED_STORAGE
         billed = np.where(piped, p_done - start_s, billed)
         finish = np.where(piped, p_finish, finish)
@@ -156,37 +199,56 @@ def replica_times(
 def _pipelined(
     r: np.ndarray,
     ready: np.ndarray,
-    u_tok: np.ndarray,
+    cpu_tok: np.ndarray,
     pipeline_degree: np.ndarray | float,
     x: float,
     tdl: float,
     load: np.ndarray,
+    y_next: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(upload done, outputs with the next function) of the four-stage pipeline, in closed form.
+    """(upload done, outputs with the next function) of the pipelined replica, in closed form.
 
-    For n-1 full blocks a pipeline of stages s1..sk ends at sum(s) + (n-2)*max(s) after it
-    starts; the last (partial) block then follows the recursion stage by stage.
+    The model, block by block (b_j tokens, the last one maybe fewer): the gate puts the blocks
+    one after another, block j landing at R_j = R_{j-1} + a_j (a = Tdl + b*x + b*y_next: it
+    encodes, then puts); the function downloads D_j = max(D_{j-1}, R_j) + u_j (u = Tdl + b*x,
+    D_0 = ready), computes C_j = max(C_{j-1}, D_j) + c_j (c = b*cpu_tok: compute and its own
+    data handling share its vCPUs), uploads U_j = max(U_{j-1}, C_j) + u_j, and the next function
+    gets it G_j = max(G_{j-1}, U_j, load) + a_j. That recursion is max-plus linear in the
+    downloads, and the downloads are the larger of two uniform sequences (paced by the function,
+    ready + sum u; paced by the gate, sum a + u): so the result is the larger of two uniform
+    pipelines, each in closed form (sum of stages + (n-2) times the slowest, then the last block).
+    A test checks it against the recursion.
     """
     r1 = np.maximum(r, 1.0)
     b = np.minimum(np.asarray(pipeline_degree, dtype=float), r1)
     n = np.ceil(r1 / b)
     last = r1 - (n - 1.0) * b
-    d = tdl + b * x  # download, upload and gather of a full block cost the same
-    cmp = b * u_tok
-    d_l, c_l = tdl + last * x, last * u_tok
-    first = np.maximum(ready, d)
+    u, u_l = tdl + b * x, tdl + last * x
+    a, a_l = u + b * y_next, u_l + last * y_next
+    c, c_l = b * cpu_tok, last * cpu_tok
+    by_function = _uniform(ready, u, ready + (n - 1.0) * u + u_l, n, c, u, a, c_l, u_l, a_l, load)
+    by_gate = _uniform(u, a, (n - 1.0) * a + a_l + u_l, n, c, u, a, c_l, u_l, a_l, load)
+    return np.maximum(by_function[0], by_gate[0]), np.maximum(by_function[1], by_gate[1])
+
+
+def _uniform(
+    start: np.ndarray, p: np.ndarray, last_download: np.ndarray, n: np.ndarray, c: np.ndarray,
+    u: np.ndarray, g: np.ndarray, c_l: np.ndarray, u_l: np.ndarray, g_l: np.ndarray,
+    load: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Downloads done at start + j*p (full blocks j < n) and ``last_download`` (block n), then
+    stages c, u, g (c_l, u_l, g_l for the last): (last upload done, last gather done)."""
     full = np.maximum(n - 2.0, 0.0)
-    m2 = np.maximum(d, cmp)
-    # After the n-1 full blocks (meaningful where n >= 2).
-    dl_prev = first + (n - 1.0) * d
-    c_prev = first + d + cmp + full * m2
-    u_prev = first + 2.0 * d + cmp + full * m2
-    g_prev = np.maximum(first + 3.0 * d + cmp + full * m2, load + (n - 1.0) * d)
+    m2 = np.maximum(p, c)
+    m3 = np.maximum(m2, u)
+    m4 = np.maximum(m3, g)
+    c_prev = start + p + c + full * m2
+    u_prev = c_prev + u + full * (m3 - m2)
+    g_prev = np.maximum(start + p + c + u + g + full * m4, load + (n - 1.0) * g)
     one = n <= 1.0
-    dl_n = np.where(one, first, dl_prev) + d_l
-    c_n = np.maximum(np.where(one, dl_n, c_prev), dl_n) + c_l
-    u_n = np.maximum(np.where(one, c_n, u_prev), c_n) + d_l
-    g_n = np.maximum(np.where(one, u_n, g_prev), np.maximum(u_n, load)) + d_l
+    c_n = np.maximum(np.where(one, last_download, c_prev), last_download) + c_l
+    u_n = np.maximum(np.where(one, c_n, u_prev), c_n) + u_l
+    g_n = np.maximum(np.where(one, u_n, g_prev), np.maximum(u_n, load)) + g_l
     return u_n, g_n
 
 

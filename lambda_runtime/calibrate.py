@@ -87,52 +87,115 @@ def _invoke(
 
 
 def _residuals(measured: np.ndarray, predicted: np.ndarray) -> tuple[float, float]:
-    rel = (predicted - measured) / np.maximum(measured, 1e-12)
-    return float(np.sqrt(np.mean(rel**2))), float(np.max(np.abs(rel)))
+    """(rms residual relative to the measurements' size, sqrt(sum r^2 / sum m^2); the largest
+    relative residual among measurements of 50 ms or more, where a CFS period of 20 ms and
+    loopback jitter no longer dominate)."""
+    measured, predicted = np.asarray(measured, float), np.asarray(predicted, float)
+    rms = float(np.sqrt(np.sum((predicted - measured) ** 2) / max(np.sum(measured**2), 1e-24)))
+    big = measured >= 0.05
+    worst = float(np.max(np.abs(predicted - measured)[big] / measured[big])) if big.any() else rms
+    return rms, worst
 
 
-def fit_transfer(nbytes: np.ndarray, seconds: np.ndarray) -> tuple[Fit, Fit]:
-    """``seconds = delay + nbytes / bandwidth``, least squares on relative error (small
-    requests weigh as much as large ones): (delay, bandwidth)."""
-    from scipy.optimize import least_squares
+def _lsq(a: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Non-negative least squares on seconds (the long measurements weigh most: they are what
+    a prediction's error is made of)."""
+    from scipy.optimize import nnls
 
-    nbytes, seconds = np.asarray(nbytes, float), np.asarray(seconds, float)
+    return nnls(a, y)[0]
 
-    def resid(p: np.ndarray) -> np.ndarray:
-        return (p[0] + nbytes * p[1] - seconds) / seconds
 
-    p = least_squares(resid, x0=[0.01, 1e-8], bounds=([0, 1e-12], [10, 1e-3])).x
-    rms, worst = _residuals(seconds, p[0] + nbytes * p[1])
+def fit_transfer(nbytes: np.ndarray, vcpus: np.ndarray, seconds: np.ndarray) -> dict[str, Fit]:
+    """``seconds = Tdl + bytes/Bs + bytes * ks / min(v, 1)``: the request's latency, the wire, and
+    the function's own handling of the bytes at its data vCPUs."""
+    nbytes, v1, seconds = (np.asarray(a, float) for a in (nbytes, vcpus, seconds))
+    v1 = np.minimum(v1, 1.0)
+    a = np.column_stack([np.ones_like(nbytes), nbytes, nbytes / v1])
+    p = _lsq(a, seconds)
+    rms, worst = _residuals(seconds, a @ p)
     n = len(seconds)
-    return Fit(float(p[0]), n, rms, worst), Fit(float(1.0 / p[1]), n, rms, worst)
+    return {
+        "storage_delay_s": Fit(float(p[0]), n, rms, worst),
+        "storage_bandwidth_bytes_per_s": Fit(float(1.0 / max(p[1], 1e-15)), n, rms, worst),
+        "storage_cpu_s_per_byte": Fit(float(p[2]), n, rms, worst),
+    }
+
+
+def fit_payload(
+    nbytes: np.ndarray, vcpus: np.ndarray, before: np.ndarray, inside: np.ndarray
+) -> dict[str, Fit]:
+    """Direct invocations with a payload of ``nbytes`` each way: ``before`` (invoke to handler)
+    = Tstart + bytes/Bf; ``inside`` (billed duration but compute) = bytes/Bf + 2 bytes kp/min(v,1)
+    (the function decodes its request and encodes its response, which then leaves at Bf)."""
+    nbytes, v1 = np.asarray(nbytes, float), np.minimum(np.asarray(vcpus, float), 1.0)
+    before, inside = np.asarray(before, float), np.asarray(inside, float)
+    zeros, ones = np.zeros_like(nbytes), np.ones_like(nbytes)
+    a = np.vstack([np.column_stack([ones, nbytes, zeros]),
+                   np.column_stack([zeros, nbytes, 2.0 * nbytes / v1])])
+    y = np.concatenate([before, inside])
+    p = _lsq(a, y)
+    rms, worst = _residuals(y, a @ p)
+    n = len(y)
+    return {
+        "warm_start_s": Fit(float(p[0]), n, rms, worst),
+        "function_bandwidth_bytes_per_s": Fit(float(1.0 / max(p[1], 1e-15)), n, rms, worst),
+        "payload_cpu_s_per_byte": Fit(float(p[2]), n, rms, worst),
+    }
 
 
 def fit_compute(
     tokens: np.ndarray, vcpus: np.ndarray, seconds: np.ndarray, flops_per_token: float
-) -> tuple[Fit, Fit]:
-    """``seconds = tokens * flops / (rate * (min(v,1) + eff * max(v-1,0)))``: (rate, eff)."""
-    from scipy.optimize import least_squares
-
+) -> dict[str, Fit]:
+    """``seconds = tokens * flops / (rate * (min(v,1) + eff * max(v-1,0)))``: rate and eff
+    (the rate from the points at or under one vCPU, the efficiency from those above)."""
     tokens, vcpus, seconds = (np.asarray(a, float) for a in (tokens, vcpus, seconds))
-    extra = np.maximum(vcpus - 1.0, 0.0)
-
-    def model(p: np.ndarray) -> np.ndarray:
-        return tokens * flops_per_token / (p[0] * 1e9 * (np.minimum(vcpus, 1.0) + p[1] * extra))
-
-    p = least_squares(
-        lambda p: (model(p) - seconds) / seconds, x0=[20.0, 0.8], bounds=([1e-3, 0.0], [1e4, 1.0])
-    ).x
-    rms, worst = _residuals(seconds, model(p))
+    work = tokens * flops_per_token
+    one = vcpus <= 1.0
+    a = (work / np.minimum(vcpus, 1.0))[one]
+    inv_rate = float(a @ seconds[one] / (a @ a))
+    rate = 1.0 / inv_rate
+    eff = 1.0
+    above = ~one
+    if above.any():
+        # seconds * rate = work / (1 + eff * (v - 1))  ->  eff from least squares on the points
+        extra = vcpus[above] - 1.0
+        target = work[above] / (seconds[above] * rate) - 1.0
+        eff = float(np.clip(extra @ target / (extra @ extra), 0.0, 1.0))
+    pred = work * inv_rate / (np.minimum(vcpus, 1.0) + eff * np.maximum(vcpus - 1.0, 0.0))
+    rms, worst = _residuals(seconds, pred)
     n = len(seconds)
-    return Fit(float(p[0]) * 1e9, n, rms, worst), Fit(float(p[1]) if extra.any() else 1.0, n, rms, worst)
+    return {"flops_per_second_per_vcpu": Fit(rate, n, rms, worst),
+            "multi_vcpu_efficiency": Fit(eff, int(above.sum()), rms, worst)}
 
 
 def fit_rate(nbytes: np.ndarray, seconds: np.ndarray) -> Fit:
-    """``seconds = nbytes / bandwidth`` (no intercept): bandwidth."""
+    """``seconds = nbytes / rate`` (no intercept): rate."""
     nbytes, seconds = np.asarray(nbytes, float), np.asarray(seconds, float)
-    slope = float(np.sum(nbytes * seconds / seconds**2) / np.sum(nbytes**2 / seconds**2))
+    slope = float(nbytes @ seconds / (nbytes @ nbytes))
     rms, worst = _residuals(seconds, nbytes * slope)
     return Fit(1.0 / slope, len(seconds), rms, worst)
+
+
+def coordinator_payload_cpu(moe: Any, rows: list[int], repeats: int) -> Fit:
+    """The coordinator's CPU per payload byte, as the gate and the next non-MoE function: it
+    encodes each invocation's event and decodes each response (one thread, as it runs them)."""
+    from lambda_runtime.codec import decode_tensor
+
+    samples = []
+    for n in rows:
+        x = moe.tokens(n, seed=11)
+        for _ in range(max(repeats, 3)):
+            t = time.perf_counter()
+            body = json.dumps({"method": "direct", "tokens": encode_tensor(x), "segments": [[0, n]]})
+            samples.append((len(body), time.perf_counter() - t))
+            out = json.dumps({"outputs": encode_tensor(x), "tokens": n})
+            t = time.perf_counter()
+            y = decode_tensor(json.loads(out)["outputs"], "outputs")
+            np.array(y, dtype=np.float32)
+            samples.append((len(out), time.perf_counter() - t))
+    arr = np.array(samples, float)
+    rate = fit_rate(arr[:, 0], arr[:, 1])
+    return Fit(1.0 / rate.value, rate.points, rate.rms_relative_residual, rate.max_relative_residual)
 
 
 def machine_key() -> dict[str, Any]:
@@ -171,7 +234,9 @@ def calibrate(
     """Run the measurements and fit; returns the profile (constants, fits, raw measurements).
 
     ``nonmoe`` (optional): ``(callable(tokens) -> seconds of one non-MoE step on the
-    coordinator, FLOPs per token of that step)`` to fit ``nonmoe_flops_per_second``."""
+    coordinator, FLOPs per token of that step, token counts to time it at)`` to fit
+    ``nonmoe_flops_per_second`` (time it at the problem's batch size: attention's rate per token
+    falls as a batch outgrows the caches)."""
     moe = SeededMoE(layers=1, experts=1, hidden=hidden, ffn=ffn, top_k=1, seed=0)
     export = moe.export()
     flops_per_token = 4.0 * hidden * ffn
@@ -184,9 +249,13 @@ def calibrate(
         s3_client.put_object(Bucket=bucket, Key=f"calibrate/in-{n}.npy", Body=body)
     compute, transfers, cold, overhead_mb, rows = [], [], [], [], []
     warm_walls: list[float] = []
-    payload_req: list[tuple[int, float]] = []
-    payload_resp: list[tuple[int, float]] = []
+    payloads: list[tuple[int, float, float, float]] = []  # bytes, vcpu, before, inside
+    limit = (6_291_456 - 1024) * 3 // 4 // token_bytes  # rows that fit one payload
+    payload_rows = sorted({16, limit // 4, limit // 2, limit})
+    events = {n: {"method": "direct", "tokens": encode_tensor(moe.tokens(n, seed=7)),
+                  "segments": [[0, n]], "weights_fetch": "cached"} for n in payload_rows}
     for mem in memory_sizes:
+        v = vcpu_share(mem)
         d = deploy_plan(_plan(mem), export, lambda_client, s3_client, bucket, code,
                         prefix=f"calibrate-{mem}", timeout_s=300, create_bucket=False)
         name = d.layers[0].functions[0].name
@@ -205,62 +274,45 @@ def calibrate(
                     }
                     _, body, rep = _invoke(lambda_client, name, event)
                     t = body["timing"]
-                    v = vcpu_share(mem)
                     compute.append((n, v, t["compute_s"]))
                     transfers += [
-                        (weight_bytes, t["load_s"]),
-                        (len(inputs[n]), t["download_s"]),
-                        (len(inputs[n]), t["upload_s"]),
+                        (weight_bytes, v, t["load_s"]),
+                        (len(inputs[n]), v, t["download_s"]),
+                        (len(inputs[n]), v, t["upload_s"]),
                     ]
                     rows.append({"memory_mb": mem, "tokens": n, **t,
                                  "duration_s": rep.get("duration_ms", 0) / 1000.0})
-            if mem == _closest(memory_sizes, 1769):  # payloads and warm starts at one vCPU
-                for _ in range(max(8, 3 * repeats)):
-                    wall, body, rep = _invoke(lambda_client, name, empty)
-                    warm_walls.append(wall - rep.get("duration_ms", 0) / 1000.0)
-                limit = (6_291_456 - 1024) * 3 // 4 // token_bytes  # rows that fit one payload
-                for n in sorted({16, limit // 4, limit // 2, limit}):
-                    x = moe.tokens(n, seed=7)
-                    event = {"method": "direct", "tokens": encode_tensor(x), "segments": [[0, n]],
-                             "weights_fetch": "cached"}
-                    size = len(json.dumps(event))
-                    for _ in range(repeats):
-                        wall, body, rep = _invoke(lambda_client, name, event)
-                        duration = rep.get("duration_ms", 0) / 1000.0
-                        handler = body["timing"]["handler_s"]
-                        out = len(json.dumps({"outputs": body["outputs"]}))
-                        payload_req.append((size, wall - duration))
-                        payload_resp.append((out, max(duration - handler, 1e-6)))
+            for n in payload_rows:
+                size = len(json.dumps(events[n]))
+                for _ in range(repeats):
+                    wall, body, rep = _invoke(lambda_client, name, events[n])
+                    duration = rep.get("duration_ms", 0) / 1000.0
+                    compute_s = body["timing"]["compute_s"]
+                    payloads.append((size, v, wall - duration, duration - compute_s))
+            for _ in range(repeats):
+                wall, _, rep = _invoke(lambda_client, name, empty)
+                warm_walls.append(wall - rep.get("duration_ms", 0) / 1000.0)
         finally:
             teardown(d, lambda_client, s3_client)
     keys = [{"Key": f"calibrate/in-{n}.npy"} for n in tokens]
     s3_client.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
 
     n_tok, vcpu, secs = (np.array(col, float) for col in zip(*compute, strict=True))
-    rate, eff = fit_compute(n_tok, vcpu, secs, flops_per_token)
-    size, took = (np.array(col, float) for col in zip(*transfers, strict=True))
-    delay, bandwidth = fit_transfer(size, took)
-    warm = float(statistics.median(warm_walls)) if warm_walls else None
-    fits: dict[str, Fit] = {
-        "flops_per_second_per_vcpu": rate,
-        "multi_vcpu_efficiency": eff,
-        "storage_delay_s": delay,
-        "storage_bandwidth_bytes_per_s": bandwidth,
-    }
-    if payload_req and warm is not None:
-        req = [(b, max(t - warm, 1e-6)) for b, t in payload_req]
-        both = np.array(req + payload_resp, float)
-        fits["function_bandwidth_bytes_per_s"] = fit_rate(both[:, 0], both[:, 1])
+    fits: dict[str, Fit] = dict(fit_compute(n_tok, vcpu, secs, flops_per_token))
+    size, tv, took = (np.array(col, float) for col in zip(*transfers, strict=True))
+    fits.update(fit_transfer(size, tv, took))
+    p_bytes, p_v, p_before, p_inside = (np.array(col, float) for col in zip(*payloads, strict=True))
+    fits.update(fit_payload(p_bytes, p_v, p_before, p_inside))
     constants: dict[str, float] = {k: f.value for k, f in fits.items()}
-    if warm is not None:
-        constants["warm_start_s"] = warm
     if cold:
         constants["cold_start_s"] = float(statistics.median(cold))
     if overhead_mb:
         constants["runtime_overhead_mb"] = float(max(overhead_mb))
+    fits["nonmoe_payload_cpu_s_per_byte"] = coordinator_payload_cpu(moe, payload_rows, repeats)
+    constants["nonmoe_payload_cpu_s_per_byte"] = fits["nonmoe_payload_cpu_s_per_byte"].value
     if nonmoe is not None:
-        step, step_flops = nonmoe
-        samples = [(n, step(n)) for n in tokens for _ in range(repeats)]
+        step, step_flops, step_tokens = nonmoe
+        samples = [(n, step(n)) for n in step_tokens for _ in range(repeats)]
         arr = np.array(samples, float)
         fits["nonmoe_flops_per_second"] = fit_rate(arr[:, 0] * step_flops, arr[:, 1])
         constants["nonmoe_flops_per_second"] = fits["nonmoe_flops_per_second"].value
@@ -276,8 +328,8 @@ def calibrate(
             "invocations": rows,
             "warm_start_samples_s": warm_walls,
             "cold_start_samples_s": cold,
-            "payload_request": payload_req,
-            "payload_response": payload_resp,
+            "payloads": [{"bytes": b, "vcpu": v, "before_handler_s": x, "billed_but_compute_s": y}
+                         for b, v, x, y in payloads],
         },
     }
 

@@ -68,12 +68,18 @@ def _s3() -> Any:
             import boto3  # endpoint from AWS_ENDPOINT_URL_S3 when set (local backend)
             from botocore.config import Config
 
-            _s3_client = boto3.client("s3", config=Config(read_timeout=360))
             if os.environ.get("MOEOPT_S3_WAIT"):  # the local S3 holds a GET until the object lands
-                from lambda_runtime.local.network import add_wait_header
+                from lambda_runtime.local.network import LOCAL_S3_CONFIG, add_wait_header
 
+                _s3_client = boto3.client("s3", config=Config(read_timeout=360, **LOCAL_S3_CONFIG))
                 add_wait_header(_s3_client, 300.0)
+            else:
+                _s3_client = boto3.client("s3", config=Config(read_timeout=360))
         return _s3_client
+
+
+if os.environ.get("AWS_LAMBDA_FUNCTION_NAME") and "s3://" in os.environ.get("MOEOPT_WEIGHTS", ""):
+    _s3()  # init code, as Lambda's guidance has it: the first invocation does not pay the client
 
 
 def _split_s3(uri: str) -> tuple[str, str]:

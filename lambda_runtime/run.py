@@ -128,6 +128,7 @@ def run_plan(
     warmup: int = 0,
     nonmoe: NonMoe | None = None,
     weights_fetch: str = "cached",
+    prewarm: bool = True,
 ) -> tuple[RunSummary, list[ForwardResult]]:
     """Deploy, run ``warmup`` unmeasured then ``requests`` measured batches of ``tokens``, tear down;
     ``check`` compares every output with the monolithic forward."""
@@ -155,6 +156,8 @@ def run_plan(
     torch.set_num_threads(1)
     try:
         with Coordinator(deployment, export, lambda_client, s3_client, retry=retry) as coord:
+            if prewarm:
+                coord.prewarm()
             for i in range(warmup + requests):
                 req = moe.request(tokens, i)
                 served_tokens = req.tokens

@@ -10,7 +10,8 @@ from typing import Any
 import click
 
 from moeopt.errors import InfeasibleError, InputError, report_input_errors
-from moeopt.native_io import native_stdout_to_stderr
+from moeopt.native_io import discard_highs_banner, native_stdout_to_stderr
+from moeopt.popularity.cli import note_popularity, trace_options
 
 _Cli = report_input_errors(click.Group)
 
@@ -33,6 +34,21 @@ def dumps(data: Any) -> str:
 @click.version_option(package_name="moeopt")
 def cli() -> None:
     """Find, prove and run the cheapest serverless deployment of an MoE model."""
+    discard_highs_banner()  # HiGHS's licence banner: no command shows it
+
+
+def echo_table(*parts: Any) -> None:
+    """Print headers and rich tables sized to the terminal (whole lines into a file or pipe)."""
+    from moeopt.tables import output_width, render
+
+    click.echo(render(*parts, width=output_width()))
+
+
+def progress_bar(total: int, **kw: Any) -> Any:
+    """A tqdm bar on stderr, drawn only when stderr is a terminal (no frames in a log file)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, file=sys.stderr, disable=not sys.stderr.isatty(), **kw)
 
 
 problem_option = click.option(
@@ -45,10 +61,7 @@ profile_option = click.option(
     help="Cost-model constants: a built-in profile (paper-lambda) or a profile file from "
     "`moeopt calibrate` (docs/cost-model.md).",
 )
-trace_option = click.option(
-    "--trace", "trace", type=click.Path(dir_okay=False), default=None,
-    help="Routing trace (moeopt JSONL, per-token JSONL or counts JSON): the problem's popularity.",
-)
+trace_option = trace_options  # --trace FILE [--field NAME=FIELD ...] [--fields FILE] [--incomplete]
 
 
 @cli.group()
@@ -77,12 +90,13 @@ def problems_list(as_json: bool) -> None:
     if as_json:
         click.echo(dumps(rows))
         return
-    click.echo(f"{'name':18} {'layers':>6} {'experts':>7} {'top_k':>5} {'tokens':>7} {'limit_s':>8}")
-    for r in rows:
-        click.echo(
-            f"{r['name']:18} {r['moe_layers']:>6} {r['experts_per_layer']:>7} {r['top_k']:>5} "
-            f"{r['tokens_per_batch']:>7} {r['time_limit_s']:>8.1f}"
-        )
+    from moeopt.tables import table
+
+    columns = ("name", "layers", "experts", "top_k", "tokens", "limit s")
+    echo_table(table(columns, [
+        (r["name"], r["moe_layers"], r["experts_per_layer"], r["top_k"], f"{r['tokens_per_batch']:,}",
+         f"{r['time_limit_s']:.1f}") for r in rows
+    ], right=columns[1:]))
 
 
 @problems.command("show")
@@ -98,6 +112,7 @@ def problems_show(name: str, trace: str | None, as_json: bool, spec: bool,
     from moeopt.problem import load_problem
 
     problem = load_problem(name, trace, profile)
+    note_popularity(problem)
     if spec:
         click.echo(dumps(builtin_spec(name) if name in BUILTIN_PROBLEMS and not trace else problem.spec))
         return
@@ -133,20 +148,25 @@ def evaluate_cmd(plan_path: str, problem_name: str | None, trace: str | None, as
                  profile: str | None = None) -> None:
     """Price a plan on a problem: cost, latency, throughput and constraint violations."""
     from moeopt.evaluate import evaluate
-    from moeopt.plan import check_plan, load_plan
+    from moeopt.plan import check_plan, load_plan, traced_problem_name
     from moeopt.problem import load_problem
 
     plan = load_plan(plan_path)
-    problem = load_problem(problem_name or plan.problem_name.split("@")[0], trace, profile)
+    problem = load_problem(problem_name or traced_problem_name(plan, plan_path, trace), trace,
+                           profile)
+    note_popularity(problem)
     check_plan(plan, problem, plan_path)
     ev = evaluate(problem, plan)
     if as_json:
         click.echo(dumps({"problem": problem.name, "plan": plan_path, **ev.to_dict()}))
         return
-    click.echo(f"{problem.name}: {_evaluation_text(ev)}")
-    for i, lat in enumerate(ev.layer_latency_s):
-        layer = plan.layers[i]
-        click.echo(f"  layer {i:2d} {layer.method:18} {len(layer.functions):3d} functions  {lat:7.3f} s")
+    from moeopt.tables import table
+
+    layers = table(("layer", "method", "functions", "latency s"), [
+        (i, plan.layers[i].method, len(plan.layers[i].functions), f"{lat:.3f}")
+        for i, lat in enumerate(ev.layer_latency_s)
+    ], right=("layer", "functions", "latency s"))
+    echo_table(f"{problem.name}: {_evaluation_text(ev)}", layers)
 
 
 @cli.command("baselines")
@@ -161,6 +181,7 @@ def baselines_cmd(problem_name: str, as_json: bool, trace: str | None = None,
     from moeopt.problem import load_problem
 
     problem = load_problem(problem_name, trace, profile)
+    note_popularity(problem)
     rows = baseline_rows(problem)
     if as_json:
         out = []
@@ -177,18 +198,23 @@ def baselines_cmd(problem_name: str, as_json: bool, trace: str | None = None,
                 })
         click.echo(dumps(out))
         return
-    click.echo(f"{problem.name}: {problem.description}")
-    click.echo(f"time limit {problem.slo.time_limit_s:.1f} s per {problem.workload.tokens_per_batch} tokens")
+    from moeopt.tables import table
+
+    out_rows = []
     for r in rows:
         if r.evaluation is not None:
-            click.echo(f"  {r.name:28} {_evaluation_text(r.evaluation)}")
+            out_rows.append((r.name, _evaluation_text(r.evaluation)))
         else:
             assert r.cluster is not None
-            click.echo(
-                f"  {r.name:28} cost ${r.cluster.cost_usd:.6f} per batch, {r.cluster.assumption} "
+            out_rows.append((r.name,
+                f"cost ${r.cluster.cost_usd:.6f} per batch, {r.cluster.assumption} "
                 f"(${r.cluster.busy_cost_usd:.6f} for its {r.cluster.wall_time_s:.2f} s busy), throughput "
-                f"{r.cluster.throughput_tokens_per_s:.1f} tokens/s"
-            )
+                f"{r.cluster.throughput_tokens_per_s:.1f} tokens/s"))
+    echo_table(
+        f"{problem.name}: {problem.description}\n"
+        f"time limit {problem.slo.time_limit_s:.1f} s per {problem.workload.tokens_per_batch} tokens",
+        table(("baseline", "result"), out_rows),
+    )
 
 
 @cli.command("demo")
@@ -218,7 +244,10 @@ def demo_cmd(ctx: click.Context, problem_name: str | None, requests: int, plan_o
     click.echo(f"== {problem.name}: {problem.description}")
     run = cli.commands.get("run")
     if profile is None and not no_run and run is not None:
-        from lambda_runtime.commands.calibrate import describe, machine_profile
+        import importlib
+
+        calibration = importlib.import_module(RUNTIME_CALIBRATION)  # by name: see OPTIONAL_COMMANDS
+        describe, machine_profile = calibration.describe, calibration.machine_profile
 
         click.echo("\n== 0. The cost model's constants for this machine (moeopt calibrate)")
         path, reused = machine_profile(problem, refresh=recalibrate, echo=click.echo)
@@ -275,9 +304,10 @@ def solvers_list(as_json: bool) -> None:
     if as_json:
         click.echo(dumps([e.to_dict() for e in entries]))
         return
-    for e in entries:
-        state = "ok" if e.available else f"unavailable: {e.reason}"
-        click.echo(f"{e.name:22} {e.origin:10} {','.join(e.tags):38} {state}")
+    from moeopt.tables import table
+
+    echo_table(table(("name", "origin", "tags", "state"),
+                     [(e.name, e.origin, ",".join(e.tags), e.state) for e in entries]))
 
 
 def _budget(evals: int | None, seconds: float | None) -> Any:
@@ -331,7 +361,7 @@ def _objective_options(objective: str, weight: float) -> dict[str, Any]:
 @trace_option
 @profile_option
 @click.option("--solver", "solver_name", default="ilp", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
 @with_budget
 @click.option("-O", "--option", "solver_options", multiple=True, metavar="KEY=VALUE",
               help="A solver option (repeatable); VALUE is read as JSON when it parses, e.g. "
@@ -347,6 +377,7 @@ def solve_cmd(problem_name: str, trace: str | None, solver_name: str, seed: int,
     from moeopt.registry import make_solver
 
     problem = load_problem(problem_name, trace, profile)
+    note_popularity(problem)
     options = {**_objective_options(objective, weight), **_parse_options(solver_options)}
     solver = make_solver(solver_name, seed=seed, **options)
     with native_stdout_to_stderr():
@@ -357,9 +388,14 @@ def solve_cmd(problem_name: str, trace: str | None, solver_name: str, seed: int,
         click.echo(dumps({**result.to_dict(), "plan_file": output if result.plan else None}))
     else:
         ev = result.evaluation
+        from moeopt.solver import describe_budget
+
+        budget = "" if result.budget is None else (
+            f" (budget {describe_budget(result.budget)}"
+            + (", the solver's default" if result.budget_source == "default" else "") + ")")
         click.echo(
             f"{solver_name} on {problem.name}: {result.solver_status}, solution {result.solution_status}, "
-            f"{result.evaluations} evaluations, {result.wall_seconds:.2f} s"
+            f"{result.evaluations:,} evaluations{budget}, {result.wall_seconds:.2f} s"
         )
         if ev is not None:
             click.echo("  " + _evaluation_text(ev))
@@ -380,7 +416,8 @@ def solve_cmd(problem_name: str, trace: str | None, solver_name: str, seed: int,
 @trace_option
 @profile_option
 @click.option("--solvers", "solver_list", default=None,
-              help="Comma-separated solver names (default: the main zoo that is available).")
+              help="Comma-separated solver names, or 'all' (every available solver). Default: "
+              "the main zoo that is available here plus every installed plugin.")
 @click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True)
 @with_budget
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Best cost against time (PNG).")
@@ -389,89 +426,81 @@ def compare_cmd(problem_name: str, trace: str | None, solver_list: str | None, s
                 budget_seconds: float | None, objective: str, weight: float, plot: str | None,
                 as_json: bool, profile: str | None = None) -> None:
     """Run several solvers on one problem: cost, gap, feasibility, latency, time."""
-    from tqdm import tqdm
-
-    from moeopt.compare import best_cost, compare, default_solvers, plot_trajectories
+    from moeopt.compare import DEFAULT_COMPARE, compare
     from moeopt.problem import load_problem
-    from moeopt.registry import get_solver_class
+    from moeopt.registry import select_solvers
 
     problem = load_problem(problem_name, trace, profile)
-    names = [s.strip() for s in solver_list.split(",") if s.strip()] if solver_list else default_solvers()
-    for name in names:
-        get_solver_class(name)  # unknown or unavailable: one clear error before any work
-    bar = tqdm(total=len(names) * seeds, desc="solving", unit="run", file=sys.stderr,
-               disable=as_json and not sys.stderr.isatty())
+    note_popularity(problem)
+    names = select_solvers(solver_list, DEFAULT_COMPARE)  # unknown/unavailable: an error first
+    bar = progress_bar(len(names) * seeds, desc="solving", unit="run")
 
     def progress(name: str, seed: int) -> None:
         bar.set_postfix_str(f"{name} seed {seed}")
         bar.update(1)
 
     with native_stdout_to_stderr():
-        rows = compare(problem, names, seeds, _budget(budget_evals, budget_seconds),
-                       _objective_options(objective, weight), progress)
+        result = compare(problem, names, seeds, _budget(budget_evals, budget_seconds),
+                         _objective_options(objective, weight), progress)
     bar.close()
-    best = best_cost(rows)
     if plot:
-        plot_trajectories(rows, plot, f"{problem.name}: best feasible cost over time")
-    cluster_note = _cluster_assumption(problem) if "cpu-cluster" in names else None
+        result.plot(plot)
     if as_json:
-        out = [r.to_dict(best) for r in rows]
-        for d in out:
-            if d["solver"] == "cpu-cluster":
-                d["assumption"] = cluster_note
-        click.echo(dumps(out))
+        click.echo(dumps(result.to_dicts()))
         return
-    click.echo(f"{problem.name}: time limit {problem.slo.time_limit_s:.1f} s, {seeds} seed(s); "
-               "gap: against the cheapest Lambda plan")
-    if cluster_note:
-        click.echo(f"cpu-cluster: {cluster_note} (moeopt breakeven --problem P for other rates)")
-    click.echo(f"{'solver':22} {'cost USD':>11} {'gap':>8} {'feasible':>8} {'latency s':>10} "
-               f"{'tokens/s':>9} {'solve s':>8}  status")
-    for row in sorted(rows, key=lambda r: (r.best.solution_status == "none", r.best.cost_usd)):
-        d = row.to_dict(best)
-        ev = row.best.evaluation
-        cost = ev.cost_usd if ev is not None and math.isfinite(ev.cost_usd) else None
-        gap = f"{d['gap_to_best']:.1%}" if d["gap_to_best"] is not None else "-"
-        cost_text = "-" if cost is None else f"{cost:.6f}"
-        click.echo(
-            f"{row.solver:22} {cost_text:>11} {gap:>8} "
-            f"{'yes' if d['feasible'] else 'no':>8} "
-            f"{(f'{ev.latency_s:.2f}' if ev else '-'):>10} "
-            f"{(f'{ev.throughput_tokens_per_s:.1f}' if ev else '-'):>9} {d['solve_seconds']:>8.2f}  "
-            f"{d['solver_status']}/{d['solution_status']}"
-        )
+    from moeopt.tables import output_width
+
+    click.echo(result.render(width=output_width()))
     if plot:
         click.echo(f"plot written to {plot}")
 
 
-def _cluster_assumption(problem: Any) -> str:
-    """What the cpu-cluster row's cost assumes (the request rate decides it)."""
-    from moeopt.baselines import cpu_cluster
+# The runtime's calibration of this machine, which the demo runs first (reached by name).
+RUNTIME_CALIBRATION = "lambda_runtime.commands.calibrate"
+# Commands that live beside the core: module -> {attribute: command name}. Each must import:
+# a module that fails leaves a placeholder for each of its commands that says why and exits 1.
+OPTIONAL_COMMANDS: dict[str, dict[str, str]] = {
+    "moeopt.popularity.cli": {"popularity": "popularity"},
+    "lambda_runtime.cli": {"runtime": "runtime", "run_command": "run", "calibrate_command": "calibrate",
+                           "validate_command": "validate"},
+    "moeopt.bench.cli": {"bench_command": "bench", "leaderboard_command": "leaderboard"},
+    "reproduce.cli": {"reproduce_command": "reproduce", "breakeven_command": "breakeven"},
+}
 
-    return cpu_cluster(problem).assumption
+
+def _broken_command(name: str, module: str, why: str) -> click.Command:
+    @click.command(name, help=f"BROKEN: {module} does not load ({why}).",
+                   context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+    def broken() -> None:
+        click.echo(f"error: moeopt {name}: {module} does not load: {why}", err=True)
+        sys.exit(1)
+
+    return broken
 
 
-def _register_optional() -> None:
-    """Commands that live beside the core (popularity, runtime); absent ones are skipped."""
+def register_commands(group: click.Group, table: dict[str, dict[str, str]] = OPTIONAL_COMMANDS) -> list[str]:
+    """Add each module's commands to ``group``; returns the names registered as broken."""
     import importlib
 
-    for module, names in (
-        ("moeopt.popularity.cli", ("popularity",)),
-        ("lambda_runtime.cli", ("runtime", "run_command", "calibrate_command", "validate_command")),
-        ("moeopt.bench.cli", ("bench_command", "leaderboard_command")),
-        ("reproduce.cli", ("reproduce_command", "breakeven_command")),
-    ):
+    broken = []
+    for module, commands in table.items():
         try:
             mod = importlib.import_module(module)
-        except ImportError:
-            continue
-        for name in names:
-            cmd = getattr(mod, name, None)
+            why = ""
+        except Exception as exc:  # noqa: BLE001 - shown on the command, never swallowed
+            mod, why = None, f"{type(exc).__name__}: {exc}"
+        for attr, name in commands.items():
+            cmd = getattr(mod, attr, None) if mod is not None else None
             if isinstance(cmd, click.Command):
-                cli.add_command(cmd)
+                group.add_command(cmd, name)
+                continue
+            reason = why or f"it has no command {attr!r}"
+            group.add_command(_broken_command(name, module, reason), name)
+            broken.append(name)
+    return broken
 
 
-_register_optional()
+register_commands(cli)
 
 
 def main() -> None:

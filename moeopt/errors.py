@@ -2,9 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
 from cost_models.errors import InputError
 
-__all__ = ["InfeasibleError", "InputError", "report_input_errors"]
+__all__ = ["FieldError", "InfeasibleError", "InputError", "errors_in", "report_input_errors"]
+
+
+class FieldError(InputError):
+    """A value a dataclass refuses (``ModelSpec(moe_layers=0)``), before any file is named.
+
+    Library users see ``ModelSpec: moe_layers: ...``; a file reader re-labels it with
+    :func:`errors_in` to ``problem.toml: model.moe_layers: ...``, so files and code share one
+    validation.
+    """
+
+
+@contextmanager
+def errors_in(source: str, prefix: str | Callable[[str], str] = "") -> Iterator[None]:
+    """Re-label :class:`FieldError` raised inside as an error of ``source`` at ``prefix+field``
+    (or at ``prefix(field)`` when ``prefix`` maps a dataclass field to the file's path).
+
+    Errors that already name a file (an ``InputError`` of a counts file a problem points at)
+    pass through unchanged.
+    """
+    try:
+        yield
+    except FieldError as exc:
+        where = prefix(exc.field) if callable(prefix) else f"{prefix}{exc.field}"
+        raise InputError(source, where, exc.message) from None
 
 
 class InfeasibleError(ValueError):

@@ -212,23 +212,27 @@ def evaluate_batch(problem: DeploymentProblem, plans: PlanArrays) -> EvaluationB
     param_bytes = experts_in_slot * m.expert_param_bytes  # (P, L, S)
 
     per_token = lm.compute_time_per_token(memory, m.expert_flops_per_token, c, arm)
-    fetch = lm.weights_fetch_s(param_bytes, c, problem.fetch_weights)
+    cpu = lm.data_vcpus(memory, c)  # (P, L, S)
+    fetch = lm.weights_fetch_s(param_bytes, c, problem.fetch_weights, cpu)
     rep = replicas[:, None]
     r = np.ceil(tokens / rep)  # tokens per replica (P, B, L, S)
     active = np.minimum(rep, tokens)  # replicas that receive any token
     timing = dict(token_bytes=m.token_bytes, c=c, start_s=problem.start_s,
                   load_s=fx.next_load_s, start_billed=problem.start == "cold")
+    gate = lm.gate_cpu_s(fx.layer_tokens[None], m.token_bytes, method[:, None, :], c)  # (P, B, L)
     # Direct and storage everywhere, then the pipelined formula only on pipelined layers.
     piped = method == lm.PIPELINED_STORAGE  # (P, L)
     linear = np.where(piped, lm.STORAGE, method)[:, None, :, None]
-    times = lm.replica_times(linear, r, fetch[:, None], per_token[:, None], 1.0, **timing)
+    times = lm.replica_times(linear, r, fetch[:, None], per_token[:, None], 1.0, **timing,
+                             cpu=cpu[:, None], gate_s=gate[..., None])
     t, finish = times.billed_s, times.finish_s
     if piped.any():
         t_pl, f_pl = t.transpose(0, 2, 1, 3), finish.transpose(0, 2, 1, 3)  # views (P, L, B, S)
         r_sel = r.transpose(0, 2, 1, 3)[piped]
         sel = lm.replica_times(
             lm.PIPELINED_STORAGE, r_sel, fetch[piped][:, None, :], per_token[piped][:, None, :],
-            beta[piped][:, None, None], **timing,
+            beta[piped][:, None, None], **timing, cpu=cpu[piped][:, None, :],
+            gate_s=gate.transpose(0, 2, 1)[piped][:, :, None],
         )
         t_pl[piped], f_pl[piped] = sel.billed_s, sel.finish_s
 

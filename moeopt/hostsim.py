@@ -56,16 +56,21 @@ def simulate(
                 if tokens == 0:
                     continue
                 r = float(np.ceil(tokens / f.replicas))
-                arrival = r * wire if method == lm.DIRECT else 0.0
+                arrival = 0.0
+                if method == lm.DIRECT:
+                    arrival = float(lm.gate_cpu_s(fx.layer_tokens[b, li], m.token_bytes, method, c))
+                    arrival += r * wire
                 replicas += [
                     _Replica(arrival, float(lm.vcpu_share(f.memory_mb, c)), r, f.memory_mb,
                              len(f.experts) * m.expert_param_bytes, f.architecture == "arm64")
                 ] * int(min(f.replicas, tokens))
             replicas.sort(key=lambda x: x.arrival)  # stable: plan order among equal arrivals
+            gate = float(lm.gate_cpu_s(fx.layer_tokens[b, li], m.token_bytes, method, c))
             finish = 0.0
             for rep, admit in zip(replicas, _admission(problem, method, layer.pipeline_degree,
-                                                       replicas, host_vcpus), strict=True):
-                billed, _, done_finish = _replica(problem, method, layer.pipeline_degree, rep, admit)
+                                                       replicas, host_vcpus, gate), strict=True):
+                billed, _, done_finish = _replica(problem, method, layer.pipeline_degree, rep, admit,
+                                                  gate)
                 queued += admit > rep.arrival + 1e-9
                 over += host_vcpus is not None and rep.vcpu > host_vcpus + 1e-9
                 billed_gb_s += float(lm.billed_seconds(billed, c)) * rep.memory_mb / 1024.0
@@ -87,34 +92,35 @@ class _Replica:
 
 
 def _replica(
-    problem: DeploymentProblem, method: int, beta: float, rep: _Replica, admit: float
+    problem: DeploymentProblem, method: int, beta: float, rep: _Replica, admit: float,
+    gate: float,
 ) -> tuple[float, float, float]:
     """(billed, done, finish) of a replica admitted at ``admit``: the evaluator's timeline with
     the replica's own clock shifted (the gate's puts and T_load still start with the layer)."""
     c, m, fx = problem.constants, problem.model, fixed_parts(problem)
-    start, r, tdl = problem.start_s, rep.tokens, c.storage_delay_s
-    x = m.token_bytes / c.storage_bandwidth_bytes_per_s
+    start, r = problem.start_s, rep.tokens
     u = float(lm.compute_time_per_token(rep.memory_mb, m.expert_flops_per_token, c, rep.arm64))
-    w = float(lm.weights_fetch_s(rep.param_bytes, c, problem.fetch_weights))
-    began = admit + start  # the handler starts
-    ready = began + w
+    cpu = float(lm.data_vcpus(rep.memory_mb, c))
+    w = float(lm.weights_fetch_s(rep.param_bytes, c, problem.fetch_weights, cpu))
+    # The replica's timeline from its handler's start: the formulas with the start moved by
+    # ``admit`` and the gate's puts (storage methods) still counted from the layer's start.
+    shift = admit if method != lm.DIRECT else admit - rep.arrival
+    t = lm.replica_times(method, r, w + shift if method != lm.DIRECT else w, u, beta,
+                         m.token_bytes, c, start, fx.next_load_s, problem.start == "cold",
+                         cpu=cpu, gate_s=gate)
+    billed, finish = float(t.billed_s), float(t.finish_s)
     if method == lm.DIRECT:
-        done = ready + r * (u + lm.wire_token_bytes(m.token_bytes, c) / c.function_bandwidth_bytes_per_s)
-        finish = done
-    elif method == lm.STORAGE:
-        done = max(ready, tdl + r * x) + 2 * tdl + r * (2 * x + u)
-        finish = max(done, fx.next_load_s) + tdl + r * x
-    else:
-        up, gathered = lm._pipelined(np.asarray(r), np.asarray(ready), np.asarray(u), beta, x, tdl,
-                                     np.asarray(fx.next_load_s))
-        done, finish = float(up), float(gathered)
-    billed = done - began + (start if problem.start == "cold" else 0.0)
+        return billed, rep.arrival + shift + start + billed, finish + shift
+    # Storage methods: ``w + shift`` moved the handler's readiness; the wait for admission is
+    # not billed, and the handler starts at admit + start.
+    billed -= shift
+    done = admit + start + billed - (start if problem.start == "cold" else 0.0)
     return billed, done, finish
 
 
 def _admission(
     problem: DeploymentProblem, method: int, beta: float, replicas: list[_Replica],
-    host_vcpus: float | None,
+    host_vcpus: float | None, gate: float,
 ) -> list[float]:
     """Admission times, first come, first served on ``host_vcpus`` (as
     ``lambda_runtime.local.host.HostCpu`` admits): a replica waits until its vCPUs fit next to
@@ -136,7 +142,7 @@ def _admission(
             if fits:
                 break
             t = min(end for end, _ in live)
-        _, done, _ = _replica(problem, method, beta, rep, t)
+        _, done, _ = _replica(problem, method, beta, rep, t, gate)
         running.append((done, rep.vcpu))
         out.append(t)
     return out

@@ -1,8 +1,15 @@
-"""What is deployed: the MoE model's shape, the workload and the service level."""
+"""What is deployed: the MoE model's shape, the workload and the service level.
+
+Each dataclass checks its values on construction (``moeopt.limits``), so a problem built in
+code and one read from a file are validated by the same lines.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from moeopt import limits
+from moeopt.errors import FieldError
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float8": 1, "int8": 1}
 
@@ -26,6 +33,45 @@ class ModelSpec:
     sequence_length: int = 128
     nonmoe_params_per_layer: int = 0
     embedding_params: int = 0
+
+    def __post_init__(self) -> None:
+        own = "ModelSpec"
+        values = {
+            "name": limits.text(self.name, own, "name"),
+            "moe_layers": limits.whole(self.moe_layers, own, "moe_layers", 1, limits.MAX_MOE_LAYERS),
+            "experts_per_layer": limits.whole(
+                self.experts_per_layer, own, "experts_per_layer", 1, limits.MAX_EXPERTS
+            ),
+            "hidden_size": limits.whole(self.hidden_size, own, "hidden_size", 1, limits.MAX_HIDDEN),
+            "expert_ffn_size": limits.whole(
+                self.expert_ffn_size, own, "expert_ffn_size", 1, limits.MAX_FFN
+            ),
+            "dtype": limits.choice(self.dtype, own, "dtype", tuple(DTYPE_BYTES)),
+            "ffn_matrices": limits.whole(
+                self.ffn_matrices, own, "ffn_matrices", 2, 3, " (2: GELU MLP, 3: SwiGLU)"
+            ),
+            "sequence_length": limits.whole(
+                self.sequence_length, own, "sequence_length", 1, limits.MAX_SEQUENCE
+            ),
+            "nonmoe_params_per_layer": limits.whole(
+                self.nonmoe_params_per_layer, own, "nonmoe_params_per_layer", 0, limits.MAX_PARAMS
+            ),
+            "embedding_params": limits.whole(
+                self.embedding_params, own, "embedding_params", 0, limits.MAX_PARAMS
+            ),
+        }
+        cells = values["moe_layers"] * values["experts_per_layer"]
+        if cells > limits.MAX_CELLS:
+            raise FieldError(
+                own, "experts_per_layer",
+                f"moe_layers x experts_per_layer = {cells:,}; allowed: at most {limits.MAX_CELLS:,}",
+            )
+        top = min(values["experts_per_layer"], limits.MAX_TOP_K)
+        values["top_k"] = limits.whole(
+            self.top_k, own, "top_k", 1, top, f" (at most experts_per_layer and {limits.MAX_TOP_K})"
+        )
+        for key, value in values.items():
+            object.__setattr__(self, key, value)
 
     @property
     def dtype_bytes(self) -> int:
@@ -72,6 +118,16 @@ class Workload:
 
     tokens_per_batch: int = 10_240
 
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self,
+            "tokens_per_batch",
+            limits.whole(
+                self.tokens_per_batch, "Workload", "tokens_per_batch", 1,
+                limits.MAX_TOKENS_PER_BATCH,
+            ),
+        )
+
 
 @dataclass(frozen=True)
 class ServiceLevel:
@@ -79,9 +135,23 @@ class ServiceLevel:
 
     time_limit_s: float
 
+    def __post_init__(self) -> None:
+        value = limits.real(
+            self.time_limit_s, "ServiceLevel", "time_limit_s", 0.0, limits.MAX_TIME_LIMIT_S,
+            low_open=True, why=" (seconds)",
+        )
+        object.__setattr__(self, "time_limit_s", value)
+
     @classmethod
     def from_throughput(cls, tokens_per_s: float, tokens_per_batch: int) -> ServiceLevel:
-        return cls(time_limit_s=tokens_per_batch / tokens_per_s)
+        """The time limit that serves ``tokens_per_s``: tokens_per_batch / tokens_per_s."""
+        tokens = Workload(tokens_per_batch).tokens_per_batch
+        rate = limits.real(
+            tokens_per_s, "ServiceLevel", "throughput_tokens_per_s",
+            tokens / limits.MAX_TIME_LIMIT_S, 1e300,
+            why=f" (a time limit of at most {limits.MAX_TIME_LIMIT_S:g} s for {tokens:,} tokens)",
+        )
+        return cls(time_limit_s=min(tokens / rate, limits.MAX_TIME_LIMIT_S))
 
     def throughput_target(self, tokens_per_batch: int) -> float:
         return tokens_per_batch / self.time_limit_s

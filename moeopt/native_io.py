@@ -26,12 +26,40 @@ def native_stdout_to_stderr() -> Iterator[None]:
         os.close(saved)
 
 
+_banner_discarded = False
+
+
+def discard_highs_banner() -> None:
+    """From now on the banner is dropped, not sent to stderr (the CLI: no command shows it)."""
+    global _banner_discarded
+    _banner_discarded = True
+
+
+@contextlib.contextmanager
+def _native_stdout_to_devnull() -> Iterator[None]:
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
 def highs_banner_to_stderr() -> None:
     """HiGHS prints its licence banner on the first ``Highs()`` of a process: build that one
-    now with fd 1 on stderr, so a library user's stdout stays theirs."""
+    now with fd 1 on stderr, so a library user's stdout stays theirs (or on /dev/null once
+    :func:`discard_highs_banner` was called)."""
     try:
         import highspy
     except ImportError:
         return
-    with native_stdout_to_stderr():
+    with _native_stdout_to_devnull() if _banner_discarded else native_stdout_to_stderr():
         highspy.Highs()

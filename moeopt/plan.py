@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cost_models.lambda_model import ARCHITECTURES, METHODS, PIPELINED_STORAGE
-from moeopt.errors import InputError
+from moeopt import limits
+from moeopt.errors import InputError, errors_in
+from moeopt.files import read_json
 
 if TYPE_CHECKING:
     from moeopt.problem import DeploymentProblem
@@ -92,72 +94,128 @@ class DeploymentPlan:
         return cls(problem.name, problem.fingerprint, (layer,) * problem.layers)
 
 
+_PLAN_KEYS = ("schema", "problem", "layers", "predicted", "solver")
+_LAYER_KEYS = ("layer", "method", "pipeline_degree", "functions")
+_FUNCTION_KEYS = ("experts", "memory_mb", "replicas", "architecture")
+
+
+def _unknown(data: dict[str, Any], allowed: tuple[str, ...], source: str, where: str) -> None:
+    extra = sorted((k for k in data if k not in allowed), key=str)
+    if extra:
+        at = f"{where}.{extra[0]}" if where else str(extra[0])
+        raise InputError(source, at, f"unknown field; allowed: {', '.join(allowed)}")
+
+
+def _int_field(source: str, where: str, value: Any, low: int, high: int, what: str = "") -> int:
+    with errors_in(source):
+        return limits.whole(value, "plan", where, low, high, what)
+
+
 def plan_from_dict(data: Any, source: str, problem: DeploymentProblem | None = None) -> DeploymentPlan:
-    """Parse and validate a plan; with ``problem``, check it fits that problem exactly."""
+    """Parse and validate a plan; with ``problem``, check it fits that problem exactly.
+
+    Every field is checked (``docs/plan-format.md``): layer indices are 0..L-1, each once
+    (layers are put in that order, whatever the file's order), expert ids, memory, replicas,
+    pipeline degree and architecture are integers or names in range, never bools, strings or
+    NaN.
+    """
     if not isinstance(data, dict):
         raise InputError(source, "plan", "must be a JSON object")
+    _unknown(data, _PLAN_KEYS, source, "")
     if data.get("schema", SCHEMA) != SCHEMA:
-        raise InputError(source, "schema", f"{data.get('schema')!r} not supported; allowed: {SCHEMA}")
+        raise InputError(source, "schema", f"{limits.shown(data.get('schema'))} not supported; allowed: {SCHEMA}")
     prob = data.get("problem")
-    if not isinstance(prob, dict) or not isinstance(prob.get("name"), str):
+    if not isinstance(prob, dict) or not isinstance(prob.get("name"), str) or not prob["name"]:
         raise InputError(source, "problem", "need {'name': ..., 'fingerprint': ...}")
-    fingerprint = prob.get("fingerprint", "")
+    _unknown(prob, ("name", "fingerprint"), source, "problem")
+    fingerprint = prob.get("fingerprint")
+    if not isinstance(fingerprint, str) or not fingerprint.strip() or len(fingerprint) > 128:
+        raise InputError(
+            source, "problem.fingerprint",
+            f"need the fingerprint of the problem the plan was solved for (`moeopt problems show "
+            f"NAME` prints it), got {limits.shown(fingerprint)}",
+        )
     layers_raw = data.get("layers")
-    if not isinstance(layers_raw, list) or not layers_raw:
-        raise InputError(source, "layers", "need a non-empty list of layers")
-    layers = []
+    if not isinstance(layers_raw, list) or not layers_raw or len(layers_raw) > limits.MAX_MOE_LAYERS:
+        raise InputError(source, "layers", f"need a list of 1 to {limits.MAX_MOE_LAYERS:,} layers")
+    count = len(layers_raw)
+    layers: list[LayerPlan | None] = [None] * count
     for i, lr in enumerate(layers_raw):
         where = f"layers[{i}]"
         if not isinstance(lr, dict):
             raise InputError(source, where, "must be an object")
+        _unknown(lr, _LAYER_KEYS, source, where)
+        if "layer" not in lr:
+            raise InputError(source, f"{where}.layer", f"missing; need the MoE layer index 0..{count - 1}")
+        index = _int_field(source, f"{where}.layer", lr["layer"], 0, count - 1,
+                           f" (one entry per MoE layer of {count}, each once)")
+        if layers[index] is not None:
+            raise InputError(source, f"{where}.layer", f"layer {index} appears twice; each layer once")
         method = lr.get("method")
         if method not in METHODS:
-            raise InputError(source, f"{where}.method", f"{method!r} not allowed; allowed: {', '.join(METHODS)}")
-        beta = lr.get("pipeline_degree", 1)
-        if isinstance(beta, bool) or not isinstance(beta, int) or beta < 1:
-            raise InputError(source, f"{where}.pipeline_degree", f"must be an integer >= 1, got {beta!r}")
+            raise InputError(source, f"{where}.method", f"{limits.shown(method)} not allowed; allowed: {', '.join(METHODS)}")
+        beta = _int_field(source, f"{where}.pipeline_degree", lr.get("pipeline_degree", 1), 1,
+                          limits.MAX_PIPELINE_DEGREE, " (tokens per minibatch)")
         funcs_raw = lr.get("functions")
-        if not isinstance(funcs_raw, list) or not funcs_raw:
-            raise InputError(source, f"{where}.functions", "need a non-empty list of functions")
-        funcs = []
-        for j, fr in enumerate(funcs_raw):
-            fw = f"{where}.functions[{j}]"
-            if not isinstance(fr, dict):
-                raise InputError(source, fw, "must be an object")
-            experts = fr.get("experts")
-            if (
-                not isinstance(experts, list)
-                or not experts
-                or any(isinstance(e, bool) or not isinstance(e, int) for e in experts)
-            ):
-                raise InputError(source, f"{fw}.experts", f"need a non-empty list of expert ids, got {experts!r}")
-            memory = fr.get("memory_mb")
-            if isinstance(memory, bool) or not isinstance(memory, int):
-                raise InputError(source, f"{fw}.memory_mb", f"must be an integer (MB), got {memory!r}")
-            replicas = fr.get("replicas", 1)
-            if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
-                raise InputError(source, f"{fw}.replicas", f"must be an integer >= 1, got {replicas!r}")
-            arch = fr.get("architecture", "x86_64")
-            if arch not in ARCHITECTURES:
-                raise InputError(source, f"{fw}.architecture", f"{arch!r} not allowed; allowed: {', '.join(ARCHITECTURES)}")
-            funcs.append(FunctionPlan(tuple(experts), memory, replicas, arch))
-        layers.append(LayerPlan(method, beta, tuple(funcs)))
+        if not isinstance(funcs_raw, list) or not funcs_raw or len(funcs_raw) > limits.MAX_EXPERTS:
+            raise InputError(source, f"{where}.functions", f"need a list of 1 to {limits.MAX_EXPERTS:,} functions")
+        layers[index] = LayerPlan(method, beta, tuple(
+            _function(fr, source, f"{where}.functions[{j}]") for j, fr in enumerate(funcs_raw)
+        ))
+    predicted = data.get("predicted")
+    if predicted is not None and (
+        not isinstance(predicted, dict)
+        or any(v is not None and (isinstance(v, bool) or not isinstance(v, int | float)) for v in predicted.values())
+    ):
+        raise InputError(source, "predicted", "need an object of name: number (informational)")
+    solver = data.get("solver")
+    if solver is not None and not isinstance(solver, dict):
+        raise InputError(source, "solver", "need an object (informational)")
     plan = DeploymentPlan(
-        prob["name"], fingerprint, tuple(layers), data.get("predicted"), data.get("solver")
+        prob["name"], fingerprint, tuple(layer for layer in layers if layer is not None), predicted, solver
     )
     if problem is not None:
         check_plan(plan, problem, source)
     return plan
 
 
+def _function(fr: Any, source: str, fw: str) -> FunctionPlan:
+    if not isinstance(fr, dict):
+        raise InputError(source, fw, "must be an object")
+    _unknown(fr, _FUNCTION_KEYS, source, fw)
+    experts = fr.get("experts")
+    if not isinstance(experts, list) or not experts or len(experts) > limits.MAX_EXPERTS:
+        raise InputError(source, f"{fw}.experts", f"need a non-empty list of expert ids, got {limits.shown(experts)}")
+    ids = tuple(
+        _int_field(source, f"{fw}.experts[{k}]", e, 0, limits.MAX_EXPERTS - 1, " (an expert id)")
+        for k, e in enumerate(experts)
+    )
+    memory = fr.get("memory_mb")
+    if isinstance(memory, bool) or not isinstance(memory, int):
+        raise InputError(source, f"{fw}.memory_mb", f"must be an integer (MB), got {limits.shown(memory)}")
+    memory = _int_field(source, f"{fw}.memory_mb", memory, 1, 1 << 20, " (MB)")
+    replicas = _int_field(source, f"{fw}.replicas", fr.get("replicas", 1), 1, limits.MAX_REPLICAS)
+    arch = fr.get("architecture", "x86_64")
+    if arch not in ARCHITECTURES:
+        raise InputError(source, f"{fw}.architecture", f"{limits.shown(arch)} not allowed; allowed: {', '.join(ARCHITECTURES)}")
+    return FunctionPlan(ids, memory, replicas, arch)
+
+
 def check_plan(plan: DeploymentPlan, problem: DeploymentProblem, source: str) -> None:
     """Raise an InputError naming the field where ``plan`` does not fit ``problem``."""
-    if plan.problem_fingerprint and plan.problem_fingerprint != problem.fingerprint:
+    if plan.problem_fingerprint != problem.fingerprint:
+        traced = "@" in plan.problem_name and "@" not in problem.name
+        hint = (
+            f"; the plan was solved on a problem measured from the trace "
+            f"{plan.problem_name.split('@', 1)[1]!r}: add --trace FILE (that trace) to use it"
+            if traced
+            else "; re-solve, or pass the plan's own problem"
+        )
         raise InputError(
             source,
             "problem.fingerprint",
             f"plan was solved for {plan.problem_name!r} ({plan.problem_fingerprint}), not for "
-            f"{problem.name!r} ({problem.fingerprint}); re-solve, or pass the plan's own problem",
+            f"{problem.name!r} ({problem.fingerprint}){hint}",
         )
     if len(plan.layers) != problem.layers:
         raise InputError(source, "layers", f"plan has {len(plan.layers)} layers; the problem has {problem.layers}")
@@ -186,14 +244,21 @@ def check_plan(plan: DeploymentPlan, problem: DeploymentProblem, source: str) ->
 
 
 def load_plan(path: str | Path, problem: DeploymentProblem | None = None) -> DeploymentPlan:
-    source = str(path)
-    try:
-        data = json.loads(Path(path).read_text())
-    except OSError as exc:
-        raise InputError(source, "file", f"cannot read: {exc.strerror}") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(source, "file", f"not valid JSON: {exc}") from None
-    return plan_from_dict(data, source, problem)
+    """A plan file read through ``moeopt.files`` (size cap, UTF-8, depth, finite numbers)."""
+    return plan_from_dict(read_json(path), str(path), problem)
+
+
+def traced_problem_name(plan: DeploymentPlan, source: str, trace: Any) -> str:
+    """The problem a plan names, for commands that load it: a plan solved on a problem
+    measured from a trace needs that trace (``--trace FILE``) to be rebuilt."""
+    base, at, trace_name = plan.problem_name.partition("@")
+    if at and trace is None:
+        raise InputError(
+            source, "problem.name",
+            f"the plan was solved on {plan.problem_name!r}, a problem measured from the trace "
+            f"{trace_name!r}: add --trace FILE (that trace) to evaluate it",
+        )
+    return base
 
 
 # ---- array form: many plans at once ------------------------------------------------------------

@@ -114,6 +114,16 @@ def total_violation(batch: EvaluationBatch, problem: DeploymentProblem) -> np.nd
 Evaluator = Callable[[DeploymentProblem, PlanArrays], EvaluationBatch]
 
 
+def describe_budget(budget: Budget) -> str:
+    """``2,000 evaluations, 60 s`` (``unbounded`` when neither is set)."""
+    parts = []
+    if budget.evaluations is not None:
+        parts.append(f"{budget.evaluations:,} evaluations")
+    if budget.seconds is not None:
+        parts.append(f"{budget.seconds:g} s")
+    return ", ".join(parts) or "unbounded"
+
+
 class BudgetExhausted(Exception):
     """Raised inside a solver when the tracker refuses more evaluations."""
 
@@ -221,6 +231,8 @@ class SolveResult:
     wall_seconds: float
     message: str = ""
     binding_constraints: tuple[str, ...] = field(default=())
+    budget: Budget | None = None  # the budget in force
+    budget_source: str = "given"  # "given" (by the caller) or "default" (the solver's)
 
     @property
     def cost_usd(self) -> float:
@@ -252,6 +264,10 @@ class SolveResult:
             "lower_bound_usd": self.lower_bound_usd,
             "gap": self.gap,
             "evaluations": self.evaluations,
+            "budget": None if self.budget is None else {
+                "evaluations": self.budget.evaluations, "seconds": self.budget.seconds,
+                "source": self.budget_source,
+            },
             "solve_seconds": self.wall_seconds,
             "message": self.message,
             "binding_constraints": list(self.binding_constraints),
@@ -312,8 +328,10 @@ class Solver(ABC):
         budget: Budget | None = None,
         evaluator: Evaluator = evaluate_batch,
     ) -> SolveResult:
-        """Run the solver within ``budget`` (the solver's default when None)."""
-        budget = budget or self.default_budget
+        """Run the solver within ``budget``: a given budget is used as given (a None field is
+        unbounded); None means the solver's ``default_budget``, which the result reports."""
+        source = "default" if budget is None else "given"
+        budget = self.default_budget if budget is None else budget
         self.rng = np.random.default_rng(self.seed)  # same seed, same plan, on every call
         tracker = Tracker(problem, budget, self.objective, evaluator)
         outcome = Outcome()
@@ -328,9 +346,10 @@ class Solver(ABC):
                 status=SolverStatus.ERROR,
                 message=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}",
             )
-        return self._result(problem, tracker, outcome)
+        return self._result(problem, tracker, outcome, source)
 
-    def _result(self, problem: DeploymentProblem, tracker: Tracker, outcome: Outcome) -> SolveResult:
+    def _result(self, problem: DeploymentProblem, tracker: Tracker, outcome: Outcome,
+                budget_source: str = "given") -> SolveResult:
         feasible = tracker.seen_feasible
         if outcome.status is not None:
             status = outcome.status
@@ -352,6 +371,10 @@ class Solver(ABC):
         message = outcome.message
         if not feasible and not message and binding:
             message = f"no feasible plan found; binding: {', '.join(binding)}"
+        if budget_source == "default" and status in (SolverStatus.BUDGET, SolverStatus.TIME_LIMIT):
+            said = f"stopped by {self.name}'s default budget ({describe_budget(tracker.budget)}); " \
+                "give a budget to change it"
+            message = f"{said}. {message}" if message else said
         info = {"name": self.name, "seed": self.seed}
         plan = tracker.best_plan
         if plan is not None and tracker.best_eval is not None:
@@ -378,6 +401,8 @@ class Solver(ABC):
             wall_seconds=tracker.elapsed(),
             message=message,
             binding_constraints=binding,
+            budget=tracker.budget,
+            budget_source=budget_source,
         )
 
     @abstractmethod

@@ -69,29 +69,35 @@ def random_methods(
 
 
 def algorithms(ctx: Context, progress: Any = None) -> dict[str, Any]:
+    """Each algorithm at every target under the run's profile, and at the paper's regime
+    (``algorithms_paper_ratios``) under ``paper-lambda``, where compute dominates."""
     cfg = ctx.cfg
-    label, prof = ctx.ours, ctx.profiles[ctx.ours]
     name = cfg.algorithms_problem
-    rows = []
-    for ratio in cfg.algorithms_ratios:
-        problem = with_ratio(problem_at(name, prof), ratio)
-        ods = make_solver("ilp", seed=cfg.seed, mode="ods").solve(problem, Budget(seconds=cfg.ods_seconds))
-        mono = make_solver("ilp", seed=cfg.seed).solve(problem, Budget(seconds=cfg.monolithic_seconds))
-        singles: dict[str, DeploymentPlan | None] = {}
-        for method in METHODS:
-            r = make_solver("greedy", seed=cfg.seed).solve(
-                single_method(name, prof, method, problem), Budget(seconds=cfg.greedy_seconds))
-            singles[method] = r.plan if r.solution_status != SolutionStatus.NONE else None
-        rows.append({
-            "ratio": ratio,
-            "target_tokens_per_s": problem.slo.throughput_target(problem.workload.tokens_per_batch),
-            "ods": _row(ods), "monolithic": _row(mono),
-            "random": random_methods(problem, singles, cfg.random_draws, cfg.seed),
-        })
-        if progress:
-            progress()
-    return {"problem": name, "profile": label, "ods_seconds_limit": cfg.ods_seconds,
-            "monolithic_seconds_limit": cfg.monolithic_seconds, "rows": rows}
+    out: dict[str, Any] = {"problem": name, "ods_seconds_limit": cfg.ods_seconds,
+                           "monolithic_seconds_limit": cfg.monolithic_seconds, "profiles": {}}
+    for label, prof in ctx.profiles.items():
+        ratios = cfg.algorithms_ratios if label == ctx.ours else cfg.algorithms_paper_ratios
+        rows = []
+        for ratio in ratios:
+            problem = with_ratio(problem_at(name, prof), ratio)
+            ods = make_solver("ilp", seed=cfg.seed, mode="ods").solve(problem, Budget(seconds=cfg.ods_seconds))
+            mono = make_solver("ilp", seed=cfg.seed).solve(problem, Budget(seconds=cfg.monolithic_seconds))
+            singles: dict[str, DeploymentPlan | None] = {}
+            for method in METHODS:
+                r = make_solver("greedy", seed=cfg.seed).solve(
+                    single_method(name, prof, method, problem), Budget(seconds=cfg.greedy_seconds))
+                singles[method] = r.plan if r.solution_status != SolutionStatus.NONE else None
+            rows.append({
+                "ratio": ratio,
+                "target_tokens_per_s": problem.slo.throughput_target(problem.workload.tokens_per_batch),
+                "ods": _row(ods), "monolithic": _row(mono),
+                "random": random_methods(problem, singles, cfg.random_draws, cfg.seed),
+            })
+            if progress:
+                progress()
+        if rows:
+            out["profiles"][label] = {"rows": rows}
+    return out
 
 
 def measured_algorithms(ctx: Context) -> dict[str, Any]:

@@ -43,6 +43,7 @@ class Config:
     # Fig. 12: deployment algorithms (the paper: monolithic 180 s, ODS 60 s)
     algorithms_problem: str = "bert-moe-4"
     algorithms_ratios: tuple[float, ...] = (PAPER_RATIO, 1.0, 1.25, 1.5)
+    algorithms_paper_ratios: tuple[float, ...] = (PAPER_RATIO,)  # under paper-lambda
     monolithic_seconds: float = 60.0
     ods_seconds: float = 60.0
     random_draws: int = 5
@@ -88,6 +89,7 @@ class Config:
             greedy_seconds=5.0,
             ilp_seconds=0.0,
             algorithms_ratios=(PAPER_RATIO,),
+            algorithms_paper_ratios=(),
             monolithic_seconds=5.0,
             ods_seconds=5.0,
             random_draws=3,

@@ -103,8 +103,8 @@ class LocalLab:
 
     def calibrated(self, problem: DeploymentProblem) -> DeploymentProblem:
         """``problem`` with this machine's calibration at its expert size (cached per machine;
-        measured again once per run with ``recalibrate``). A calibration starts a backend of its
-        own, and two backends of one process share its cgroup root: ours is stopped meanwhile."""
+        measured again once per run with ``recalibrate``). A calibration runs a backend of its
+        own: ours is stopped meanwhile, so the two never share the cores."""
         from lambda_runtime.commands.calibrate import machine_profile
 
         key = f"{problem.model.name}:{problem.model.hidden_size}x{problem.model.expert_ffn_size}"

@@ -132,27 +132,33 @@ def measured(rows: list[dict[str, Any]], path: Path, title: str) -> str:
 
 
 def algorithms(fig_data: dict[str, Any], path: Path) -> str:
+    """Cost and solve seconds against the target, per algorithm (markers per profile)."""
     plt = _plt()
-    rows = fig_data["rows"]
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
-    ratios = [r["ratio"] for r in rows]
-    for key, label in (("ods", "ODS (ilp mode=ods)"), ("monolithic", "monolithic MILP")):
-        a.plot(ratios, [r[key]["cost_usd"] if r[key]["cost_usd"] is not None else np.nan for r in rows],
-               "o-", label=label)
-        b.plot(ratios, [r[key]["seconds"] for r in rows], "o-", label=label)
-    a.plot(ratios, [r["random"]["cost_usd_mean"] if r["random"] and r["random"]["cost_usd_mean"] else np.nan
-                    for r in rows], "s--", label="random method (feasible draws)")
+    styles = ("-", "--")
+    for k, (label, p) in enumerate(fig_data["profiles"].items()):
+        rows = p["rows"]
+        ratios = [r["ratio"] for r in rows]
+        ls = styles[k % 2]
+        for key, name, color in (("ods", "ODS", "C0"), ("monolithic", "monolithic MILP", "C1")):
+            a.plot(ratios, [r[key]["cost_usd"] if r[key]["cost_usd"] is not None else np.nan for r in rows],
+                   "o" + ls, color=color, label=f"{name} ({label})")
+            b.plot(ratios, [r[key]["seconds"] for r in rows], "o" + ls, color=color, label=f"{name} ({label})")
+        a.plot(ratios, [r["random"]["cost_usd_mean"] if r["random"] and r["random"]["cost_usd_mean"] else np.nan
+                        for r in rows], "s" + ls, color="C2", label=f"random method ({label})")
     a.set_xlabel("throughput target / LambdaML's")
     a.set_ylabel("cost per batch (USD)")
-    a.legend(fontsize=8)
-    a.grid(alpha=0.3)
+    a.set_yscale("log")
+    a.legend(fontsize=7)
+    a.grid(alpha=0.3, which="both")
     b.axhline(2.27, color="k", ls=":", lw=1, label="paper's ODS: 2.27 s")
+    b.axhline(fig_data["monolithic_seconds_limit"], color="C1", ls=":", lw=1, label="monolithic limit")
     b.set_yscale("log")
     b.set_xlabel("throughput target / LambdaML's")
     b.set_ylabel("solve seconds")
-    b.legend(fontsize=8)
+    b.legend(fontsize=7)
     b.grid(alpha=0.3, which="both")
-    fig.suptitle(f"{fig_data['problem']} ({fig_data['profile']} profile)", fontsize=10)
+    fig.suptitle(fig_data["problem"], fontsize=10)
     return _save(fig, path)
 
 

@@ -187,19 +187,20 @@ def section_algorithms(r: dict[str, Any]) -> list[str]:
     if not f:
         return _algorithms_measured(r, ["## Deployment algorithms (Fig. 12)", ""])
     lines = ["## Deployment algorithms (Fig. 12)", "",
-             f"{f['problem']}, profile {f['profile']}, 10,240 tokens. ODS = `ilp` with `mode=ods` "
-             f"(limit {f['ods_seconds_limit']:g} s, the paper's 60 s); monolithic = `ilp` (limit "
-             f"{f['monolithic_seconds_limit']:g} s; the paper's MIQCP had 180 s); random = each "
+             f"{f['problem']}, 10,240 tokens. ODS = `ilp` with `mode=ods` (limit "
+             f"{f['ods_seconds_limit']:g} s, the paper's 60 s); monolithic = `ilp`, an exact MILP "
+             f"(limit {f['monolithic_seconds_limit']:g} s; the paper's MIQCP had 180 s); random = each "
              "layer from the single-method optimum of a random method.", "",
-             "| target | ODS cost | ODS s | monolithic cost | monolithic s | monolithic status | "
-             "random (feasible draws) mean cost |", "|---|---|---|---|---|---|---|"]
-    for x in f["rows"]:
-        rnd = x["random"]
-        rtext = "-" if not rnd else f"{_usd(rnd['cost_usd_mean'])} ({rnd['feasible']}/{rnd['draws']})"
-        lines.append(f"| {x['ratio']:.4g} x ({x['target_tokens_per_s']:.0f} tokens/s) | "
-                     f"{_usd(x['ods']['cost_usd'])} | {x['ods']['seconds']:.2f} | "
-                     f"{_usd(x['monolithic']['cost_usd'])} | {x['monolithic']['seconds']:.2f} | "
-                     f"{x['monolithic']['status']} | {rtext} |")
+             "| profile | target | ODS cost | ODS s | monolithic cost | monolithic s | monolithic status | "
+             "random (feasible draws) mean cost |", "|---|---|---|---|---|---|---|---|"]
+    for label, p in f["profiles"].items():
+        for x in p["rows"]:
+            rnd = x["random"]
+            rtext = "-" if not rnd else f"{_usd(rnd['cost_usd_mean'])} ({rnd['feasible']}/{rnd['draws']})"
+            lines.append(f"| {label} | {x['ratio']:.4g} x ({x['target_tokens_per_s']:.0f} tokens/s) | "
+                         f"{_usd(x['ods']['cost_usd'])} | {x['ods']['seconds']:.2f} | "
+                         f"{_usd(x['monolithic']['cost_usd'])} | {x['monolithic']['seconds']:.2f} | "
+                         f"{x['monolithic']['status']} | {rtext} |")
     lines += ["", *_plot(r, "algorithms", "deployment algorithms")]
     return _algorithms_measured(r, lines)
 

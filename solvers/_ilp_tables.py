@@ -109,7 +109,8 @@ def build_tables(problem: DeploymentProblem, variants: tuple[Variant, ...]) -> T
     arm_k, mem_k, g_k = (a.ravel() for a in np.meshgrid(arch, mem, g, indexing="ij"))
     B, L = fx.loads.shape[0], problem.layers
     per_token = lm.compute_time_per_token(mem_k, model.expert_flops_per_token, c, arm_k)
-    fetch = float(lm.weights_fetch_s(1.0 * model.expert_param_bytes, c, problem.fetch_weights))
+    cpu_k = lm.data_vcpus(mem_k, c)
+    fetch = lm.weights_fetch_s(1.0 * model.expert_param_bytes, c, problem.fetch_weights, cpu_k)
     timing = dict(token_bytes=model.token_bytes, c=c, start_s=problem.start_s,
                   load_s=fx.next_load_s, start_billed=problem.start == "cold")
     price = lm.price_per_mb_second(arm_k, c) * mem_k
@@ -128,7 +129,9 @@ def build_tables(problem: DeploymentProblem, variants: tuple[Variant, ...]) -> T
         ok_any = {name: np.zeros(r_max.shape[0], dtype=bool) for name in (*OPTION_CONSTRAINTS, "all")}
         for v in variants:
             beta = float(v.pipeline_degree)
-            times = lm.replica_times(v.method, r, fetch, per_token, beta, **timing)
+            gate = lm.gate_cpu_s(fx.layer_tokens[:, layer], tb, v.method, c)[:, None, None]
+            times = lm.replica_times(v.method, r, fetch, per_token, beta, **timing, cpu=cpu_k,
+                                     gate_s=gate)
             t = times.billed_s
             usd = lm.billed_seconds(t, c) * active * price  # (B, E, K)
             if full:

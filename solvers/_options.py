@@ -42,10 +42,13 @@ def expert_options(
     r = np.ceil(d / g)  # (B, E, 1, G)
     active = np.minimum(g, d)
     per_token = lm.compute_time_per_token(memory, model.expert_flops_per_token, c)[:, None]
-    fetch = lm.weights_fetch_s(model.expert_param_bytes, c, problem.fetch_weights)
+    cpu = lm.data_vcpus(memory, c)[:, None]
+    fetch = lm.weights_fetch_s(model.expert_param_bytes, c, problem.fetch_weights, cpu)
+    gate = lm.gate_cpu_s(fixed_parts(problem).layer_tokens[:, layer], model.token_bytes, method, c)
     times = lm.replica_times(
         method, r, fetch, per_token, pipeline_degree, model.token_bytes, c, problem.start_s,
         fixed_parts(problem).next_load_s, problem.start == "cold",
+        cpu=cpu, gate_s=gate[:, None, None, None],
     )  # (B, E, M, G)
     t = times.billed_s
     billed = lm.billed_seconds(t, c) * active

@@ -136,7 +136,7 @@ class OracleSolver(Solver):
     """Per-batch optimum on the true loads (MILP when available, else greedy)."""
 
     name = "oracle"
-    tags = frozenset({"baseline", "bound", "no-plan"})
+    tags = frozenset({"baseline", "bound", "deterministic", "no-plan"})
     default_options: ClassVar[dict[str, Any]] = {"planner": "ilp"}
     default_budget: ClassVar[Budget] = Budget(seconds=120.0)
 

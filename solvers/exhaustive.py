@@ -49,6 +49,8 @@ class ExhaustiveSolver(Solver):
                 return None  # the base reports budget or time limit
             index = np.arange(start, min(start + chunk, total), dtype=np.int64)
             tracker.evaluate(space.decode(_digits(index, upper)))
+        if tracker.evaluations < total:  # the budget cut the last chunk: no proof either way
+            return None
         if not tracker.seen_feasible:
             return Outcome(status=SolverStatus.INFEASIBLE,
                            message=f"none of the {total} plans is feasible")

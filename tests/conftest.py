@@ -19,6 +19,10 @@ TINY_CONSTANTS = {
     "runtime_overhead_mb": 100.0,
     "lambda_payload_encoding_overhead": 1.0,
     "lambda_payload_envelope_bytes": 0.0,
+    # data-handling CPU off: the hand computations count wire time only (its own test has it)
+    "storage_cpu_s_per_byte": 0.0,
+    "payload_cpu_s_per_byte": 0.0,
+    "nonmoe_payload_cpu_s_per_byte": 0.0,
 }
 
 TINY_SPEC: dict[str, Any] = {

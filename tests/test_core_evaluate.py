@@ -75,28 +75,32 @@ def test_pipelined_plan_by_hand(tiny):
 
 
 def test_replica_times_closed_form_equals_block_by_block():
-    """The closed-form pipeline against the stage-by-stage recursion it stands for."""
+    """The closed-form pipeline against the stage-by-stage recursion it stands for, with the
+    data-handling CPU terms on (so the gate's pace and the function's differ)."""
     from cost_models import lambda_model as lm
     from cost_models.constants import DEFAULT_CONSTANTS
     from tests.conftest import TINY_CONSTANTS
 
-    c = DEFAULT_CONSTANTS.with_overrides(TINY_CONSTANTS, "test")
     rng = np.random.default_rng(0)
-    for _ in range(300):
+    for trial in range(400):
+        ks = [0.0, 2e-7, 1e-6][trial % 3]
+        c = DEFAULT_CONSTANTS.with_overrides({**TINY_CONSTANTS, "storage_cpu_s_per_byte": ks}, "t")
         r, beta = int(rng.integers(1, 3000)), int(rng.integers(1, 1200))
         ready, u, load = rng.uniform(0, 2), rng.uniform(0, 2e-3), rng.uniform(0, 3)
-        times = lm.replica_times(lm.PIPELINED_STORAGE, r, ready - 0.1, u, beta, 400, c, 0.1, load)
+        cpu = rng.choice([0.25, 0.5, 1.0])
+        times = lm.replica_times(lm.PIPELINED_STORAGE, r, ready - 0.1, u, beta, 400, c, 0.1, load,
+                                 cpu=cpu, gate_s=rng.uniform(0, 1))
         b = min(beta, r)
         sizes = [b] * (r // b) + ([r % b] if r % b else [])
-        x, tdl = 400 / 1e6, 0.01
-        d = [tdl + s * x for s in sizes]
-        dl = max(ready, d[0])
-        cm = up = ga = -np.inf
-        for s, ds in zip(sizes, d, strict=True):
-            dl = dl + ds
-            cm = max(cm, dl) + s * u
-            up = max(up, cm) + ds
-            ga = max(ga, up, load) + ds
+        x, tdl, y = 400 / 1e6, 0.01, 400 * ks
+        landed = 0.0
+        dl, cm, up, ga = ready, -np.inf, -np.inf, -np.inf
+        for s_ in sizes:
+            landed += tdl + s_ * x + s_ * y  # the gate encodes and puts the blocks in turn
+            dl = max(dl, landed) + tdl + s_ * x
+            cm = max(cm, dl) + s_ * (u + 2 * y / cpu)
+            up = max(up, cm) + tdl + s_ * x
+            ga = max(ga, up, load) + tdl + s_ * x + s_ * y
         assert float(times.billed_s) == pytest.approx(up - 0.1, rel=1e-9, abs=1e-12)
         assert float(times.finish_s) == pytest.approx(ga, rel=1e-9, abs=1e-12)
 

@@ -48,8 +48,8 @@ def describe(profile: dict[str, Any]) -> list[str]:
     for name, value in profile["constants"].items():
         fit = fits.get(name)
         how = (
-            f"  (fit on {fit['points']} points: rms residual {fit['rms_relative_residual']:.1%}, "
-            f"max {fit['max_relative_residual']:.1%})" if fit else "  (median of its samples)"
+            f"  (fit on {fit['points']} points: residual {fit['rms_relative_residual']:.1%} rms, "
+            f"{fit['max_relative_residual']:.1%} at most)" if fit else "  (median of its samples)"
         )
         lines.append(f"  {name} = {value:.6g}{how}")
     return lines
@@ -89,7 +89,7 @@ def calibrate_command(backend: str, output: str, memory_sizes: str, hidden: int,
 
 
 #: Bump when what a calibration measures changes: cached profiles of older versions are redone.
-CALIBRATION_VERSION = 1
+CALIBRATION_VERSION = 2
 
 
 def cache_dir() -> Path:
@@ -126,7 +126,8 @@ def _nonmoe_step(problem: Any) -> Any:
             torch.set_num_threads(threads)
 
     gate = 2.0 * m.hidden_size * m.experts_per_layer
-    return step, m.nonmoe_flops_per_token + gate
+    n = problem.workload.tokens_per_batch
+    return step, m.nonmoe_flops_per_token + gate, (max(n // 4, 3), n)
 
 
 def machine_profile(problem: Any, refresh: bool = False, echo: Any = None) -> tuple[Path, bool]:

@@ -80,7 +80,7 @@ def human(summary: Any, versus: dict[str, Any] | None, prediction: Any) -> str:
                 "than the host has: their times are not Lambda's"
             )
     if s.predicted:
-        lines.append("the plan's own prediction (the problem's sample batches, on Lambda):")
+        lines.append("the plan's own prediction (the problem's sample batches, no host limit):")
         for key in ("cost_gb_s", "latency_s", "throughput_tokens_per_s"):
             value = s.predicted.get(key)
             if isinstance(value, int | float):
@@ -99,6 +99,9 @@ def human(summary: Any, versus: dict[str, Any] | None, prediction: Any) -> str:
 @click.option("--requests", type=click.IntRange(1), default=3, show_default=True)
 @click.option("--warmup", type=click.IntRange(0), default=1, show_default=True,
               help="Unmeasured requests first (cold starts, weight downloads).")
+@click.option("--no-prewarm", is_flag=True,
+              help="Do not start every replica's environment before the requests (then a request "
+              "meets cold functions, which the warm-start prediction leaves out).")
 @click.option("--max-environments", type=click.IntRange(1), default=64, show_default=True,
               help="Local backend: warm environments kept; below the plan's total replicas every "
               "request starts cold.")
@@ -127,7 +130,7 @@ def human(summary: Any, versus: dict[str, Any] | None, prediction: Any) -> str:
 @click.option("--json", "as_json", is_flag=True)
 def run_command(
     plan_path: str, backend: str, problem_name: str | None, profile: str | None, requests: int,
-    warmup: int, max_environments: int, tokens: int | None, no_network: bool,
+    warmup: int, no_prewarm: bool, max_environments: int, tokens: int | None, no_network: bool,
     host_vcpus: float | None, region: str, bucket: str | None, image_uri: str | None,
     role_arn: str | None, prefix: str, hidden: int, ffn: int, top_k: int, dry_run: bool,
     model_choice: str, no_check: bool, as_json: bool,
@@ -146,7 +149,7 @@ def run_command(
     outcome = execute(plan, plan_path, problem, moe, backend, requests=requests, warmup=warmup,
                       tokens=n_tokens, max_environments=max_environments, no_network=no_network,
                       host_vcpus=host_vcpus, check=not no_check, region=region, bucket=bucket,
-                      image_uri=image_uri, role_arn=role_arn, prefix=prefix)
+                      image_uri=image_uri, role_arn=role_arn, prefix=prefix, prewarm=not no_prewarm)
     summary, prediction, versus, status = outcome
     notes = []
     if n_tokens != shape["tokens"]:
@@ -175,7 +178,7 @@ def execute(
     warmup: int, tokens: int, max_environments: int = 64, no_network: bool = False,
     host_vcpus: float | None = None, check: bool = True, region: str = "us-east-1",
     bucket: str | None = None, image_uri: str | None = None, role_arn: str | None = None,
-    prefix: str = "moeopt",
+    prefix: str = "moeopt", prewarm: bool = True,
 ) -> tuple[Any, Any, dict[str, Any] | None, dict[str, Any]]:
     """Run the plan; (summary, prediction for the loads served, comparison, backend status)."""
     from lambda_runtime.predict import predict_run, served_loads
@@ -199,7 +202,7 @@ def execute(
                 summary, results = run_plan(
                     plan, moe, b.lambda_client(), b.s3_client(), b.code(), BUCKET,
                     requests=requests, tokens=tokens, check=check, warmup=warmup,
-                    nonmoe=nonmoe_of(problem, b.network), weights_fetch=weights,
+                    nonmoe=nonmoe_of(problem, b.network), weights_fetch=weights, prewarm=prewarm,
                 )
                 status = b.status()
                 host = b.host_vcpus
@@ -216,7 +219,7 @@ def execute(
                 plan, moe, aws.lambda_client(), aws.s3_client(),
                 {"PackageType": "Image", "Code": {"ImageUri": image_uri}}, bucket,
                 requests=requests, tokens=tokens, check=check, role=role_arn, warmup=warmup,
-                prefix=prefix, weights_fetch=weights,
+                prefix=prefix, weights_fetch=weights, prewarm=prewarm,
             )
             status = {"backend": "aws", "region": region}
     except PlanError as exc:

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -108,6 +109,44 @@ class _MotoProcess:
             self.proc.wait()
 
 
+class _ServiceProcess:
+    """The local Lambda service in a child process (``lambda_runtime.local.server``)."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "lambda_runtime.local.server"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True,
+        )
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps(config) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline().split()
+        if len(line) != 2 or line[0] != "ready":
+            self.proc.kill()
+            raise RuntimeError("the local Lambda service did not start")
+        self.endpoint = line[1]
+
+    def status(self) -> dict[str, Any]:
+        import urllib.request
+
+        from lambda_runtime.local.service import STATUS_PATH
+
+        with urllib.request.urlopen(self.endpoint + STATUS_PATH, timeout=30) as resp:  # noqa: S310
+            return json.loads(resp.read())
+
+    def stop(self) -> None:
+        assert self.proc.stdin is not None
+        with contextlib.suppress(OSError):
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
 class _InProcessS3:
     """moto's S3 app behind the network model, served from a thread of this process."""
 
@@ -150,7 +189,9 @@ class LocalBackend:
         s3_in_process: bool = False,
         network: NetworkModel | None | str = "lambda",
         host_vcpus: float | None | str = "host",
+        service_in_process: bool = False,
     ) -> None:
+        self.service_in_process = service_in_process
         self.network = lambda_network() if network == "lambda" else network
         self.host_vcpus = default_host_vcpus() if host_vcpus == "host" else host_vcpus
         self.s3_in_process = s3_in_process
@@ -166,7 +207,8 @@ class LocalBackend:
         self.s3_endpoint = ""
         self._moto: Any = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
-        self.service: LambdaService | None = None
+        self.service: LambdaService | None = None  # when the service runs in this process
+        self._service_proc: _ServiceProcess | None = None
 
     # ---- lifecycle ----------------------------------------------------------------------------
     def start(self) -> LocalBackend:
@@ -193,6 +235,17 @@ class LocalBackend:
         }
         if self.network is not None:
             base_env["MOEOPT_S3_WAIT"] = "1"  # this S3 can hold a GET until its object lands
+        if not self.service_in_process:  # its own process: payloads do not share our GIL
+            self._service_proc = _ServiceProcess({
+                "base_env": base_env, "workdir": self._tmp.name, "repo_root": str(REPO_ROOT),
+                "concurrency_limit": self.concurrency_limit,
+                "max_environments": self.max_environments, "enforce_memory": self.enforce_memory,
+                "cpu_limits": self.cpu_limits, "start_method": self.start_method,
+                "network": self.network.to_dict() if self.network is not None else None,
+                "host_vcpus": self.host_vcpus,
+            })
+            log.info("local Lambda at %s, S3 at %s", self._service_proc.endpoint, self.s3_endpoint)
+            return self
         if self.start_method == "fork":
             from lambda_runtime.local.forkserver import ForkServer
 
@@ -213,6 +266,9 @@ class LocalBackend:
         return self
 
     def stop(self) -> None:
+        if self._service_proc is not None:
+            self._service_proc.stop()
+            self._service_proc = None
         if self.service is not None:
             self.service.stop()
             self.service = None
@@ -235,6 +291,8 @@ class LocalBackend:
     # ---- clients --------------------------------------------------------------------------------
     @property
     def lambda_endpoint(self) -> str:
+        if self._service_proc is not None:
+            return self._service_proc.endpoint
         assert self.service is not None, "backend not started"
         return self.service.endpoint
 
@@ -256,11 +314,11 @@ class LocalBackend:
     def s3_client(self) -> Any:
         """boto3's S3 client as the coordinator (the non-MoE functions): GETs may wait for an
         object to land (the network model's notification), each stream moves at ``Bs``."""
-        from lambda_runtime.local.network import add_wait_header
+        from lambda_runtime.local.network import LOCAL_S3_CONFIG, add_wait_header
 
         config = Config(
             max_pool_connections=64, retries={"total_max_attempts": 3, "mode": "standard"},
-            read_timeout=360,
+            read_timeout=360, **LOCAL_S3_CONFIG,
         )
         client = boto3.client(
             "s3",
@@ -274,9 +332,13 @@ class LocalBackend:
         return client
 
     def status(self) -> dict[str, Any]:
-        assert self.service is not None, "backend not started"
+        if self._service_proc is not None:
+            service = self._service_proc.status()
+        else:
+            assert self.service is not None, "backend not started"
+            service = self.service.status(detail=True)
         return {
-            **self.service.status(),
+            **service,
             "s3_endpoint": self.s3_endpoint,
             "python": sys.executable,
             "network": self.network.to_dict() if self.network is not None else None,

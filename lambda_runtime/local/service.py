@@ -42,6 +42,7 @@ ASYNC_PAYLOAD_LIMIT = 1_048_576  # 1 MB for InvocationType=Event (AWS raised it 
 LOG_TAIL_BYTES = 4096
 MEMORY_RANGE = (128, 10_240)
 TIMEOUT_RANGE = (1, 900)
+STATUS_PATH = "/moeopt/status"
 
 
 class ApiError(Exception):
@@ -141,11 +142,19 @@ class LambdaService:
             list(pool.map(lambda e: e.close(), envs))
         self.limiter.close()
 
-    def status(self) -> dict[str, Any]:
+    def status(self, detail: bool = False) -> dict[str, Any]:
         s = self.limiter.status
         with self._lock:
             envs = [e for f in self.functions.values() for e in f.envs]
+            extra: dict[str, Any] = {}
+            if detail:
+                extra["environment_list"] = [
+                    {"function": e.config.name, "id": e.id, "busy": e.busy,
+                     "cgroup": str(e.cgroup) if e.cgroup else None}
+                    for e in envs
+                ]
             return {
+                **extra,
                 "lambda_endpoint": self.endpoint,
                 "cpu_limit": {"enforced": s.enforced, "mechanism": s.mechanism, "detail": s.detail},
                 "memory_limit": "RSS watchdog (kill above memory size)"
@@ -332,19 +341,19 @@ class LambdaService:
     def run(self, name: str, payload: bytes) -> tuple[Outcome, InvocationRecord]:
         """Admit the invocation on the host's vCPUs, start it (Lambda's warm-start latency under
         the network model) in a warm or new environment, and bill it."""
-        vcpu = vcpu_share(self._get(name).config.memory_mb)
-        queue_s, over = self.host.acquire(vcpu)
+        env = self._acquire(name)  # concurrency first: a throttle never waits for the host
+        vcpu = vcpu_share(env.config.memory_mb)
         try:
-            if self.network is not None:
-                time.sleep(self.network.warm_start_s)
-            env = self._acquire(name)
-            request_id = str(uuid.uuid4())
+            queue_s, over = self.host.acquire(vcpu)
             try:
+                if self.network is not None:
+                    time.sleep(self.network.warm_start_s)
+                request_id = str(uuid.uuid4())
                 outcome = env.invoke(request_id, payload)
             finally:
-                self._release(name, env)
+                self.host.release(vcpu)
         finally:
-            self.host.release(vcpu)
+            self._release(name, env)
         if outcome.function_error is None and len(outcome.payload) > SYNC_PAYLOAD_LIMIT:
             outcome.function_error = "Unhandled"
             outcome.payload = json.dumps(
@@ -519,6 +528,8 @@ def _api_handler(service: LambdaService) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:  # noqa: N802
             def action(body: bytes, path: str) -> tuple[int, dict[str, str], bytes]:
+                if path.rstrip("/") == STATUS_PATH:  # the backend's own view, not an AWS API
+                    return 200, {}, json.dumps(service.status(detail=True)).encode()
                 if path.rstrip("/") == "/2015-03-31/functions":
                     return 200, {}, json.dumps(service.list_functions()).encode()
                 m = fn_path.match(path)

@@ -41,10 +41,14 @@ def _command_line() -> str:
               help="Best-known file to update (default: OUT/best_known.json).")
 @click.option("--repeat-deterministic", is_flag=True,
               help="Run solvers tagged 'deterministic' on every seed (default: once, seed index 0).")
+@click.option("--profile", default=None, metavar="NAME|FILE",
+              help="Cost-model profile for every instance (a copy of the suite under OUT names it, "
+                   "so every run, re-pricing and reference uses it).")
 def bench_command(suite_name: str, solver_list: str | None, seeds: int | None, budget_evals: int | None,
                   budget_seconds: float | None, jobs: int, out_dir: str, executor: str,
                   scheduler: str | None, master_seed: int, timeout_s: float | None,
-                  references_path: str | None, repeat_deterministic: bool) -> None:
+                  references_path: str | None, repeat_deterministic: bool,
+                  profile: str | None = None) -> None:
     """Run solvers on a benchmark suite, one process per run; resumes an interrupted sweep."""
     from tqdm import tqdm
 
@@ -59,6 +63,10 @@ def bench_command(suite_name: str, solver_list: str | None, seeds: int | None, b
     elif executor == "ray":
         _require("ray", "ray", "pip install ray")
     suite = load_suite(suite_name)
+    if profile is not None:
+        from moeopt.bench.suite import with_profile
+
+        suite = load_suite(with_profile(suite, profile, Path(out_dir)))
     names = with_baseline(parse_solvers(solver_list))
     budget = Budget(
         evaluations=budget_evals if budget_evals is not None else suite.budget.evaluations,

@@ -58,6 +58,38 @@ class Suite:
     timeout_s: float | None = None
 
 
+def with_profile(suite: Suite, profile: str, out_dir: Path) -> Path:
+    """A copy of ``suite`` whose every instance names ``profile`` in ``cost_model.profile``
+    (a built-in name, or the file's absolute path); returns the copy's folder (under
+    ``out_dir``, named by suite and profile, so a resumed sweep finds it again)."""
+    import hashlib
+
+    from moeopt.files import read_document
+    from moeopt.profiles import profile_names, read_profile
+
+    read_profile(profile)  # a bad profile is an error before anything is written
+    ref = profile if profile in profile_names() else str(Path(profile).resolve())
+    tag = hashlib.sha256(ref.encode()).hexdigest()[:8]
+    folder = out_dir / f"suite-{suite.name}-profile-{tag}"
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest = {"schema": SUITE_SCHEMA, "name": f"{suite.name}+{Path(ref).stem}",
+                "description": f"{suite.description} (profile {ref})",
+                "budget": {"evaluations": suite.budget.evaluations, "seconds": suite.budget.seconds},
+                "seeds": suite.seeds, **({"timeout_s": suite.timeout_s} if suite.timeout_s else {})}
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    for inst in suite.instances:
+        spec = read_document(inst.path)
+        spec["cost_model"] = {**spec.get("cost_model", {}), "profile": ref}
+        for key in ("file",):  # data files resolve against the original folder
+            pop = spec.get("popularity", {})
+            if isinstance(pop.get(key), str) and not Path(pop[key]).is_absolute():
+                candidate = inst.path.parent / pop[key]
+                if candidate.exists():
+                    pop[key] = str(candidate.resolve())
+        (folder / inst.path.name).write_text(json.dumps(spec, indent=2) + "\n")
+    return folder
+
+
 def load_suite(name_or_dir: str | Path) -> Suite:
     """A suite by name (a folder of ``benchmarks/suites``) or by folder path."""
     path = Path(name_or_dir)

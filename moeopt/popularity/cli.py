@@ -5,7 +5,9 @@ User mistakes raise ``InputError``; the top-level ``moeopt`` group prints them a
 
 from __future__ import annotations
 
+import functools
 import json
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -17,6 +19,69 @@ import numpy as np
 from moeopt.errors import InputError
 
 EXPERT_CHOICES = click.Choice(["4", "8", "16"])
+INCOMPLETE_CHOICE = click.Choice(["error", "drop"])
+#: Input files are plain strings: moeopt.files reads them, so a folder, device or missing file
+#: gets the same one-line ``error:`` as any other bad input.
+INPUT_FILE = click.STRING
+
+
+def _mapping_options(f):
+    """--field NAME=COLUMN (repeat), --fields FILE and --incomplete: how to read per-token JSONL."""
+    f = click.option(
+        "--incomplete", "incomplete", type=INCOMPLETE_CHOICE, default="error", show_default=True,
+        help="Per-token JSONL: a token missing a layer is an error, or is dropped (and counted).",
+    )(f)
+    f = click.option(
+        "--fields", "fields_file", type=INPUT_FILE, default=None,
+        help='Per-token JSONL: a JSON/TOML file mapping NAME to the records\' field, e.g. '
+        '{"layer": "layer_id", "sequence": "request_id"}.',
+    )(f)
+    f = click.option(
+        "--field", "fields", multiple=True, metavar="NAME=FIELD",
+        help="Per-token JSONL: where NAME is in the records, e.g. layer=layer_id, "
+        "sequence=request_id (repeat; names: layer, experts, gate, token_id, token_index, "
+        "position, sequence).",
+    )(f)
+    return f
+
+
+def trace_source(path: str | None, fields: tuple[str, ...], fields_file: str | None, incomplete: str):
+    """The ``TraceSource`` of ``--trace`` and its mapping options (None without ``--trace``)."""
+    from moeopt.popularity.importers import TraceSource, parse_field_map
+
+    if path is None:
+        if fields or fields_file or incomplete != "error":
+            option = "--field" if fields else "--fields" if fields_file else "--incomplete"
+            raise InputError(option, "trace", "says how to read a trace; give --trace FILE too")
+        return None
+    mapping = parse_field_map(fields, fields_file)
+    return TraceSource(Path(path), tuple(mapping.items()), incomplete)
+
+
+def trace_options(f):
+    """``--trace FILE`` and how to read it, for every command that names a problem.
+
+    The command receives ``trace`` as a :class:`~moeopt.popularity.importers.TraceSource`
+    (or None), ready for :func:`moeopt.problem.load_problem`.
+    """
+
+    @functools.wraps(f)
+    def wrapper(*args, trace=None, fields=(), fields_file=None, incomplete="error", **kwargs):
+        return f(*args, trace=trace_source(trace, fields, fields_file, incomplete), **kwargs)
+
+    wrapper = _mapping_options(wrapper)
+    return click.option(
+        "--trace", "trace", type=INPUT_FILE, default=None,
+        help="Routing trace (moeopt JSONL, per-token JSONL or counts JSON): the problem's "
+        "popularity.",
+    )(wrapper)
+
+
+def note_popularity(problem: Any) -> None:
+    """State on stderr how a problem's popularity was made, where it matters (resampled, tokens
+    dropped): every command that builds a problem from a trace calls this."""
+    for note in problem.popularity.notes:
+        click.echo(f"note: {problem.name}: popularity: {note}", err=True)
 
 
 def _json(data: Any) -> str:
@@ -56,15 +121,18 @@ def build_trace(
     stream = c.token_ids[calibration : calibration + tokens]
     model = convert(experts, top_k, c.token_ids[:calibration], seed=seed)
     name = f"{c.name}[{calibration}:{calibration + len(stream)}]"
+    progress = progress and sys.stderr.isatty()  # no bar frames in a redirected stderr
     return capture(model, stream, corpus=name, full_gate=full_gate, progress=progress)
 
 
 def model_options(f):
-    f = click.option("--seed", default=0, show_default=True, help="Clustering seed.")(f)
+    f = click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1),
+                     help="Clustering seed.")(f)
     f = click.option(
         "--calibration-tokens",
         default=8000,
         show_default=True,
+        type=click.IntRange(1, 10_000_000),
         help="Leading corpus tokens that fit the gates (never profiled).",
     )(f)
     f = click.option(
@@ -84,7 +152,8 @@ def popularity() -> None:
 
 @popularity.command()
 @model_options
-@click.option("--tokens", default=50_000, show_default=True, help="Tokens to profile.")
+@click.option("--tokens", default=50_000, show_default=True, type=click.IntRange(1, 10_000_000),
+              help="Tokens to profile.")
 @click.option("--full-gate", is_flag=True, help="Store all E gate probabilities, not only top-k.")
 @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False), help="Trace JSONL.")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Write a popularity heatmap PNG.")
@@ -112,21 +181,20 @@ def profile(
 
 
 @popularity.command("import")
-@click.argument("path", type=click.Path(dir_okay=False))
-@click.option("--field", "fields", multiple=True, help="NAME=SOURCE, e.g. layer=layer_id (repeat).")
-@click.option("--experts", "num_experts", type=int, default=None, help="Experts per layer.")
+@click.argument("path", type=INPUT_FILE)
+@_mapping_options
+@click.option("--experts", "num_experts", type=click.IntRange(1, 4096), default=None,
+              help="Experts per layer.")
 @click.option("--out", "-o", type=click.Path(dir_okay=False), help="Write a moeopt trace JSONL.")
-@click.option("--batch-size", default=10_240, show_default=True)
+@click.option("--batch-size", default=10_240, show_default=True, type=click.IntRange(1, 1_048_576))
 @click.option("--plot", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True)
-def import_(path, fields, num_experts, out, batch_size, plot, as_json):
+def import_(path, fields, fields_file, incomplete, num_experts, out, batch_size, plot, as_json):
     """Read a counts file, a moeopt trace or per-token routing JSONL from another tool."""
     from moeopt.popularity.importers import LayerCounts, load_any, parse_field_map
     from moeopt.popularity.traces import trace_loads, write_trace
 
-    if not Path(path).exists():
-        raise InputError(path, "file", "no such file")
-    data = load_any(path, parse_field_map(fields), num_experts)
+    data = load_any(path, parse_field_map(fields, fields_file), num_experts, incomplete)
     if isinstance(data, LayerCounts):
         totals = data.counts
         summary: dict[str, Any] = {
@@ -144,6 +212,8 @@ def import_(path, fields, num_experts, out, batch_size, plot, as_json):
             "layers": data.layers,
             "experts": data.num_experts,
             "top_k": data.top_k,
+            **({"sequences": data.extra["sequences"]} if "sequences" in data.extra else {}),
+            "dropped_tokens": int(data.extra.get("dropped_tokens", 0)),
         }
         if out:
             write_trace(data, out)
@@ -159,42 +229,74 @@ def import_(path, fields, num_experts, out, batch_size, plot, as_json):
     click.echo(_json(summary) if as_json else "\n".join(f"{k}: {v}" for k, v in summary.items()))
 
 
+def _routing_trace(path: str, fields: tuple[str, ...], fields_file: str | None, incomplete: str):
+    """A per-token routing trace (moeopt JSONL, or another tool's with the field mapping)."""
+    from moeopt.popularity.importers import LayerCounts, load_any, parse_field_map
+
+    found = load_any(path, parse_field_map(fields, fields_file), None, incomplete)
+    if isinstance(found, LayerCounts):
+        raise InputError(
+            path, "file", "a counts file holds per-layer totals, no per-token records; need a "
+            "routing trace (moeopt JSONL or per-token JSONL)",
+        )
+    return found
+
+
+def _check_token_ids(trace: Any, names: tuple[str, ...], source: str) -> None:
+    """Predictors keyed by token id cannot be fitted on a trace without token ids."""
+    from moeopt.popularity.predictors import PREDICTORS
+
+    needs = [n for n in names if PREDICTORS[n].needs_token_ids]
+    if needs and np.any(trace.token_ids < 0):
+        missing = int((trace.token_ids < 0).sum())
+        raise InputError(
+            source, "token_id",
+            f"predictor {', '.join(needs)} needs a token id on every record; {missing:,} of "
+            f"{trace.tokens:,} tokens have none (map them with --field token_id=NAME, or use "
+            "--predictor frequency or moving-average)",
+        )
+
+
 @popularity.command()
 @click.option(
     "--trace",
     "trace_path",
     required=True,
-    type=click.Path(dir_okay=False),
-    help="Profiled trace (moeopt JSONL) to fit on.",
+    type=INPUT_FILE,
+    help="Profiled trace (moeopt JSONL, or per-token JSONL with --field) to fit on.",
 )
+@_mapping_options
 @click.option("--predictor", default="bayes", show_default=True)
 @click.option(
     "--tokens-from",
-    type=click.Path(dir_okay=False),
+    type=INPUT_FILE,
     help="Trace whose token ids to predict; default: the bundled corpus tail.",
 )
-@click.option("--batch-size", default=10_240, show_default=True)
+@click.option("--batch-size", default=10_240, show_default=True, type=click.IntRange(1, 1_048_576))
 @click.option("--out", "-o", type=click.Path(dir_okay=False), help="Write the loads as JSON.")
 @click.option("--plot", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True)
-def predict(trace_path, predictor, tokens_from, batch_size, out, plot, as_json):
+def predict(trace_path, fields, fields_file, incomplete, predictor, tokens_from, batch_size, out,
+            plot, as_json):
     """Predict per-batch expert loads d[e,i] for new tokens from a profiled trace."""
     from moeopt.popularity.predictors import PREDICTORS, make_predictor
-    from moeopt.popularity.traces import read_trace
 
     if predictor not in PREDICTORS:
         raise InputError("--predictor", predictor, f"allowed: {', '.join(PREDICTORS)}")
-    trace = read_trace(trace_path)
+    trace = _routing_trace(trace_path, fields, fields_file, incomplete)
+    _check_token_ids(trace, (predictor,), trace_path)
     try:
         p = make_predictor(predictor).fit(trace)
     except ValueError as exc:
         raise InputError(trace_path, "token", str(exc)) from None
     if tokens_from:
-        tokens = read_trace(tokens_from).token_ids
+        tokens = _routing_trace(tokens_from, fields, fields_file, incomplete).token_ids
     else:
         from moeopt.popularity.corpus import load_corpus
 
         tokens = load_corpus().token_ids[-batch_size:]
+    if len(tokens) == 0:
+        raise InputError(tokens_from or "--tokens-from", "tokens", "no tokens to predict")
     loads = p.predict_loads(tokens, batch_size)
     doc = {
         "format": "moeopt-loads",
@@ -225,20 +327,27 @@ def predict(trace_path, predictor, tokens_from, batch_size, out, plot, as_json):
 @click.option(
     "--trace",
     "trace_path",
-    type=click.Path(dir_okay=False),
-    help="Evaluate on this trace instead of profiling the built-in model.",
+    type=INPUT_FILE,
+    help="Evaluate on this trace (moeopt JSONL, or per-token JSONL with --field) instead of "
+    "profiling the built-in model.",
 )
+@_mapping_options
 @model_options
-@click.option("--tokens", default=41_000, show_default=True, help="Tokens to profile.")
+@click.option("--tokens", default=41_000, show_default=True, type=click.IntRange(1, 10_000_000),
+              help="Tokens to profile.")
 @click.option("--folds", default=4, show_default=True, type=click.IntRange(2, 20))
 @click.option(
-    "--batch-size", default=10_240, show_default=True, help="Tokens per batch (paper: 10,240)."
+    "--batch-size", default=10_240, show_default=True, type=click.IntRange(1, 1_048_576),
+    help="Tokens per batch (paper: 10,240).",
 )
 @click.option("--predictor", "predictors", multiple=True, help="Repeat; default: all.")
 @click.option("--plot", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True)
 def evaluate(
     trace_path,
+    fields,
+    fields_file,
+    incomplete,
     experts,
     top_k,
     corpus,
@@ -254,22 +363,27 @@ def evaluate(
     """Compare the predictors' error on held-out batches (cross-validated)."""
     from moeopt.popularity.evaluation import DEFAULT_PREDICTORS, evaluate_predictors, format_table
     from moeopt.popularity.predictors import PREDICTORS
-    from moeopt.popularity.traces import read_trace, trace_loads
+    from moeopt.popularity.traces import trace_loads
 
     for name in predictors:
         if name not in PREDICTORS:
             raise InputError("--predictor", name, f"allowed: {', '.join(PREDICTORS)}")
     if trace_path:
-        trace = read_trace(trace_path)
+        trace = _routing_trace(trace_path, fields, fields_file, incomplete)
     else:
+        trace_source(None, fields, fields_file, incomplete)  # mapping options need --trace
         trace = build_trace(
             int(experts), top_k, corpus, tokens, calibration_tokens, seed, progress=not as_json
         )
     if trace.tokens < 2 * folds:
         raise InputError(trace_path or "--tokens", "tokens", f"need at least {2 * folds} tokens")
-    if np.any(trace.token_ids < 0):
-        predictors = tuple(
-            p for p in (predictors or DEFAULT_PREDICTORS) if p in ("frequency", "moving-average")
+    if predictors:
+        _check_token_ids(trace, tuple(predictors), trace_path or "--trace")
+    elif np.any(trace.token_ids < 0):
+        predictors = tuple(p for p in DEFAULT_PREDICTORS if not PREDICTORS[p].needs_token_ids)
+        click.echo(
+            f"note: {trace_path}: records without token ids; scoring {', '.join(predictors)} only",
+            err=True,
         )
     report = evaluate_predictors(trace, tuple(predictors) or DEFAULT_PREDICTORS, folds, batch_size)
     if plot:

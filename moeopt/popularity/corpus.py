@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from moeopt import files
 from moeopt.errors import InputError
 
 DEFAULT_CORPUS = "python-reference-topics"
@@ -30,12 +31,7 @@ def read_text(path: str | None = None) -> tuple[str, str]:
         res = resources.files("moeopt.data.corpus") / f"{DEFAULT_CORPUS}.txt"
         return DEFAULT_CORPUS, res.read_text(encoding="utf-8")
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InputError(str(path), "file", f"cannot read: {exc.strerror}") from None
-    except UnicodeDecodeError as exc:
-        raise InputError(str(path), "file", f"not UTF-8 text: {exc.reason}") from None
+    text = files.read_text(p, files.MAX_TRACE_BYTES)  # regular file, size cap, UTF-8
     if not text.strip():
         raise InputError(str(path), "file", "empty corpus; need English text")
     return p.name, text

@@ -1,32 +1,42 @@
-"""Bring routing data from other tools: per-layer count files and per-token routing JSONL.
-
-Per-token JSONL (vLLM, SGLang or a user's own hooks): one JSON object per line and per
-(token, layer), with at least a layer id and the chosen expert id(s). Defaults:
-
-    {"layer": 3, "experts": [5, 17], "gate": [0.61, 0.22], "token_id": 2023, "token_index": 0}
-
-``experts`` may be a list or one integer; ``gate`` (probabilities of the chosen experts),
-``token_id``, ``token_index`` (groups the records of one token across layers) and
-``position`` are optional. Field names map with ``fields={"layer": "layer_id", ...}``
-(``--field layer=layer_id`` on the command line); a dotted name reads nested objects
-(``routing.topk_ids``). Without ``token_index`` the n-th record of each layer is token n.
-Layer ids may be any integers (e.g. 1, 3, 5); they are numbered 0.. in ascending order.
+"""Bring routing data from other tools: per-layer count files, per-token routing JSONL
+(``moeopt.popularity.routing_jsonl``) and moeopt traces, told apart by content; and the
+popularity of a problem whose ``[popularity] source = "trace"``.
 """
 
 from __future__ import annotations
 
-import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from moeopt.errors import InputError
-from moeopt.popularity.traces import TRACE_FORMAT, RoutingTrace, json_record, read_trace
+from moeopt import limits
+from moeopt.errors import InputError, errors_in
+from moeopt.files import MAX_TRACE_BYTES, first_line
+from moeopt.popularity.routing_jsonl import (
+    FIELDS,
+    INCOMPLETE,
+    check_field_map,
+    parse_field_map,
+    read_routing_jsonl,
+)
+from moeopt.popularity.traces import TRACE_FORMAT, RoutingTrace, read_trace
 
-FIELDS = ("layer", "experts", "gate", "token_id", "token_index", "position")
-REQUIRED = ("layer", "experts")
+__all__ = [
+    "FIELDS",
+    "INCOMPLETE",
+    "LayerCounts",
+    "TraceSource",
+    "as_trace_source",
+    "check_field_map",
+    "load_any",
+    "parse_field_map",
+    "read_counts",
+    "read_routing_jsonl",
+    "traces_to_popularity",
+]
 
 
 @dataclass(frozen=True)
@@ -45,6 +55,44 @@ class LayerCounts:
         )
 
 
+@dataclass(frozen=True)
+class TraceSource:
+    """A trace file and how to read it: the same wherever a trace is accepted.
+
+    ``fields`` maps moeopt's per-token field names to the file's (``{"layer": "layer_id"}``);
+    ``incomplete`` is what to do with tokens that miss a layer: ``error`` or ``drop``.
+    """
+
+    path: Path
+    fields: tuple[tuple[str, str], ...] = ()
+    incomplete: str = "error"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+        mapping = dict(self.fields)
+        check_field_map(mapping, "--field")
+        object.__setattr__(self, "fields", tuple(sorted(mapping.items())))
+        if self.incomplete not in INCOMPLETE:
+            raise InputError(
+                "--incomplete", str(self.incomplete), f"allowed: {', '.join(INCOMPLETE)}"
+            )
+
+    @property
+    def field_map(self) -> dict[str, str]:
+        return dict(self.fields)
+
+    def table(self) -> dict[str, Any]:
+        """The problem file's ``[popularity]`` keys that say how to read this trace."""
+        return {
+            **({"fields": self.field_map} if self.fields else {}),
+            **({"incomplete": self.incomplete} if self.incomplete != "error" else {}),
+        }
+
+
+def as_trace_source(trace: str | Path | TraceSource) -> TraceSource:
+    return trace if isinstance(trace, TraceSource) else TraceSource(Path(trace))
+
+
 def read_counts(path: str | Path) -> LayerCounts:
     """A counts file: ``{"counts": [[...]]}`` or Switch-style ``expert_usage_by_layer``."""
     from moeopt.popularity.loads import read_layer_counts
@@ -52,179 +100,50 @@ def read_counts(path: str | Path) -> LayerCounts:
     return LayerCounts(read_layer_counts(path), str(path))
 
 
-def parse_field_map(items: list[str] | tuple[str, ...]) -> dict[str, str]:
-    """``["layer=layer_id", ...]`` to a mapping; unknown names are an InputError."""
-    out: dict[str, str] = {}
-    for item in items:
-        name, sep, source = item.partition("=")
-        if not sep or not source:
-            raise InputError("--field", item, "need NAME=SOURCE_FIELD, e.g. layer=layer_id")
-        if name not in FIELDS:
-            raise InputError("--field", name, f"unknown field; allowed: {', '.join(FIELDS)}")
-        out[name] = source
-    return out
+# ---- any trace ----------------------------------------------------------------------------------
 
-
-def _get(rec: dict[str, Any], dotted: str) -> Any:
-    cur: Any = rec
-    for part in dotted.split("."):
-        if not isinstance(cur, dict) or part not in cur:
-            return None
-        cur = cur[part]
-    return cur
-
-
-def _int(where: str, field: str, v: Any, allowed: str) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-        raise InputError(where, field, f"got {v!r}; allowed: {allowed}")
-    return v
-
-
-def read_routing_jsonl(
-    path: str | Path,
-    fields: dict[str, str] | None = None,
-    num_experts: int | None = None,
-    model: str = "imported",
-) -> RoutingTrace:
-    """Per-token routing records from another tool, as a ``RoutingTrace``."""
-    src = str(path)
-    names = {f: f for f in FIELDS} | (fields or {})
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InputError(src, "file", f"cannot read: {exc.strerror}") from None
-    rows: list[tuple[int, int, list[int], list[float] | None, int, int, int]] = []
-    k: int | None = None
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{src}:{lineno}"
-        rec = json_record(line, where)
-        for f in REQUIRED:
-            if _get(rec, names[f]) is None:
-                raise InputError(
-                    where, names[f], f"missing; map it with --field {f}=<name in your records>"
-                )
-        layer = _int(where, names["layer"], _get(rec, names["layer"]), "an integer >= 0")
-        ex = _get(rec, names["experts"])
-        ex = [ex] if isinstance(ex, int) and not isinstance(ex, bool) else ex
-        if not isinstance(ex, list) or not ex:
-            raise InputError(
-                where, names["experts"], f"got {ex!r}; allowed: an expert id or a list"
-            )
-        ids = [_int(where, names["experts"], e, "expert ids >= 0") for e in ex]
-        if num_experts is not None and max(ids) >= num_experts:
-            raise InputError(
-                where,
-                names["experts"],
-                f"expert id {max(ids)} out of range; allowed 0..{num_experts - 1}",
-            )
-        if len(set(ids)) != len(ids):
-            raise InputError(where, names["experts"], f"repeated expert id in {ids}")
-        if k is None:
-            k = len(ids)
-        elif len(ids) != k:
-            raise InputError(
-                where,
-                names["experts"],
-                f"{len(ids)} experts, earlier records have {k}; top-k must be fixed",
-            )
-        gate = _get(rec, names["gate"])
-        if gate is not None and (
-            not isinstance(gate, list)
-            or len(gate) != k
-            or any(isinstance(p, bool) or not isinstance(p, int | float) for p in gate)
-            or any(not 0.0 <= p <= 1.0 for p in gate)
-        ):
-            raise InputError(
-                where, names["gate"], f"got {gate!r}; allowed: {k} probabilities in [0, 1]"
-            )
-        opt = []
-        for f in ("token_id", "token_index", "position"):
-            v = _get(rec, names[f])
-            opt.append(-1 if v is None else _int(where, names[f], v, "an integer >= 0"))
-        rows.append((lineno, layer, ids, gate, *opt))
-    if not rows or k is None:
-        raise InputError(src, "records", "no routing records")
-    layer_ids = sorted({r[1] for r in rows})
-    layer_of = {lay: i for i, lay in enumerate(layer_ids)}
-    has_index = [r[5] >= 0 for r in rows]
-    if any(has_index) and not all(has_index):
-        lineno = rows[has_index.index(False)][0]
-        raise InputError(
-            f"{src}:{lineno}",
-            names["token_index"],
-            "missing here but present elsewhere; give it on every record or none",
-        )
-    if all(has_index):
-        token_keys = sorted({r[5] for r in rows})
-        slot = {t: i for i, t in enumerate(token_keys)}
-        index = [slot[r[5]] for r in rows]
-    else:
-        seen: dict[int, int] = {}
-        index = []
-        for r in rows:
-            index.append(seen.get(r[1], 0))
-            seen[r[1]] = index[-1] + 1
-    n, layers = max(index) + 1, len(layer_ids)
-    experts = np.full((n, layers, k), -1, dtype=np.int64)
-    gates = np.full((n, layers, k), np.nan, dtype=np.float32)
-    tok, pos = np.full(n, -1, dtype=np.int64), np.full(n, -1, dtype=np.int64)
-    for (lineno, layer, ids, gate, token_id, _, position), t in zip(rows, index, strict=True):
-        li = layer_of[layer]
-        if experts[t, li, 0] >= 0:
-            raise InputError(
-                f"{src}:{lineno}", names["layer"], f"a second record for token {t} at layer {layer}"
-            )
-        experts[t, li] = ids
-        if gate is not None:
-            gates[t, li] = gate
-        if token_id >= 0:
-            if tok[t] >= 0 and tok[t] != token_id:
-                raise InputError(
-                    f"{src}:{lineno}",
-                    names["token_id"],
-                    f"token {t} had id {tok[t]} on another layer",
-                )
-            tok[t] = token_id
-        if position >= 0:
-            pos[t] = position
-    missing = np.argwhere(experts[:, :, 0] < 0)
-    if len(missing):
-        t, li = missing[0]
-        raise InputError(
-            src,
-            "records",
-            f"token {t} has no record for layer {layer_ids[li]}; every token needs every layer",
-        )
-    e = num_experts if num_experts is not None else int(experts.max()) + 1
-    return RoutingTrace(
-        experts=experts,
-        gate=gates,
-        token_ids=tok,
-        position_ids=pos,
-        sequence_ids=np.full(n, -1, dtype=np.int64),
-        attention_ids=np.full((n, layers), -1, dtype=np.int64),
-        num_experts=e,
-        model=model,
-        corpus=src,
-        extra={"layer_ids": layer_ids},
-    )
+_CACHE: dict[tuple[Any, ...], RoutingTrace | LayerCounts] = {}
 
 
 def load_any(
-    path: str | Path, fields: dict[str, str] | None = None, num_experts: int | None = None
+    path: str | Path,
+    fields: dict[str, str] | None = None,
+    num_experts: int | None = None,
+    incomplete: str = "error",
 ) -> RoutingTrace | LayerCounts:
-    """A moeopt trace, a per-token routing JSONL, or a counts JSON file, told apart by content."""
+    """A moeopt trace, a per-token routing JSONL, or a counts JSON file, told apart by content.
+
+    The last few results are kept (keyed by the file's identity and modification time), so a
+    command that builds a problem from a trace reads it once.
+    """
+    try:
+        info = os.stat(path)
+        key: tuple[Any, ...] | None = (
+            str(Path(path).resolve()), info.st_ino, info.st_size, info.st_mtime_ns,
+            tuple(sorted((fields or {}).items())), num_experts, incomplete,
+        )
+    except OSError:
+        key = None
+    if key is not None and key in _CACHE:
+        return _CACHE[key]
+    found = _load_any(path, fields, num_experts, incomplete)
+    if key is not None:
+        if len(_CACHE) >= 4:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = found
+    return found
+
+
+def _load_any(
+    path: str | Path, fields: dict[str, str] | None, num_experts: int | None, incomplete: str
+) -> RoutingTrace | LayerCounts:
+    from moeopt.files import json_record
+
     src = str(path)
+    first = first_line(path, MAX_TRACE_BYTES)
     try:
-        with open(path, encoding="utf-8") as f:
-            first = f.readline()
-    except OSError as exc:
-        raise InputError(src, "file", f"cannot read: {exc.strerror}") from None
-    try:
-        head = json.loads(first) if first.strip() else None
-    except json.JSONDecodeError:
+        head = json_record(first, src) if first.strip() else None
+    except InputError:
         head = None
     if isinstance(head, dict) and head.get("format") == TRACE_FORMAT:
         return read_trace(path)
@@ -232,46 +151,62 @@ def load_any(
         return read_counts(path)
     if head is None and src.endswith(".json"):
         return read_counts(path)  # pretty-printed JSON spans lines
-    return read_routing_jsonl(path, fields, num_experts)
+    return read_routing_jsonl(path, fields, num_experts, incomplete=incomplete)
 
 
 def traces_to_popularity(path: str | Path, model: Any, workload: Any, data: dict[str, Any]):
     """The ``Popularity`` of a problem whose ``[popularity] source = "trace"``.
 
-    ``data`` is the problem's popularity table (``file``, optional ``batches``, ``seed`` and
-    ``fields``, a mapping of field names for per-token JSONL). A routing trace gives measured
-    per-batch loads: consecutive batches of ``workload.tokens_per_batch`` tokens, at most
-    ``batches`` of them. A trace shorter than one batch is resampled: each batch draws
-    ``tokens_per_batch`` of its tokens with replacement (seeded), a stated model. A counts
-    file is sampled with ``Popularity.from_layer_counts``.
+    ``data`` is the problem's popularity table (``file``, optional ``batches``, ``seed``,
+    ``fields``, a mapping of field names for per-token JSONL, and ``incomplete``). A routing
+    trace gives measured per-batch loads: consecutive batches of ``workload.tokens_per_batch``
+    tokens, at most ``batches`` of them. A trace shorter than one batch is resampled: each
+    batch draws ``tokens_per_batch`` of its tokens with replacement (seeded), a stated model
+    recorded in the popularity's ``notes``. A counts file is sampled with
+    ``Popularity.from_layer_counts``.
     """
     from moeopt.popularity.loads import Popularity
-    from moeopt.popularity.traces import batch_loads
 
     src = str(path)
-    fields = data.get("fields") or {}
-    if not isinstance(fields, dict) or not all(isinstance(v, str) for v in fields.values()):
-        raise InputError(src, "popularity.fields", 'need a table of NAME = "SOURCE_FIELD"')
-    for name in fields:
-        if name not in FIELDS:
-            raise InputError(src, f"popularity.fields.{name}", f"allowed: {', '.join(FIELDS)}")
-    batches = int(data.get("batches", 8))
-    seed = int(data.get("seed", 0))
+    fields = check_field_map(data.get("fields") or {}, src, "popularity.fields")
+    with errors_in(src, "popularity."):
+        batches = limits.whole(data.get("batches", 8), "popularity", "batches", 1, limits.MAX_BATCHES)
+        seed = limits.whole(data.get("seed", 0), "popularity", "seed", 0, limits.MAX_SEED)
+        incomplete = limits.choice(data.get("incomplete", "error"), "popularity", "incomplete", INCOMPLETE)
     n = int(workload.tokens_per_batch)
-    found = load_any(path, fields, getattr(model, "experts_per_layer", None))
+    found = load_any(path, fields, getattr(model, "experts_per_layer", None), incomplete)
     if isinstance(found, LayerCounts):
-        return found.popularity(n, model.top_k, batches, seed)
+        with errors_in(src, "popularity."):
+            return found.popularity(n, model.top_k, batches, seed)
     if found.top_k != model.top_k:
         raise InputError(
             src, "top_k", f"trace routes top-{found.top_k}; the model is top-{model.top_k}"
         )
     name = Path(path).name
+    notes = []
+    dropped = int(found.extra.get("dropped_tokens", 0))
+    if dropped:
+        notes.append(f"{dropped:,} tokens of {name} missed a layer and were dropped (--incomplete drop)")
     if found.tokens >= n:
-        loads = batch_loads(found.experts, found.num_experts, n)[:batches]
-        return Popularity(loads=loads, source=f"trace:{name}")
+        from moeopt.popularity.traces import batch_loads
+
+        loads = batch_loads(found.experts[: batches * n], found.num_experts, n)
+        return Popularity(loads=loads, source=f"trace:{name}", notes=tuple(notes))
+    notes.append(
+        f"{name} has {found.tokens:,} tokens, fewer than one batch of {n:,}: each of the "
+        f"{batches} batches is resampled, {n:,} tokens drawn with replacement (seed {seed})"
+    )
     rng = np.random.default_rng(seed)
-    picks = rng.integers(0, found.tokens, (batches, n))
-    loads = np.stack([batch_loads(found.experts[p], found.num_experts, n)[0] for p in picks])
+    layers, e = found.layers, found.num_experts
+    flat = (np.arange(layers)[None, :, None] * e + found.experts).reshape(found.tokens, -1)
+    loads = np.empty((batches, layers, e), dtype=np.int64)
+    for b in range(batches):
+        times = np.bincount(rng.integers(0, found.tokens, n), minlength=found.tokens)
+        weights = np.broadcast_to(times[:, None], flat.shape)
+        counts = np.bincount(flat.ravel(), weights=weights.ravel(), minlength=layers * e)
+        loads[b] = np.rint(counts).astype(np.int64).reshape(layers, e)
     return Popularity(
-        loads=loads, source=f"trace:{name} (resampled {found.tokens} tokens, seed {seed})"
+        loads=loads,
+        source=f"trace:{name} (resampled {found.tokens} tokens, seed {seed})",
+        notes=tuple(notes),
     )

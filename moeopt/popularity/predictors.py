@@ -58,6 +58,8 @@ class Predictor(ABC):
     """Predicts which experts tokens go to, and so each batch's expert loads."""
 
     name: ClassVar[str]
+    #: Whether ``fit`` needs a token id on every trace record (the token-keyed tables do).
+    needs_token_ids: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self.layers = 0
@@ -166,6 +168,8 @@ class MovingAveragePredictor(Predictor):
 
 class _TokenTable(Predictor):
     """Profiled counts keyed by (layer, token id, attention id), aggregated over positions."""
+
+    needs_token_ids = True
 
     def _fit(self, trace: RoutingTrace) -> None:
         self._cache = None

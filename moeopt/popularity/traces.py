@@ -23,7 +23,10 @@ from typing import Any
 
 import numpy as np
 
+from moeopt import limits
 from moeopt.errors import InputError
+from moeopt.files import MAX_TRACE_BYTES, count_lines, first_line, iter_lines, json_record
+from moeopt.popularity.trace_checks import RecordBlock, RecordShape, read_header
 
 TRACE_FORMAT = "moeopt-routing-trace"
 SCHEMA_VERSION = 1
@@ -103,17 +106,6 @@ class RoutingTrace:
         }
 
 
-def json_record(line: str, where: str) -> dict[str, Any]:
-    """One JSON Lines record as a dict, or an InputError naming the file and line."""
-    try:
-        rec = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise InputError(where, "record", f"not valid JSON: {exc.msg}") from None
-    if not isinstance(rec, dict):
-        raise InputError(where, "record", "need a JSON object per line")
-    return rec
-
-
 def batch_loads(
     experts: np.ndarray, num_experts: int, batch_size: int = TOKENS_PER_BATCH, partial: bool = False
 ) -> np.ndarray:
@@ -180,95 +172,59 @@ def write_trace(trace: RoutingTrace, path: str | Path) -> None:
             f.write(json.dumps(rec, separators=(",", ":")) + "\n")
 
 
-def _int_list(src: str, field: str, value: Any, length: int) -> list[int]:
-    if (
-        not isinstance(value, list)
-        or len(value) != length
-        or any(isinstance(v, bool) or not isinstance(v, int) for v in value)
-    ):
-        raise InputError(src, field, f"need a list of {length} integers, got {value!r}")
-    return value
-
-
 def read_trace(path: str | Path) -> RoutingTrace:
-    """Read a JSONL trace written by ``write_trace`` (or by hand in that format)."""
+    """Read a JSONL trace written by ``write_trace`` (or by hand in that format).
+
+    Read through :mod:`moeopt.files` (size cap, UTF-8, nesting, finite numbers); the header's
+    shape and the number of records are checked against ``moeopt.limits`` before the arrays
+    are allocated; every record is checked and a mistake names its line and field.
+    """
     src = str(path)
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise InputError(src, "file", f"cannot read: {exc.strerror}") from None
-    if not lines:
+    first = first_line(path, MAX_TRACE_BYTES)
+    if not first.strip():
         raise InputError(src, "header", "empty file; need a header line")
-    try:
-        head = json.loads(lines[0])
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{src}:1", "header", f"not valid JSON: {exc.msg}") from None
-    if not isinstance(head, dict) or head.get("format") != TRACE_FORMAT:
-        raise InputError(
-            f"{src}:1",
-            "format",
-            f"need a header with format {TRACE_FORMAT!r}; "
-            "per-token records from other tools go through `moeopt popularity import`",
-        )
-    if head.get("schema_version") != SCHEMA_VERSION:
-        raise InputError(
-            f"{src}:1",
-            "schema_version",
-            f"got {head.get('schema_version')!r}; allowed {SCHEMA_VERSION}",
-        )
-    try:
-        num_experts, k, layers = int(head["experts"]), int(head["top_k"]), int(head["moe_layers"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InputError(
-            f"{src}:1", "header", f"need integer experts, top_k, moe_layers ({exc})"
-        ) from None
+    head = read_header(first, src, TRACE_FORMAT, SCHEMA_VERSION)
+    num_experts, k, layers = int(head["experts"]), int(head["top_k"]), int(head["moe_layers"])
     gate_width = num_experts if head.get("gate") == "full" else k
-    recs = [(i + 2, ln) for i, ln in enumerate(lines[1:]) if ln.strip()]
-    n = len(recs)
-    experts = np.zeros((n, layers, k), dtype=np.int64)
-    gate = np.full((n, layers, gate_width), np.nan, dtype=np.float32)
-    tok, pos, seq = (np.full(n, -1, dtype=np.int64) for _ in range(3))
-    attn = np.full((n, layers), -1, dtype=np.int64)
-    for t, (lineno, line) in enumerate(recs):
+    n = count_lines(path, MAX_TRACE_BYTES)  # an upper bound on the records
+    if n * layers * gate_width > limits.MAX_TRACE_CELLS:
+        raise InputError(
+            src, "records",
+            f"up to {n:,} tokens x {layers} layers x {gate_width} gate values; allowed: at most "
+            f"{limits.MAX_TRACE_CELLS:,}",
+        )
+    arrays = {
+        "experts": np.zeros((n, layers, k), dtype=np.int64),
+        "gate": np.full((n, layers, gate_width), np.nan, dtype=np.float32),
+        "attn": np.full((n, layers), -1, dtype=np.int64),
+        **{name: np.full(n, -1, dtype=np.int64) for name in ("token", "pos", "seq")},
+    }
+    shape = RecordShape(layers, k, gate_width, num_experts)
+    block, t = RecordBlock(), 0
+    for lineno, line in iter_lines(path, MAX_TRACE_BYTES):
+        if lineno == 1 or not line.strip():
+            continue
         where = f"{src}:{lineno}"
         rec = json_record(line, where)
-        ex = rec.get("experts")
-        if not isinstance(ex, list) or len(ex) != layers:
-            raise InputError(where, "experts", f"need {layers} per-layer lists of {k} expert ids")
-        for layer, ids in enumerate(ex):
-            ids = _int_list(where, f"experts[{layer}]", ids, k)
-            if any(not 0 <= i < num_experts for i in ids):
-                raise InputError(
-                    where,
-                    f"experts[{layer}]",
-                    f"expert id out of range; allowed 0..{num_experts - 1}",
-                )
-            experts[t, layer] = ids
-        g = rec.get("gate")
-        if g is not None:
-            if not isinstance(g, list) or len(g) != layers:
-                raise InputError(
-                    where, "gate", f"need {layers} per-layer lists of {gate_width} probabilities"
-                )
-            for layer, ps in enumerate(g):
-                if not isinstance(ps, list) or len(ps) != gate_width:
-                    raise InputError(where, f"gate[{layer}]", f"need {gate_width} probabilities")
-                gate[t, layer] = [np.nan if p is None else float(p) for p in ps]
-        a = rec.get("attn")
-        if a is not None:
-            attn[t] = _int_list(where, "attn", a, layers)
-        for name, arr in (("token", tok), ("pos", pos), ("seq", seq)):
-            v = rec.get(name, -1)
-            if isinstance(v, bool) or not isinstance(v, int):
-                raise InputError(where, name, f"need an integer, got {v!r}")
-            arr[t] = v
+        # Keys are the only strings of a well-formed record (each brings two quotes), and it
+        # holds no true/false: numpy would read "0.5" or true as numbers, so check those alone.
+        if line.count('"') != 2 * len(rec) or "true" in line or "false" in line:
+            shape.check(rec, where)
+        block.add(rec, where)
+        if len(block.records) >= RecordBlock.size:
+            t = block.flush(shape, arrays, t)
+    t = block.flush(shape, arrays, t)
+    if t == 0:
+        raise InputError(src, "records", "no token records after the header; need at least one")
+    experts, gate, attn = arrays["experts"], arrays["gate"], arrays["attn"]
+    tok, pos, seq = arrays["token"], arrays["pos"], arrays["seq"]
     return RoutingTrace(
-        experts=experts,
-        gate=gate,
-        token_ids=tok,
-        position_ids=pos,
-        sequence_ids=seq,
-        attention_ids=attn,
+        experts=experts[:t],
+        gate=gate[:t],
+        token_ids=tok[:t],
+        position_ids=pos[:t],
+        sequence_ids=seq[:t],
+        attention_ids=attn[:t],
         num_experts=num_experts,
         model=str(head.get("model", "unknown")),
         corpus=str(head.get("corpus", "unknown")),

@@ -98,3 +98,19 @@ def test_bad_input_is_one_clear_line(tmp_path):
     assert done.returncode == 2 and "unknown solver" in done.stderr
     done = moeopt_bench("leaderboard", str(tmp_path / "missing.jsonl"))
     assert done.returncode == 2 and "no such results file" in done.stderr
+
+
+def test_bench_prices_every_instance_with_a_profile(tiny_suite, tmp_path):
+    """``--profile`` runs a copy of the suite whose files name it: runs, re-pricing and
+    references all see the same constants."""
+    out = tmp_path / "results"
+    done = moeopt_bench("bench", "--suite", str(tiny_suite), "--solvers", "greedy", "--seeds", "1",
+                        "--budget-evals", "50", "--profile", "paper-lambda", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    copies = list(out.glob("suite-*-profile-*/*.json"))
+    instances = [p for p in copies if p.name != "suite.json"]
+    assert instances and all(
+        json.loads(p.read_text())["cost_model"]["profile"] == "paper-lambda" for p in instances
+    )
+    records = read_results(next(out.glob("*paper-lambda.jsonl")))
+    assert records and {r["solver"]["name"] for r in records} == {"greedy", "random"}

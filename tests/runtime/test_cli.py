@@ -48,6 +48,7 @@ def test_run_local_reports_measured_against_predicted(tmp_path):
         "--top-k",
         "2",
         "--json",
+        "--no-prewarm",
     ]
     result = CliRunner().invoke(run_command, args)
     assert result.exit_code == 0, result.output

@@ -94,7 +94,7 @@ def test_links_never_overlap_one_functions_transfers(requests):
     for (identity, _), items in spans.items():
         if identity.startswith(COORDINATOR_KEY_PREFIX):
             continue
-        items.sort()
+        items.sort(key=lambda span: span[1])  # a link's transfers end in the order they ran
         for (_, e1), (s2, _) in zip(items, items[1:], strict=False):
             assert s2 >= e1 - 1e-9
 

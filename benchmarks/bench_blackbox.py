@@ -1,13 +1,16 @@
-"""Black-box solvers against random search: best cost after N evaluations, several seeds.
+"""Black-box solvers against the proven optimum: gap after N evaluations, per problem and seed.
 
-    python benchmarks/bench_blackbox.py                      # 3 problems x 9 solvers x 3 seeds, N = 2000
-    python benchmarks/bench_blackbox.py --evals 500 --seeds 1 --problems bert-moe-4
+    python benchmarks/bench_blackbox.py            # 5 paper problems x seeds 0-4 x 5 solvers, N = 200
+    python benchmarks/bench_blackbox.py --solvers bayes-egreedy,nevergrad --seeds 2
+    python benchmarks/bench_blackbox.py --problems switch-base-128 --evals 2000 --out runs.jsonl
 
-Prints, per problem and solver, the mean best cost, how many seeds found a feasible plan, the
-ratio to random search measured in the same run (cost / random's cost: < 1 is better; "n/a"
-when random found nothing feasible) and to the best cost any solver reached in the run, and
-the mean wall time. `greedy` is printed as a constructive reference. With --out, one JSON line
-per run is appended (append-only, no pickles).
+For every problem, ``ilp`` solves it first in the same run (its status, cost and seconds are
+printed: the reference is a proven optimum only where the status says so). Each solver then runs
+on each seed with N evaluations and a seconds cap per run (--seconds); the table gives the gap
+(cost - reference) / reference in %, "inf" where a run found no feasible plan, and "@n" after a
+gap where the run stopped after n < N evaluations (seconds cap or convergence). A summary counts,
+per solver, the runs within 1 % of the reference. With --out, one JSON line per run is appended
+(append-only, no pickles).
 """
 
 from __future__ import annotations
@@ -20,99 +23,73 @@ import time
 
 from moeopt.problem import load_problem
 from moeopt.registry import make_solver
-from moeopt.solver import Budget
+from moeopt.solver import Budget, SolutionStatus
 
-PROBLEMS = ("bert-moe-4", "bert-moe-16", "switch-base-128")
-SOLVERS = (
-    "random",
-    "bayes-egreedy",
-    "bayes-single-eps",
-    "bayes-random",
-    "nevergrad",
-    "nevergrad-cma",
-    "nevergrad-de",
-    "nevergrad-oneplusone",
-    "nevergrad-pso",
-)
+PROBLEMS = ("bert-moe-4", "bert-moe-8", "bert-moe-16", "gpt2-moe-4", "bert2bert-moe-4")
+SOLVERS = ("bayes-egreedy", "nevergrad", "optuna-tpe", "optuna-cmaes", "optuna-gp")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--problems", default=",".join(PROBLEMS))
     ap.add_argument("--solvers", default=",".join(SOLVERS))
-    ap.add_argument("--evals", type=int, default=2000)
-    ap.add_argument("--seconds", type=float, default=300.0, help="safety cap per run")
-    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--evals", type=int, default=200)
+    ap.add_argument("--seconds", type=float, default=600.0, help="cap per run")
+    ap.add_argument("--seeds", type=int, default=5, help="seeds 0..K-1")
+    ap.add_argument("--ilp-seconds", type=float, default=120.0)
     ap.add_argument("--out", help="append one JSON line per run to this file")
     args = ap.parse_args()
     solvers = args.solvers.split(",")
     budget = Budget(evaluations=args.evals, seconds=args.seconds)
+    within: dict[str, list[bool]] = {s: [] for s in solvers}
+    worst: dict[str, float] = dict.fromkeys(solvers, 0.0)
     for name in args.problems.split(","):
         problem = load_problem(name)
-        costs: dict[str, list[float]] = {}
-        walls: dict[str, list[float]] = {}
-        evals: dict[str, list[int]] = {}
+        t0 = time.perf_counter()
+        ref = make_solver("ilp").solve(problem, Budget(seconds=args.ilp_seconds))
+        ilp_s = time.perf_counter() - t0
+        proven = ref.solution_status == SolutionStatus.PROVEN_OPTIMAL
+        print(
+            f"\n{name}: ilp {ref.solution_status} ${ref.cost_usd:.9f} in {ilp_s:.1f} s"
+            f"{'' if proven else ' (NOT proven: gaps are to the best plan ilp found)'}"
+        )
+        seeds = range(args.seeds)
+        print(f"{'solver':16}" + "".join(f"{'seed ' + str(s):>12}" for s in seeds) + f"{'max %':>9}{'wall s':>9}")
         for solver in solvers:
-            for seed in range(args.seeds):
-                t0 = time.perf_counter()
+            cells, gaps, walls = [], [], []
+            for seed in seeds:
+                t1 = time.perf_counter()
                 result = make_solver(solver, seed=seed).solve(problem, budget)
-                wall = time.perf_counter() - t0
-                costs.setdefault(solver, []).append(result.cost_usd)
-                walls.setdefault(solver, []).append(wall)
-                evals.setdefault(solver, []).append(result.evaluations)
+                wall = time.perf_counter() - t1
+                gap = 100.0 * (result.cost_usd - ref.cost_usd) / ref.cost_usd
+                gaps.append(gap)
+                walls.append(wall)
+                cell = f"{gap:.2f}" if math.isfinite(gap) else "inf"
+                if result.evaluations < args.evals:
+                    cell += f"@{result.evaluations}"
+                cells.append(cell)
+                within[solver].append(gap <= 1.0)
+                worst[solver] = max(worst[solver], gap)
                 if args.out:
                     row = {
-                        "problem": name,
-                        "solver": solver,
-                        "seed": seed,
-                        "budget_evals": args.evals,
+                        "problem": name, "solver": solver, "seed": seed, "budget_evals": args.evals,
+                        "reference_usd": ref.cost_usd, "reference_proven": proven,
                         "cost_usd": result.cost_usd if math.isfinite(result.cost_usd) else None,
-                        "evaluations": result.evaluations,
-                        "wall_seconds": wall,
+                        "gap_percent": gap if math.isfinite(gap) else None,
+                        "evaluations": result.evaluations, "wall_seconds": wall,
                         "solver_status": str(result.solver_status),
                     }
                     with open(args.out, "a") as fh:
                         fh.write(json.dumps(row) + "\n")
-        greedy = make_solver("greedy").solve(problem).cost_usd
-        _report(name, args.evals, costs, walls, evals, greedy)
-
-
-def _mean(values: list[float]) -> float:
-    finite = [v for v in values if math.isfinite(v)]
-    return statistics.fmean(finite) if len(finite) == len(values) else math.inf
-
-
-def _report(
-    name: str,
-    n: int,
-    costs: dict[str, list[float]],
-    walls: dict[str, list[float]],
-    evals: dict[str, list[int]],
-    greedy: float,
-) -> None:
-    best = min((min(v) for v in costs.values()), default=math.inf)
-    rand = _mean(costs.get("random", [math.inf]))
-    print(
-        f"\n{name}: best cost after {n} evaluations (mean over seeds); greedy reference ${greedy:.6f}"
-    )
-    print(
-        f"{'solver':22} {'mean $':>10} {'feasible':>8} {'/random':>8} {'/best':>7} {'/greedy':>8} {'evals':>6} {'wall s':>7}"
-    )
-    for solver, values in costs.items():
-        mean = _mean(values)
-        feasible = sum(math.isfinite(v) for v in values)
-        vs_random = (
-            f"{mean / rand:8.3f}" if math.isfinite(rand) and math.isfinite(mean) else "     n/a"
-        )
-        vs_best = f"{mean / best:7.3f}" if math.isfinite(mean) else "    inf"
-        vs_greedy = (
-            f"{mean / greedy:8.3f}" if math.isfinite(mean) and math.isfinite(greedy) else "     n/a"
-        )
-        cost = f"{mean:10.6f}" if math.isfinite(mean) else "       inf"
-        print(
-            f"{solver:22} {cost} {feasible:>4}/{len(values):<3} {vs_random} {vs_best} {vs_greedy} "
-            f"{statistics.fmean(evals[solver]):6.0f} {statistics.fmean(walls[solver]):7.2f}"
-        )
+            print(
+                f"{solver:16}" + "".join(f"{c:>12}" for c in cells)
+                + f"{max(gaps):9.2f}{statistics.fmean(walls):9.1f}",
+                flush=True,
+            )
+    print(f"\nwithin 1 % of the reference after {args.evals} evaluations:")
+    for solver in solvers:
+        ok = within[solver]
+        print(f"  {solver:16} {sum(ok):3d}/{len(ok):<3d} worst {worst[solver]:.2f} %")
 
 
 if __name__ == "__main__":

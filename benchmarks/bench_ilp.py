@@ -2,6 +2,14 @@
 solver reaches against the MILP bound in a fixed time.
 
     python benchmarks/bench_ilp.py [--budget 20] [--quick]
+    python benchmarks/bench_ilp.py --vs-gurobi [--problems a,b] [--ilp-seconds 60]
+
+``--vs-gurobi`` (needs the optional extra ``pip install '.[gurobi]'``): per problem, ilp end to
+end (proven gap and seconds), then the final program the ilp of 9e39597 built (its curve
+program over Lagrangian-pruned exact layer curves, rebuilt here with the same functions),
+written to an MPS file with PuLP and solved from that file by Gurobi and by HiGHS in the same
+run; Gurobi's pip licence is size-limited (about 2,000 variables and rows): larger programs are
+skipped and said so.
 
 Figures are printed with ratios against baselines measured in the same run: seconds also as a
 multiple of one vectorized pricing of 1,000 plans (the machine's speed), costs against the MILP
@@ -22,6 +30,38 @@ from moeopt.solver import Budget
 from moeopt.space import PlanSpace
 
 PAPER_ODS_SECONDS = 2.27  # the paper's ODS with Gurobi (three MIQCP solves), on bert-moe-4
+TRACE_PROBLEM = "trace-minilm-e8-top2-32x8"
+VS_GUROBI = (*PAPER_PROBLEMS, "switch-base-128", "mixtral-8x7b", "deepseek-v3", TRACE_PROBLEM)
+
+
+def trace_problem(layers: int = 32, tokens: int = 41_000, batches: int = 4, seed: int = 0):  # type: ignore[no-untyped-def]
+    """A 32-layer x 8-expert top-2 problem from a real per-token routing trace: profile the
+    converted all-MiniLM-L6-v2 with 8 experts, top-2 (``moeopt popularity profile``, bundled
+    corpus), then give MoE layer l the trace's layer l mod 6, its tokens rotated by (l div 6)
+    sixths of the trace (so the 32 layers are not 6 repeated), cut into batches of 10,240
+    consecutive tokens; the model and deployment are mixtral-8x7b's (full memory range)."""
+    from moeopt.builtin_problems import builtin_spec
+    from moeopt.popularity.cli import build_trace
+    from moeopt.popularity.traces import batch_loads
+    from moeopt.problem import problem_from_dict
+
+    trace = build_trace(8, 2, None, tokens, 8_000, seed, progress=False)
+    e = trace.experts  # (tokens, 6, 2)
+    n, depth = e.shape[0], e.shape[1]
+    cycles = -(-layers // depth)
+    routed = np.stack([np.roll(e[:, li % depth], (li // depth) * (n // cycles), axis=0)
+                       for li in range(layers)], axis=1)
+    loads = batch_loads(routed, trace.num_experts, 10_240)[:batches]
+    spec = builtin_spec("mixtral-8x7b")
+    spec["name"] = TRACE_PROBLEM
+    spec["description"] = trace_problem.__doc__.split("\n\n")[0]
+    spec["popularity"] = {"source": "loads", "loads": loads.tolist()}
+    return problem_from_dict(spec, "bench_ilp")
+
+
+def problem_named(name: str):  # type: ignore[no-untyped-def]
+    return trace_problem() if name == TRACE_PROBLEM else builtin_problem(name)
+GUROBI_SIZE_LIMIT = 2000  # pip licence: variables and rows
 
 
 def machine_unit() -> float:
@@ -50,9 +90,14 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="bert-moe-4 only")
     ap.add_argument("--parts", default="123", help="which parts to run, e.g. 13")
     ap.add_argument("--solvers", default="", help="part 3: comma-separated solvers (default: all)")
+    ap.add_argument("--vs-gurobi", action="store_true", help="ilp against Gurobi on the final program")
+    ap.add_argument("--problems", default=",".join(VS_GUROBI), help="--vs-gurobi: problems")
+    ap.add_argument("--out", default="", help="--vs-gurobi: folder for the .mps files (default: a temp dir)")
     args = ap.parse_args()
     unit = machine_unit()
     print(f"machine unit: {unit * 1000:.1f} ms to price 1,000 plans of bert-moe-4\n")
+    if args.vs_gurobi:
+        return vs_gurobi(args)
 
     if "1" not in args.parts:
         return section_rest(args)
@@ -117,6 +162,135 @@ def scale_problems(args: argparse.Namespace) -> None:
             ratio_b = cost / bound if bound and np.isfinite(cost) else float("nan")
             ratio_r = cost / rand.cost_usd if np.isfinite(rand.cost_usd) and np.isfinite(cost) else float("nan")
             print(f"    {solver:22} {cost:12.9f} {feasible!s:>8} {ratio_b:8.4f} {ratio_r:8.4f} {t:6.1f}")
+
+
+def legacy_final_program(problem, seconds: float):  # type: ignore[no-untyped-def]
+    """The curve program the ilp of 9e39597 ended with: heuristic cap curves, their program
+    (HiGHS, 1e-3 gap) for an incumbent, the time rows' LP duals as multipliers, the exact layer
+    curves pruned by them, and the program over those. None when its exact curves do not
+    finish in ``seconds`` (that ilp then fell back to the x-program)."""
+    from moeopt.space import PIPELINE_DEGREES
+    from solvers._ilp_model import (
+        Lagrangian,
+        curve_program,
+        exact_curve,
+        lagrangian_prunes,
+        layer_curve,
+        quick_incumbent,
+        solve_curves,
+        time_multipliers,
+    )
+    from solvers._ilp_tables import _cheapest_sum, build_tables, variants_of
+    from solvers.ilp import milp_cost
+
+    deadline = time.perf_counter() + seconds
+    tables = build_tables(problem, variants_of(problem, PIPELINE_DEGREES))
+    incumbent = quick_incumbent(tables)
+    curves = []
+    for li in range(problem.layers):
+        curve = layer_curve(tables, li, deadline=deadline)
+        if curve is None:
+            return None
+        curves.append(curve)
+    _, better = solve_curves(tables, curves, time_limit_s=seconds / 3, mip_gap=1e-3)
+    if better is not None and (incumbent is None or milp_cost(tables, better) < milp_cost(tables, incumbent)):
+        incumbent = better
+    if incumbent is None:
+        return None
+    upper = milp_cost(tables, incumbent)
+    mu = time_multipliers(tables, curves)
+    prunes = lagrangian_prunes(tables, upper, mu, curves, deadline)
+    if prunes is None:
+        mins = [min(_cheapest_sum(t) for t in layer) for layer in tables.layers]
+        rest = sum(mins) + tables.cost_const_usd
+        prunes = [Lagrangian(np.zeros(len(tables.fixed_s)), upper - (rest - m)) for m in mins]
+    exact = []
+    for li in range(problem.layers):
+        curve = exact_curve(tables, li, deadline, prune=prunes[li])
+        if curve is None:
+            return None
+        exact.append(curve)
+    prob, _ = curve_program(tables, exact)
+    return tables, prob
+
+
+FILE_SECONDS = 300.0  # a file solve that has not proven its optimum by then is reported as such
+
+
+def solve_file(path: str, solver: str) -> tuple[float, float | None, bool]:
+    """(seconds from reading the file to the proven optimum, objective, proven) for gurobi or
+    highs, relative gap 1e-6 as ilp's default, at most FILE_SECONDS."""
+    t = time.perf_counter()
+    if solver == "gurobi":
+        import gurobipy as gp
+
+        env = gp.Env(params={"OutputFlag": 0})
+        model = gp.read(path, env)
+        model.Params.MIPGap = 1e-6
+        model.Params.TimeLimit = FILE_SECONDS
+        model.optimize()
+        obj = model.ObjVal if model.SolCount else None
+        return time.perf_counter() - t, obj, model.Status == gp.GRB.OPTIMAL
+    import highspy
+
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("mip_rel_gap", 1e-6)
+    h.setOptionValue("time_limit", FILE_SECONDS)
+    h.readModel(path)
+    h.run()
+    proven = h.getModelStatus() == highspy.HighsModelStatus.kOptimal
+    return time.perf_counter() - t, h.getInfo().objective_function_value, proven
+
+
+def vs_gurobi(args: argparse.Namespace) -> None:
+    import importlib.util
+    import os
+    import tempfile
+
+    from moeopt.registry import make_solver as _make
+
+    have_gurobi = importlib.util.find_spec("gurobipy") is not None
+    out = args.out or tempfile.mkdtemp(prefix="bench-ilp-")
+    os.makedirs(out, exist_ok=True)
+    _make("ilp")  # import every solver module once: not part of any timing below
+    print(f"ilp end to end (seconds budget {args.ilp_seconds:g}) against Gurobi "
+          f"{'(not installed: pip install gurobipy)' if not have_gurobi else ''} and HiGHS on the "
+          f"final program of 9e39597's ilp, read from .mps files in {out}")
+    print("| problem | ilp | ilp gap | ilp s | final program (9e39597) | Gurobi s | HiGHS s | ilp / Gurobi |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name in args.problems.split(","):
+        problem = problem_named(name)
+        options = {"pipeline_degrees": (64, 256, 1024)} if name == "deepseek-v3" else {}
+        solver = make_solver("ilp", **options)
+        t = time.perf_counter()
+        result = solver.solve(problem, Budget(evaluations=10**9, seconds=args.ilp_seconds))
+        t_ilp = time.perf_counter() - t
+        gap = "n/a" if result.gap is None else f"{100 * result.gap:.3f} %"
+        status = {"proven_optimal": "proven optimal"}.get(str(result.solution_status), str(result.solution_status))
+        cells = [name, status, gap, f"{t_ilp:.2f}"]
+        legacy = legacy_final_program(problem, args.ilp_seconds)
+        if legacy is None:
+            cells += ["exact curves did not finish", "n/a", "n/a", "n/a"]
+        else:
+            tables, prob = legacy
+            size = (len(prob.variables()), len(prob.constraints))
+            path = os.path.join(out, f"{name}-9e39597-final.mps")
+            prob.writeMPS(path)
+            cells.append(f"{size[0]} binaries, {size[1]} rows")
+            t_h, _, h_done = solve_file(path, "highs")
+            highs = f"{t_h:.2f}" if h_done else f"> {FILE_SECONDS:g} (not proven)"
+            if not have_gurobi:
+                cells += ["not installed", highs, "n/a"]
+            elif max(size) > GUROBI_SIZE_LIMIT:
+                cells += ["skipped (size-limited licence)", highs, "n/a"]
+            else:
+                t_g, obj_g, g_done = solve_file(path, "gurobi")
+                scale = max(tables.lower_bound_usd, 1e-12)
+                agree = obj_g is not None and abs(obj_g * scale + tables.cost_const_usd - result.cost_usd) <= 1e-6 * result.cost_usd
+                gurobi = f"{t_g:.2f}{'' if agree else ' (optimum differs!)'}" if g_done else f"> {FILE_SECONDS:g}"
+                cells += [gurobi, highs, f"{t_ilp / t_g:.2f}" if g_done else "< 1"]
+        print("| " + " | ".join(cells) + " |", flush=True)
 
 
 if __name__ == "__main__":

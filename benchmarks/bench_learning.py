@@ -24,10 +24,11 @@ from typing import Any
 import numpy as np
 
 from moeopt.builtin_problems import builtin_spec
-from moeopt.popularity.learning import LearningConfig, Trial, deploy, learn, oracle
 from moeopt.popularity.predictors import make_predictor
 from moeopt.popularity.traces import batch_loads, read_trace
 from moeopt.problem import DeploymentProblem, problem_from_dict
+from solvers.bo_popularity_learn import learn
+from solvers.bo_popularity_trial import LearningConfig, Trial, deploy, oracle
 
 VARIANTS = ("egreedy", "single-eps", "random")
 

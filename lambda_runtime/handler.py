@@ -2,7 +2,8 @@
 
 It hosts one or more experts of one MoE layer (a *group*). Weights come from object storage
 (``s3://bucket/key``) or the function's package (``file:///path`` or a path), named by the
-``MOEOPT_WEIGHTS`` environment variable (JSON ``{"expert": "uri"}``) or the event's ``weights``.
+``MOEOPT_WEIGHTS`` environment variable (JSON ``{"expert": "uri"}``) or the event's ``weights``
+(which may name only objects in the deployment's bucket or files inside the package).
 With the event's ``weights_fetch = "per_invocation"`` (the paper's model: every invocation
 downloads its parameters) they are fetched on every invocation; with ``"cached"`` (the default)
 once per execution environment, kept while it stays warm.
@@ -111,9 +112,51 @@ def _load_expert(uri: str, cached: bool = True) -> dict[str, torch.Tensor]:
     return tensors
 
 
+def _configured_weights() -> dict[str, Any]:
+    return json.loads(os.environ.get("MOEOPT_WEIGHTS", "{}"))
+
+
 def _weights_map(event: dict[str, Any]) -> dict[int, str]:
-    raw = event.get("weights") or json.loads(os.environ.get("MOEOPT_WEIGHTS", "{}"))
-    return {int(k): v for k, v in raw.items()}
+    """Expert -> weights URI: the event's ``weights`` (checked by ``_event_weight``) or the
+    function's configured ``MOEOPT_WEIGHTS`` (set by whoever deployed it)."""
+    raw = event.get("weights")
+    if raw is None:
+        raw = _configured_weights()
+        return {int(k): v for k, v in raw.items()}
+    if not isinstance(raw, dict) or len(raw) > 4096:
+        raise PayloadError("weights: must be an object {expert: uri} (at most 4096 experts)")
+    out = {}
+    for k, uri in raw.items():
+        try:
+            expert = int(k)
+        except (TypeError, ValueError):
+            raise PayloadError(f"weights: key {str(k)[:40]!r} is not an expert number") from None
+        out[expert] = _event_weight(uri)
+    return out
+
+
+def _event_weight(uri: Any) -> str:
+    """An invoker may name weights only in the deployment's bucket (the buckets of the function's
+    configured ``MOEOPT_WEIGHTS``) or files inside the function's package (``LAMBDA_TASK_ROOT``,
+    symlinks resolved, regular files only): an event never opens an arbitrary path."""
+    if not isinstance(uri, str) or not uri:
+        raise PayloadError("weights: each value must be a non-empty string URI")
+    buckets = sorted({_split_s3(u)[0] for u in _configured_weights().values()
+                      if isinstance(u, str) and u.startswith("s3://")})
+    if uri.startswith("s3://"):
+        bucket, key = _split_s3(uri)
+        if bucket not in buckets or not key:
+            raise PayloadError(f"weights: {uri[:200]!r} is outside the deployment's bucket; "
+                               f"allowed: s3://{{{','.join(buckets) or 'none configured'}}}/<key> "
+                               "or a file inside the function's package")
+        return uri
+    root = os.path.realpath(os.environ.get("LAMBDA_TASK_ROOT") or os.getcwd())
+    path = uri[len("file://"):] if uri.startswith("file://") else uri
+    real = os.path.realpath(os.path.join(root, path))
+    if os.path.commonpath([root, real]) != root or not os.path.isfile(real):
+        raise PayloadError(f"weights: {uri[:200]!r} is not a file inside the function's package "
+                           f"({root}); allowed: such a file, or s3:// in the deployment's bucket")
+    return "file://" + real
 
 
 def _segments(raw: Any, rows: int, field: str) -> list[tuple[int, int]]:

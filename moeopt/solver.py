@@ -124,6 +124,19 @@ def describe_budget(budget: Budget) -> str:
     return ", ".join(parts) or "unbounded"
 
 
+@dataclass(frozen=True, eq=False)
+class PricedPlans:
+    """Plans priced through the tracker, with what ``Tracker.evaluate`` returned for them."""
+
+    plans: PlanArrays
+    batch: EvaluationBatch
+    score: np.ndarray  # (n,) objective score, inf where the evaluator gave NaN/inf
+    violation: np.ndarray  # (n,) 0 where feasible, else the summed violation (> 0)
+
+    def __len__(self) -> int:
+        return self.plans.size
+
+
 class BudgetExhausted(Exception):
     """Raised inside a solver when the tracker refuses more evaluations."""
 
@@ -147,6 +160,8 @@ class Tracker:
         self.best_key: tuple[float, float] = (math.inf, math.inf)
         self.trajectory: list[TrajectoryPoint] = []
         self.seen_feasible = False
+        # The plans given to Solver.suggest, priced before the solver's own search (or None).
+        self.suggested: PricedPlans | None = None
 
     # -- budget --
     def elapsed(self) -> float:
@@ -210,6 +225,30 @@ def _take(plans: PlanArrays, n: int) -> PlanArrays:
         plans.memory_mb[:n], plans.replicas[:n], plans.method[:n], plans.pipeline_degree[:n],
         None if plans.group is None else plans.group[:n],
         None if plans.arm64 is None else plans.arm64[:n],
+    )
+
+
+def _concat_arrays(parts: list[PlanArrays]) -> PlanArrays:
+    def cat(name: str) -> np.ndarray | None:
+        values = [getattr(p, name) for p in parts]
+        if all(v is None for v in values):
+            return None
+        if name == "group":  # None: expert e alone in slot e
+            values = [
+                np.broadcast_to(np.arange(p.memory_mb.shape[2]), p.memory_mb.shape) if v is None else v
+                for p, v in zip(parts, values, strict=True)
+            ]
+        else:  # arm64: None is x86 everywhere
+            values = [np.zeros(p.memory_mb.shape, bool) if v is None else v for p, v in zip(parts, values, strict=True)]
+        return np.concatenate(values)
+
+    return PlanArrays(
+        np.concatenate([p.memory_mb for p in parts]),
+        np.concatenate([p.replicas for p in parts]),
+        np.concatenate([p.method for p in parts]),
+        np.concatenate([p.pipeline_degree for p in parts]),
+        cat("group"),
+        cat("arm64"),
     )
 
 
@@ -315,6 +354,42 @@ class Solver(ABC):
             raise InputError(f"solver {self.name}", "objective", f"{objective!r}; allowed: {', '.join(OBJECTIVES)}")
         self.objective = Objective(objective, float(self.options.pop("weight", 0.5)))
         self.rng = np.random.default_rng(self.seed)
+        self._suggested: list[DeploymentPlan] = []
+
+    def suggest(self, *plans: DeploymentPlan) -> Solver:
+        """Seed this solver with starting plans: the warm-start hook (Nevergrad's ``suggest``).
+
+        Every later :meth:`solve` prices the suggested plans first, in order, through the
+        tracker: they count against the budget like any evaluation, and the result is never
+        worse than the best of them that the budget reached. Searchers also start from them:
+        ``tracker.suggested`` (a :class:`PricedPlans`) holds the priced plans when ``_solve``
+        begins; ``AskTellSolver`` tells them to ``_tell``, bayes-egreedy trains its surrogate
+        on them and searches around the best, Nevergrad ``suggest``s them, Optuna adds them as
+        finished trials. A plan must fit the problem it is solved on (``moeopt.plan.check_plan``:
+        an :class:`~moeopt.errors.InputError` otherwise). Returns the solver, so calls chain.
+        The hook carries plans from one solver to another without either importing the other.
+
+        Example: give a searcher greedy's plan (or any plan file, ``load_plan``)::
+
+            >>> from moeopt.problem import load_problem
+            >>> from moeopt.registry import make_solver
+            >>> problem = load_problem("bert-moe-4")
+            >>> start = make_solver("greedy").solve(problem).plan
+            >>> result = (make_solver("nevergrad", seed=0).suggest(start)
+            ...           .solve(problem, Budget(evaluations=64)))
+            >>> result.cost_usd <= start.predicted["cost_usd"]
+            True
+        """
+        for plan in plans:
+            if not isinstance(plan, DeploymentPlan):
+                raise TypeError(f"suggest() takes DeploymentPlan objects, not {type(plan).__name__}")
+        self._suggested.extend(plans)
+        return self
+
+    @property
+    def suggested(self) -> tuple[DeploymentPlan, ...]:
+        """The plans given to :meth:`suggest`, in order."""
+        return tuple(self._suggested)
 
     @classmethod
     def available(cls) -> tuple[bool, str]:
@@ -336,6 +411,7 @@ class Solver(ABC):
         tracker = Tracker(problem, budget, self.objective, evaluator)
         outcome = Outcome()
         try:
+            tracker.suggested = self._price_suggested(problem, tracker)
             outcome = self._solve(problem, tracker) or Outcome()
         except BudgetExhausted:
             pass
@@ -347,6 +423,34 @@ class Solver(ABC):
                 message=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}",
             )
         return self._result(problem, tracker, outcome, source)
+
+    def _price_suggested(self, problem: DeploymentProblem, tracker: Tracker) -> PricedPlans | None:
+        """Price the suggested plans in order (chunks of 64, so a seconds budget is checked)."""
+        if not self._suggested:
+            return None
+        from moeopt.plan import check_plan
+
+        for i, plan in enumerate(self._suggested):
+            check_plan(plan, problem, f"suggested plan {i}")
+        parts: list[PricedPlans] = []
+        for start in range(0, len(self._suggested), 64):
+            arrays = PlanArrays.from_plans(self._suggested[start : start + 64], problem)
+            if tracker.exhausted():
+                break
+            batch, score, violation = tracker.evaluate(arrays)
+            parts.append(PricedPlans(_take(arrays, len(batch)), batch, score, violation))
+        if not parts:
+            return None
+        if len(parts) == 1:
+            return parts[0]
+        from moeopt.evaluate import concat
+
+        return PricedPlans(
+            _concat_arrays([p.plans for p in parts]),
+            concat([p.batch for p in parts]),
+            np.concatenate([p.score for p in parts]),
+            np.concatenate([p.violation for p in parts]),
+        )
 
     def _result(self, problem: DeploymentProblem, tracker: Tracker, outcome: Outcome,
                 budget_source: str = "given") -> SolveResult:
@@ -424,6 +528,9 @@ class AskTellSolver(Solver):
 
         space = PlanSpace.of(problem)
         self._start(space)
+        if tracker.suggested is not None:  # the warm start: priced already, told first
+            s = tracker.suggested
+            self._tell(space.encode(s.plans), s.score, s.violation)
         while not tracker.exhausted():
             x = space.clip(self._ask(self.batch_size))
             left = tracker.remaining_evaluations()

@@ -2,9 +2,11 @@
 
 Variables: ``x`` one-hot per (layer, variant, expert) over surviving options, ``z`` one-hot per
 layer over variants (``sum_k x[l,v,i,k] = z[l,v]``), ``lat[l,b] >= 0`` per layer and batch, and
-for direct invocation ``T[l,b]``, ``S[l,b]`` (slowest replica, largest scatter). The max terms of
-evaluate.py's layer latency become ``lat >= ...`` rows; because the x of unchosen variants are 0,
-no big-M is needed. End to end: ``fixed[b] + sum_l lat[l,b] <= time limit`` per batch.
+for direct invocation ``T[l,b]`` (slowest replica). The max terms of evaluate.py's layer latency
+become ``lat >= ...`` rows; because the x of unchosen variants are 0, no big-M is needed. End to
+end: ``fixed[b] + sum_l lat[l,b] <= time limit`` per batch. Full cost scope: the non-MoE function
+after a storage layer bills its wait, rounded up to the millisecond: an integer ``n[l,b] >=
+(latency of the storage variant - start + compute + cold) / 1 ms`` priced in the objective.
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ class Choice:
 
     @property
     def cost_usd(self) -> float:
-        return float(self.table.cost[self.rows].sum())
+        """The layer's cost: its experts, plus (full scope) the next non-MoE function."""
+        return float(self.table.cost[self.rows].sum()) + float(self.table.extra_usd(self.latency_s))
 
     @property
     def latency_s(self) -> np.ndarray:
@@ -108,28 +111,42 @@ def solve_milp(
                 idx = np.flatnonzero(t.expert == i)
                 prob += pulp.LpAffineExpression([(xs[k], 1.0) for k in idx] + [(z, -1.0)]) == 0
             objective_terms += [(x, float(cst) / scale) for x, cst in zip(xs, t.cost, strict=True)]
+            if t.nonmoe is not None and not t.variant.storage:
+                objective_terms.append((z, t.nonmoe.direct_usd / scale))
             entries.append((t, z, xs))
         prob += pulp.lpSum(zs) == 1
         layout.append(entries)
         storage = [(t, z, xs) for t, z, xs in entries if t.variant.storage]
         direct = [(t, z, xs) for t, z, xs in entries if not t.variant.storage]
         T = [var() for _ in range(B)] if direct else []
-        S = [var() for _ in range(B)] if direct else []
+        # Full scope: the storage variants' latency gets a variable of its own, which the
+        # non-MoE function's billed milliseconds n[b] follow (0 when a direct variant is chosen).
+        billing = next((t.nonmoe for t, _, _ in storage if t.nonmoe is not None), None)
+        lat_s = [var() for _ in range(B)] if billing is not None else lat
         for b in range(B):
-            # lat >= the variant's floor (storage) or floor + T + S (direct)
-            # The lower bound of each variant's latency, weighted by z, tightens the relaxation.
+            # lat >= the variant's lower bound (weighted by z: tightens the relaxation)
             prob += pulp.LpAffineExpression(
                 [(lat[b], 1.0)] + [(z, -float(t.lower[b])) for t, z, _ in entries]
             ) >= 0
-            if direct:
+            if direct:  # lat >= T_load + slowest replica
                 prob += pulp.LpAffineExpression(
-                    [(lat[b], 1.0), (T[b], -1.0), (S[b], -1.0)]
-                    + [(z, -float(t.floor[b])) for t, z, _ in direct]
+                    [(lat[b], 1.0), (T[b], -1.0)] + [(z, -float(t.floor[b])) for t, z, _ in direct]
                 ) >= 0
-            _max_rows(prob, lat[b], storage, lambda t, b=b: t.lat[:, b], lambda t, b=b: t.lower[b])
-            if direct:
                 _max_rows(prob, T[b], direct, lambda t, b=b: t.lat[:, b], None)
-                _max_rows(prob, S[b], direct, lambda t, b=b: t.scatter[:, b], None)
+            if billing is not None:
+                prob += pulp.LpAffineExpression([(lat[b], 1.0), (lat_s[b], -1.0)]) >= 0
+                prob += pulp.LpAffineExpression(
+                    [(lat_s[b], 1.0)] + [(z, -float(t.lower[b])) for t, z, _ in storage]
+                ) >= 0
+                step = billing.constants.lambda_billing_granularity_ms / 1000.0
+                n = pulp.LpVariable(f"v{next(names)}", lowBound=0, cat=pulp.LpInteger)
+                offset = billing.compute_s + billing.cold_s - billing.start_s
+                # n >= (lat_s + offset)/step - 1e-9 where a storage variant is chosen
+                prob += pulp.LpAffineExpression(
+                    [(n, step), (lat_s[b], -1.0)] + [(z, -offset + 1e-9 * step) for _, z, _ in storage]
+                ) >= 0
+                objective_terms.append((n, billing.price_usd_per_s * step / B / scale))
+            _max_rows(prob, lat_s[b], storage, lambda t, b=b: t.lat[:, b], lambda t, b=b: t.lower[b])
             if concurrency:
                 expr = [(x, float(a)) for t, _, xs in entries for x, a in zip(xs, t.active[:, b], strict=True)]
                 prob += pulp.LpAffineExpression(expr) <= problem.constants.lambda_concurrency_limit
@@ -277,8 +294,8 @@ def layer_curve(
     for t in tables.layers[layer]:
         if methods is not None and t.variant.method not in methods:
             continue
-        E = int(t.expert.max()) + 1
-        values = [t.lat] if t.variant.storage else [t.lat, t.scatter]
+        E = t.experts
+        values = [t.lat]
         # Caps: each option's own latency, and the max of one option of each of the two
         # slowest experts (their bottlenecks may alternate between batches).
         slow = np.argsort([-t.lat[t.expert == e].min(axis=0).max() for e in range(E)])[:2]
@@ -317,8 +334,10 @@ def layer_curve(
             best[:, e] = np.where(fitting, rows_e[j], rows_e[np.argmin(t.cost[rows_e])])
         rows = np.unique(best, axis=0)  # (P, E), priced all at once
         choices += [(t, r) for r in rows]
+        lat = _latencies(t, rows)
         vectors.append(np.concatenate(
-            [t.cost[rows].sum(axis=1)[:, None], _latencies(t, rows), t.active[rows].sum(axis=1)], axis=1
+            [(t.cost[rows].sum(axis=1) + t.extra_usd(lat))[:, None], lat, t.active[rows].sum(axis=1)],
+            axis=1,
         ))
         if deadline is not None and time.perf_counter() > deadline:
             return None
@@ -332,9 +351,7 @@ def layer_curve(
 
 def _latencies(t: VariantTable, rows: np.ndarray) -> np.ndarray:
     """:meth:`VariantTable.latency` of many choices at once: ``rows`` (P, E) -> (P, B)."""
-    if t.variant.storage:
-        return np.maximum(t.floor, t.lat[rows].max(axis=1))
-    return t.floor + t.scatter[rows].max(axis=1) + t.lat[rows].max(axis=1)
+    return t.latency_of(t.lat[rows].max(axis=1))
 
 
 def solve_curves(
@@ -342,6 +359,30 @@ def solve_curves(
     mip_gap: float = 1e-6, with_bound: bool = False, cutoff_usd: float | None = None,
 ) -> tuple[str, tuple[Choice, ...] | None] | tuple[str, tuple[Choice, ...] | None, float | None]:
     """The layers' coupling alone: one configuration per layer under the end-to-end limit."""
+    prob, ys = curve_program(tables, curves)
+    scale = max(tables.lower_bound_usd, 1e-12)
+    cutoff = None
+    if cutoff_usd is not None:
+        cutoff = (cutoff_usd - tables.cost_const_usd) / scale * (1 + 1e-9)
+    status, bound = _run(prob, "highs", time_limit_s, mip_gap, seed, cutoff)
+    if status == "infeasible" and cutoff is not None:
+        return ("cutoff", None, cutoff_usd) if with_bound else ("cutoff", None)
+    if status in ("infeasible", "no_solution"):
+        return (status, None, None) if with_bound else (status, None)
+    picks = tuple(
+        cv.choices[int(np.argmax([v.varValue or 0.0 for v in y]))] for cv, y in zip(curves, ys, strict=True)
+    )
+    if with_bound:
+        return status, picks, None if bound is None else bound * scale + tables.cost_const_usd
+    return status, picks
+
+
+def curve_program(
+    tables: Tables, curves: list[LayerCurve]
+) -> tuple[pulp.LpProblem, list[list[pulp.LpVariable]]]:
+    """The curve program as a PuLP model (binary y per configuration; objective in units of
+    the tables' cheapest-options bound, without the constant): what :func:`solve_curves`
+    solves, and what ``benchmarks/bench_ilp.py`` writes to a file for other solvers."""
     problem = tables.problem
     B = len(tables.fixed_s)
     scale = max(tables.lower_bound_usd, 1e-12)
@@ -364,20 +405,7 @@ def solve_curves(
     prob += pulp.LpAffineExpression(
         [(v, float(cv.cost[p]) / scale) for cv, y in zip(curves, ys, strict=True) for p, v in enumerate(y)]
     )
-    cutoff = None
-    if cutoff_usd is not None:
-        cutoff = (cutoff_usd - tables.cost_const_usd) / scale * (1 + 1e-9)
-    status, bound = _run(prob, "highs", time_limit_s, mip_gap, seed, cutoff)
-    if status == "infeasible" and cutoff is not None:
-        return ("cutoff", None, cutoff_usd) if with_bound else ("cutoff", None)
-    if status in ("infeasible", "no_solution"):
-        return (status, None, None) if with_bound else (status, None)
-    picks = tuple(
-        cv.choices[int(np.argmax([v.varValue or 0.0 for v in y]))] for cv, y in zip(curves, ys, strict=True)
-    )
-    if with_bound:
-        return status, picks, None if bound is None else bound * scale + tables.cost_const_usd
-    return status, picks
+    return prob, ys
 
 
 @dataclass(frozen=True)
@@ -453,7 +481,7 @@ def lagrangian_prunes(
 
 def exact_curve(
     tables: Tables, layer: int, deadline: float, methods: set[int] | None = None,
-    prune: Lagrangian | None = None,
+    prune: Lagrangian | None = None, max_front: int | None = None,
 ) -> LayerCurve | None:
     """Every Pareto-optimal configuration of a layer (cost, latency per batch), by dynamic
     programming over its experts with Pareto pruning of partial states; None past ``deadline``.
@@ -469,20 +497,14 @@ def exact_curve(
     for t in tables.layers[layer]:
         if methods is not None and t.variant.method not in methods:
             continue
-        E = int(t.expert.max()) + 1
+        E = t.experts
         B = t.lat.shape[1]
-        parts = [t.lat] if t.variant.storage else [t.lat, t.scatter]
-        clip = (
-            [t.lower]
-            if t.variant.storage
-            else [np.array([t.lat[t.expert == e].min(axis=0) for e in range(E)]).max(axis=0),
-                  np.array([t.scatter[t.expert == e].min(axis=0) for e in range(E)]).max(axis=0)]
-        )
+        parts = [t.lat]
         conc = tables.concurrency
-        start = [np.maximum(t.floor, clip[0])] if t.variant.storage else clip
-        state = np.concatenate([[0.0], *start, np.zeros(B) if conc else []])[None]
+        start = t.lower - t.add  # the slowest replica's least finish per batch
+        state = np.concatenate([[0.0], start, np.zeros(B) if conc else []])[None]
         picks = np.zeros((1, 0), dtype=int)
-        nmax = len(parts) * B
+        nmax = B
         order = np.argsort([-t.lat[t.expert == e].min(axis=0).max() for e in range(E)], kind="stable")
         min_cost = np.full(E, np.inf)
         np.minimum.at(min_cost, t.expert, t.cost)
@@ -490,9 +512,7 @@ def exact_curve(
 
         def state_latency(v: np.ndarray, t: VariantTable = t, B: int = B) -> np.ndarray:
             """The layer latency a partial state has already committed to, per batch."""
-            if t.variant.storage:
-                return v[:, 1 : 1 + B]
-            return t.floor + v[:, 1 : 1 + B] + v[:, 1 + B : 1 + 2 * B]
+            return t.latency_of(v[:, 1 : 1 + B])
 
         for step, e in enumerate(order):
             if time.perf_counter() > deadline:
@@ -505,6 +525,8 @@ def exact_curve(
             S, K = len(state), len(rows)
             if S * K * state.shape[1] > MAX_DP_CELLS:
                 return None  # the front outgrew memory: the caller falls back
+            if max_front is not None and max_front * 16 < S * K:
+                return None
             new = np.empty((S, K, state.shape[1]))
             new[:, :, 0] = state[:, None, 0] + opt[None, :, 0]
             new[:, :, 1 : 1 + nmax] = np.maximum(state[:, None, 1 : 1 + nmax], opt[None, :, 1 : 1 + nmax])
@@ -521,12 +543,15 @@ def exact_curve(
             new = new.reshape(S * K, -1)
             ok = np.isfinite(new[:, 0])
             if prune is not None:
-                ok &= prune.admits(new[:, 0] + rest[step], state_latency(new))
+                lat_now = state_latency(new)
+                ok &= prune.admits(new[:, 0] + rest[step] + t.extra_usd(lat_now), lat_now)
             keep = np.flatnonzero(ok)
             front = _pareto(new[keep], deadline=deadline)
             if front is None:
                 return None
             keep = keep[front]
+            if max_front is not None and len(keep) > max_front:
+                return None  # too many partial configurations to finish in useful time
             si, ki = np.divmod(keep, K)
             state = new[keep]
             picks = np.concatenate([picks[si], rows[ki][:, None]], axis=1)
@@ -594,12 +619,8 @@ def quick_incumbent(tables: Tables) -> tuple[Choice, ...] | None:
         cap = low + slack
         best: Choice | None = None
         for t in layer:
-            E = int(t.expert.max()) + 1
-            if t.variant.storage:
-                fits = (t.lat <= cap).all(axis=1)
-            else:
-                s_fl = np.array([t.scatter[t.expert == e].min(axis=0) for e in range(E)]).max(axis=0)
-                fits = (t.scatter <= s_fl).all(axis=1) & (t.floor + t.lat + s_fl <= cap).all(axis=1)
+            E = t.experts
+            fits = (t.add + t.lat <= cap).all(axis=1)
             cost = np.where(fits, t.cost, np.inf)
             rows = np.zeros(E, dtype=int)
             ok = True

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cost_models import lambda_model as lm
-from moeopt.evaluate import fixed_parts, nonmoe_billed_s, storage_requests_usd
+from moeopt.evaluate import fixed_parts, storage_requests_usd
 from moeopt.problem import DeploymentProblem
 
 #: Constraint names, as in :data:`moeopt.evaluate.VIOLATIONS`.
@@ -39,11 +39,33 @@ class Variant:
 
 
 @dataclass(frozen=True, eq=False)
+class NonMoeBilling:
+    """Full cost scope: what the non-MoE function after a layer bills, as evaluate.py prices it
+    (:func:`moeopt.evaluate.nonmoe_billed_s`). After a storage layer it runs from the layer's
+    start and waits for the outputs: mean over batches of price x billed(latency - start +
+    compute + cold); after a direct layer it bills its weight fetch and compute: a constant."""
+
+    price_usd_per_s: float
+    start_s: float
+    compute_s: float  # attention + gate of the next block (0 after the last layer)
+    cold_s: float  # billed init when starts are cold, else 0
+    direct_usd: float  # the whole term after a direct layer
+    constants: object  # cost_models.constants.CostConstants (for billed_seconds)
+
+    def storage_usd(self, latency: np.ndarray) -> np.ndarray:
+        """(..., B) layer latencies -> (...) USD, mean over batches (monotone in latency)."""
+        billed = lm.billed_seconds(latency - self.start_s + self.compute_s + self.cold_s, self.constants)
+        return (billed * self.price_usd_per_s).mean(axis=-1)
+
+
+@dataclass(frozen=True, eq=False)
 class VariantTable:
     """The surviving options of one layer under one variant, one row per (expert, option).
 
     Storage methods: the layer latency on batch b is max(floor[b], max over experts of lat[:, b]).
-    Direct: it is floor[b] + max scatter[:, b] + max lat[:, b] (lat is then the replica time).
+    Direct: it is floor[b] + max lat[:, b] (floor = T_load: the experts invoke the next function).
+    In one form: ``add + max(base, max lat)``. Full scope adds the non-MoE function's billed
+    time, a monotone function of the layer latency (:meth:`extra_usd`).
     """
 
     layer: int
@@ -52,16 +74,42 @@ class VariantTable:
     option: np.ndarray  # (n,) index into the option grid
     cost: np.ndarray  # (n,) USD, mean over batches
     lat: np.ndarray  # (n, B)
-    scatter: np.ndarray  # (n, B), zeros for storage methods
     active: np.ndarray  # (n, B) replicas that receive tokens
     floor: np.ndarray  # (B,) latency the layer pays whatever its experts do
     lower: np.ndarray  # (B,) a lower bound of the layer latency under this variant
+    nonmoe: NonMoeBilling | None = None  # full scope only
+
+    @property
+    def experts(self) -> int:
+        return int(self.expert.max()) + 1
+
+    @property
+    def add(self) -> np.ndarray:
+        """Latency added after the slowest replica (T_load for direct layers)."""
+        return np.zeros_like(self.floor) if self.variant.storage else self.floor
+
+    @property
+    def base(self) -> np.ndarray:
+        """The least the slowest-replica term can be (the floor for storage layers)."""
+        return self.floor if self.variant.storage else np.zeros_like(self.floor)
+
+    def latency_of(self, slowest: np.ndarray) -> np.ndarray:
+        """Layer latency from the slowest replica's finish per batch, shape (..., B)."""
+        return self.add + np.maximum(self.base, slowest)
 
     def latency(self, rows: np.ndarray) -> np.ndarray:
         """Layer latency per batch when ``rows`` (one per expert) are chosen."""
-        if self.variant.storage:
-            return np.maximum(self.floor, self.lat[rows].max(axis=0))
-        return self.floor + self.scatter[rows].max(axis=0) + self.lat[rows].max(axis=0)
+        return self.latency_of(self.lat[rows].max(axis=0))
+
+    def extra_usd(self, latency: np.ndarray) -> np.ndarray | float:
+        """Cost that depends on the layer latency (full scope's non-MoE wait), (..., B) -> (...)."""
+        if self.nonmoe is None:
+            return np.zeros(np.shape(latency)[:-1]) if np.ndim(latency) > 1 else 0.0
+        if not self.variant.storage:
+            shape = np.shape(latency)[:-1]
+            return np.full(shape, self.nonmoe.direct_usd) if shape else self.nonmoe.direct_usd
+        out = self.nonmoe.storage_usd(np.asarray(latency, dtype=float))
+        return out if np.ndim(out) else float(out)
 
 
 @dataclass(frozen=True, eq=False)
@@ -74,7 +122,7 @@ class Tables:
     arm64: np.ndarray  # (K,) bool
     layers: tuple[tuple[VariantTable, ...], ...]  # per layer, its feasible variants
     fixed_s: np.ndarray  # (B,) head + tail + every non-MoE compute term
-    cost_const_usd: float  # plan-independent cost (full scope: non-MoE functions, requests)
+    cost_const_usd: float  # plan-independent cost (full scope: the head, requests, weight GETs)
     lower_bound_usd: float  # cheapest options everywhere, time limit ignored
     concurrency: bool  # whether the concurrency limit can bind
     binding: tuple[str, ...]  # non-empty: no plan of the space is feasible, and why
@@ -164,10 +212,8 @@ def build_tables(problem: DeploymentProblem, variants: tuple[Variant, ...]) -> T
             # Every replica's finish time; direct layers add T_load after the slowest one.
             lat = times.finish_s
             floor = np.full(B, fx.next_load_s)
-            scatter = np.zeros_like(lat)
             per_layer.append(dict(
-                variant=v, feasible=feasible, cost=usd.mean(axis=0),
-                lat=lat.transpose(1, 2, 0), scatter=scatter.transpose(1, 2, 0),
+                variant=v, feasible=feasible, cost=usd.mean(axis=0), lat=lat.transpose(1, 2, 0),
                 active=active.transpose(1, 2, 0) * np.ones((1, len(g_k), 1)), floor=floor,
             ))
         if not ok_any["all"].all():
@@ -188,15 +234,13 @@ def build_tables(problem: DeploymentProblem, variants: tuple[Variant, ...]) -> T
     for per_layer in raw:
         for tv in per_layer:
             inf = ~tv["feasible"][:, :, None]
-            lat_min = np.where(inf, np.inf, tv["lat"]).min(axis=1)  # (E, B)
+            lat_min = np.where(inf, np.inf, tv["lat"]).min(axis=1).max(axis=0)  # (B,)
             if tv["variant"].storage:
-                tv["lower"] = np.maximum(tv["floor"], lat_min.max(axis=0))
-                tv["clip"] = (tv["lower"],)
+                tv["lower"] = np.maximum(tv["floor"], lat_min)
+                tv["clip"] = tv["lower"]
             else:
-                t_fl = lat_min.max(axis=0)
-                s_fl = np.where(inf, np.inf, tv["scatter"]).min(axis=1).max(axis=0)
-                tv["lower"] = tv["floor"] + t_fl + s_fl
-                tv["clip"] = (t_fl, s_fl)
+                tv["lower"] = tv["floor"] + lat_min
+                tv["clip"] = lat_min
     fixed = fx.head_tail_s + float(fx.nonmoe_compute_s.sum()) + np.zeros(B)
     layer_lower = np.array([np.min([tv["lower"] for tv in pl], axis=0) for pl in raw])  # (L, B)
     slack = problem.slo.time_limit_s - fixed - layer_lower.sum(axis=0)
@@ -216,24 +260,31 @@ def build_tables(problem: DeploymentProblem, variants: tuple[Variant, ...]) -> T
     if concurrency and any((active_extreme(pl, "min") > limit).any() for pl in raw):
         return _replace(empty, binding=("concurrency",))
 
+    cold = problem.start_s if problem.start == "cold" else 0.0
     layers: list[tuple[VariantTable, ...]] = []
     lower_bound = 0.0
     for layer, pl in enumerate(raw):
         kept: list[VariantTable] = []
+        nonmoe = None
+        if full:
+            compute = float(fx.nonmoe_compute_s[layer])
+            direct_s = lm.billed_seconds(fx.nonmoe_fetch_s + compute + cold, c)
+            nonmoe = NonMoeBilling(fx.nonmoe_price_usd_per_s, problem.start_s, compute, cold,
+                                   float(direct_s) * fx.nonmoe_price_usd_per_s, c)
         for tv in pl:
             if (tv["lower"] - layer_lower[layer] > slack).any():
                 continue  # this variant alone breaks the time limit
-            table = _prune(layer, tv, layer_lower[layer] + slack, concurrency)
+            table = _prune(layer, tv, layer_lower[layer] + slack, concurrency, nonmoe)
             kept.append(table)
         layers.append(tuple(kept))
-        lower_bound += min(_cheapest_sum(t) for t in kept)
+        lower_bound += min(_cheapest_sum(t) + float(t.extra_usd(t.lower)) for t in kept)
     const = 0.0
     if full:
-        # Full scope: the non-MoE functions' requests and weight GETs, and their billed time
-        # at its floor (each storage layer at T_load); the part that grows with a storage
-        # layer's latency is not in this program's objective (ilp says so: no proof there).
-        floor_s = nonmoe_billed_s(problem, np.full(L, lm.DIRECT), np.zeros(L))
-        const = float(floor_s) * fx.nonmoe_price_usd_per_s + fx.nonmoe_functions * (
+        # Full scope: the head function's billed time, and every non-MoE function's request
+        # and weight GET; the functions after the layers are priced in each layer's cost
+        # (VariantTable.extra_usd), since after a storage layer that grows with its latency.
+        head = lm.billed_seconds(fx.head_s - problem.start_s + cold, c)
+        const = float(head) * fx.nonmoe_price_usd_per_s + fx.nonmoe_functions * (
             c.lambda_request_usd + (c.storage_get_usd if problem.fetch_weights else 0.0))
     return Tables(
         problem, mem_k, g_k.astype(int), arm_k, tuple(layers), fixed, const, lower_bound + const,
@@ -247,18 +298,18 @@ def _cheapest_sum(t: VariantTable) -> float:
     return float(best.sum())
 
 
-def _prune(layer: int, tv: dict, max_lat: np.ndarray, concurrency: bool) -> VariantTable:
-    """Drop options slower than the time limit allows, then dominated options."""
+def _prune(
+    layer: int, tv: dict, max_lat: np.ndarray, concurrency: bool, nonmoe: NonMoeBilling | None
+) -> VariantTable:
+    """Drop options slower than the time limit allows, then dominated options (an option's
+    latency terms are compared after clipping to the layer's lower bound; the full scope's
+    non-MoE cost only grows with latency, so the comparison stays exact)."""
     v: Variant = tv["variant"]
     feasible = tv["feasible"].copy()  # (E, K)
-    lat, scatter = tv["lat"], tv["scatter"]  # (E, K, B)
-    if v.storage:
-        own = lat
-        vectors = [np.maximum(lat, tv["clip"][0])]
-    else:
-        t_fl, s_fl = tv["clip"]
-        own = tv["floor"] + np.maximum(lat, t_fl) + np.maximum(scatter, s_fl)
-        vectors = [np.maximum(lat, t_fl), np.maximum(scatter, s_fl)]
+    lat = tv["lat"]  # (E, K, B)
+    clipped = np.maximum(lat, tv["clip"])
+    own = clipped if v.storage else tv["floor"] + clipped
+    vectors = [clipped]
     feasible &= (own <= max_lat + 1e-12).all(axis=2)
     if concurrency:
         vectors.append(tv["active"])
@@ -268,8 +319,8 @@ def _prune(layer: int, tv: dict, max_lat: np.ndarray, concurrency: bool) -> Vari
     e_idx, k_idx = np.nonzero(keep)
     return VariantTable(
         layer=layer, variant=v, expert=e_idx, option=k_idx, cost=tv["cost"][e_idx, k_idx],
-        lat=lat[e_idx, k_idx], scatter=scatter[e_idx, k_idx], active=tv["active"][e_idx, k_idx],
-        floor=tv["floor"], lower=tv["lower"],
+        lat=lat[e_idx, k_idx], active=tv["active"][e_idx, k_idx], floor=tv["floor"],
+        lower=tv["lower"], nonmoe=nonmoe,
     )
 
 

@@ -2,16 +2,23 @@
 
 One iteration tau: candidates are drawn around the best plans seen (each dimension d of the
 PlanSpace vector is re-drawn with probability eps_d, kept with 1 - eps_d, after epsilon-shotgun),
-a Gaussian process on the log-cost of every evaluated plan (infeasible plans penalised by their
-violation) ranks them by expected improvement, and the best batch is priced. The schedule is
-eps_tau = eps_0 / (1 + rho*tau), boosted by (1 + rho'*tau) on the dimensions of the experts whose
-memory (rho1) or payload (rho2) constraint broke in the iteration's deployment (rho3 otherwise),
-rho3 < rho2 < rho1 < rho. The paper's replicate step (n_new = ceil(M_real / M)) repairs that
-deployment for the next batch. Stops when the best cost moves less than zeta over lambda
-iterations. Hyperparameters and why: docs/bayes-egreedy.md.
+a surrogate ranks them by expected improvement times the probability of feasibility, and the
+best batch is priced. The schedule is eps_tau = eps_0 / (1 + rho*tau), boosted by (1 + rho'*tau)
+on the dimensions of the experts whose memory (rho1) or payload (rho2) constraint broke in the
+iteration's deployment (rho3 otherwise), rho3 < rho2 < rho1 < rho. The paper's replicate step
+(n_new = ceil(M_real / M)) repairs that deployment for the next batch. Stops when the best cost
+moves less than zeta over lambda iterations.
+
+Added on top of the paper (each can be switched off; docs/bayes-egreedy.md says what each buys):
+the warm start walks the Lagrangian path of the per-layer cost-vs-time curves
+(:mod:`solvers.layer_curves`) to the time limit; half the candidates move layers along their
+curves (one epsilon per layer, same schedule); the surrogate is the cost model's per-expert
+estimate plus Gaussian processes on per-layer features (:mod:`solvers._bayes_surrogate`); the
+improving moves of a batch are merged. Plans given to ``Solver.suggest`` are trained on and
+searched around like the design.
 
 >>> from moeopt.problem import load_problem
->>> r = BayesEGreedySolver(seed=0).solve(load_problem("bert-moe-4"), Budget(evaluations=400))
+>>> r = BayesEGreedySolver(seed=0).solve(load_problem("bert-moe-4"), Budget(evaluations=200))
 >>> r.solution_status.value
 'feasible'
 """
@@ -19,33 +26,22 @@ iterations. Hyperparameters and why: docs/bayes-egreedy.md.
 from __future__ import annotations
 
 import time
-import warnings
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from cost_models import lambda_model as lm
 from moeopt.evaluate import EvaluationBatch, expert_breaks, violation_scales
+from moeopt.plan import PlanArrays
 from moeopt.problem import DeploymentProblem
 from moeopt.solver import Budget, Outcome, Solver, Tracker
-from moeopt.space import PlanSpace
+from moeopt.space import PlanSpace, structured_design
+from solvers._bayes_surrogate import Observed, PlanSurrogate
+from solvers._bayesopt import epsilon, expected_improvement, probability_of_feasibility
+from solvers.layer_curves import ExpertEstimate, LayerCurves, expert_estimate
 
-# -- the epsilon schedule ----------------------------------------------------------------------
-
-
-def epsilon(
-    eps0: np.ndarray | float, tau: int, rho: float, rho_prime: np.ndarray | float
-) -> np.ndarray:
-    """eps_tau = eps_0 / (1 + rho*tau), then boosted by (1 + rho'*tau), capped at 1.
-
-    As in Alg. 2 the boost applies to the decayed eps of this iteration only: the next
-    iteration starts again from eps_0, so the effective decay per dimension is
-    (1 + rho'*tau) / (1 + rho*tau) (Theorem 2's slowest rate uses rho' = rho1).
-    """
-    eps = np.asarray(eps0, dtype=float) / (1.0 + rho * tau) * (1.0 + np.asarray(rho_prime) * tau)
-    return np.minimum(eps, 1.0)
+# -- the epsilon schedule (solvers._bayesopt.epsilon) and what boosts it -------------------------
 
 
 @dataclass(frozen=True)
@@ -93,62 +89,6 @@ def rho_prime(
     return out
 
 
-# -- structured initial design (shared with the Nevergrad warm start) ------------------------
-
-
-def structured_design(space: PlanSpace, rng: np.random.Generator) -> np.ndarray:
-    """Plans a search should see first: the feasible region can be too narrow to hit at random.
-
-    Load-aware plans first (replicas = ceil(max load / cap) per expert for caps on a geometric
-    grid), then uniform plans (one memory size and replica count everywhere), each at every
-    memory size and method (pipelined at three degrees). Each group is shuffled by ``rng``.
-    """
-    p = space.problem
-    C, L = space.cells, p.layers
-    up = space.upper
-    n_mem, n_rep, n_beta = int(up[0]), int(up[C]), int(up[-1])
-    variants = []  # (method index, beta index)
-    for a in range(int(up[2 * C])):
-        is_piped = space.method_options[a] == lm.PIPELINED_STORAGE
-        betas = sorted({n_beta // 4, n_beta // 2, (3 * n_beta) // 4}) if is_piped else [n_beta // 2]
-        variants += [(a, b) for b in betas]
-    peak = p.popularity.loads.max(axis=0).reshape(C).astype(float)  # heaviest batch per expert
-    top = max(peak.max(), 1.0)
-    caps = np.unique(np.ceil(top / np.geomspace(1, 4 * n_rep, 10)))
-    # Rows are keyed by (memory, method, beta, replica vector id): equal rows have equal keys,
-    # so duplicates are dropped on the small keys (np.unique over full rows of 30,000 columns
-    # took 4.5 s on deepseek-v3, most of an 8 s budget).
-    rep_ids: dict[bytes, int] = {}
-    rep_vectors: list[np.ndarray] = []
-
-    def rep_id(reps: np.ndarray) -> int:
-        reps = reps.astype(np.int64)
-        key = reps.tobytes()
-        if key not in rep_ids:
-            rep_ids[key] = len(rep_vectors)
-            rep_vectors.append(reps)
-        return rep_ids[key]
-
-    load_aware_reps = [rep_id(np.clip(np.ceil(peak / cap), 1, n_rep) - 1) for cap in caps]
-    uniform_reps = [rep_id(np.full(C, g)) for g in range(n_rep)]
-    load_aware, uniform = [], []
-    for mem in range(n_mem):
-        for a, b in variants:
-            load_aware += [(mem, a, b, r) for r in load_aware_reps]
-            uniform += [(mem, a, b, r) for r in uniform_reps]
-    groups = [np.asarray(g, dtype=np.int64) for g in (load_aware, uniform)]
-    keys = np.concatenate([g[rng.permutation(len(g))] for g in groups])
-    _, first = np.unique(keys, axis=0, return_index=True)
-    rows = [
-        np.concatenate([np.full(C, mem), rep_vectors[r], np.full(L, a), np.full(L, b)])
-        for mem, a, b, r in keys[np.sort(first)]
-    ]
-    return space.clip(np.asarray(rows, dtype=np.int64).reshape(len(rows), -1))
-
-
-# -- the solver ----------------------------------------------------------------------------
-
-
 def _log_score(score: np.ndarray) -> np.ndarray:
     """Log of the objective; NaN/inf become the worst finite value + 1 (the GP needs finite
     targets, and such plans are never the answer: the tracker ranks them last)."""
@@ -175,8 +115,74 @@ def slack(batch: EvaluationBatch, problem: DeploymentProblem) -> np.ndarray:
     return np.where(np.isfinite(batch.cost_usd), out, np.maximum(out, 1e-3))
 
 
+class _History:
+    """Every plan priced in this run, row-aligned: what the surrogate and the elites read."""
+
+    def __init__(self, space: PlanSpace, curves: LayerCurves | None) -> None:
+        self.space, self.curves = space, curves
+        self.x: list[np.ndarray] = []
+        self.k: list[np.ndarray] = []  # curve positions (or -1 without curves)
+        self.est: list[ExpertEstimate] = []
+        self.arrays: list[PlanArrays] = []
+        self.cost: list[np.ndarray] = []
+        self.latency: list[np.ndarray] = []
+        self.layer_latency: list[np.ndarray] = []
+        self.score: list[np.ndarray] = []
+        self.slack: list[np.ndarray] = []
+        self.feasible: list[np.ndarray] = []
+        self.seen: set[bytes] = set()
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self.score)
+
+    def add(self, x: np.ndarray, k: np.ndarray | None, batch: EvaluationBatch, score: np.ndarray) -> None:
+        problem = self.space.problem
+        arrays = self.space.decode(x)
+        est = expert_estimate(problem, arrays)
+        if k is None:
+            k = (
+                self.curves.locate(arrays, est.bottleneck_s)
+                if self.curves is not None
+                else np.full((len(x), problem.layers), -1)
+            )
+        self.x.append(x)
+        self.k.append(k)
+        self.est.append(est)
+        self.arrays.append(arrays)
+        self.cost.append(batch.cost_usd)
+        self.latency.append(batch.latency_s)
+        self.layer_latency.append(batch.layer_latency_s)
+        self.score.append(score)
+        self.slack.append(slack(batch, problem))
+        self.feasible.append(batch.feasible & np.isfinite(score))
+        self.seen.update(row.tobytes() for row in x)
+
+    def observed(self) -> Observed:
+        est = ExpertEstimate(
+            *(np.concatenate([getattr(e, f) for e in self.est]) for f in ExpertEstimate.__dataclass_fields__)
+        )
+        return Observed(
+            x=np.concatenate(self.x),
+            estimate=est,
+            method=np.concatenate([a.method for a in self.arrays]),
+            beta=np.concatenate([a.pipeline_degree for a in self.arrays]),
+            cost=np.concatenate(self.cost),
+            latency=np.concatenate(self.latency),
+            layer_latency=np.concatenate(self.layer_latency),
+            score=np.concatenate(self.score),
+            feasible=np.concatenate(self.feasible),
+        )
+
+    def rank(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(rank, log score, slack): feasible plans by score first, then least violating."""
+        y = _log_score(np.concatenate(self.score))
+        s = np.concatenate(self.slack)
+        return np.lexsort((y, np.maximum(s, 0.0))), y, s
+
+
 class BayesEGreedySolver(Solver):
-    """Gaussian-process BO with one epsilon per PlanSpace dimension (the paper's Alg. 2)."""
+    """Bayesian optimization with one epsilon per dimension (the paper's Alg. 2), warm-started
+    on the Lagrangian path of the layer curves, with a per-layer surrogate."""
 
     name = "bayes-egreedy"
     tags = frozenset({"black-box", "bayesian", "paper", "objectives"})
@@ -190,16 +196,21 @@ class BayesEGreedySolver(Solver):
         "rho3": 0.02,  # otherwise
         "lambda_iters": 20,  # lambda: iterations the best may stall ...
         "zeta": 1e-4,  # ... by less than this relative change before stopping
-        "batch_size": 32,
-        "candidates": 512,
-        "global_fraction": 0.1,  # candidates drawn uniformly from the whole space
-        "init_fraction": 0.2,  # share of the evaluation budget for the structured design
-        "init_random": 32,  # uniform random plans in the first batch
-        "train_best": 160,  # GP training set: the best plans ...
+        "batch_size": 16,
+        "candidates": 1024,
+        "global_fraction": 0.05,  # candidates drawn uniformly from the whole space
+        "layer_curves": True,  # ours: Lagrangian-path warm start and moves along layer curves
+        "layer_fraction": 0.5,  # share of candidates that move layers along their curves
+        "layer_eps0_changes": 1.5,  # eps_0 per layer = this / layers
+        "design_batch": 16,  # Lagrangian path points priced per warm-start round ...
+        "design_rounds": 3,  # ... narrowing in on the time limit each round (the third: a point or two)
+        "init_fraction": 0.2,  # without layer curves: share of the budget for the structured design
+        "init_random": 32,  # without layer curves: uniform random plans in the first batch
+        "train_best": 160,  # surrogate training set: the best plans ...
         "train_recent": 64,  # ... and the most recent ones
-        "refit_every": 4,  # re-optimise the GP kernel every k iterations
+        "refit_every": 4,  # re-optimise the GP kernels every k iterations
         "single_eps": False,  # ablation: one shared epsilon
-        "surrogate": True,  # ablation: False picks candidates at random (no GP)
+        "surrogate": True,  # ablation: False picks candidates at random (no surrogate)
     }
 
     # -- helpers --
@@ -221,44 +232,57 @@ class BayesEGreedySolver(Solver):
     def _loop(self, problem: DeploymentProblem, tracker: Tracker) -> None:
         o = self.options
         space = PlanSpace.of(problem)
-        dims = space.dims
-        eps0 = np.full(dims, min(0.5, o["eps0_changes"] / dims))
-        xs: list[np.ndarray] = []
-        scores: list[np.ndarray] = []
-        slacks: list[np.ndarray] = []
-        seen: set[bytes] = set()
+        dims, L = space.dims, problem.layers
+        curves = None
+        if o["layer_curves"]:
+            try:
+                curves = LayerCurves.of(problem)
+            except ValueError:  # an expert fits no option in some layer: search without curves
+                curves = None
+        hist = _History(space, curves)
 
-        def price(x: np.ndarray) -> np.ndarray:
-            x = space.clip(x)
-            fresh = []
+        def price(x: np.ndarray, k: np.ndarray | None = None) -> np.ndarray:
+            x = space.canonical(x)
+            keep, fresh = [], set()
             for i, row in enumerate(x):
-                if row.tobytes() not in seen:
-                    seen.add(row.tobytes())
-                    fresh.append(i)
-            x = x[fresh]
+                key = row.tobytes()
+                if key not in hist.seen and key not in fresh:
+                    fresh.add(key)
+                    keep.append(i)
             left = tracker.remaining_evaluations()
             if left is not None:
-                x = x[:left]
-            if len(x) == 0:
-                return x
+                keep = keep[:left]
+            if not keep:
+                return x[:0]
+            x = x[keep]
             batch, score, _ = tracker.evaluate(space.decode(x))
-            xs.append(x)
-            scores.append(score)
-            slacks.append(slack(batch, problem))
+            hist.add(x, None if k is None else k[keep], batch, score)
             return x
 
-        # Initial design: structured plans (up to init_fraction of the budget) and random ones.
-        design = structured_design(space, self.rng)
-        budget = tracker.budget.evaluations
-        n_init = len(design) if budget is None else max(int(o["init_fraction"] * budget), 1)
-        design = np.concatenate([space.sample(self.rng, int(o["init_random"])), design[:n_init]])
-        chunk = 64  # small enough that a time budget is checked often on large problems
-        for start in range(0, len(design), chunk):
-            if tracker.exhausted():
-                break
-            price(design[start : start + chunk])
+        self._warm_start(space, tracker, hist, price)
+        if curves is not None:
 
-        models: tuple[Any, Any] | None = None
+            def price_path(k: np.ndarray) -> np.ndarray:
+                x = space.encode(curves.plans(k))
+                done = price(x, k)
+                ok = dict(zip((r.tobytes() for r in done), hist.feasible[-1], strict=True)) if len(done) else {}
+                return np.asarray([int(ok.get(r.tobytes(), -1)) for r in x])
+
+            if not tracker.exhausted():
+                curves.walk_to_limit(price_path, int(o["design_batch"]), int(o["design_rounds"]))
+        else:
+            design = structured_design(space, self.rng)
+            budget = tracker.budget.evaluations
+            n_init = len(design) if budget is None else max(int(o["init_fraction"] * budget), 1)
+            design = np.concatenate([space.sample(self.rng, int(o["init_random"])), design[:n_init]])
+            for start in range(0, len(design), 64):  # a time budget is checked between chunks
+                if tracker.exhausted():
+                    break
+                price(design[start : start + 64])
+
+        surrogate = PlanSurrogate(problem, int(self.rng.integers(2**31)))
+        eps0 = np.full(dims, min(0.5, o["eps0_changes"] / dims))
+        eps0_layer = np.full(L, min(0.5, o["layer_eps0_changes"] / L))
         history: list[float] = []
         rho_p = np.full(dims, o["rho3"])
         repair: np.ndarray | None = None
@@ -266,16 +290,27 @@ class BayesEGreedySolver(Solver):
         idle = 0
         fit_seconds = 0.0  # slowest surrogate step so far: not started when time is short
         tau = 0
-        while not tracker.exhausted():
+        while not tracker.exhausted() and len(hist):
             tau += 1
-            X, S = np.concatenate(xs), np.concatenate(slacks)
-            Y = _log_score(np.concatenate(scores))
-            rank = np.lexsort((Y, np.maximum(S, 0.0)))  # feasible by cost, then least violating
+            rank, Y, S = hist.rank()
+            X, K = np.concatenate(hist.x), np.concatenate(hist.k)
             eps = epsilon(eps0, tau, o["rho"], rho_p)
             if o["single_eps"]:
                 eps = np.full(dims, float(epsilon(eps0[0], tau, o["rho"], rho_p.max())))
-            cand = self._candidates(space, X[rank[:8]], eps, int(o["candidates"]))
-            cand = np.asarray([c for c in cand if c.tobytes() not in seen]).reshape(-1, dims)
+            n_pool = self._pool_size(problem)
+            n_layer = int(o["layer_fraction"] * n_pool) if curves is not None else 0
+            parts = [self._candidates(space, X[rank[:8]], eps, n_pool - n_layer)]
+            if curves is not None:
+                layer_rho = rho_p[2 * space.cells : 2 * space.cells + L]  # a layer's method dim
+                eps_layer = epsilon(eps0_layer, tau, o["rho"], layer_rho)
+                if o["single_eps"]:
+                    eps_layer = np.full(L, float(epsilon(eps0_layer[0], tau, o["rho"], rho_p.max())))
+                k_new = self._layer_moves(curves, K[rank[:8]], eps_layer, n_layer)
+                parts.append(space.encode(curves.plans(k_new)))
+            cand = space.canonical(np.concatenate(parts))
+            _, first = np.unique(cand, axis=0, return_index=True)
+            cand = cand[np.sort(first)]
+            cand = cand[[c.tobytes() not in hist.seen for c in cand]]
             q = int(o["batch_size"])
             if len(cand) == 0:
                 cand = space.sample(self.rng, q)
@@ -283,32 +318,24 @@ class BayesEGreedySolver(Solver):
             in_time = left_s is None or left_s > 2.0 * fit_seconds  # else pick at random
             if o["surrogate"] and len(cand) > q and in_time:
                 t0 = time.perf_counter()
-                refit = models is None or tau % int(o["refit_every"]) == 1
+                refit = tau % int(o["refit_every"]) == 1
                 idx = self._training_set(Y, S, rank)
-                scale = np.maximum(space.upper - 1, 1)
-                span = SpanEmbedding.of(X[idx] / scale)
-                models = (
-                    self._fit(span.coords, Y[idx], refit, models and models[0].kernel_),
-                    self._fit(span.coords, S[idx], refit, models and models[1].kernel_),
-                    span,
-                )
-                feasible = S <= 0
-                best = float(Y[feasible].min()) if feasible.any() else None
-                pick = np.argsort(-self._acquisition(models, cand / scale, best))[:q]
-                fit_seconds = max(fit_seconds, time.perf_counter() - t0) if refit else fit_seconds
+                surrogate.fit(hist.observed(), idx, refit)
+                pick = self._acquire(surrogate, space, cand, Y, S, q)
+                fit_seconds = max(fit_seconds, time.perf_counter() - t0)
             else:
                 pick = self.rng.permutation(len(cand))[:q]
             extra = [e for e in (repair, merged) if e is not None]
             x = price(np.concatenate([*extra, cand[pick]]))
             if len(x) == 0:  # nothing new to price: a tiny space may be used up
                 idle += 1
-                if idle >= 10 or len(seen) >= space.size():
+                if idle >= 10 or len(hist.seen) >= space.size():
                     break
                 continue
             idle = 0
-            merged = self._merge(X[rank[0]], Y[rank[0]], S[rank[0]], x, scores[-1], slacks[-1])
+            merged = self._merge(X[rank[0]], Y[rank[0]], S[rank[0]], x, hist.score[-1], hist.slack[-1])
             # The iteration's deployment is its best plan: localise what broke on it.
-            s, y = slacks[-1], _log_score(scores[-1])
+            s, y = hist.slack[-1], _log_score(hist.score[-1])
             best_row = x[np.lexsort((y, np.maximum(s, 0.0)))[0]][None]
             broken = broken_cells(space, best_row)
             rho_p = rho_prime(space, broken, o["rho1"], o["rho2"], o["rho3"])
@@ -317,11 +344,50 @@ class BayesEGreedySolver(Solver):
             if tracker.seen_feasible and self._stalled(history):
                 break
 
+    def _warm_start(self, space: PlanSpace, tracker: Tracker, hist: _History, price: Any) -> None:
+        """Plans given to ``suggest`` (priced by the base already): kept as observations where
+        the plan vector is exactly the plan priced; a grouped or off-menu plan's nearest vector
+        is priced instead."""
+        s = tracker.suggested
+        if s is None:
+            return
+        x = space.encode(s.plans)
+        exact = _same_plans(space.decode(x), s.plans)
+        if exact.any():
+            batch = _rows_of(s.batch, exact)
+            hist.add(x[exact], None, batch, s.score[exact])
+        if (~exact).any() and not tracker.exhausted():
+            price(x[~exact])
+
+    def _pool_size(self, problem: DeploymentProblem) -> int:
+        """Candidates per iteration: fewer on huge problems, where estimating one costs B*L*E."""
+        per_plan = problem.popularity.loads.size
+        return int(np.clip(4_000_000 // max(per_plan, 1), 64, int(self.options["candidates"])))
+
+    def _acquire(
+        self, surrogate: PlanSurrogate, space: PlanSpace, cand: np.ndarray, Y: np.ndarray,
+        S: np.ndarray, q: int,
+    ) -> np.ndarray:
+        """Expected improvement of log score times the probability of feasibility; before any
+        feasible plan, the probability of feasibility alone."""
+        arrays = space.decode(cand)
+        est = expert_estimate(space.problem, arrays)
+        pred = surrogate.predict(cand, est, arrays.method, arrays.pipeline_degree)
+        pof = probability_of_feasibility(pred.time_slack, pred.time_slack_sd) * pred.known_ok
+        feasible = S <= 0
+        if feasible.any():
+            best = float(Y[feasible].min())
+            acq = expected_improvement(pred.log_score, pred.log_score_sd, best) * pof
+        else:
+            acq = pof
+        return np.lexsort((pred.log_score, -acq))[:q]
+
     def _training_set(self, Y: np.ndarray, S: np.ndarray, rank: np.ndarray) -> np.ndarray:
-        """The best ``train_best`` plans and the latest ``train_recent``: keeps the GP small."""
+        """The best ``train_best`` plans and the latest ``train_recent``, best first."""
         n, o = len(Y), self.options
         recent = np.arange(max(n - int(o["train_recent"]), 0), n)
-        return np.unique(np.concatenate([rank[: int(o["train_best"])], recent]))
+        best = rank[: int(o["train_best"])]
+        return np.concatenate([best, recent[~np.isin(recent, best)]])
 
     def _stalled(self, history: list[float]) -> bool:
         """The best score moved less than zeta (relative) over the last lambda iterations."""
@@ -358,6 +424,24 @@ class BayesEGreedySolver(Solver):
         moved = np.where(moved < 0, 1, np.where(moved >= upper, upper - 2, moved))
         local = np.where(explore, moved, base)
         return space.clip(np.concatenate([local, space.sample(self.rng, n_global)]))
+
+    def _layer_moves(
+        self, curves: LayerCurves, elites: np.ndarray, eps: np.ndarray, n: int
+    ) -> np.ndarray:
+        """Epsilon-shotgun on curve positions (ours): layer l moves with probability eps_l (x a
+        radius 0.5-4 per candidate), by 1-3 points along its curve (faster or slower) or,
+        one time in ten, to any point; at least one layer moves."""
+        sizes = curves.sizes
+        parents = np.where(self.rng.random(n) < 0.7, 0, self.rng.integers(0, len(elites), n))
+        base = elites[parents]
+        scale = self.rng.choice([0.5, 1.0, 2.0, 4.0], size=(n, 1))
+        move = self.rng.random(base.shape) < np.minimum(eps * scale, 1.0)
+        none = np.flatnonzero(~move.any(axis=1))
+        move[none, self.rng.choice(len(sizes), len(none), p=eps / eps.sum())] = True
+        step = self.rng.choice([-3, -2, -1, 1, 2, 3], size=base.shape)
+        jump = self.rng.integers(0, sizes, size=base.shape)
+        moved = np.where(self.rng.random(base.shape) < 0.9, base + step, jump)
+        return curves.clip(np.where(move, moved, base))
 
     def _merge(
         self,
@@ -401,76 +485,34 @@ class BayesEGreedySolver(Solver):
         out[:, C : 2 * C] = np.minimum((out[:, C : 2 * C] + 1) * factor, space.upper[C]) - 1
         return out
 
-    def _fit(self, coords: np.ndarray, y: np.ndarray, optimize: bool, kernel: Any = None) -> Any:
-        """Matern-5/2 GP with one length scale (an ARD kernel on 1,500 dimensions is too slow
-        to fit each iteration) on :class:`SpanEmbedding` coordinates; hyperparameters
-        re-optimised every ``refit_every`` iterations."""
-        from sklearn.gaussian_process import GaussianProcessRegressor
-        from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
-
-        if kernel is None or optimize:
-            kernel = ConstantKernel(1.0, (1e-3, 1e3)) * Matern(
-                length_scale=1.0, length_scale_bounds=(1e-2, 1e3), nu=2.5
-            ) + WhiteKernel(1e-2, (1e-6, 1.0))
-        gp = GaussianProcessRegressor(
-            kernel=kernel,
-            normalize_y=True,
-            optimizer="fmin_l_bfgs_b" if optimize else None,
-            random_state=int(self.rng.integers(2**31)),
-        )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # L-BFGS chatter on flat likelihoods
-            gp.fit(coords, y)
-        return gp
-
-    def _acquisition(
-        self, models: tuple[Any, Any, SpanEmbedding], z: np.ndarray, best: float | None
-    ) -> np.ndarray:
-        """Expected improvement of log cost times the probability of feasibility (slack <= 0);
-        before any feasible plan, the probability of feasibility alone. ``z``: scaled candidates."""
-        from scipy.stats import norm
-
-        z = models[2].apply(z)
-        mu_s, sd_s = models[1].predict(z, return_std=True)
-        pof = norm.cdf(-mu_s / np.maximum(sd_s, 1e-9))
-        if best is None:
-            return pof
-        mu, sd = models[0].predict(z, return_std=True)
-        sd = np.maximum(sd, 1e-9)
-        u = (best - mu) / sd
-        return ((best - mu) * norm.cdf(u) + sd * norm.pdf(u)) * pof
+def _same_plans(a: PlanArrays, b: PlanArrays) -> np.ndarray:
+    """Per plan: do two PlanArrays hold the same ungrouped plan?"""
+    if b.group is not None or b.arm64 is not None:
+        ok = np.ones(a.size, dtype=bool)
+        if b.group is not None:
+            ok &= (b.group == np.arange(b.group.shape[2])).all(axis=(1, 2))
+        if b.arm64 is not None:
+            ok &= ~b.arm64.any(axis=(1, 2))
+    else:
+        ok = np.ones(a.size, dtype=bool)
+    same = (
+        (a.memory_mb == b.memory_mb).all(axis=(1, 2))
+        & (a.replicas == b.replicas).all(axis=(1, 2))
+        & (a.method == b.method).all(axis=1)
+    )
+    piped = a.method == 0
+    beta = np.where(piped, a.pipeline_degree == b.pipeline_degree, True).all(axis=1)
+    return ok & same & beta
 
 
-@dataclass(frozen=True)
-class SpanEmbedding:
-    """Exact coordinates of points in the span of the GP's training points.
-
-    Why: the kernel is isotropic, so it sees only distances, and n training points span at most
-    n - 1 dimensions. Coordinates in that span, plus one coordinate for a new point's distance
-    from it, keep every training-training and point-training distance exact while the GP's
-    kernel works on n + 1 columns instead of every plan dimension (about 30,000 on deepseek-v3,
-    where fitting on raw plans took 8 s).
-    """
-
-    mean: np.ndarray  # (dims,)
-    basis: np.ndarray  # (dims, r) orthonormal
-    coords: np.ndarray  # (n, r + 1) the training points' own coordinates
-
-    @classmethod
-    def of(cls, z: np.ndarray) -> SpanEmbedding:
-        mean = z.mean(axis=0)
-        zc = z - mean
-        lam, u = np.linalg.eigh(zc @ zc.T)  # Gram matrix: n x n, cheap for n << dims
-        keep = lam > max(float(lam.max(initial=0.0)), 1.0) * 1e-10
-        basis = (zc.T @ u[:, keep]) / np.sqrt(lam[keep])
-        span = cls(mean, basis, np.zeros((len(z), int(keep.sum()) + 1)))
-        return cls(mean, basis, span.apply(z))
-
-    def apply(self, z: np.ndarray) -> np.ndarray:
-        zc = z - self.mean
-        inside = zc @ self.basis
-        outside = np.maximum((zc * zc).sum(axis=1) - (inside * inside).sum(axis=1), 0.0)
-        return np.concatenate([inside, np.sqrt(outside)[:, None]], axis=1)
+def _rows_of(batch: EvaluationBatch, mask: np.ndarray) -> EvaluationBatch:
+    return EvaluationBatch(
+        batch.cost_usd[mask], batch.cost_gb_s[mask], batch.latency_s[mask],
+        batch.latency_mean_s[mask], batch.layer_latency_s[mask],
+        {k: v[mask] for k, v in batch.violations.items()},
+        {k: v[mask] for k, v in batch.cost_breakdown_usd.items()},
+        batch.tokens_per_batch,
+    )
 
 
 class BayesSingleEpsSolver(BayesEGreedySolver):
@@ -484,7 +526,7 @@ class BayesSingleEpsSolver(BayesEGreedySolver):
 
 
 class BayesRandomSolver(BayesEGreedySolver):
-    """Ablation: the same epsilon-greedy candidates, picked at random (no GP surrogate)."""
+    """Ablation: the same epsilon-greedy candidates, picked at random (no surrogate)."""
 
     name = "bayes-random"
     default_options: ClassVar[dict[str, Any]] = {

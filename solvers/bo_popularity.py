@@ -2,7 +2,7 @@
 
 Needs a per-token routing trace with token ids (option ``trace``, or the trace a problem was
 built from with ``--trace``). The first ``profile_fraction`` of its whole batches build the
-key-value table, the rest are the learning batches of :func:`moeopt.popularity.learning.learn`;
+key-value table, the rest are the learning batches of :func:`solvers.bo_popularity_learn.learn`;
 the learned table's plan is then priced on the problem's own popularity. The ODS solves inside
 the loop are not counted as evaluations (they plan on predicted loads). See docs/popularity.md.
 """
@@ -48,9 +48,10 @@ class BoPopularitySolver(Solver):
         return str(path)
 
     def _solve(self, problem: DeploymentProblem, tracker: Tracker) -> Outcome | None:
-        from moeopt.popularity.learning import LearningConfig, deploy, learn
         from moeopt.popularity.predictors import make_predictor
         from moeopt.popularity.traces import batch_loads, read_trace
+        from solvers.bo_popularity_learn import learn
+        from solvers.bo_popularity_trial import LearningConfig, deploy
 
         o = self.options
         trace = read_trace(self._trace_path(problem))

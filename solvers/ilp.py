@@ -24,8 +24,18 @@ from cost_models import lambda_model as lm
 from moeopt.errors import InputError
 from moeopt.plan import PlanArrays
 from moeopt.problem import DeploymentProblem
-from moeopt.solver import Budget, Outcome, Solver, SolverStatus, Tracker
+from moeopt.solver import Budget, BudgetExhausted, Outcome, Solver, SolverStatus, Tracker
 from moeopt.space import PIPELINE_DEGREES
+from solvers._ilp_bounds import (
+    Bound,
+    _dedupe,
+    _with_choice,
+    capacity,
+    column_generation,
+    lp_rounding_columns,
+    price_layer,
+    search,
+)
 from solvers._ilp_model import (
     MAX_X_ROWS,
     Choice,
@@ -33,16 +43,15 @@ from solvers._ilp_model import (
     LayerCurve,
     MilpResult,
     exact_curve,
-    lagrangian_prunes,
-    layer_curve,
     quick_incumbent,
     solve_curves,
     solve_milp,
-    time_multipliers,
 )
-from solvers._ilp_tables import Tables, _cheapest_sum, build_tables, variants_of
+from solvers._ilp_tables import Tables, build_tables, variants_of
 
 MODES = ("monolithic", "ods")
+#: A proof gives up on a layer whose exact Pareto DP holds more partial configurations.
+MAX_PROOF_FRONT = 4_000
 BACKENDS = ("highs", "cbc")
 
 
@@ -94,20 +103,20 @@ class IlpSolver(Solver):
                 f"cannot be met (checked before the MILP)",
                 binding_constraints=tables.binding,
             )
-        outcome = self._ods(tables, tracker) if self.options["mode"] == "ods" else self._monolithic(
-            tables, tracker
-        )
-        if problem.cost_scope == "full" and outcome.proven_optimal:
-            # The program's objective holds the non-MoE functions at their floor; their billed
-            # wait grows with storage layers' latency, so its optimum is a bound, not a proof.
-            from dataclasses import replace
-
-            outcome = replace(
-                outcome, proven_optimal=False, status=SolverStatus.COMPLETED,
-                message=outcome.message + "; full cost scope: the non-MoE functions' wait is "
-                "priced at its floor in the program, so this is a feasible plan and a bound",
+        try:
+            if self.options["mode"] == "ods":
+                return self._ods(tables, tracker)
+            return self._monolithic(tables, tracker)
+        except BudgetExhausted:
+            # Out of budget before a plan could be priced: the bound holds all the same.
+            cheapest = self.objective.kind == "cheapest"
+            return Outcome(
+                status=SolverStatus.TIME_LIMIT,
+                lower_bound_usd=tables.lower_bound_usd if cheapest else None,
+                message="budget used up before the search ended; bound "
+                f"{tables.lower_bound_usd:.9g} USD (cheapest options, time limit ignored)"
+                if cheapest else "budget used up before the search ended",
             )
-        return outcome
 
     # -- monolithic -------------------------------------------------------------------------------
 
@@ -118,10 +127,190 @@ class IlpSolver(Solver):
         )
 
     def _monolithic(self, tables: Tables, tracker: Tracker) -> Outcome:
-        """1. A fast incumbent from the layers' cost-vs-latency curves (caps from single
-        options); 2. the exact per-layer Pareto curves by dynamic programming and the program
-        over them (the proof); 3. if those do not finish in time, the full x-program, which must
-        beat the incumbent, for a bound."""
+        """Cheapest objective with HiGHS: the layered route (bounds, then the proof); other
+        objectives and CBC: the x-program."""
+        if self.objective.kind == "cheapest" and self.options["backend"] == "highs":
+            incumbent = quick_incumbent(tables)
+            if incumbent is not None and tables.concurrency and not _meets_concurrency(tables, incumbent):
+                incumbent = None
+            if incumbent is not None:
+                return self._layered(tables, tracker, incumbent)
+        return self._x_program(tables, tracker)
+
+    def _layered(self, tables: Tables, tracker: Tracker, incumbent: tuple[Choice, ...]) -> Outcome:
+        """1. the Lagrangian bound of the time rows by column generation with exact layer
+        pricing (and the configurations it generates); 2. the best plan over those
+        configurations (exact search below the incumbent); 3. every configuration whose reduced
+        cost fits the gap (exact curves, Lagrangian-pruned), and the exact search over them:
+        the proof. Out of time, the best plan and the best proven bound, named."""
+        start = time.perf_counter()
+        seconds = self._seconds(tracker)
+        end = start + (seconds if seconds is not None else 3600.0)
+        self._price(tables, incumbent, tracker)
+        upper = milp_cost(tables, incumbent)
+        B = len(tables.fixed_s)
+        columns = [LayerCurve((ch,), np.array([ch.cost_usd]), ch.latency_s[None],
+                              ch.table.active[ch.rows].sum(axis=0)[None] if tables.concurrency
+                              else np.zeros((1, B))) for ch in incumbent]
+        bound = column_generation(tables, columns, start + 0.45 * (end - start), upper)
+        lower = tables.lower_bound_usd
+        how = "cheapest options, time limit ignored"
+        if bound is not None and bound.usd > lower:
+            lower, how = bound.usd, bound.how
+        steps = [f"root bound {lower:.9g} USD ({how}"
+                 + (f", {bound.iterations} rounds" if bound is not None else "") + ")"]
+        if bound is not None:  # the best plan over the generated configurations
+            columns = lp_rounding_columns(tables, bound.curves)
+            found = self._search(tables, columns, bound.mu, lower, upper,
+                                 time.perf_counter() + 0.2 * max(end - time.perf_counter(), 0.0))
+            if found is not None and milp_cost(tables, found) < upper:
+                incumbent, upper = found, milp_cost(tables, found)
+                self._price(tables, incumbent, tracker)
+            steps.append(f"incumbent {upper:.9g} USD over {sum(len(c.cost) for c in columns)} "
+                         "generated configurations")
+        gap_ok = float(self.options["mip_gap"])
+        proven = upper <= lower * (1 + gap_ok) + 1e-15
+        if not proven and bound is not None:
+            lower, choices, proven, how_proved = self._prove(
+                tables, bound, lower, upper, time.perf_counter() + 0.5 * max(end - time.perf_counter(), 0.0))
+            steps.append(how_proved)
+            if choices is not None and milp_cost(tables, choices) < upper:
+                incumbent, upper = choices, milp_cost(tables, choices)
+                self._price(tables, incumbent, tracker)
+        if not proven and bound is not None and time.perf_counter() < end:
+            found, rounds = self._improve(tables, bound, columns, lower, upper, end)
+            if found is not None and milp_cost(tables, found) < upper:
+                incumbent, upper = found, milp_cost(tables, found)
+                self._price(tables, incumbent, tracker)
+            steps.append(f"{rounds} rounds of perturbed pricing for the incumbent")
+        cost = tracker.best_eval.cost_usd if tracker.best_eval is not None else upper
+        if proven:
+            lower = min(max(lower, upper), cost)  # the program's optimum, never above the plan
+        gap = _gap(cost, lower)
+        return Outcome(
+            status=SolverStatus.OPTIMAL if proven else SolverStatus.TIME_LIMIT,
+            lower_bound_usd=lower,
+            proven_optimal=proven and tracker.seen_feasible,
+            message=(
+                f"{'optimal' if proven else 'time limit'}: cost {cost:.9g} USD, best bound "
+                f"{lower:.9g} USD, gap {'n/a' if gap is None else f'{gap:.3g}'}; "
+                + "; ".join(steps) + "; "
+                f"{tables.rows} of {tables.options_before} options kept, "
+                f"{time.perf_counter() - start:.2f} s"
+            ),
+        )
+
+    def _search(
+        self, tables: Tables, curves: list[LayerCurve], mu: np.ndarray, lower: float,
+        upper: float, deadline: float,
+    ) -> tuple[Choice, ...] | None:
+        """A plan over ``curves`` cheaper than ``upper`` (a heuristic here: the curves are only
+        the generated configurations), by exact searches below targets rising from ``lower``."""
+        costs, lats, keep = _feasible_points(tables, curves)
+        const = tables.cost_const_usd
+        room = max(min(upper - lower, 3e-4 * abs(lower)), 1e-12 * abs(upper))
+        while time.perf_counter() < deadline:
+            target = min(lower + room, upper)
+            found = search(costs, lats, capacity(tables), mu, (target - const) * (1 + 1e-9),
+                           deadline, max_candidates=500_000)
+            if found.status == "optimal":
+                return tuple(curves[li].choices[keep[li][p]] for li, p in enumerate(found.picks))
+            if found.status == "aborted" or target >= upper:
+                return None
+            room *= 4
+        return None
+
+    def _improve(
+        self, tables: Tables, bound: Bound, columns: list[LayerCurve], lower: float, upper: float,
+        end: float,
+    ) -> tuple[tuple[Choice, ...] | None, int]:
+        """Better plans while time is left: price every layer at multipliers shifted towards
+        one batch or away from it (configurations that trade that batch's time differently),
+        add them and the LP-rounding caps, and search the generated configurations again."""
+        B = len(bound.mu)
+        shifts = [(b, f) for f in (2.0, 0.5, 4.0, 0.25) for b in range(B)] + [(-1, 1.5), (-1, 0.67)]
+        best: tuple[Choice, ...] | None = None
+        rounds = 0
+        for b, f in shifts:
+            if time.perf_counter() > end:
+                break
+            mu = bound.mu * (f if b < 0 else 1.0)
+            if b >= 0:
+                mu = mu.copy()
+                mu[b] = (mu[b] if mu[b] > 0 else float(bound.mu.mean())) * f
+            try:
+                extended = []
+                for li, cv in enumerate(columns):
+                    near: list[Choice] = []
+                    price_layer(tables, li, mu, math.inf, end, near)
+                    for ch in near:
+                        cv = _with_choice(cv, ch, tables.concurrency)
+                    extended.append(_dedupe(cv))
+            except TimeoutError:
+                break
+            columns = lp_rounding_columns(tables, extended)
+            rounds += 1
+            found = self._search(tables, columns, bound.mu, lower, upper,
+                                 time.perf_counter() + 0.25 * max(end - time.perf_counter(), 0.0))
+            if found is not None and milp_cost(tables, found) < upper:
+                best, upper = found, milp_cost(tables, found)
+                if upper <= lower * (1 + float(self.options["mip_gap"])):
+                    break
+        return best, rounds
+
+    def _prove(
+        self, tables: Tables, bound: Bound, lower: float, upper: float, end: float
+    ) -> tuple[float, tuple[Choice, ...] | None, bool, str]:
+        """Raise the bound until it meets a plan. Each round takes a target T between the
+        bound and the incumbent, builds every layer's exact curve kept only where its reduced
+        cost fits T - bound (Lagrangian pruning), and searches it exactly: a plan at most T is
+        the optimum; none proves T a lower bound. The target's distance grows 4x each round.
+        Returns (bound, best plan found or None, proven optimal, what was done)."""
+        done = ""
+        # The incumbent is usually close (it comes from a search): then one round; when it is
+        # far, the rounds start small so that the curves stay small.
+        room = upper - lower if upper - lower <= 1e-3 * abs(lower) else 1e-4 * abs(lower)
+        room = max(min(upper - lower, max(room, 1e-4 * abs(lower))), 1e-12 * abs(upper))
+        while time.perf_counter() < end:
+            target = min(lower + room, upper)
+            prunes = [Lagrangian(bound.mu, float(m) + (target - bound.usd)) for m in bound.minima]
+            curves = []
+            for li in range(tables.problem.layers):
+                curve = exact_curve(tables, li, end, prune=prunes[li], max_front=MAX_PROOF_FRONT)
+                if curve is None:
+                    return lower, None, False, done or "exact curves too large for the time left"
+                curves.append(curve)
+            n = sum(len(c.cost) for c in curves)
+            self.final_curves = (tables, curves)  # the last program of the proof (benchmarks)
+            costs, lats, keep = _feasible_points(tables, curves)
+            goal = (target - tables.cost_const_usd) * (1 + 1e-9)
+            found = search(costs, lats, capacity(tables), bound.mu, goal, end)
+            if found.status == "optimal":
+                picks = tuple(curves[li].choices[keep[li][p]] for li, p in enumerate(found.picks))
+                return lower, picks, True, f"proved by exact search over {n} layer configurations"
+            if found.status == "aborted":
+                left = max(end - time.perf_counter(), 0.05)
+                status, choices, hb = solve_curves(
+                    tables, curves, time_limit_s=left, seed=self.seed,
+                    mip_gap=float(self.options["mip_gap"]), with_bound=True, cutoff_usd=target,
+                )
+                if status == "optimal" and choices is not None:
+                    return lower, choices, True, f"proved by HiGHS over {n} layer configurations"
+                if status != "cutoff":
+                    if hb is not None and status != "infeasible":
+                        lower = max(lower, min(hb, target))
+                    return lower, choices, False, f"HiGHS over {n} layer configurations ran out of time"
+            # Nothing costs at most the target: it is a lower bound.
+            lower = max(lower, target)
+            done = f"exact search: no plan below {lower:.9g} USD"
+            if target >= upper:
+                return upper, None, True, f"exact search over {n} layer configurations: nothing cheaper"
+            room *= 4
+        return lower, None, False, done or "out of time before the exact curves"
+
+    def _x_program(self, tables: Tables, tracker: Tracker) -> Outcome:
+        """The full x-program (CBC, or objectives other than cost), with the quick incumbent
+        as cutoff where the objective is cost."""
         incumbent: tuple[Choice, ...] | None = None
         if self.objective.kind == "cheapest":
             incumbent = quick_incumbent(tables)
@@ -129,33 +318,6 @@ class IlpSolver(Solver):
                 incumbent = None
             if incumbent is not None:
                 self._price(tables, incumbent, tracker)
-        if self.objective.kind == "cheapest" and self.options["backend"] == "highs":
-            seconds = self._seconds(tracker)
-            stop = time.perf_counter() + (0.4 * seconds if seconds is not None else 3600.0)
-            curves = []
-            for li in range(tables.problem.layers):
-                if time.perf_counter() > stop:
-                    break
-                curve = layer_curve(tables, li, deadline=stop)
-                if curve is None:
-                    break
-                curves.append(curve)
-            if len(curves) == tables.problem.layers:
-                seconds = self._seconds(tracker)
-                _, better = solve_curves(
-                    tables, curves, time_limit_s=None if seconds is None else seconds / 3,
-                    seed=self.seed, mip_gap=1e-3,  # only an incumbent (it prunes the exact curves): no need to close
-                )
-                if better is not None and not (
-                    tables.concurrency and not _meets_concurrency(tables, better)
-                ) and (incumbent is None or milp_cost(tables, better) < milp_cost(tables, incumbent)):
-                    incumbent = better
-                    self._price(tables, incumbent, tracker)
-            if incumbent is not None:
-                known = curves if len(curves) == tables.problem.layers else None
-                exact = self._exact_curves(tables, tracker, milp_cost(tables, incumbent), known)
-                if exact is not None:
-                    return exact
         cutoff = None if incumbent is None else milp_cost(tables, incumbent)
         if tables.rows > MAX_X_ROWS:
             bound = tables.lower_bound_usd if self.objective.kind == "cheapest" else None
@@ -166,9 +328,8 @@ class IlpSolver(Solver):
                                "many for the x-program; give more seconds or fewer pipeline_degrees")
             return Outcome(
                 status=SolverStatus.TIME_LIMIT, lower_bound_usd=bound,
-                message=f"incumbent {cutoff:.9g} USD from the layer curves; the exact curves did "
-                f"not finish in time and {tables.rows} option rows are too many for the x-program; "
-                f"bound {bound} (cheapest options, time limit ignored), gap "
+                message=f"incumbent {cutoff:.9g} USD; {tables.rows} option rows are too many for "
+                f"the x-program; bound {bound} (cheapest options, time limit ignored), gap "
                 f"{'n/a' if gap is None else f'{gap:.3g}'}",
             )
         # Concurrency rows are added only when the plan found without them breaks the limit:
@@ -190,10 +351,16 @@ class IlpSolver(Solver):
         if choices is not incumbent:
             self._price(tables, choices, tracker)
         proven = result.status in ("optimal", "cutoff")
-        # Both are valid bounds; the x-program's may be weaker when it had little time.
-        bound = max(b for b in (result.bound_usd, tables.lower_bound_usd) if b is not None)
-        if self.objective.kind != "cheapest":
-            bound = None
+        bound = None
+        how = ""
+        if self.objective.kind == "cheapest":
+            # Both are valid bounds; the x-program's may be weaker when it had little time.
+            candidates = [(result.bound_usd, "the x-program's dual bound"),
+                          (tables.lower_bound_usd, "cheapest options, time limit ignored")]
+            bound, how = max((b, h) for b, h in candidates if b is not None)
+            if proven:
+                bound = min(bound, tracker.best_eval.cost_usd)
+        cost = tracker.best_eval.cost_usd
         gap = _gap(cost, bound)
         return Outcome(
             status=SolverStatus.OPTIMAL if proven else SolverStatus.TIME_LIMIT,
@@ -201,64 +368,10 @@ class IlpSolver(Solver):
             proven_optimal=proven and tracker.seen_feasible,
             message=(
                 f"{'optimal' if proven else 'time limit'}: MILP cost {cost:.9g} USD, "
-                f"bound {bound if bound is not None else 'n/a'}, gap "
+                f"bound {bound if bound is not None else 'n/a'}{f' ({how})' if how else ''}, gap "
                 f"{'n/a' if gap is None else f'{gap:.3g}'}; {result.variables} variables, "
                 f"{result.constraints} rows, {tables.rows} of {tables.options_before} options "
                 f"kept, {result.seconds:.2f} s in the MILP"
-            ),
-        )
-
-    def _exact_curves(
-        self, tables: Tables, tracker: Tracker, upper: float, known: list[LayerCurve] | None
-    ) -> Outcome | None:
-        """Exact curves within part of the time left, then the program over them; None when
-        the curves take too long (the caller then falls back to the x-program).
-
-        Only configurations that can be part of a plan cheaper than the incumbent are kept:
-        with the time rows' LP duals from the ``known`` curves as Lagrange multipliers, that
-        is a few percent of the Pareto front, which makes both the DP and the program fast."""
-        seconds = self._seconds(tracker)
-        start = time.perf_counter()
-        deadline = start + (0.6 * seconds if seconds is not None else 3600.0)
-        prunes = None
-        if known is not None:
-            mu = time_multipliers(tables, known)
-            prunes = lagrangian_prunes(tables, upper, mu, known, deadline)
-        if prunes is None:  # cost alone: the other layers at their cheapest options
-            mins = [min(_cheapest_sum(t) for t in layer) for layer in tables.layers]
-            rest = sum(mins) + tables.cost_const_usd
-            prunes = [Lagrangian(np.zeros(len(tables.fixed_s)), upper - (rest - m)) for m in mins]
-        curves = []
-        for li in range(tables.problem.layers):
-            curve = exact_curve(tables, li, deadline, prune=prunes[li])
-            if curve is None:
-                return None
-            curves.append(curve)
-        left = self._seconds(tracker)
-        status, choices, bound = solve_curves(
-            tables, curves, time_limit_s=left, seed=self.seed, mip_gap=float(self.options["mip_gap"]),
-            with_bound=True, cutoff_usd=upper,
-        )
-        if status == "cutoff":  # nothing beats the incumbent: it is optimal
-            status, choices, bound = "optimal", None, upper
-        elif choices is None:
-            return None
-        cost = upper if choices is None else milp_cost(tables, choices)
-        if choices is not None and cost < upper:
-            self._price(tables, choices, tracker)
-        best = min(cost, upper)
-        bound = min(best, bound) if bound is not None else None
-        proven = status == "optimal"
-        gap = _gap(best, bound)
-        return Outcome(
-            status=SolverStatus.OPTIMAL if proven else SolverStatus.TIME_LIMIT,
-            lower_bound_usd=bound,
-            proven_optimal=proven and tracker.seen_feasible,
-            message=(
-                f"{'optimal' if proven else 'time limit'} over exact layer curves: cost "
-                f"{best:.9g} USD, bound {bound}, gap {'n/a' if gap is None else f'{gap:.3g}'}; "
-                f"{sum(len(c.cost) for c in curves)} layer configurations, {tables.rows} of "
-                f"{tables.options_before} options kept, {time.perf_counter() - start:.2f} s"
             ),
         )
 
@@ -326,7 +439,8 @@ class IlpSolver(Solver):
         return Outcome(
             status=SolverStatus.COMPLETED,
             lower_bound_usd=tables.lower_bound_usd,  # cheapest options, time limit ignored
-            message=f"ODS ({how}); a heuristic: use mode='monolithic' for a proof",
+            message=f"ODS ({how}); a heuristic: use mode='monolithic' for a proof; bound "
+            f"{tables.lower_bound_usd:.9g} USD (cheapest options, time limit ignored)",
         )
 
     def _method_program(
@@ -380,6 +494,21 @@ def plan_arrays(tables: Tables, choices: tuple[Choice, ...]) -> PlanArrays:
 def milp_cost(tables: Tables, choices: tuple[Choice, ...]) -> float:
     """The program's objective (cheapest) for these choices, to check against the evaluator."""
     return sum(ch.cost_usd for ch in choices) + tables.cost_const_usd
+
+
+def _feasible_points(
+    tables: Tables, curves: list[LayerCurve]
+) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    """Per layer the (cost, latency) of its configurations that meet the concurrency limit,
+    and their indices in the curve."""
+    limit = tables.problem.constants.lambda_concurrency_limit
+    costs, lats, keep = [], [], []
+    for cv in curves:
+        ok = np.flatnonzero((cv.active <= limit).all(axis=1)) if tables.concurrency else np.arange(len(cv.cost))
+        costs.append(cv.cost[ok])
+        lats.append(cv.latency[ok])
+        keep.append(ok)
+    return costs, lats, keep
 
 
 def _meets_concurrency(tables: Tables, choices: tuple[Choice, ...]) -> bool:

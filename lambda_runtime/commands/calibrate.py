@@ -8,7 +8,13 @@ from typing import Any
 
 import click
 
-from lambda_runtime.commands.common import BUCKET, RuntimeInputError, local_backend, network_options
+from lambda_runtime.commands.common import (
+    BUCKET,
+    RuntimeInputError,
+    local_backend,
+    network_options,
+    one_line_errors,
+)
 
 DEFAULT_MEMORY = "442,884,1769,3008"
 DEFAULT_TOKENS = "256,1024,2560"
@@ -70,6 +76,7 @@ def describe(profile: dict[str, Any]) -> list[str]:
 @network_options
 @click.option("--start-method", type=click.Choice(["spawn", "fork"]), default="fork", show_default=True,
               help="spawn: a fresh interpreter per environment (a truer cold start); fork: faster.")
+@one_line_errors("calibrate")
 def calibrate_command(backend: str, output: str, memory_sizes: str, hidden: int, ffn: int,
                       token_counts: str, repeats: int, no_network: bool, host_vcpus: float | None,
                       start_method: str) -> None:

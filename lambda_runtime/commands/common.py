@@ -3,7 +3,9 @@ the local backend's options."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +17,44 @@ BUCKET = "moeopt-local"
 
 
 class RuntimeInputError(click.ClickException):
-    """A user mistake in a runtime command: one line, exit status 2."""
+    """A user mistake in a runtime command: one ``error:`` line, exit status 2."""
 
     exit_code = 2
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+class RuntimeFailure(RuntimeInputError):
+    """The backend or the run broke (not the user's input): one ``error:`` line, exit 1."""
+
+    exit_code = 1
+
+
+def quiet_cli_threads() -> None:
+    """A background thread that fails prints one ``warning:`` line, never a traceback."""
+    from lambda_runtime.local.logs import quiet_threads
+
+    quiet_threads("warning")
+
+
+@contextlib.contextmanager
+def one_line_errors(command: str) -> Iterator[None]:
+    """Run a command's body so that nothing it raises prints a traceback: user errors keep
+    their exit 2, anything unexpected becomes ``error: <command>: Type: message`` and exit 1."""
+    from lambda_runtime.local.logs import one_line
+
+    quiet_cli_threads()
+    try:
+        yield
+    except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # noqa: BLE001 - the one place where a run's failure is reported
+        from moeopt.errors import InfeasibleError, InputError
+
+        if isinstance(exc, InputError | InfeasibleError):
+            raise
+        raise RuntimeFailure(f"{command}: {one_line(exc)}") from None
 
 
 def load_plan_file(path: str) -> dict[str, Any]:

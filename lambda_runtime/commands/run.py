@@ -1,7 +1,9 @@
 """``moeopt run PLAN.json``: deploy, serve N requests, report measured against predicted.
 
-Exit status: 0 every request served and checked; 2 a user mistake (one ``error:`` line); 4 a
-request failed after its retries (the summary says which shard and why); 1 anything else.
+Exit status (docs/runtime.md): 0 every request served and checked; 2 a user mistake (one
+``error:`` line); 4 a request failed (after its retries, or its output differs from the
+monolithic forward): each failure is one ``FAILED`` line, the JSON is still printed; 1 the run
+itself broke (the backend did not start or went away): one ``error:`` line. Never a traceback.
 """
 
 from __future__ import annotations
@@ -19,12 +21,19 @@ from lambda_runtime.commands.common import (
     model_shape,
     network_options,
     nonmoe_of,
+    one_line_errors,
     plan_problem,
     runtime_model,
 )
 from lambda_runtime.deploy import PlanError
 
 EXIT_FAILED_REQUESTS = 4
+
+
+class WrongOutput(RuntimeInputError):
+    """A request's output differs from the monolithic forward: a failed request (exit 4)."""
+
+    exit_code = EXIT_FAILED_REQUESTS
 
 
 def comparison(summary: Any, prediction: Any) -> dict[str, Any]:
@@ -48,10 +57,11 @@ def human(summary: Any, versus: dict[str, Any] | None, prediction: Any) -> str:
         if s.latency_p50_s is not None
         else "n/a (no request succeeded)"
     )
+    throughput = f"{s.throughput_tokens_per_s:.1f} tokens/s" if s.ok_requests else "n/a"
     lines = [
         f"requests: {s.requests} ({s.ok_requests} ok), {s.tokens_per_request} tokens each",
         f"latency: {lat}",
-        f"throughput: {s.throughput_tokens_per_s:.1f} tokens/s",
+        f"throughput: {throughput}",
         f"billed: {s.billed_gb_s_per_request:.4f} GB-s per request = ${s.usd_per_request:.8f} "
         f"(${s.usd_per_request_with_fees:.8f} with request fees, {s.invocations_per_request:.1f} invocations)",
         f"cold starts: {s.cold_starts}, retries: {s.retries}",
@@ -128,6 +138,7 @@ def human(summary: Any, versus: dict[str, Any] | None, prediction: Any) -> str:
               "weights of the problem's shape, routed like its popularity; auto: converted when it fits.")
 @click.option("--no-check", is_flag=True, help="Skip the comparison with the monolithic forward.")
 @click.option("--json", "as_json", is_flag=True)
+@one_line_errors("run")
 def run_command(
     plan_path: str, backend: str, problem_name: str | None, profile: str | None, requests: int,
     warmup: int, no_prewarm: bool, max_environments: int, tokens: int | None, no_network: bool,
@@ -164,12 +175,16 @@ def run_command(
         out = {**summary.to_dict(), "model": moe.description, "notes": notes,
                "backend": status, "prediction": prediction.to_dict() if prediction else None,
                **(versus or {})}
+        if not summary.ok_requests:  # no request served: no throughput to state
+            out["throughput_tokens_per_s"] = None
         click.echo(dumps(out))
     else:
         click.echo(human(summary, versus, prediction))
         for n in notes:
             click.echo(n)
     if summary.ok_requests < summary.requests:
+        click.echo(f"error: {summary.requests - summary.ok_requests} of {summary.requests} "
+                   "requests failed (each is a FAILED line)", err=True)
         click.get_current_context().exit(EXIT_FAILED_REQUESTS)
 
 
@@ -224,6 +239,8 @@ def execute(
             status = {"backend": "aws", "region": region}
     except PlanError as exc:
         raise RuntimeInputError(f"{plan_path}: {exc}") from None
+    except AssertionError as exc:  # run_plan's check against the monolithic forward
+        raise WrongOutput(f"a request's output is wrong: {exc}") from None
     except Exception as exc:
         from botocore.exceptions import BotoCoreError, ClientError
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import sys
 import threading
 
 import click
 
-from lambda_runtime.commands.common import local_backend, network_options
+from lambda_runtime.commands.common import local_backend, network_options, quiet_cli_threads
 
 
 @click.group("runtime")
@@ -20,18 +21,29 @@ def runtime() -> None:
 @runtime.command("serve")
 @click.option(
     "--concurrency",
-    type=click.IntRange(1),
+    type=click.IntRange(1, 10_000),
     default=64,
     show_default=True,
     help="Account concurrency limit (429 beyond it).",
 )
 @click.option("--no-cpu-limits", is_flag=True, help="Do not apply cgroup vCPU quotas.")
+@click.option("--credentials-file", type=click.Path(dir_okay=False), default=None,
+              help="Where to write the client's credentials (0600, profile moeopt-local; "
+              "default: in the backend's temp folder). Removed when the server stops.")
+@click.option("--event-time-scale", type=click.FloatRange(min=0, min_open=True), default=1 / 60,
+              show_default="1/60",
+              help="Lambda's schedule of Event retries (1 and 2 minutes) times this factor.")
 @network_options
-def serve(concurrency: int, no_cpu_limits: bool, no_network: bool, host_vcpus: float | None) -> None:
+def serve(concurrency: int, no_cpu_limits: bool, credentials_file: str | None,
+          event_time_scale: float, no_network: bool, host_vcpus: float | None) -> None:
     """Start the local backend and print its endpoints; runs until Ctrl-C."""
+    from lambda_runtime.local.credentials import PROFILE
+
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    quiet_cli_threads()
     with local_backend(no_network, host_vcpus, concurrency_limit=concurrency,
-                       cpu_limits=not no_cpu_limits) as backend:
+                       cpu_limits=not no_cpu_limits, credentials_file=credentials_file,
+                       event_time_scale=event_time_scale) as backend:
         status = backend.status()
         click.echo(f"Lambda API: {status['lambda_endpoint']}")
         click.echo(f"S3:         {status['s3_endpoint']}")
@@ -49,10 +61,15 @@ def serve(concurrency: int, no_cpu_limits: bool, no_network: bool, host_vcpus: f
                f"{net['warm_start_s'] * 1000:.0f} ms)" if net else "loopback (no model)")
         )
         click.echo(f"host vCPUs: {status['host']['vcpus']:g} (invocations beyond them wait)")
+        click.echo(f"credentials: {backend.credentials_file} (0600; profile {PROFILE}; every "
+                   "request must be signed with them)")
+        click.echo(f"awscli:     {backend.awscli_recipe()}")
         click.echo(
-            f"client:     boto3.client('lambda', endpoint_url='{status['lambda_endpoint']}', "
-            "region_name='us-east-1', aws_access_key_id='testing', aws_secret_access_key='testing')"
+            f"boto3:      AWS_SHARED_CREDENTIALS_FILE={backend.credentials_file}, then "
+            f"boto3.Session(profile_name='{PROFILE}').client('lambda', "
+            f"endpoint_url='{status['lambda_endpoint']}', region_name='us-east-1')", nl=True
         )
+        sys.stdout.flush()
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         try:

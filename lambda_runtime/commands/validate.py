@@ -12,7 +12,13 @@ from typing import Any
 
 import click
 
-from lambda_runtime.commands.common import RuntimeInputError, dumps, local_backend, network_options
+from lambda_runtime.commands.common import (
+    RuntimeInputError,
+    dumps,
+    local_backend,
+    network_options,
+    one_line_errors,
+)
 
 EXIT_OVER_TOLERANCE = 5
 
@@ -55,6 +61,7 @@ def table(report: dict[str, Any]) -> list[str]:
               help="Comma-separated subset of the validation plans (default: all).")
 @network_options
 @click.option("--json", "as_json", is_flag=True)
+@one_line_errors("validate")
 def validate_command(backend: str, profile: str | None, tolerance: float, requests: int,
                      warmup: int, plan_names: str | None, no_network: bool,
                      host_vcpus: float | None, as_json: bool) -> None:

@@ -3,6 +3,10 @@
 >>> with LocalBackend() as backend:                      # doctest: +SKIP
 ...     lam = backend.lambda_client()
 ...     s3 = backend.s3_client()
+
+Both authenticate every request (SigV4) with credentials generated for this backend: the client's
+(``lambda_client``, ``s3_client``, and the 0600 file at ``credentials_file`` that awscli and
+boto3 read) and one pair per execution environment (S3 only).
 """
 
 from __future__ import annotations
@@ -11,34 +15,27 @@ import contextlib
 import json
 import logging
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import boto3
 from botocore.config import Config
 
+from lambda_runtime.local.cleanup import PREFIX, remove_stale_folders
+from lambda_runtime.local.credentials import PROFILE, Credentials, ServerSecrets
+from lambda_runtime.local.errors import REGION
+from lambda_runtime.local.events import DEFAULT_TIME_SCALE
 from lambda_runtime.local.host import default_host_vcpus
-from lambda_runtime.local.network import COORDINATOR_KEY_PREFIX, NetworkModel, ShapingMiddleware
-from lambda_runtime.local.service import LambdaService
+from lambda_runtime.local.network import NetworkModel
+from lambda_runtime.local.s3server import REPO_ROOT, InProcessS3, S3Process, free_port
+from lambda_runtime.local.worker import server_environment
 
 log = logging.getLogger(__name__)
 
-REGION = "us-east-1"
-TEST_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-#: The coordinator's credentials: its S3 streams are never queued behind each other.
-COORDINATOR_CREDENTIALS = {
-    "aws_access_key_id": f"{COORDINATOR_KEY_PREFIX}LOCAL",
-    "aws_secret_access_key": "testing",
-}
-
-
-#: moto keeps objects up to this size in memory (its default spills objects over 5 MB to disk).
-MOTO_ENV = {"MOTO_S3_DEFAULT_KEY_BUFFER_SIZE": str(1 << 30)}
+__all__ = ["REGION", "REPO_ROOT", "LocalBackend", "lambda_network"]
 
 
 def lambda_network() -> NetworkModel:
@@ -46,67 +43,6 @@ def lambda_network() -> NetworkModel:
     from cost_models.constants import DEFAULT_CONSTANTS
 
     return NetworkModel.from_constants(DEFAULT_CONSTANTS)
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-_MOTO_MAIN = """
-import json, logging, sys, threading
-from werkzeug.serving import make_server
-from moto.server import DomainDispatcherApplication, create_backend_app
-from lambda_runtime.local.network import NetworkModel, ShapingMiddleware
-logging.getLogger("werkzeug").setLevel(logging.WARNING)
-cfg = json.loads(sys.argv[2])
-app = ShapingMiddleware(DomainDispatcherApplication(create_backend_app), NetworkModel(**cfg) if cfg else None)
-server = make_server("127.0.0.1", int(sys.argv[1]), app, threaded=True)
-threading.Thread(target=server.serve_forever, daemon=True).start()
-print("ready", flush=True)
-sys.stdin.read()  # until the parent closes our stdin (or exits)
-server.shutdown()
-"""
-
-
-class _MotoProcess:
-    """moto's ThreadedMotoServer in a child process; stops when told or when the parent dies."""
-
-    def __init__(self, port: int, network: NetworkModel | None) -> None:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-            p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p),
-            **MOTO_ENV}
-        config = json.dumps(network.to_dict() if network is not None else {})
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", _MOTO_MAIN, str(port), config],
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        if self.proc.stdout.readline().strip() != "ready":
-            self.proc.kill()
-            raise RuntimeError("moto S3 server did not start")
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:  # the port answers once werkzeug is listening
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    return
-            time.sleep(0.05)
-        raise RuntimeError(f"moto S3 server not listening on port {port}")
-
-    def stop(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 class _ServiceProcess:
@@ -128,14 +64,6 @@ class _ServiceProcess:
             raise RuntimeError("the local Lambda service did not start")
         self.endpoint = line[1]
 
-    def status(self) -> dict[str, Any]:
-        import urllib.request
-
-        from lambda_runtime.local.service import STATUS_PATH
-
-        with urllib.request.urlopen(self.endpoint + STATUS_PATH, timeout=30) as resp:  # noqa: S310
-            return json.loads(resp.read())
-
     def stop(self) -> None:
         assert self.proc.stdin is not None
         with contextlib.suppress(OSError):
@@ -147,26 +75,8 @@ class _ServiceProcess:
             self.proc.wait()
 
 
-class _InProcessS3:
-    """moto's S3 app behind the network model, served from a thread of this process."""
-
-    def __init__(self, port: int, network: NetworkModel | None) -> None:
-        import threading
-
-        from moto.server import DomainDispatcherApplication, create_backend_app
-        from werkzeug.serving import make_server
-
-        os.environ.update(MOTO_ENV)
-        app = ShapingMiddleware(DomainDispatcherApplication(create_backend_app), network)
-        self.server = make_server("127.0.0.1", port, app, threaded=True)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-
-
 class LocalBackend:
-    """Starts moto's S3 server and the local Lambda service; stops both on exit.
+    """Starts the local S3 and the local Lambda service; stops both on exit.
 
     ``concurrency_limit`` is the account's concurrent executions (429 beyond it);
     ``cpu_limits`` turns on the cgroup vCPU share when the OS allows it; ``network`` is the
@@ -174,8 +84,11 @@ class LocalBackend:
     ``host_vcpus`` the vCPUs functions may use at once (default: this machine's cores; None:
     no admission, functions may over-commit the host); ``start_method`` is
     ``fork`` (workers forked from a process that imported torch once) or ``spawn`` (a fresh
-    ``python -m awslambdaric`` per environment: slower, a truer cold start). moto's
-    ``ThreadedMotoServer`` runs in a child process unless ``s3_in_process``.
+    ``python -m awslambdaric`` per environment: slower, a truer cold start). moto's server runs
+    in a child process unless ``s3_in_process``. ``event_time_scale`` scales Lambda's retry
+    schedule of Event invocations (default 1/60: retries after 1 s and 2 s instead of 1 and 2
+    minutes). ``credentials_file``: where the client's credentials are written (default: in the
+    backend's temp folder).
     """
 
     def __init__(
@@ -190,79 +103,83 @@ class LocalBackend:
         network: NetworkModel | None | str = "lambda",
         host_vcpus: float | None | str = "host",
         service_in_process: bool = False,
+        event_time_scale: float = DEFAULT_TIME_SCALE,
+        credentials_file: str | Path | None = None,
     ) -> None:
+        if start_method not in ("fork", "spawn"):
+            raise ValueError(f"start_method: {start_method!r}; allowed: fork, spawn")
+        if not event_time_scale > 0:
+            raise ValueError(f"event_time_scale: {event_time_scale!r}; allowed: > 0")
         self.service_in_process = service_in_process
         self.network = lambda_network() if network == "lambda" else network
         self.host_vcpus = default_host_vcpus() if host_vcpus == "host" else host_vcpus
         self.s3_in_process = s3_in_process
-        if start_method not in ("fork", "spawn"):
-            raise ValueError(f"start_method: {start_method!r}; allowed: fork, spawn")
         self.start_method = start_method
-        self._forkserver: Any = None
         self.concurrency_limit = concurrency_limit
         self.max_environments = max_environments
         self.enforce_memory = enforce_memory
         self.cpu_limits = cpu_limits
+        self.event_time_scale = event_time_scale
         self.task_root = str(Path(task_root).resolve())
+        self.secrets = ServerSecrets.generate()
+        self._credentials_path = Path(credentials_file).resolve() if credentials_file else None
+        self.credentials_file: Path | None = None
         self.s3_endpoint = ""
-        self._moto: Any = None
-        self._tmp: tempfile.TemporaryDirectory[str] | None = None
-        self.service: LambdaService | None = None  # when the service runs in this process
+        self._s3: Any = None
+        self._forkserver: Any = None
+        self._tmp: Path | None = None
+        self.service: Any = None  # the LambdaService when it runs in this process
         self._service_proc: _ServiceProcess | None = None
 
     # ---- lifecycle ----------------------------------------------------------------------------
     def start(self) -> LocalBackend:
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> LocalBackend:
+        remove_stale_folders(Path(tempfile.gettempdir()))  # of backends that died without stopping
+        self._tmp = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-"))
+        self.credentials_file = self._credentials_path or self._tmp / "credentials"
         port = free_port()
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per S3 request otherwise
         if self.s3_in_process:
-            self._moto = _InProcessS3(port, self.network)
+            self._s3 = InProcessS3(port, self.network, self.secrets)
         else:  # its own process: S3 requests do not queue behind the coordinator's GIL
-            self._moto = _MotoProcess(port, self.network)
+            self._s3 = S3Process(port, self.network, self.secrets)
         self.s3_endpoint = f"http://127.0.0.1:{port}"
-        self._tmp = tempfile.TemporaryDirectory(prefix="moeopt-local-", ignore_cleanup_errors=True)
-        base_env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": os.environ.get("HOME", "/tmp"),
-            "LANG": "C.UTF-8",
-            "PYTHONUNBUFFERED": "1",
-            "PYTHONPATH": str(REPO_ROOT),
-            "AWS_REGION": REGION,
-            "AWS_DEFAULT_REGION": REGION,
-            "AWS_ACCESS_KEY_ID": TEST_CREDENTIALS["aws_access_key_id"],
-            "AWS_SECRET_ACCESS_KEY": TEST_CREDENTIALS["aws_secret_access_key"],
-            "AWS_ENDPOINT_URL_S3": self.s3_endpoint,
-            "TMPDIR": self._tmp.name,
-        }
-        if self.network is not None:
-            base_env["MOEOPT_S3_WAIT"] = "1"  # this S3 can hold a GET until its object lands
+        server_env = server_environment(self.s3_endpoint, str(REPO_ROOT), self.network is not None)
         if not self.service_in_process:  # its own process: payloads do not share our GIL
             self._service_proc = _ServiceProcess({
-                "base_env": base_env, "workdir": self._tmp.name, "repo_root": str(REPO_ROOT),
+                "server_env": server_env, "workdir": str(self._tmp), "repo_root": str(REPO_ROOT),
+                "secrets": self.secrets.to_config(),
                 "concurrency_limit": self.concurrency_limit,
                 "max_environments": self.max_environments, "enforce_memory": self.enforce_memory,
                 "cpu_limits": self.cpu_limits, "start_method": self.start_method,
                 "network": self.network.to_dict() if self.network is not None else None,
-                "host_vcpus": self.host_vcpus,
+                "host_vcpus": self.host_vcpus, "event_time_scale": self.event_time_scale,
             })
-            log.info("local Lambda at %s, S3 at %s", self._service_proc.endpoint, self.s3_endpoint)
-            return self
-        if self.start_method == "fork":
-            from lambda_runtime.local.forkserver import ForkServer
+        else:
+            from lambda_runtime.local.service import LambdaService
 
-            self._forkserver = ForkServer(str(REPO_ROOT))
-        self.service = LambdaService(
-            base_env,
-            Path(self._tmp.name),
-            concurrency_limit=self.concurrency_limit,
-            max_environments=self.max_environments,
-            enforce_memory=self.enforce_memory,
-            cpu_limits=self.cpu_limits,
-            forkserver=self._forkserver,
-            network=self.network,
-            host_vcpus=self.host_vcpus,
-        )
-        self.service.start()
-        log.info("local Lambda at %s, S3 at %s", self.service.endpoint, self.s3_endpoint)
+            if self.start_method == "fork":
+                from lambda_runtime.local.forkserver import ForkServer
+
+                home = self._tmp / "forkserver"
+                home.mkdir(mode=0o700)
+                self._forkserver = ForkServer(str(REPO_ROOT), str(home))
+            self.service = LambdaService(
+                server_env, self._tmp, self.secrets,
+                concurrency_limit=self.concurrency_limit, max_environments=self.max_environments,
+                enforce_memory=self.enforce_memory, cpu_limits=self.cpu_limits,
+                forkserver=self._forkserver, network=self.network, host_vcpus=self.host_vcpus,
+                event_time_scale=self.event_time_scale,
+            )
+            self.service.start()
+        self.secrets.write_file(self.credentials_file, self.describe_endpoints())
+        log.info("local Lambda at %s, S3 at %s", self.lambda_endpoint, self.s3_endpoint)
         return self
 
     def stop(self) -> None:
@@ -275,11 +192,15 @@ class LocalBackend:
         if self._forkserver is not None:
             self._forkserver.close()
             self._forkserver = None
-        if self._moto is not None:
-            self._moto.stop()
-            self._moto = None
+        if self._s3 is not None:
+            self._s3.stop()
+            self._s3 = None
+        if self.credentials_file is not None and self._credentials_path is not None:
+            self.credentials_file.unlink(missing_ok=True)  # its keys die with this backend
         if self._tmp is not None:
-            self._tmp.cleanup()
+            import shutil
+
+            shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
 
     def __enter__(self) -> LocalBackend:
@@ -296,6 +217,20 @@ class LocalBackend:
         assert self.service is not None, "backend not started"
         return self.service.endpoint
 
+    @property
+    def credentials(self) -> Credentials:
+        """The client's credentials (the Lambda API and S3)."""
+        return self.secrets.client()
+
+    def describe_endpoints(self) -> str:
+        return (f"moeopt local backend: Lambda API {self.lambda_endpoint}, S3 {self.s3_endpoint}, "
+                f"region {REGION}; valid while it runs")
+
+    def awscli_recipe(self) -> str:
+        """How awscli reaches this backend with its credentials (profile ``moeopt-local``)."""
+        return (f"AWS_SHARED_CREDENTIALS_FILE={self.credentials_file} aws --profile {PROFILE} "
+                f"--region {REGION} --endpoint-url {self.lambda_endpoint} lambda list-functions")
+
     def lambda_client(self, read_timeout: float = 960.0, max_attempts: int = 1) -> Any:
         """boto3's Lambda client on the local endpoint (botocore retries off by default)."""
         config = Config(
@@ -303,13 +238,8 @@ class LocalBackend:
             retries={"total_max_attempts": max_attempts, "mode": "standard"},
             max_pool_connections=64,
         )
-        return boto3.client(
-            "lambda",
-            endpoint_url=self.lambda_endpoint,
-            region_name=REGION,
-            config=config,
-            **TEST_CREDENTIALS,
-        )
+        return boto3.client("lambda", endpoint_url=self.lambda_endpoint, region_name=REGION,
+                            config=config, **self.credentials.boto3())
 
     def s3_client(self) -> Any:
         """boto3's S3 client as the coordinator (the non-MoE functions): GETs may wait for an
@@ -320,29 +250,40 @@ class LocalBackend:
             max_pool_connections=64, retries={"total_max_attempts": 3, "mode": "standard"},
             read_timeout=360, **LOCAL_S3_CONFIG,
         )
-        client = boto3.client(
-            "s3",
-            endpoint_url=self.s3_endpoint,
-            region_name=REGION,
-            config=config,
-            **COORDINATOR_CREDENTIALS,
-        )
+        client = boto3.client("s3", endpoint_url=self.s3_endpoint, region_name=REGION,
+                              config=config, **self.credentials.boto3())
         if self.network is not None:
             add_wait_header(client, 300.0)
         return client
 
     def status(self) -> dict[str, Any]:
         if self._service_proc is not None:
-            service = self._service_proc.status()
+            service = self._signed_get("/moeopt/status")
         else:
             assert self.service is not None, "backend not started"
             service = self.service.status(detail=True)
         return {
             **service,
             "s3_endpoint": self.s3_endpoint,
+            "credentials_file": str(self.credentials_file),
             "python": sys.executable,
             "network": self.network.to_dict() if self.network is not None else None,
         }
+
+    def _signed_get(self, path: str) -> dict[str, Any]:
+        """A GET on the backend's own route, signed like every request to it."""
+        import urllib.request
+
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+        from botocore.credentials import Credentials as BotoCredentials
+
+        c = self.credentials
+        req = AWSRequest(method="GET", url=self.lambda_endpoint + path)
+        SigV4Auth(BotoCredentials(c.access_key_id, c.secret_access_key), "lambda", REGION).add_auth(req)
+        request = urllib.request.Request(req.url, headers=dict(req.headers.items()))
+        with urllib.request.urlopen(request, timeout=30) as resp:  # noqa: S310 - loopback
+            return json.loads(resp.read())
 
     def code(self) -> dict[str, Any]:
         """CreateFunction arguments that point a function at this repository's handler."""

@@ -14,6 +14,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from lambda_runtime.local.cleanup import PREFIX, remove_stale_cgroups
+
 log = logging.getLogger(__name__)
 
 MB_PER_VCPU = 1769.0
@@ -27,6 +29,7 @@ def vcpu_share(memory_mb: int) -> float:
 
 
 _ROOTS = itertools.count()  # numbers this process's cgroup roots
+
 
 @dataclass(frozen=True)
 class CpuLimitStatus:
@@ -52,7 +55,7 @@ class CpuLimiter:
     def _detect(self) -> CpuLimitStatus:
         # One root per backend, not per process: a second backend in the same process (a CLI
         # run inside a test session) must not remove the first one's cgroups when it closes.
-        name = f"moeopt-local-{os.getpid()}-{next(_ROOTS)}"
+        name = f"{PREFIX}{os.getpid()}-{next(_ROOTS)}"
         v1 = Path("/sys/fs/cgroup/cpu")
         v2 = Path("/sys/fs/cgroup")
         candidates: list[tuple[int, Path]] = []
@@ -64,6 +67,7 @@ class CpuLimiter:
             candidates.append((2, v2))
         reasons = []
         for version, base in candidates:
+            remove_stale_cgroups(base)  # of backends that died without stopping
             root = base / name
             try:
                 root.mkdir(exist_ok=True)

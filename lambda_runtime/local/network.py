@@ -161,7 +161,7 @@ class ShapingMiddleware:
         arrived = time.monotonic()
         method = environ.get("REQUEST_METHOD", "GET")
         path = environ.get("PATH_INFO", "")
-        identity = _identity(environ.get("HTTP_AUTHORIZATION", ""))
+        identity = environ.get("moeopt.identity") or _identity(environ.get("HTTP_AUTHORIZATION", ""))
         if method == "PUT":
             return self._put(environ, start_response, arrived, path, identity)
         if method == "GET":

@@ -5,23 +5,19 @@ import math
 import numpy as np
 import pytest
 
-from moeopt.popularity.learning import (
-    Feedback,
-    KeyValuePairs,
-    LearningConfig,
-    boosts,
-    deploy,
-    feedback,
-    learn,
-    oracle,
-    propose,
-    replicate,
-    select_pairs,
-    with_values,
-)
 from moeopt.popularity.predictors import BayesianPredictor, FrequencyPredictor
 from moeopt.popularity.traces import batch_loads
 from moeopt.problem import problem_from_dict
+from solvers.bo_popularity_learn import boosts, learn, propose
+from solvers.bo_popularity_pairs import KeyValuePairs, select_pairs, with_values
+from solvers.bo_popularity_trial import (
+    Feedback,
+    LearningConfig,
+    deploy,
+    feedback,
+    oracle,
+    replicate,
+)
 from tests.popularity.conftest import random_trace
 
 BS = 512  # tokens per batch of the tiny problem

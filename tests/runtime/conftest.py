@@ -16,10 +16,20 @@ BUCKET = "moeopt-runtime-tests"
 _prefixes = itertools.count()
 
 
+#: Set in the server's environment while the session backend starts: no function may see them.
+HOST_MARKERS = {"MOEOPT_TEST_MARKER_SECRET": "marker-5f3a9c", "AWS_SECRET_ACCESS_KEY": "host-secret-7d1e"}
+
+
 @pytest.fixture(scope="session")
 def backend() -> Iterator[LocalBackend]:
-    with LocalBackend(concurrency_limit=64, max_environments=40) as b:
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in HOST_MARKERS.items():
+            mp.setenv(key, value)
+        b = LocalBackend(concurrency_limit=64, max_environments=40).start()
+    try:
         yield b
+    finally:
+        b.stop()
 
 
 @pytest.fixture(scope="session")

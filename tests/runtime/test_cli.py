@@ -9,6 +9,7 @@ import sys
 import time
 
 import boto3
+import pytest
 from click.testing import CliRunner
 
 from lambda_runtime.cli import calibrate_command, run_command
@@ -109,30 +110,43 @@ def test_calibrate_writes_a_profile(tmp_path):
     assert load_constants(out).warm_start_s == constants["warm_start_s"]
 
 
-def test_runtime_serve_starts_and_stops():
-    code = "from lambda_runtime.cli import runtime; runtime(['serve'])"
+def test_runtime_serve_starts_and_stops(tmp_path):
+    """`runtime serve` prints its endpoints and the awscli recipe; its credentials file (0600)
+    is what a client uses, and it is gone once the server stops."""
+    import os
+    import stat
+
+    creds = tmp_path / "creds"
+    code = f"from lambda_runtime.cli import runtime; runtime(['serve', '--credentials-file', {str(creds)!r}])"
     proc = subprocess.Popen(
         [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
     )
     try:
-        endpoint = None
+        endpoint = recipe = None
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and endpoint is None:
+        while time.monotonic() < deadline and recipe is None:
             line = proc.stdout.readline()
             if line.startswith("Lambda API:"):
                 endpoint = line.split()[-1]
-        assert endpoint
-        lam = boto3.client(
-            "lambda",
-            endpoint_url=endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
-        assert lam.list_functions()["Functions"] == []
+            if line.startswith("awscli:"):
+                recipe = line.split(":", 1)[1].strip()
+        assert endpoint and recipe and f"AWS_SHARED_CREDENTIALS_FILE={creds}" in recipe
+        assert stat.S_IMODE(os.stat(creds).st_mode) == 0o600
+        os.environ["AWS_SHARED_CREDENTIALS_FILE"] = str(creds)
+        try:
+            session = boto3.Session(profile_name="moeopt-local")
+            lam = session.client("lambda", endpoint_url=endpoint, region_name="us-east-1")
+            assert lam.list_functions()["Functions"] == []
+        finally:
+            del os.environ["AWS_SHARED_CREDENTIALS_FILE"]
+        unsigned = boto3.client("lambda", endpoint_url=endpoint, region_name="us-east-1",
+                                aws_access_key_id="testing", aws_secret_access_key="testing")
+        with pytest.raises(unsigned.exceptions.ClientError, match="UnrecognizedClientException"):
+            unsigned.list_functions()
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
+    assert not creds.exists()
 
 
 def test_run_serves_the_converted_model_for_its_problem(tmp_path):

@@ -33,6 +33,9 @@ def handler(event, context):
 """
 
 
+ROLE = "arn:aws:iam::123456789012:role/x"
+
+
 def zip_code(source: str) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
@@ -66,12 +69,14 @@ def test_control_plane_roundtrip(lambda_client, echo):
     assert echo in [f["FunctionName"] for f in lambda_client.list_functions()["Functions"]]
     with pytest.raises(lambda_client.exceptions.ResourceConflictException):
         lambda_client.create_function(
-            FunctionName=echo, Role="r", Handler="echo.handler", Code={"ZipFile": zip_code(ECHO)}
+            FunctionName=echo, Role=ROLE, Runtime="python3.11", Handler="echo.handler",
+            Code={"ZipFile": zip_code(ECHO)},
         )
     with pytest.raises(lambda_client.exceptions.InvalidParameterValueException, match="MemorySize"):
         lambda_client.create_function(
             FunctionName="too-big",
-            Role="r",
+            Role=ROLE,
+            Runtime="python3.11",
             Handler="echo.handler",
             Code={"ZipFile": zip_code(ECHO)},
             MemorySize=20_000,
@@ -162,7 +167,8 @@ def test_spawned_worker_runs_awslambdaric_with_cold_start_report():
         lam = b.lambda_client(read_timeout=120)
         lam.create_function(
             FunctionName="echo2",
-            Role="r",
+            Role=ROLE,
+            Runtime="python3.11",
             Handler="echo.handler",
             Code={"ZipFile": zip_code(ECHO)},
             MemorySize=512,
@@ -188,7 +194,8 @@ def test_spawned_worker_runs_awslambdaric_with_cold_start_report():
 def test_handler_that_cannot_load_is_an_init_error(lambda_client):
     lambda_client.create_function(
         FunctionName="broken",
-        Role="r",
+        Role=ROLE,
+        Runtime="python3.11",
         Handler="nomodule.handler",
         Code={"ZipFile": zip_code(ECHO)},
         MemorySize=512,

@@ -78,7 +78,7 @@ def test_invoke_payload_and_start_take_the_model_time(shaped):
         teardown(d, lam, s3)
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)  # a shared machine: no per-example deadline
 @given(st.lists(st.tuples(st.sampled_from(["a", "b", COORDINATOR_KEY_PREFIX + "x"]),
                           st.sampled_from(["up", "down"]),
                           st.floats(0, 10), st.floats(0, 5)), max_size=30))

@@ -11,9 +11,9 @@ from moeopt.evaluate import evaluate_batch
 from moeopt.problem import load_problem
 from moeopt.registry import make_solver
 from moeopt.solver import Budget, SolutionStatus, SolverStatus
-from moeopt.space import PlanSpace
+from moeopt.space import PlanSpace, structured_design
 from moeopt.testing import SolverConformance, small_problem
-from solvers.bayes import BrokenCells, broken_cells, epsilon, rho_prime, structured_design
+from solvers.bayes import BrokenCells, broken_cells, epsilon, rho_prime
 
 SOLVERS = ("bayes-egreedy", "bayes-single-eps", "bayes-random")
 
@@ -111,12 +111,79 @@ def test_feasible_on_bert_moe_4_where_random_search_is_not(name):
     assert random.cost_usd > result.cost_usd  # random search finds nothing feasible here
 
 
-def test_surrogate_beats_its_own_warm_start():
-    """The BO loop improves on the best plan of the structured initial design."""
+def test_bo_loop_improves_on_its_warm_start_and_reaches_one_percent_in_200():
+    """The Lagrangian walk alone (32 plans) vs the full loop at 200 evaluations, against the
+    optimum ilp proves in the same run (issue 15's target: within 1 %)."""
     problem = load_problem("bert-moe-4")
-    result = make_solver("bayes-egreedy", seed=0).solve(problem, Budget(evaluations=800))
-    first = result.trajectory[0].cost_usd
-    assert result.cost_usd < first
+    optimum = make_solver("ilp").solve(problem)
+    assert optimum.solution_status == SolutionStatus.PROVEN_OPTIMAL
+    walk = make_solver("bayes-egreedy", seed=0).solve(problem, Budget(evaluations=32))
+    full = make_solver("bayes-egreedy", seed=0).solve(problem, Budget(evaluations=200))
+    assert full.evaluations <= 200
+    assert full.cost_usd < walk.cost_usd
+    assert full.cost_usd <= 1.01 * optimum.cost_usd
+
+
+def test_different_seeds_give_different_plans():
+    """The seed must steer the search (a solver that ignores it passes the same-seed check).
+    bert-moe-4, not bert-moe-8: from the warm start every seed reaches bert-moe-8's optimum by
+    evaluation 49, so plans there agree for a good reason."""
+    problem = load_problem("bert-moe-4")
+    plans = {
+        str(make_solver("bayes-egreedy", seed=s).solve(problem, Budget(evaluations=120)).plan.to_dict()["layers"])
+        for s in range(3)
+    }
+    assert len(plans) > 1
+
+
+def test_surrogate_predicts_latency_within_half_a_percent_of_the_limit():
+    """Fitted on 64 priced plans around the Lagrangian path, it predicts 200 others."""
+    from moeopt.evaluate import evaluate_batch
+    from solvers._bayes_surrogate import Observed, PlanSurrogate
+    from solvers.layer_curves import LayerCurves, expert_estimate
+
+    problem = load_problem("bert2bert-moe-4")
+    curves = LayerCurves.of(problem)
+    path = curves.lagrangian_path()
+    rng = np.random.default_rng(0)
+    k = curves.clip(path[rng.integers(len(path), size=264)] + rng.integers(-3, 4, size=(264, problem.layers)))
+    space = PlanSpace.of(problem)
+    x = space.encode(curves.plans(k))
+    arrays = space.decode(x)
+    batch = evaluate_batch(problem, arrays)
+    est = expert_estimate(problem, arrays)
+
+    def rows(idx):
+        e = type(est)(*(getattr(est, f)[idx] for f in est.__dataclass_fields__))
+        return Observed(x[idx], e, arrays.method[idx], arrays.pipeline_degree[idx],
+                        batch.cost_usd[idx], batch.latency_s[idx], batch.layer_latency_s[idx],
+                        batch.cost_usd[idx], batch.feasible[idx])
+
+    train, test = np.arange(64), np.arange(64, 264)
+    surrogate = PlanSurrogate(problem, seed=0).fit(rows(train), train, refit=True)
+    t = rows(test)
+    pred = surrogate.predict(t.x, t.estimate, t.method, t.beta)
+    limit = problem.slo.time_limit_s
+    error = (pred.time_slack * limit + limit) - t.latency
+    assert np.abs(error).max() < 0.005 * limit
+    np.testing.assert_allclose(np.exp(pred.log_score), t.cost, rtol=1e-9)  # cost: exact
+
+
+def test_suggested_plan_is_trained_on_not_priced_again():
+    problem = small_problem()
+    start = make_solver("greedy").solve(problem).plan
+    priced = []
+
+    def recording(problem, plans):
+        priced.extend(
+            plans.plan(i, problem).to_dict()["layers"] == start.to_dict()["layers"] for i in range(plans.size)
+        )
+        return evaluate_batch(problem, plans)
+
+    result = make_solver("bayes-egreedy", seed=0).suggest(start).solve(
+        problem, Budget(evaluations=80), evaluator=recording
+    )
+    assert sum(priced) == 1 and result.cost_usd <= start.predicted["cost_usd"] * (1 + 1e-12)
 
 
 def test_structured_design_is_unique_in_range_and_reaches_the_feasible_region():
@@ -152,7 +219,11 @@ def test_stops_when_a_tiny_space_is_used_up():
     }
     problem = problem_from_dict(spec, "test")
     result = make_solver("bayes-egreedy").solve(problem, Budget(evaluations=50))
-    assert result.evaluations == PlanSpace.of(problem).size() == 27  # each plan priced once
+    # 27 vectors (3 methods x 9 pipeline degrees) but 11 plans: the degree of a layer that is not
+    # pipelined changes nothing, so each of the 9 pipelined plans, storage and direct once.
+    space = PlanSpace.of(problem)
+    assert space.size() == 27 and len(np.unique(space.canonical(space.sample(np.random.default_rng(0), 500)), axis=0)) == 11
+    assert result.evaluations == 11
     assert result.solver_status == SolverStatus.COMPLETED
 
 
@@ -166,7 +237,7 @@ def test_stops_when_a_tiny_space_is_used_up():
 def test_span_embedding_keeps_every_distance_the_kernel_sees(n, dims, m, seed):
     from scipy.spatial.distance import cdist
 
-    from solvers.bayes import SpanEmbedding
+    from solvers._bayesopt import SpanEmbedding
 
     rng = np.random.default_rng(seed)
     train = rng.integers(0, 4, size=(n, dims)) / 3.0  # plan-like: few levels, repeats allowed

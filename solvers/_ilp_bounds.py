@@ -1,0 +1,602 @@
+"""Lower bounds and the exact search for the layer-curve program (docs/ilp.md, "Bounds").
+
+The problem is a multiple-choice knapsack over layers: each layer takes one configuration
+(a variant and one option per expert) with a cost and a latency per batch, and the latencies
+of all layers must fit one capacity per batch (the end-to-end time rows). Three tools:
+
+- :func:`price_layer`: the **Lagrangian subproblem** of one layer, exactly: for multipliers
+  ``mu >= 0`` on the time rows, the least ``cost + mu . latency`` over all its configurations.
+  Dynamic programming over the experts (slowest first) whose partial states ``(cost, latency)``
+  are pruned by mu-dominance: A beats B in every completion when ``cost_A + sum_b (h_b(A) -
+  h_b(B))^+ <= cost_B`` with ``h_b`` the (monotone) price of latency on batch b. Exact, and the
+  fronts stay small even with 128-256 experts.
+- :func:`column_generation`: the LP over all layer configurations (the convex hull of each
+  layer's curve; its value is the best Lagrangian bound) by column generation with exact
+  pricing. Every iterate gives a proven bound ``sum_l min_l(mu) - mu . capacity``.
+- :func:`search`: the exact optimum of the program over given layer curves, by a breadth-first
+  dynamic program over layers, pruned by partial-Lagrangian bounds: keep one batch's time row
+  exactly (a two-dimensional Pareto front of the remaining layers, per batch) and relax the
+  others with ``mu``. It either returns the best plan below a target or proves there is none.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import highspy
+import numpy as np
+
+from solvers._ilp_model import TIME_MARGIN_S, Choice, LayerCurve
+from solvers._ilp_tables import Tables, VariantTable
+
+#: Stop a search whose candidate states at one layer exceed this (memory: ~100 B each).
+MAX_SEARCH_CANDIDATES = 4_000_000
+#: Pricing keeps this many more configurations of each variant's final front (by value) ...
+EXTRA_COLUMNS = 4
+#: ... when their value is within this fraction of the least: candidates for the incumbent.
+NEAR_COLUMNS = 2e-3
+#: Pricing first tries the cheapest configurations under this many caps (a value to prune with).
+CAP_PROBES = 16
+#: Keep one batch's row exact per bound (2-D fronts of the remaining layers).
+PARTIAL_FRONTS = True
+#: LP cuts are generated at a layer only when more partial plans than this survive.
+CUT_MIN_STATES = 256
+
+
+def capacity(tables: Tables) -> np.ndarray:
+    """Per batch, the seconds the MoE layers may take together (the time rows' right sides)."""
+    limit = tables.problem.slo.time_limit_s
+    return limit - TIME_MARGIN_S - 1e-9 * limit - tables.fixed_s
+
+
+# -- the Lagrangian subproblem of one layer ------------------------------------------------------
+
+
+def _batch_prices(t: VariantTable, mu: np.ndarray, slowest: np.ndarray) -> np.ndarray:
+    """h_b: what a slowest-replica finish ``slowest`` (..., B) costs on each batch under
+    multipliers ``mu``: mu . layer latency plus (full scope) the non-MoE function's billed
+    wait, each batch's share of the mean. Monotone in ``slowest``."""
+    lat = t.latency_of(slowest)
+    h = lat * mu
+    if t.nonmoe is not None and t.variant.storage:
+        n = t.nonmoe
+        from cost_models import lambda_model as lm
+
+        billed = lm.billed_seconds(lat - n.start_s + n.compute_s + n.cold_s, n.constants)
+        h = h + billed * (n.price_usd_per_s / lat.shape[-1])
+    return h
+
+
+def _price_table(
+    t: VariantTable, mu: np.ndarray, upper: float, deadline: float, extra: int = 0
+) -> list[Choice]:
+    """The configuration of ``t`` with the least ``cost + mu . latency`` if it is below
+    ``upper`` (else an empty list), then up to ``extra`` more of the final front by value
+    (other mu-efficient configurations: candidates for the incumbent); raises TimeoutError
+    past ``deadline``."""
+    E, B = t.experts, t.lat.shape[1]
+    mins = np.full((E, B), np.inf)
+    np.minimum.at(mins, t.expert, t.lat)
+    order = np.argsort(-mins.max(axis=1), kind="stable")
+    min_cost = np.full(E, np.inf)
+    np.minimum.at(min_cost, t.expert, t.cost)
+    rest = np.concatenate([np.cumsum(min_cost[order][::-1])[::-1][1:], [0.0]])
+    const = t.nonmoe.direct_usd if (t.nonmoe is not None and not t.variant.storage) else 0.0
+    start = t.lower - t.add  # every configuration's slowest finish is at least this
+    cost = np.zeros(1)
+    slow = start[None].copy()
+    picks = np.zeros((1, 0), dtype=np.int64)
+    limit = upper - const
+    for step, e in enumerate(order):
+        if time.perf_counter() > deadline:
+            raise TimeoutError
+        rows = np.flatnonzero(t.expert == e)
+        if len(rows) > 64:
+            # Options of one expert that another beats from the least state on are beaten from
+            # every state (the gap between two options only shrinks as the state's latency grows).
+            h0 = _batch_prices(t, mu, np.maximum(start, t.lat[rows]))
+            v0 = t.cost[rows] + h0.sum(axis=1)
+            o = np.argsort(v0, kind="stable")
+            rows = rows[o][_mu_front(t.cost[rows][o], h0[o])]
+        c = cost[:, None] + t.cost[rows][None]  # (S, K)
+        s = np.maximum(slow[:, None], t.lat[rows][None])  # (S, K, B)
+        # Options that fit under a state's latency leave it as it is: keep the cheapest.
+        fits = (s == slow[:, None]).all(axis=2)
+        if fits.any():
+            cheapest = np.where(fits, c, np.inf).argmin(axis=1)
+            drop = fits.copy()
+            drop[np.arange(len(c)), cheapest] = False
+            c = np.where(drop, np.inf, c)
+        c, s = c.ravel(), s.reshape(-1, B)
+        si, ki = np.divmod(np.arange(len(c)), len(rows))
+        h = _batch_prices(t, mu, s)
+        value = c + h.sum(axis=1)
+        ok = np.isfinite(c) & (value + rest[step] <= limit + 1e-12 * abs(limit))
+        idx = np.flatnonzero(ok)
+        idx = idx[np.argsort(value[idx], kind="stable")]
+        keep = _mu_front(c[idx], h[idx])
+        idx = idx[keep]
+        cost, slow = c[idx], s[idx]
+        picks = np.concatenate([picks[si[idx]], rows[ki[idx]][:, None]], axis=1)
+        if not len(cost):
+            return []
+    value = cost + _batch_prices(t, mu, slow).sum(axis=1)
+    out = []
+    for best in np.argsort(value, kind="stable")[: 1 + extra]:
+        rows = np.empty(E, dtype=np.int64)
+        rows[order] = picks[best]
+        out.append(Choice(t, rows))
+    return out
+
+
+def _mu_front(c: np.ndarray, h: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """States (sorted by value) that no earlier state mu-dominates: A dominates B when
+    c_A + sum_b (h_A - h_B)^+ <= c_B (then A's completions are never worse than B's)."""
+    n = len(c)
+    if n > 2 * chunk:
+        # First against the best few (cheap, and they dominate most), then exactly.
+        head = min(64, n)
+        d = c[None, :head] + np.maximum(h[None, :head] - h[:, None], 0.0).sum(axis=2)  # (n, head)
+        d = (d <= c[:, None]) & (np.arange(head)[None, :] < np.arange(n)[:, None])
+        alive = np.flatnonzero(~d.any(axis=1))
+        if len(alive) < n:
+            keep = np.zeros(n, dtype=bool)
+            keep[alive] = _mu_front(c[alive], h[alive], chunk)
+            return keep
+    keep = np.zeros(n, dtype=bool)
+    kept_c = c[:0]
+    kept_h = h[:0]
+    for i in range(0, n, chunk):
+        cc, hh = c[i : i + chunk], h[i : i + chunk]
+        m = len(cc)
+        if len(kept_c):
+            d = kept_c[None, :] + np.maximum(kept_h[None] - hh[:, None], 0.0).sum(axis=2)
+            dom = (d <= cc[:, None]).any(axis=1)
+        else:
+            dom = np.zeros(m, dtype=bool)
+        inner = cc[None, :] + np.maximum(hh[None] - hh[:, None], 0.0).sum(axis=2)  # [b, a]
+        inner = (inner <= cc[:, None]) & (np.arange(m)[None, :] < np.arange(m)[:, None])
+        # Within a chunk, only an earlier state that survives may dominate: resolve in order.
+        for j in np.flatnonzero(inner.any(axis=1) & ~dom):
+            dom[j] = bool((inner[j] & ~dom).any())
+        keep[i : i + m] = ~dom
+        kept_c = np.concatenate([kept_c, cc[~dom]])
+        kept_h = np.concatenate([kept_h, hh[~dom]])
+    return keep
+
+
+def price_layer(
+    tables: Tables, layer: int, mu: np.ndarray, upper: float = math.inf,
+    deadline: float = math.inf, extra: list[Choice] | None = None,
+) -> tuple[float, Choice | None]:
+    """The least ``cost + mu . latency`` over every configuration of a layer (concurrency
+    relaxed), with a configuration that attains it; ``upper`` (a value some configuration is
+    known to reach) prunes: when nothing is below it, returns (upper, None). ``extra``, when
+    given, collects a few more near-least configurations (for the incumbent)."""
+    best: Choice | None = None
+    value = upper
+    # A variant's least possible value: its cheapest options at its latency lower bound.
+    floors = []
+    for t in tables.layers[layer]:
+        least = np.full(t.experts, np.inf)
+        np.minimum.at(least, t.expert, t.cost)
+        floors.append(float(least.sum() + t.extra_usd(t.lower) + mu @ t.lower))
+    for i in np.argsort(floors, kind="stable"):
+        t = tables.layers[layer][i]
+        if floors[i] >= value:
+            break  # this variant and every later one cannot go below ``value``
+        # When near-least configurations are wanted, let them through the prune.
+        slack = 1e-12 if extra is None else NEAR_COLUMNS
+        found = _price_table(t, mu, value + slack * abs(value), deadline, 0 if extra is None else EXTRA_COLUMNS)
+        if found:
+            v = found[0].cost_usd + float(mu @ found[0].latency_s)
+            if v < value:
+                best, value = found[0], v
+            if extra is not None:
+                extra.extend(found)
+    if extra is not None and best is not None:
+        extra.append(best)
+    return value, best
+
+
+# -- the LP over layer curves, by column generation ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class LpResult:
+    value_usd: float  # LP optimum (USD, with the tables' constant)
+    mu: np.ndarray  # (B,) time-row duals, USD per second
+    pi: np.ndarray  # (L,) convexity duals, USD
+    weights: list[np.ndarray]  # per layer, the LP weight of each configuration
+    slack: float  # artificial time slack in use (0 when the LP is feasible)
+
+
+class KnapsackLp:
+    """The LP relaxation of one multiple-choice knapsack over layer points (a HiGHS model
+    built once; the capacities can change and the LP re-solves warm). Each time row has an
+    artificial, expensive slack so the LP is always feasible and its duals stay bounded: its
+    value is then a lower bound of the LP without slack, and so of every plan."""
+
+    PENALTY = 1e3  # scaled USD per second of missing capacity
+
+    def __init__(self, costs: list[np.ndarray], lats: list[np.ndarray], cap: np.ndarray,
+                 scale: float) -> None:
+        B, L = len(cap), len(costs)
+        sizes = [len(c) for c in costs]
+        n = sum(sizes)
+        self.L, self.B, self.n, self.sizes, self.scale = L, B, n, sizes, scale
+        lp = highspy.HighsLp()
+        lp.num_col_, lp.num_row_ = n + B, L + B
+        flat = np.concatenate(costs) if costs else np.zeros(0)
+        lp.col_cost_ = np.concatenate([flat / scale, np.full(B, self.PENALTY)])
+        lp.col_lower_ = np.zeros(n + B)
+        lp.col_upper_ = np.concatenate([np.ones(n), np.full(B, highspy.kHighsInf)])
+        lp.row_lower_ = np.concatenate([np.ones(L), np.full(B, -highspy.kHighsInf)])
+        lp.row_upper_ = np.concatenate([np.ones(L), cap])
+        layer_of = np.repeat(np.arange(L), sizes)
+        lat = np.concatenate(lats) if lats else np.zeros((0, B))
+        index = np.column_stack([layer_of, L + np.tile(np.arange(B), (n, 1))]).ravel()
+        value = np.column_stack([np.ones(n), lat]).ravel()
+        index = np.concatenate([index, L + np.arange(B)])
+        value = np.concatenate([value, -np.ones(B)])
+        start = np.concatenate([np.arange(0, (B + 1) * n + 1, B + 1), (B + 1) * n + 1 + np.arange(B)])
+        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+        lp.a_matrix_.start_ = start.astype(np.int32)
+        lp.a_matrix_.index_ = index.astype(np.int32)
+        lp.a_matrix_.value_ = value
+        self.highs = highspy.Highs()
+        self.highs.setOptionValue("output_flag", False)
+        # One thread, as every HiGHS run of ilp: HiGHS keeps one thread pool per process and
+        # refuses a run that asks for another size (see solve()).
+        self.highs.setOptionValue("threads", 1)
+        self.highs.passModel(lp)
+
+    def solve(self, cap: np.ndarray | None = None) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+        """(value in USD, mu (B,), pi (L,), x) at capacities ``cap`` (default: as built)."""
+        h = self.highs
+        if cap is not None:
+            rows = np.arange(self.L, self.L + self.B, dtype=np.int32)
+            h.changeRowsBounds(self.B, rows, np.full(self.B, -highspy.kHighsInf), np.asarray(cap, dtype=float))
+        if h.run() == highspy.HighsStatus.kError and h.getModelStatus() == highspy.HighsModelStatus.kNotset:
+            h.setOptionValue("threads", 0)  # the pool was started with another size: take it
+            h.run()
+        if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+            raise RuntimeError(f"HiGHS did not solve the knapsack LP: {h.getModelStatus()}")
+        sol = h.getSolution()
+        dual = np.asarray(sol.row_dual)
+        mu = np.maximum(-dual[self.L :], 0.0) * self.scale
+        return (h.getInfo().objective_function_value * self.scale, mu, dual[: self.L] * self.scale,
+                np.asarray(sol.col_value))
+
+
+def curve_lp(tables: Tables, curves: list[LayerCurve]) -> LpResult:
+    """The LP relaxation of the program over ``curves`` (see :class:`KnapsackLp`)."""
+    lp = KnapsackLp([cv.cost for cv in curves], [cv.latency for cv in curves], capacity(tables),
+                    max(tables.lower_bound_usd, 1e-12))
+    value, mu, pi, x = lp.solve()
+    n = lp.n
+    weights = np.split(x[:n], np.cumsum(lp.sizes)[:-1])
+    return LpResult(float(value + tables.cost_const_usd), mu, pi, weights, float(x[n:].sum()))
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A proven lower bound and how it was obtained."""
+
+    usd: float
+    mu: np.ndarray
+    how: str
+    curves: list[LayerCurve]  # the configurations generated on the way (for the incumbent)
+    iterations: int
+    minima: np.ndarray  # (L,) each layer's least cost + mu . latency at ``mu``
+
+
+def lagrangian_bound(tables: Tables, mu: np.ndarray, minima: np.ndarray) -> float:
+    """sum_l min_l(mu) - mu . capacity + constant: a lower bound of every plan (weak duality)."""
+    return float(minima.sum() - mu @ capacity(tables) + tables.cost_const_usd)
+
+
+def column_generation(
+    tables: Tables, curves: list[LayerCurve], deadline: float, upper: float = math.inf,
+    tolerance: float = 1e-7, max_iterations: int = 200,
+) -> Bound | None:
+    """Lagrangian dual of the time rows by column generation over layer configurations.
+
+    Each round solves the LP over the known configurations, prices every layer exactly at its
+    duals (adding the configuration when its reduced cost is negative) and records the bound
+    ``sum_l min_l(mu) - mu . capacity``: valid whatever mu is, so the best seen is kept. Stops at
+    LP optimality (the bound then equals the LP over every configuration), when the bound
+    reaches ``upper``, at ``max_iterations``, or at ``deadline`` (returns what it has; None if
+    not even one round finished)."""
+    curves = list(curves)
+    best: Bound | None = None
+    L = len(curves)
+    for it in range(1, max_iterations + 1):
+        lp = curve_lp(tables, curves)
+        mu = lp.mu
+        minima = np.empty(L)
+        added = 0
+        try:
+            for li in range(L):
+                cv = curves[li]
+                known = float((cv.cost + cv.latency @ mu).min())
+                near: list[Choice] = []
+                value, ch = price_layer(tables, li, mu, known, deadline, near)
+                minima[li] = value
+                if ch is not None and value < lp.pi[li] - tolerance * abs(lp.pi[li]):
+                    added += 1
+                # The least one enters the LP; its near-least neighbours serve the incumbent.
+                for other in near:
+                    v = other.cost_usd + float(mu @ other.latency_s)
+                    if v <= value + NEAR_COLUMNS * abs(value):
+                        cv = _with_choice(cv, other, tables.concurrency)
+                curves[li] = _dedupe(cv)
+        except TimeoutError:
+            break
+        bound = lagrangian_bound(tables, mu, minima)
+        if best is None or bound > best.usd:
+            best = Bound(bound, mu, "Lagrangian relaxation of the time rows (column generation, "
+                         "exact layer pricing)", curves, it, minima)
+        else:
+            best = Bound(best.usd, best.mu, best.how, curves, it, best.minima)
+        if added == 0 or lp.slack <= 0 and best.usd >= lp.value_usd * (1 - tolerance):
+            break
+        if best.usd >= upper * (1 - 1e-9):
+            break
+    return best
+
+
+def _dedupe(cv: LayerCurve) -> LayerCurve:
+    """Drop repeated configurations (same cost and latency)."""
+    _, first = np.unique(np.column_stack([cv.cost, cv.latency]), axis=0, return_index=True)
+    if len(first) == len(cv.cost):
+        return cv
+    keep = np.sort(first)
+    return LayerCurve(tuple(cv.choices[i] for i in keep), cv.cost[keep], cv.latency[keep], cv.active[keep])
+
+
+def _with_choice(cv: LayerCurve, ch: Choice, concurrency: bool) -> LayerCurve:
+    lat = ch.latency_s
+    active = ch.table.active[ch.rows].sum(axis=0) if concurrency else np.zeros_like(lat)
+    return LayerCurve(
+        (*cv.choices, ch), np.append(cv.cost, ch.cost_usd), np.vstack([cv.latency, lat]),
+        np.vstack([cv.active, active]),
+    )
+
+
+# -- exact search over layer curves ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """``status``: "optimal" (``picks`` is the best plan at most ``target``), "none" (proved:
+    no plan of the curves costs at most ``target``) or "aborted" (deadline or size)."""
+
+    status: str
+    picks: tuple[int, ...] | None
+    cost_usd: float | None  # program cost of ``picks`` (without the tables' constant)
+    candidates: int
+
+
+def _front(c: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """2-D Pareto front (least c for each t), sorted by t ascending, c strictly descending."""
+    o = np.argsort(t)  # among equal times a dearer point may stay: harmless, _front_at takes the last
+    c, t = c[o], t[o]
+    run = np.minimum.accumulate(c)
+    keep = np.ones(len(c), dtype=bool)
+    keep[1:] = c[1:] < run[:-1]
+    return c[keep], t[keep]
+
+
+def _front_at(front: tuple[np.ndarray, np.ndarray], t: np.ndarray) -> np.ndarray:
+    """Least value of the front with time at most ``t`` (inf where none fits)."""
+    fc, ft = front
+    i = np.searchsorted(ft, t + 1e-12 * np.abs(t) + 1e-15, side="right") - 1
+    return np.where(i >= 0, fc[np.maximum(i, 0)], np.inf)
+
+
+def search(
+    costs: list[np.ndarray], lats: list[np.ndarray], cap: np.ndarray, mu: np.ndarray,
+    target: float, deadline: float, max_candidates: int = MAX_SEARCH_CANDIDATES,
+    cuts: bool = True,
+) -> SearchResult:
+    """Least total cost with every batch's summed latency within ``cap``, if at most ``target``.
+
+    Breadth-first over layers; a partial plan (cost c, latency s) survives only if some
+    completion could cost at most ``target``: for each batch b, the remaining layers' least
+    cost with batch b's row exact and the others relaxed by ``mu`` (a 2-D front per batch,
+    precomputed backwards) bounds every completion. Where many partial plans survive, the LP
+    relaxation of the remaining layers is solved at a few of their residual capacities and its
+    duals join a pool of multipliers: each gives the Lagrangian bound ``sum of the remaining
+    layers' least cost + mu' . latency - mu' . residual`` to every partial plan (the LP bound
+    of each partial plan, approximated from below). Exact: nothing that can reach ``target``
+    is dropped, and the last layer is checked against every row."""
+    L, B = len(costs), len(cap)
+    total = 0
+    if L == 0:
+        return SearchResult("optimal", (), 0.0, 0)
+    gap_like = [c + la @ mu for c, la in zip(costs, lats, strict=True)]
+    spread = [int((v - v.min() <= max(target - 0.0, 0) * 1e-3).sum()) for v in gap_like]
+    order = list(np.argsort(spread, kind="stable")[::-1])  # most near-equal choices first
+    fronts = []  # per batch b: (relaxed mu, [front of layers order[j:] for j in 0..L])
+    for b in range(B) if PARTIAL_FRONTS else ():
+        m = mu.copy()
+        m[b] = 0.0
+        vals = [c + la @ m for c, la in zip(costs, lats, strict=True)]
+        minv = np.array([v.min() for v in vals])
+        pre = np.concatenate([[0.0], np.cumsum(minv[order])])
+        budget = target + float(m @ cap) - pre  # a suffix's value above this cannot be used
+        fr: list[tuple[np.ndarray, np.ndarray]] = [(np.zeros(1), np.zeros(1))]
+        for j in range(L - 1, -1, -1):
+            if time.perf_counter() > deadline:
+                return SearchResult("aborted", None, None, total)
+            fc, ft = fr[0]
+            li = order[j]
+            c = (fc[:, None] + vals[li][None]).ravel()
+            t = (ft[:, None] + lats[li][:, b][None]).ravel()
+            ok = c <= budget[j] + 1e-12 * abs(budget[j])
+            fr.insert(0, _front(c[ok], t[ok]))
+        fronts.append((b, m, fr))
+    minima = np.array([v.min() for v in gap_like])
+    rest_min = np.concatenate([np.cumsum(minima[order][::-1])[::-1], [0.0]])  # suffix sums
+    pool = _CutPool(costs, lats, order, cap, abs(target))
+
+    st_c = np.zeros(1)
+    st_s = np.zeros((1, B))
+    picks = np.zeros((1, 0), dtype=np.int64)
+    tol = 1e-12 * abs(target)
+    for j, li in enumerate(order):
+        if time.perf_counter() > deadline:
+            return SearchResult("aborted", None, None, total)
+        n_s, n_p = len(st_c), len(costs[li])
+        if n_s * n_p > max_candidates:
+            return SearchResult("aborted", None, None, total)
+        total += n_s * n_p
+        c = (st_c[:, None] + costs[li][None]).ravel()
+        s = (st_s[:, None] + lats[li][None]).reshape(-1, B)
+        if j == L - 1:
+            ok = (s <= cap + 1e-12 * np.abs(cap)).all(axis=1) & (c <= target + tol)
+            if not ok.any():
+                return SearchResult("none", None, None, total)
+            k = int(np.flatnonzero(ok)[np.argmin(c[ok])])
+            si, pi = divmod(k, n_p)
+            chosen = np.empty(L, dtype=np.int64)
+            chosen[order] = np.append(picks[si], pi)
+            return SearchResult("optimal", tuple(int(x) for x in chosen), float(c[k]), total)
+        # The plain Lagrangian bound first (one product), then each batch's front on what is left.
+        ok = np.flatnonzero(c + rest_min[j + 1] - (cap - s) @ mu <= target + tol)
+        if cuts and j < L - 2:
+            ok = pool.apply(j + 1, c, s, ok, target + tol)
+        for b, m, fr in fronts:
+            if not len(ok):
+                break
+            b_ok = c[ok] + _front_at(fr[j + 1], cap[b] - s[ok, b]) - (cap - s[ok]) @ m
+            ok = ok[b_ok <= target + tol]
+        if cuts and len(ok) > CUT_MIN_STATES and j < L - 2:
+            ok = pool.prune(j + 1, c, s, ok, target + tol, deadline)
+        if not len(ok):
+            return SearchResult("none", None, None, total)
+        si, pi = np.divmod(ok, n_p)
+        st_c, st_s = c[ok], s[ok]
+        picks = np.concatenate([picks[si], pi[:, None]], axis=1)
+    raise AssertionError("unreachable")
+
+
+class _CutPool:
+    """Multipliers from LP relaxations of the remaining layers, shared by all stages of one
+    search: any mu >= 0 bounds every partial plan (weak duality), good ones tightly."""
+
+    SAMPLES, ROUNDS = 4, 2
+
+    def __init__(self, costs: list[np.ndarray], lats: list[np.ndarray], order: list[int],
+                 cap: np.ndarray, scale: float) -> None:
+        self.costs, self.lats, self.order, self.cap = costs, lats, order, cap
+        self.scale = max(scale, 1e-12)
+        self.mus: list[np.ndarray] = []
+        self.suffix: list[np.ndarray] = []  # per mu: (L+1,) sums of least cost + mu . lat
+        self.lps: dict[int, KnapsackLp] = {}
+
+    def _add(self, mu: np.ndarray) -> None:
+        least = np.array([(self.costs[li] + self.lats[li] @ mu).min() for li in self.order])
+        self.mus.append(mu)
+        self.suffix.append(np.concatenate([np.cumsum(least[::-1])[::-1], [0.0]]))
+
+    def apply(self, j: int, c: np.ndarray, s: np.ndarray, ok: np.ndarray, limit: float) -> np.ndarray:
+        """Survivors ``ok`` within ``limit`` under every multiplier of the pool."""
+        if not self.mus or not len(ok):
+            return ok
+        mus = np.array(self.mus)
+        rest = np.array([sf[j] for sf in self.suffix])
+        bound = c[ok] + (rest[None, :] - (self.cap - s[ok]) @ mus.T).max(axis=1)
+        return ok[bound <= limit]
+
+    def prune(self, j: int, c: np.ndarray, s: np.ndarray, ok: np.ndarray, limit: float,
+              deadline: float) -> np.ndarray:
+        """Survivors ``ok`` (indices into c, s) whose best cut bound for layers order[j:] is
+        within ``limit``; solves a few LPs at sampled survivors' residual capacities."""
+        if j not in self.lps:
+            rest = self.order[j:]
+            self.lps[j] = KnapsackLp([self.costs[li] for li in rest], [self.lats[li] for li in rest],
+                                     self.cap, self.scale)
+        lp = self.lps[j]
+        for _ in range(self.ROUNDS):
+            if len(ok) <= CUT_MIN_STATES or time.perf_counter() > deadline:
+                break
+            before = len(ok)
+            picks = ok[np.linspace(0, len(ok) - 1, min(self.SAMPLES, len(ok))).round().astype(int)]
+            for i in picks:
+                _, mu, _, _ = lp.solve(self.cap - s[i])
+                self._add(mu)
+            mus = np.array(self.mus[-len(picks):])
+            rest = np.array([sf[j] for sf in self.suffix[-len(picks):]])
+            bound = c[ok] + (rest[None, :] - (self.cap - s[ok]) @ mus.T).max(axis=1)
+            ok = ok[bound <= limit]
+            if len(ok) > 0.8 * before:
+                break
+        return ok
+
+
+def _cap_choices(t: VariantTable, probes: int) -> list[Choice]:
+    """Cheapest configurations of ``t`` under caps set by ``probes`` options of its slowest
+    expert, spread over their latency (feasible configurations: upper values for pricing)."""
+    E = t.experts
+    mins = np.full(E, np.inf)
+    np.minimum.at(mins, t.expert, t.lat.max(axis=1))
+    slow = np.flatnonzero(t.expert == int(np.argmax(mins)))
+    pick = slow[np.unique(np.linspace(0, len(slow) - 1, min(probes, len(slow))).round().astype(int))]
+    caps = t.add + np.maximum(t.base, t.lat[pick])  # (P, B) layer latencies as caps
+    fits = (t.add + t.lat[None] <= caps[:, None] + 1e-12).all(axis=2)  # (P, rows)
+    cost = np.where(fits, t.cost[None], np.inf)
+    order = np.lexsort((t.cost, t.expert))
+    out = []
+    for cap_cost in cost:
+        c = cap_cost[order]
+        best = np.full(E, -1)
+        # the first fitting row per expert in (expert, cost) order
+        ok = np.isfinite(c)
+        idx = order[ok]
+        ex = t.expert[idx]
+        first = np.ones(len(ex), dtype=bool)
+        first[1:] = ex[1:] != ex[:-1]
+        best[ex[first]] = idx[first]
+        if (best >= 0).all():
+            out.append(Choice(t, best))
+    return out
+
+
+def cap_choice(tables: Tables, layer: int, cap: np.ndarray) -> Choice | None:
+    """The cheapest configuration of a layer whose latency is at most ``cap`` on every batch
+    (each expert takes its cheapest option that fits; concurrency not checked), or None."""
+    best: Choice | None = None
+    for t in tables.layers[layer]:
+        if (t.lower > cap + 1e-12).any():
+            continue
+        fits = (t.add + t.lat <= cap + 1e-12).all(axis=1)
+        cost = np.where(fits, t.cost, np.inf)
+        order = np.lexsort((cost, t.expert))  # by expert, then cost
+        first = np.ones(len(order), dtype=bool)
+        first[1:] = t.expert[order][1:] != t.expert[order][:-1]
+        rows = order[first]
+        if len(rows) != t.experts or not np.isfinite(cost[rows]).all():
+            continue
+        ch = Choice(t, rows)
+        if best is None or ch.cost_usd < best.cost_usd:
+            best = ch
+    return best
+
+
+def lp_rounding_columns(tables: Tables, curves: list[LayerCurve], factors=(0.97, 0.985, 1.0, 1.01, 1.02)) -> list[LayerCurve]:
+    """Add, per layer, the cheapest configurations under caps at the LP solution's latency of
+    that layer (scaled): one factor of 1 everywhere gives a feasible plan close to the LP."""
+    lp = curve_lp(tables, curves)
+    out = []
+    for li, (cv, w) in enumerate(zip(curves, lp.weights, strict=True)):
+        mean = w @ cv.latency / max(w.sum(), 1e-12)
+        for f in factors:
+            ch = cap_choice(tables, li, mean * f)
+            if ch is not None:
+                cv = _with_choice(cv, ch, tables.concurrency)
+        out.append(_dedupe(cv))
+    return out

@@ -1,0 +1,206 @@
+"""Bounds are bounds: on small random problems (top-1 Zipf, and top-2 problems cut from a real
+profiled routing trace), every lower bound any solver reports is at most every feasible plan,
+with every plan of the space priced by the evaluator as the referee; the exact pieces (layer
+pricing, the search over layer curves) agree with brute force; the reported gap is
+(cost - bound) / cost."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cost_models import lambda_model as lm
+from moeopt.evaluate import evaluate_batch
+from moeopt.model import ServiceLevel
+from moeopt.plan import PlanArrays
+from moeopt.problem import problem_from_dict
+from moeopt.registry import make_solver
+from moeopt.solver import Budget, SolutionStatus
+from moeopt.space import PIPELINE_DEGREES
+from solvers._ilp_bounds import (
+    capacity,
+    column_generation,
+    lagrangian_bound,
+    price_layer,
+    search,
+)
+from solvers._ilp_model import LayerCurve, exact_curve, quick_incumbent
+from solvers._ilp_tables import build_tables, variants_of
+
+DEGREES = PIPELINE_DEGREES  # the space every solver searches, so the referee covers them all
+TRACE_LOADS = Path(__file__).parents[2] / "benchmarks/suites/traces/loads/minilm-moe-e4-top2-loads.json"
+
+
+def _spec(seed: int) -> dict:
+    """A random small problem: kind 0/1 Zipf top-1/top-2, kind 2 top-2 loads cut from the
+    profiled MiniLM trace (4 experts, real per-token routing)."""
+    rng = np.random.default_rng(seed)
+    kind = seed % 3
+    menu = sorted(int(m) for m in rng.choice([512, 768, 1024, 1536, 2048, 3072], 2, replace=False))
+    deployment = {"memory_menu": menu, "max_replicas": 2,
+                  "cost_scope": "full" if seed % 2 else "paper"}
+    if kind < 2:
+        experts = int(rng.integers(2, 4))
+        model = {"moe_layers": 2, "experts_per_layer": experts, "top_k": kind + 1,
+                 "hidden_size": 768, "expert_ffn_size": 3072, "nonmoe_params_per_layer": 2_362_368}
+        popularity = {"source": "zipf", "exponent": float(rng.uniform(0.5, 1.5)),
+                      "batches": int(rng.integers(2, 4)), "seed": seed}
+        tokens = int(rng.choice([1024, 2048, 4096]))
+        if experts == 3:
+            deployment["max_replicas"] = 1
+    else:
+        loads = np.asarray(json.loads(TRACE_LOADS.read_text())["loads"])  # (4, 6, 4), top-2
+        layer = int(rng.integers(0, loads.shape[1] - 1))
+        cut = loads[:, layer : layer + 2] if seed % 2 else loads[:, layer : layer + 1]
+        if cut.shape[1] == 2:
+            deployment["max_replicas"] = 1
+        model = {"moe_layers": cut.shape[1], "experts_per_layer": 4, "top_k": 2, "hidden_size": 384,
+                 "expert_ffn_size": 384, "nonmoe_params_per_layer": 4 * 384 * 384 + 8 * 384}
+        popularity = {"source": "loads", "loads": cut[rng.permutation(4)[:2]].tolist()}
+        tokens = 10_240
+    return {"name": f"random-{seed}", "model": model, "workload": {"tokens_per_batch": tokens},
+            "slo": {"time_limit_s": 1000.0}, "popularity": popularity, "deployment": deployment}
+
+
+def _every_plan(problem) -> PlanArrays:
+    """Every ungrouped plan of ilp's space with pipeline degrees DEGREES."""
+    L, E = problem.layers, problem.experts
+    per_expert = list(itertools.product(problem.memory_options, range(1, problem.max_replicas + 1)))
+    variants = [(lm.METHODS.index(m), b) for m in problem.methods
+                for b in (DEGREES if m == "pipelined_storage" else (1,))]
+    layer_choices = list(itertools.product(itertools.product(per_expert, repeat=E), variants))
+    plans = list(itertools.product(layer_choices, repeat=L))
+    P = len(plans)
+    memory = np.zeros((P, L, E))
+    replicas = np.ones((P, L, E), dtype=np.int64)
+    method = np.zeros((P, L), dtype=np.int64)
+    beta = np.ones((P, L))
+    for p, plan in enumerate(plans):
+        for li, (experts, (m, b)) in enumerate(plan):
+            memory[p, li] = [x[0] for x in experts]
+            replicas[p, li] = [x[1] for x in experts]
+            method[p, li], beta[p, li] = m, b
+    return PlanArrays(memory, replicas, method, beta)
+
+
+class Referee:
+    """Every plan priced by the evaluator; the time limit set between two plans' latencies so
+    that it binds (and no plan sits within ilp's 1 microsecond margin of it)."""
+
+    def __init__(self, seed: int) -> None:
+        loose = problem_from_dict(_spec(seed), "test")
+        plans = _every_plan(loose)
+        assert plans.size <= 40_000
+        ev = evaluate_batch(loose, plans)
+        others = np.ones(plans.size, dtype=bool)
+        for name, v in ev.violations.items():
+            if name != "time_limit":
+                others &= v <= 0
+        lat = np.unique(np.round(ev.latency_s[others], 9))
+        rng = np.random.default_rng(seed)
+        k = int(rng.integers(1, max(len(lat) // 2, 2)))  # a limit in the faster half
+        limit = float((lat[k - 1] + lat[k]) / 2) if len(lat) > 1 else float(lat[0] + 1.0)
+        self.problem = loose.with_slo(ServiceLevel(time_limit_s=limit))
+        self.feasible_costs = ev.cost_usd[others & (ev.latency_s <= limit)]
+        self.optimum = float(self.feasible_costs.min())
+
+
+REFEREES = {seed: Referee(seed) for seed in range(10)}
+
+
+@pytest.mark.parametrize("seed", list(REFEREES))
+def test_every_bound_is_below_every_feasible_plan(seed):
+    ref = REFEREES[seed]
+    problem = ref.problem
+    ilp = make_solver("ilp", pipeline_degrees=DEGREES, mip_gap=0.0).solve(problem)
+    assert ilp.solution_status == SolutionStatus.PROVEN_OPTIMAL, ilp.message
+    assert ilp.cost_usd == pytest.approx(ref.optimum, rel=1e-9), ilp.message
+    bounds = {"ilp": ilp.lower_bound_usd}
+    tables = build_tables(problem, variants_of(problem, DEGREES))
+    incumbent = quick_incumbent(tables)
+    B = len(tables.fixed_s)
+    columns = [LayerCurve((ch,), np.array([ch.cost_usd]), ch.latency_s[None], np.zeros((1, B)))
+               for ch in incumbent]
+    cg = column_generation(tables, columns, math.inf)
+    bounds["column generation"] = cg.usd
+    bounds["cheapest options"] = tables.lower_bound_usd
+    rng = np.random.default_rng(seed)
+    for i in range(3):  # any multipliers give a bound
+        mu = cg.mu * rng.uniform(0, 3, size=B) + (i == 0) * rng.exponential(1e-5, size=B)
+        minima = np.array([price_layer(tables, li, mu)[0] for li in range(problem.layers)])
+        bounds[f"Lagrangian {i}"] = lagrangian_bound(tables, mu, minima)
+    oracle = make_solver("oracle").solve(problem)
+    bounds["oracle"] = oracle.lower_bound_usd
+    assert oracle.cost_usd == oracle.lower_bound_usd
+    for name, bound in bounds.items():
+        assert bound is not None, name
+        assert bound <= ref.feasible_costs.min() * (1 + 1e-9), (name, bound, ref.optimum)
+    # Plans other solvers find are feasible plans too: never below a bound.
+    for other in ("greedy", "random", "ilp-ods"):
+        result = make_solver(other, seed=seed).solve(problem, Budget(evaluations=300, seconds=10))
+        if result.solution_status != SolutionStatus.NONE:
+            assert result.cost_usd >= max(bounds.values()) * (1 - 1e-9), other
+
+
+@pytest.mark.parametrize("seed", [0, 2, 5])
+def test_reported_gap_is_cost_minus_bound_over_cost(seed):
+    problem = REFEREES[seed].problem
+    for budget in (Budget(seconds=0.3), Budget(seconds=30)):
+        result = make_solver("ilp", pipeline_degrees=DEGREES).solve(problem, budget)
+        if result.lower_bound_usd is None:
+            continue
+        assert result.lower_bound_usd <= REFEREES[seed].optimum * (1 + 1e-9)
+        assert result.gap == pytest.approx((result.cost_usd - result.lower_bound_usd) / result.cost_usd,
+                                           abs=1e-15)
+        assert f"gap {result.gap:.3g}" in result.message or "gap 0" in result.message
+
+
+@pytest.mark.parametrize("seed", [1, 2, 4, 7])
+def test_layer_pricing_is_the_least_over_the_exact_curve(seed):
+    """price_layer (mu-dominance DP) against the least cost + mu . latency over the layer's
+    full Pareto front (the exact Pareto DP): the least of a monotone objective is on it."""
+    problem = REFEREES[seed].problem
+    tables = build_tables(problem, variants_of(problem, DEGREES))
+    rng = np.random.default_rng(seed)
+    for li in range(problem.layers):
+        front = exact_curve(tables, li, math.inf)
+        for _ in range(3):
+            mu = rng.exponential(front.cost.mean() / front.latency.mean(), size=front.latency.shape[1])
+            value, choice = price_layer(tables, li, mu)
+            brute = float((front.cost + front.latency @ mu).min())
+            assert value == pytest.approx(brute, rel=1e-12)
+            assert choice.cost_usd + choice.latency_s @ mu == pytest.approx(value, rel=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_search_finds_the_brute_force_optimum_of_random_curves(seed):
+    rng = np.random.default_rng(seed)
+    L, B = int(rng.integers(2, 5)), int(rng.integers(1, 4))
+    sizes = rng.integers(2, 7, size=L)
+    lats = [rng.uniform(1, 3, size=(n, B)) for n in sizes]
+    costs = [3.0 / la.mean(axis=1) + rng.uniform(0, 0.2, size=len(la)) for la in lats]
+    cap = np.full(B, 2.0 * L)
+    best = math.inf
+    for pick in itertools.product(*[range(n) for n in sizes]):
+        s = sum(lats[li][p] for li, p in enumerate(pick))
+        if (s <= cap).all():
+            best = min(best, sum(costs[li][p] for li, p in enumerate(pick)))
+    mu = rng.uniform(0, 1, size=B)  # any multipliers: the search stays exact
+    found = search(costs, lats, cap, mu, target=1e9, deadline=math.inf)
+    if math.isinf(best):
+        assert found.status == "none"
+    else:
+        assert found.status == "optimal" and found.cost_usd == pytest.approx(best, rel=1e-12)
+        below = search(costs, lats, cap, mu, target=best * (1 - 1e-6), deadline=math.inf)
+        assert below.status == "none"  # nothing below the optimum: a proof
+
+
+def test_capacity_is_the_time_rows_right_side():
+    problem = REFEREES[0].problem
+    tables = build_tables(problem, variants_of(problem, DEGREES))
+    assert (capacity(tables) < problem.slo.time_limit_s - tables.fixed_s).all()

@@ -36,13 +36,15 @@ ACQUISITIONS = ("egreedy", "single-eps", "random")
 
 
 def learning_api() -> Any:
-    """The paper's Alg. 2 (``learn``, ``deploy``, ``bill``, ``oracle``, ``LearningConfig``).
+    """The paper's Alg. 2 (``learn``, ``deploy``, ``bill``, ``oracle``, ``LearningConfig``),
+    which lives in solvers/bo_popularity_*.py; this is the one place that names its modules."""
+    from types import SimpleNamespace
 
-    It is moving from moeopt.popularity.learning to solvers/ (issue 16); this is the one place
-    that names its module."""
-    from moeopt.popularity import learning
+    from solvers.bo_popularity_learn import learn
+    from solvers.bo_popularity_trial import LearningConfig, bill, deploy, oracle
 
-    return learning
+    return SimpleNamespace(learn=learn, LearningConfig=LearningConfig, bill=bill,
+                           deploy=deploy, oracle=oracle)
 
 
 @dataclass(frozen=True)

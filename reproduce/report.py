@@ -293,7 +293,8 @@ def _overall_predicted(r: dict[str, Any], f: dict[str, Any]) -> list[str]:
     lines = [
              f"At {PAPER_RATIO:g} x LambdaML's throughput. Ours is planned on the problem's sample "
              f"batches and priced on {f['heldout_batches']} held-out batches drawn like them; the "
-             "oracle re-plans each held-out batch on its true loads; the cluster is always on at "
+             "oracle is a proven lower bound (ilp re-plans each held-out batch on its true loads; the mean "
+             "of the per-batch proven bounds), so no static plan costs less; the cluster is always on at "
              "the stated rate. The paper's BERT/GPT-2 traces are not public, so BO against No-BO "
              "is on the MiniLM model (previous section; its bars are in the plot).", "",
              "| profile | problem | deployment | cost per batch | tokens/s | meets the time limit |",

@@ -194,6 +194,7 @@ def baselines_cmd(problem_name: str, as_json: bool, trace: str | None = None,
                     "baseline": r.name, "instance": r.cluster.instance,
                     "cost_usd": r.cluster.cost_usd, "busy_cost_usd": r.cluster.busy_cost_usd, "latency_s": r.cluster.wall_time_s,
                     "throughput_tokens_per_s": r.cluster.throughput_tokens_per_s, "feasible": True,
+                    "assumption": r.cluster.assumption,
                 })
         click.echo(dumps(out))
         return
@@ -206,7 +207,7 @@ def baselines_cmd(problem_name: str, as_json: bool, trace: str | None = None,
         else:
             assert r.cluster is not None
             out_rows.append((r.name,
-                f"cost ${r.cluster.cost_usd:.6f} per run on {r.cluster.instance} "
+                f"cost ${r.cluster.cost_usd:.6f} per batch, {r.cluster.assumption} "
                 f"(${r.cluster.busy_cost_usd:.6f} for its {r.cluster.wall_time_s:.2f} s busy), throughput "
                 f"{r.cluster.throughput_tokens_per_s:.1f} tokens/s"))
     echo_table(
@@ -463,6 +464,7 @@ OPTIONAL_COMMANDS: dict[str, dict[str, str]] = {
     "lambda_runtime.cli": {"runtime": "runtime", "run_command": "run", "calibrate_command": "calibrate",
                            "validate_command": "validate"},
     "moeopt.bench.cli": {"bench_command": "bench", "leaderboard_command": "leaderboard"},
+    "reproduce.cli": {"reproduce_command": "reproduce", "breakeven_command": "breakeven"},
 }
 
 

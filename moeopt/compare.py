@@ -10,6 +10,7 @@ solver cost USD gap feasible latency s tokens/s evaluations solve s status
 ---...
 greedy ... yes ... completed/feasible
 lambdaml ... no ... completed/none
+gap: against the cheapest Lambda plan (rows without a plan are never the reference)
 """
 
 from __future__ import annotations
@@ -70,8 +71,17 @@ class Comparison:
 
     @property
     def best_cost(self) -> float:
-        """The cheapest feasible cost any solver returned (inf: none)."""
+        """The cheapest feasible Lambda plan any solver returned (inf: none): what gaps are
+        measured against (see :func:`best_cost`)."""
         return best_cost(list(self.rows))
+
+    def cluster_assumption(self) -> str | None:
+        """What the cpu-cluster row's cost assumes (the request rate decides it), if there is one."""
+        if not any(r.solver == "cpu-cluster" for r in self.rows):
+            return None
+        from moeopt.baselines import cpu_cluster
+
+        return cpu_cluster(self.problem).assumption
 
     def ranked(self) -> list[CompareRow]:
         """Feasible rows first, cheapest first."""
@@ -84,13 +94,23 @@ class Comparison:
     def to_dicts(self) -> list[dict[str, Any]]:
         """One dict per solver, in the order they ran (``moeopt compare --json``)."""
         best = self.best_cost
-        return [r.to_dict(best) for r in self.rows]
+        out = [r.to_dict(best) for r in self.rows]
+        for d in out:
+            if d["solver"] == "cpu-cluster":
+                d["assumption"] = self.cluster_assumption()
+        return out
 
     def header(self) -> str:
         budget = "each solver's default budget" if self.budget is None else \
             f"budget {describe_budget(self.budget)}"
         return (f"{self.problem.name}: time limit {self.problem.slo.time_limit_s:.1f} s, "
                 f"{self.seeds} seed(s), {budget}")
+
+    def notes(self) -> str:
+        """What the gaps and the cluster's cost mean (printed under the table)."""
+        cluster = self.cluster_assumption()
+        return ("gap: against the cheapest Lambda plan (rows without a plan are never the reference)"
+                + (f"\ncpu-cluster: {cluster} (moeopt breakeven for other rates)" if cluster else ""))
 
     def table(self) -> Any:
         """The comparison as a rich Table."""
@@ -116,7 +136,7 @@ class Comparison:
         return table(columns, rows, right=columns[1:8])
 
     def render(self, width: int = WIDE) -> str:
-        return render(self.header(), self.table(), width=width)
+        return render(self.header(), self.table(), self.notes(), width=width)
 
     def __str__(self) -> str:
         return self.render()
@@ -183,7 +203,12 @@ def compare(
 
 
 def best_cost(rows: list[CompareRow]) -> float:
-    costs = [r.best.cost_usd for r in rows if r.best.solution_status != SolutionStatus.NONE]
+    """The cheapest feasible Lambda plan of the rows: what every gap is measured against.
+
+    Rows without a plan (the CPU cluster, the oracle's per-batch re-plans) are not Lambda plans
+    one can deploy, so they are never the reference."""
+    costs = [r.best.cost_usd for r in rows
+             if r.best.plan is not None and r.best.solution_status != SolutionStatus.NONE]
     return min(costs) if costs else math.inf
 
 

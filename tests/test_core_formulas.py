@@ -106,11 +106,13 @@ def test_cpu_cluster_cost_by_hand():
     m = ModelSpec("m", 1, 2, 1, 100, 1000, sequence_length=10)
     loads = np.array([[[600, 400]]])
     run = cluster_run(m, loads, 1000, usd_per_hour=3.6, cores=4, flops_per_core=1e9, instance="x",
-                      min_billed_s=60)
+                      requests_per_hour=60)
     # 2 experts on 2 cores each: 600 * 4e5 / 2e9 = 0.12 s; attention 1000 * 4000 / 4e9 = 0.001 s
     assert run.wall_time_s == pytest.approx(0.121)
     assert run.busy_cost_usd == pytest.approx(0.121 * 3.6 / 3600)
-    assert run.cost_usd == pytest.approx(60 * 3.6 / 3600)
+    # always on at 60 batches an hour: one instance, $3.60 / 60 per batch
+    assert run.cost_usd == pytest.approx(3.6 / 60)
+    assert run.instances == 1 and run.utilisation == pytest.approx(60 * 0.121 / 3600)
 
 
 def test_constants_have_sources_and_profile_override(tmp_path):

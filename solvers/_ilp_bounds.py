@@ -140,35 +140,28 @@ def _mu_front(c: np.ndarray, h: np.ndarray, chunk: int = 256) -> np.ndarray:
         varies = h.max(axis=0) > h.min(axis=0)
         if not varies.all():
             h = h[:, varies]
-    if n > 2 * chunk:
-        # First against the best few (cheap, and they dominate most), then exactly.
-        head = min(64, n)
-        d = c[None, :head] + np.maximum(h[None, :head] - h[:, None], 0.0).sum(axis=2)  # (n, head)
-        d = (d <= c[:, None]) & (np.arange(head)[None, :] < np.arange(n)[:, None])
-        alive = np.flatnonzero(~d.any(axis=1))
-        if len(alive) < n:
-            keep = np.zeros(n, dtype=bool)
-            keep[alive] = _mu_front(c[alive], h[alive], chunk)
-            return keep
+    # Dominance is transitive ((x)^+ is subadditive), so a state dominated by any earlier state
+    # is dominated by an earlier survivor. Sweep: the first ``block`` states still alive are
+    # checked among themselves (those left are survivors: nothing before them is alive), then
+    # every later state is checked against those survivors at once.
     keep = np.zeros(n, dtype=bool)
-    kept_c = c[:0]
-    kept_h = h[:0]
-    for i in range(0, n, chunk):
-        cc, hh = c[i : i + chunk], h[i : i + chunk]
-        m = len(cc)
-        if len(kept_c):
-            d = kept_c[None, :] + np.maximum(kept_h[None] - hh[:, None], 0.0).sum(axis=2)
-            dom = (d <= cc[:, None]).any(axis=1)
-        else:
-            dom = np.zeros(m, dtype=bool)
+    alive = np.arange(n)
+    block = max(1, min(chunk, 32))
+    while len(alive):
+        idx, rest = alive[:block], alive[block:]
+        cc, hh = c[idx], h[idx]
+        m = len(idx)
         inner = cc[None, :] + np.maximum(hh[None] - hh[:, None], 0.0).sum(axis=2)  # [b, a]
         inner = (inner <= cc[:, None]) & (np.arange(m)[None, :] < np.arange(m)[:, None])
-        # Dominance is transitive ((x)^+ is subadditive), so a state dominated by an earlier
-        # one is dominated by an earlier survivor: no need to resolve the chunk in order.
-        dom |= inner.any(axis=1)
-        keep[i : i + m] = ~dom
-        kept_c = np.concatenate([kept_c, cc[~dom]])
-        kept_h = np.concatenate([kept_h, hh[~dom]])
+        surv = ~inner.any(axis=1)
+        keep[idx[surv]] = True
+        if not len(rest):
+            break
+        sc, sh = cc[surv], hh[surv]
+        d = sc[None, :] + np.maximum(sh[None] - h[rest][:, None], 0.0).sum(axis=2)  # (rest, surv)
+        alive = rest[~(d <= c[rest][:, None]).any(axis=1)]
+        if len(alive) > 4 * block and surv.all():
+            block = min(4 * block, 256)  # few states fall: take bigger blocks
     return keep
 
 

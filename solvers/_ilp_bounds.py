@@ -135,36 +135,50 @@ def _mu_front(c: np.ndarray, h: np.ndarray, chunk: int = 256) -> np.ndarray:
     """States (sorted by value) that no earlier state mu-dominates: A dominates B when
     c_A + sum_b (h_A - h_B)^+ <= c_B (then A's completions are never worse than B's)."""
     n = len(c)
-    if n > 2 * chunk:
-        # First against the best few (cheap, and they dominate most), then exactly.
-        head = min(64, n)
-        d = c[None, :head] + np.maximum(h[None, :head] - h[:, None], 0.0).sum(axis=2)  # (n, head)
-        d = (d <= c[:, None]) & (np.arange(head)[None, :] < np.arange(n)[:, None])
-        alive = np.flatnonzero(~d.any(axis=1))
-        if len(alive) < n:
-            keep = np.zeros(n, dtype=bool)
-            keep[alive] = _mu_front(c[alive], h[alive], chunk)
-            return keep
+    if h.ndim == 2 and h.shape[1] > 1 and n > 1:
+        # A batch whose price is the same for every state adds nothing to any comparison.
+        varies = h.max(axis=0) > h.min(axis=0)
+        if not varies.all():
+            h = h[:, varies]
+    # Dominance is transitive ((x)^+ is subadditive), so a state dominated by any earlier state
+    # is dominated by an earlier survivor. Sweep: the first ``block`` states still alive are
+    # checked among themselves (those left are survivors: nothing before them is alive), then
+    # every later state is checked against those survivors at once.
     keep = np.zeros(n, dtype=bool)
-    kept_c = c[:0]
-    kept_h = h[:0]
-    for i in range(0, n, chunk):
-        cc, hh = c[i : i + chunk], h[i : i + chunk]
-        m = len(cc)
-        if len(kept_c):
-            d = kept_c[None, :] + np.maximum(kept_h[None] - hh[:, None], 0.0).sum(axis=2)
-            dom = (d <= cc[:, None]).any(axis=1)
-        else:
-            dom = np.zeros(m, dtype=bool)
+    alive = np.arange(n)
+    block = max(1, min(chunk, 32))
+    while len(alive):
+        idx, rest = alive[:block], alive[block:]
+        cc, hh = c[idx], h[idx]
+        m = len(idx)
         inner = cc[None, :] + np.maximum(hh[None] - hh[:, None], 0.0).sum(axis=2)  # [b, a]
         inner = (inner <= cc[:, None]) & (np.arange(m)[None, :] < np.arange(m)[:, None])
-        # Within a chunk, only an earlier state that survives may dominate: resolve in order.
-        for j in np.flatnonzero(inner.any(axis=1) & ~dom):
-            dom[j] = bool((inner[j] & ~dom).any())
-        keep[i : i + m] = ~dom
-        kept_c = np.concatenate([kept_c, cc[~dom]])
-        kept_h = np.concatenate([kept_h, hh[~dom]])
+        surv = ~inner.any(axis=1)
+        keep[idx[surv]] = True
+        if not len(rest):
+            break
+        sc, sh = cc[surv], hh[surv]
+        d = sc[None, :] + np.maximum(sh[None] - h[rest][:, None], 0.0).sum(axis=2)  # (rest, surv)
+        alive = rest[~(d <= c[rest][:, None]).any(axis=1)]
+        if len(alive) > 4 * block and surv.all():
+            block = min(4 * block, 256)  # few states fall: take bigger blocks
     return keep
+
+
+def variant_floor(t: VariantTable, mu: np.ndarray) -> float:
+    """A lower bound of the least ``cost + mu . latency`` over the configurations of ``t``: every
+    expert at its cheapest option, except one that also pays the latency price of its own option
+    (the layer is at least as slow as any of its experts); the best such expert. At least the
+    cheapest options at the layer's latency lower bound, often far more: it lets pricing skip
+    variants whole."""
+    start = t.lower - t.add
+    own = t.cost + _batch_prices(t, mu, np.maximum(start, t.lat)).sum(axis=1)  # (n,)
+    least = np.full(t.experts, np.inf)
+    np.minimum.at(least, t.expert, t.cost)
+    least_own = np.full(t.experts, np.inf)
+    np.minimum.at(least_own, t.expert, own)
+    const = t.nonmoe.direct_usd if (t.nonmoe is not None and not t.variant.storage) else 0.0
+    return float(least.sum() + (least_own - least).max() + const)
 
 
 def price_layer(
@@ -177,12 +191,7 @@ def price_layer(
     given, collects a few more near-least configurations (for the incumbent)."""
     best: Choice | None = None
     value = upper
-    # A variant's least possible value: its cheapest options at its latency lower bound.
-    floors = []
-    for t in tables.layers[layer]:
-        least = np.full(t.experts, np.inf)
-        np.minimum.at(least, t.expert, t.cost)
-        floors.append(float(least.sum() + t.extra_usd(t.lower) + mu @ t.lower))
+    floors = [variant_floor(t, mu) for t in tables.layers[layer]]
     for i in np.argsort(floors, kind="stable"):
         t = tables.layers[layer][i]
         if floors[i] >= value:

@@ -236,13 +236,28 @@ def _max_rows(prob, target, entries, values, lower) -> None:  # type: ignore[no-
         prob += pulp.LpAffineExpression(expr) >= 0
 
 
+class OneThreadHiGHS(pulp.HiGHS):
+    """PuLP's HiGHS with one thread, or, when HiGHS's thread pool was already started in this
+    process with another size (HiGHS keeps one pool per process and refuses a run that asks
+    for a different one: the run errs before it starts), with the pool there is."""
+
+    def callSolver(self, lp: pulp.LpProblem) -> None:
+        import highspy
+
+        model = lp.solverModel
+        if (model.run() == highspy.HighsStatus.kError
+                and model.getModelStatus() == highspy.HighsModelStatus.kNotset):
+            model.setOptionValue("threads", 0)
+            model.run()
+
+
 def _run(prob: pulp.LpProblem, backend: str, time_limit: float | None, mip_gap: float,
          seed: int, cutoff: float | None = None) -> tuple[str, float | None]:
     """Solve; returns (status, proven lower bound of the scaled objective or None)."""
     if backend == "highs":
         extra = {} if cutoff is None else {"objective_bound": float(cutoff)}
-        solver = pulp.HiGHS(msg=False, timeLimit=time_limit, gapRel=mip_gap, gapAbs=0.0,
-                            threads=1, random_seed=seed, **extra)
+        solver = OneThreadHiGHS(msg=False, timeLimit=time_limit, gapRel=mip_gap, gapAbs=0.0,
+                                threads=1, random_seed=seed, **extra)
         prob.solve(solver)
         import highspy
 
@@ -446,7 +461,7 @@ def time_multipliers(tables: Tables, curves: list[LayerCurve]) -> np.ndarray:
     prob += pulp.LpAffineExpression(
         [(v, float(cv.cost[p]) / scale) for cv, y in zip(curves, ys, strict=True) for p, v in enumerate(y)]
     )
-    prob.solve(pulp.HiGHS(msg=False, threads=1))
+    prob.solve(OneThreadHiGHS(msg=False, threads=1))
     if prob.status != pulp.LpStatusOptimal:
         return np.zeros(B)
     return np.array([max(-(row.pi or 0.0), 0.0) * scale for row in rows])

@@ -47,12 +47,17 @@ from solvers._ilp_model import (
     solve_curves,
     solve_milp,
 )
-from solvers._ilp_tables import Tables, build_tables, variants_of
+from solvers._ilp_tables import PAIRWISE_MAX, Tables, build_tables, variants_of
 
 MODES = ("monolithic", "ods")
 #: A proof gives up on a layer whose exact Pareto DP holds more partial configurations.
 MAX_PROOF_FRONT = 4_000
 BACKENDS = ("highs", "cbc")
+#: Share of the time column generation (the root bound) may take; where an expert keeps more
+#: than PAIRWISE_MAX options (a full memory range: ~700 per expert and variant) pricing is slow,
+#: the exact curves of a proof do not finish, and the bound is where the time pays.
+BOUND_SHARE = 0.45
+BOUND_SHARE_WIDE = 0.75
 
 
 class IlpSolver(Solver):
@@ -152,7 +157,8 @@ class IlpSolver(Solver):
         columns = [LayerCurve((ch,), np.array([ch.cost_usd]), ch.latency_s[None],
                               ch.table.active[ch.rows].sum(axis=0)[None] if tables.concurrency
                               else np.zeros((1, B))) for ch in incumbent]
-        bound = column_generation(tables, columns, start + 0.45 * (end - start), upper)
+        share = BOUND_SHARE_WIDE if _widest(tables) > PAIRWISE_MAX else BOUND_SHARE
+        bound = column_generation(tables, columns, start + share * (end - start), upper)
         lower = tables.lower_bound_usd
         how = "cheapest options, time limit ignored"
         if bound is not None and bound.usd > lower:
@@ -509,6 +515,12 @@ def _feasible_points(
         lats.append(cv.latency[ok])
         keep.append(ok)
     return costs, lats, keep
+
+
+def _widest(tables: Tables) -> int:
+    """The most options any expert keeps under any variant."""
+    return max((int(np.bincount(t.expert).max()) for layer in tables.layers for t in layer),
+               default=0)
 
 
 def _meets_concurrency(tables: Tables, choices: tuple[Choice, ...]) -> bool:

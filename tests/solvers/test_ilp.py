@@ -212,3 +212,24 @@ def test_library_stdout_carries_no_highs_banner():
     assert done.returncode == 0, done.stderr
     assert done.stdout == "proven_optimal\n"
     assert "HiGHS" in done.stderr
+
+
+def test_highs_run_with_default_threads_first_does_not_break_later_programs():
+    """HiGHS keeps one thread pool per process: after a run with two threads, the one-thread
+    PuLP programs (ODS's per-method programs) used to fail before starting, and ODS fell back
+    to its equal-slack incumbent. A fresh process, so the pool is the one this test starts."""
+    import subprocess
+    import sys
+
+    code = (
+        "import highspy\n"
+        "h = highspy.Highs(); h.setOptionValue('output_flag', False)\n"
+        "h.setOptionValue('threads', 2)\n"
+        "x = h.addVariable(0, 10); h.addConstr(x >= 1); h.minimize(x)\n"
+        "from moeopt.testing import small_problem\n"
+        "from moeopt.registry import make_solver\n"
+        "print(make_solver('ilp-ods').solve(small_problem()).message)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1].startswith("ODS (mixed methods"), done.stdout

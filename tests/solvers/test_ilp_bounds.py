@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cost_models import lambda_model as lm
 from moeopt.evaluate import evaluate_batch
@@ -23,6 +25,7 @@ from moeopt.registry import make_solver
 from moeopt.solver import Budget, SolutionStatus
 from moeopt.space import PIPELINE_DEGREES
 from solvers._ilp_bounds import (
+    _mu_front,
     capacity,
     column_generation,
     lagrangian_bound,
@@ -175,6 +178,24 @@ def test_layer_pricing_is_the_least_over_the_exact_curve(seed):
             brute = float((front.cost + front.latency @ mu).min())
             assert value == pytest.approx(brute, rel=1e-12)
             assert choice.cost_usd + choice.latency_s @ mu == pytest.approx(value, rel=1e-12)
+
+
+@settings(max_examples=60)
+@given(n=st.integers(1, 700), b=st.integers(1, 4), constant=st.integers(0, 4),
+       chunk=st.sampled_from([4, 16, 256]), seed=st.integers(0, 2**31))
+def test_mu_front_keeps_exactly_the_states_no_earlier_state_dominates(n, b, constant, chunk, seed):
+    """The mu-dominance front against its definition, by brute force: states sorted by value
+    (c + sum h), A earlier than B dominates B when c_A + sum (h_A - h_B)^+ <= c_B. Ties, batches
+    priced alike for every state (dropped by the front) and the chunked path included."""
+    rng = np.random.default_rng(seed)
+    c = rng.choice(rng.uniform(0, 1, size=max(n // 3, 1)), size=n)  # repeated values: ties
+    h = rng.choice(rng.uniform(0, 1, size=max(n // 2, 1)), size=(n, b))
+    h[:, : min(constant, b)] = 0.5  # the same price for every state (a batch with mu = 0)
+    order = np.argsort(c + h.sum(axis=1), kind="stable")
+    c, h = c[order], h[order]
+    dominated = (c[None, :] + np.maximum(h[None, :, :] - h[:, None, :], 0.0).sum(axis=2)
+                 <= c[:, None]) & (np.arange(n)[None, :] < np.arange(n)[:, None])  # [B, A]
+    assert (_mu_front(c, h, chunk) == ~dominated.any(axis=1)).all()
 
 
 @pytest.mark.parametrize("seed", range(6))

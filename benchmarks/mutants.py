@@ -51,8 +51,8 @@ MUTANTS = [
         "lower_bound_usd=tables.lower_bound_usd * 1.01,  # cheapest options")],
       ["tests/solvers/test_ilp.py"]),
     m("I3", "bayes-egreedy ignores its seed (its RNG reset to seed 0)",
-      [("solvers/bayes.py", "        design = structured_design(space, self.rng)",
-        "        self.rng = np.random.default_rng(0)\n        design = structured_design(space, self.rng)")],
+      [("solvers/bayes.py", "        o = self.options\n        space = PlanSpace.of(problem)",
+        "        o = self.options\n        self.rng = np.random.default_rng(0)\n        space = PlanSpace.of(problem)")],
       ["tests/solvers/test_bayes.py"]),
     m("I4", "greedy prices its fallback grid around the tracker",
       [("solvers/greedy.py", "        batch, _, _ = tracker.evaluate(self._arrays(problem, variants, states))",
@@ -148,7 +148,12 @@ def run(mutant: Mutant, timeout: float) -> tuple[str, str, float]:
             current = path.read_text()
             if current.count(old) != 1:
                 return "stale", f"{file}: the text to mutate occurs {current.count(old)} times", 0.0
-            path.write_text(current.replace(old, new))
+            mutated = current.replace(old, new)
+            try:  # a mutant that does not compile would be "caught" by any test: say so instead
+                compile(mutated, str(path), "exec")
+            except SyntaxError as e:
+                return "BROKEN", f"{file}: the mutant does not compile ({e.msg}, line {e.lineno})", 0.0
+            path.write_text(mutated)
         start = time.perf_counter()
         try:
             done = subprocess.run(

@@ -81,7 +81,7 @@ def test_run_dry_run_and_bad_plan(tmp_path):
     assert result.exit_code == 2
     assert "layers[0].method: 'teleport'; allowed" in result.output
     result = CliRunner().invoke(run_command, [str(tmp_path / "missing.json")])
-    assert result.exit_code == 2 and "cannot read" in result.output
+    assert result.exit_code == 2 and "no such file" in result.output
 
 
 def test_calibrate_writes_a_profile(tmp_path):

@@ -239,6 +239,10 @@ def _routing_trace(path: str, fields: tuple[str, ...], fields_file: str | None, 
             path, "file", "a counts file holds per-layer totals, no per-token records; need a "
             "routing trace (moeopt JSONL or per-token JSONL)",
         )
+    dropped = int(found.extra.get("dropped_tokens", 0) or 0)
+    if dropped:  # said wherever the trace is used, as when it builds a problem
+        click.echo(f"note: {path}: {dropped:,} tokens missed a layer and were dropped "
+                   "(--incomplete drop)", err=True)
     return found
 
 

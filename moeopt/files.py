@@ -311,11 +311,30 @@ def _reject_nonfinite(data: Any, source: str, prefix: str = "") -> None:
 # ---- JSON and TOML ------------------------------------------------------------------------------
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return out
+
+
 def loads_json(text: str, source: str, what: str = "JSON") -> Any:
-    """Parse a JSON document with the depth and finite-number rules."""
+    """Parse a JSON document with the depth and finite-number rules; a key given twice in one
+    object is an error (JSON parsers disagree on which one wins; TOML refuses it too)."""
     _check_depth(text, source)
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=_unique_keys)
+    except _DuplicateKey as exc:
+        raise InputError(source, str(exc.args[0])[:200] or "file",
+                         "given twice in one object; allowed: each key once") from None
     except json.JSONDecodeError as exc:
         raise InputError(source, "file", f"not valid {what}: {exc}") from None
     except (ValueError, RecursionError) as exc:

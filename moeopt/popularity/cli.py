@@ -389,6 +389,13 @@ def evaluate(
             f"note: {trace_path}: records without token ids; scoring {', '.join(predictors)} only",
             err=True,
         )
+    held_out = trace.tokens // folds
+    if held_out < batch_size:  # a short trace: each held-out block is one smaller batch
+        click.echo(
+            f"note: {trace_path or 'the profiled trace'}: {trace.tokens:,} tokens in {folds} "
+            f"folds: each held-out batch has about {held_out:,} tokens, not --batch-size "
+            f"{batch_size:,} (errors are per batch of that size)", err=True,
+        )
     report = evaluate_predictors(trace, tuple(predictors) or DEFAULT_PREDICTORS, folds, batch_size)
     if plot:
         from moeopt.popularity.plot import popularity_heatmap

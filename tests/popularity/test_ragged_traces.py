@@ -147,3 +147,12 @@ def test_dropped_tokens_are_reported_where_the_trace_is_scored(ragged):
         assert code == 0, err
         assert "tokens missed a layer and were dropped" in err, (command, err)
         json.loads(out)  # the note stays on stderr: stdout is strict JSON
+
+
+def test_evaluate_says_when_held_out_batches_are_smaller_than_the_batch_size(ragged):
+    code, out, err = run("popularity", "evaluate", "--trace", str(ragged), *MAPPING,
+                         "--incomplete", "drop", "--predictor", "frequency", "--folds", "2",
+                         "--batch-size", "1000000", "--json")
+    assert code == 0, err
+    assert "not --batch-size 1,000,000" in err, err
+    json.loads(out)

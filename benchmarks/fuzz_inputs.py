@@ -418,7 +418,8 @@ def commands(entry: dict[str, Any], folder: Path) -> list[list[str]]:
                 ["solve", "--problem", f, "--solver", "greedy", "--budget-evals", "200", "--json"],
                 ["baselines", "--problem", f, "--json"]]
     if kind == "plan":
-        return [["evaluate", f, "--problem", tiny, "--json"]]
+        return [["evaluate", f, "--problem", tiny, "--json"],
+                ["run", f, "--problem", tiny, "--backend", "aws", "--dry-run", "--json"]]
     if kind == "profile":
         return [["problems", "show", tiny, "--profile", f, "--json"],
                 ["baselines", "--problem", tiny, "--profile", f, "--json"]]

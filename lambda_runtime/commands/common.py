@@ -61,9 +61,12 @@ def load_plan_file(path: str) -> dict[str, Any]:
     nesting, finite numbers): a device or FIFO is refused, never read without end."""
     from moeopt.errors import InputError
     from moeopt.files import read_json
+    from moeopt.plan import plan_from_dict
 
     try:
-        return plan_dict(read_json(path))
+        data = plan_dict(read_json(path))
+        plan_from_dict(data, path)  # every field as docs/plan-format.md has it (unknown ones too)
+        return data
     except InputError as exc:
         raise RuntimeInputError(str(exc)) from None
     except PlanError as exc:

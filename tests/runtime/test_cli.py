@@ -80,7 +80,7 @@ def test_run_dry_run_and_bad_plan(tmp_path):
     bad.write_text(json.dumps(make_plan([one_layer("teleport", [fn([0])])])))
     result = CliRunner().invoke(run_command, [str(bad), "--dry-run"])
     assert result.exit_code == 2
-    assert "layers[0].method: 'teleport'; allowed" in result.output
+    assert "layers[0].method: 'teleport' not allowed" in result.output
     result = CliRunner().invoke(run_command, [str(tmp_path / "missing.json")])
     assert result.exit_code == 2 and "no such file" in result.output
 

@@ -33,6 +33,19 @@ def test_a_device_as_the_plan_is_refused_at_once():
     assert "Traceback" not in run.stderr
 
 
+def test_fields_moeopt_does_not_know_are_refused(tmp_path):
+    """The plan rules of docs/plan-format.md hold for run as for evaluate: an unknown field (a
+    typo) or a malformed problem reference is an error, not ignored."""
+    for mutate, field in ((lambda p: p["layers"][0].update(bogus=1), "layers[0]"),
+                          (lambda p: p.update(problem=5), "problem")):
+        plan = make_plan([one_layer("direct", [fn([0]), fn([1])])])
+        mutate(plan)
+        path = tmp_path / "plan.json"
+        path.write_text(json.dumps(plan))
+        code, out = _run([str(path), "--backend", "aws", "--dry-run"])
+        assert code == 2 and field in out and out.count("error:") == 1, out
+
+
 @pytest.mark.parametrize("text, field", [
     ('{"layers": [' * 5000 + "]" * 5000 + "}", "nested"),
     ('{"schema": "moeopt.plan/1", "layers": NaN}', "finite"),
@@ -80,4 +93,5 @@ def test_a_plan_without_its_problem_cannot_size_the_model_beyond_the_limits(tmp_
     path = tmp_path / "plan.json"
     path.write_text(json.dumps(plan))
     code, out = _run([str(path), "--backend", "local", "--requests", "1"])
-    assert code == 2 and "expert ids 0..4095" in out, out
+    assert code == 2 and "experts[0]: must be an integer from 0 to 4,095" in out, out
+    assert out.count("error:") == 1

@@ -10,6 +10,7 @@ the file *certainly invalid* (a field set to a value outside its documented rang
 key removed, an unknown key added, another encoding, deep nesting, truncation...) or leaves its
 validity *unknown* (a byte flipped, a value set inside its range). Every file goes through every
 command that reads that kind of file (``problems show``, ``solve``, ``baselines``, ``evaluate``,
+``run --backend aws --dry-run``,
 ``popularity import|predict|evaluate``, ``--trace`` on a problem).
 
 It prints how many runs ended in a traceback (an exception escaped the command, or exit

@@ -90,6 +90,7 @@ def test_calibrate_writes_a_profile(tmp_path):
     args = ["-o", str(out), "--memory", "1769", "--hidden", "32", "--ffn", "64", "--tokens", "32"]
     result = CliRunner().invoke(calibrate_command, args)
     assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output  # a clean run printed one (issue 14)
     profile = json.loads(out.read_text())
     constants = profile["constants"]
     for key in (

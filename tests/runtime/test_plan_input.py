@@ -95,3 +95,23 @@ def test_a_plan_without_its_problem_cannot_size_the_model_beyond_the_limits(tmp_
     code, out = _run([str(path), "--backend", "local", "--requests", "1"])
     assert code == 2 and "experts[0]: must be an integer from 0 to 4,095" in out, out
     assert out.count("error:") == 1
+
+
+def test_a_plan_run_against_a_problem_uses_only_its_options(tmp_path):
+    """`run PLAN --problem P` holds the plan to P's options as `evaluate` does (the fuzzer's
+    arm64 function on an x86_64-only problem was run)."""
+    from moeopt.plan import DeploymentPlan
+    from moeopt.problem import load_problem
+
+    tiny = Path(__file__).parents[1] / "fuzz_corpus" / "tiny.json"
+    plan = DeploymentPlan.uniform(load_problem(tiny), 1769, 1, "direct").to_dict()
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(plan))
+    args = [str(path), "--problem", str(tiny), "--backend", "aws", "--dry-run"]
+    assert _run(args)[0] == 0
+    for field, value in (("architecture", "arm64"), ("memory_mb", 2000), ("replicas", 60)):
+        bad = json.loads(json.dumps(plan))
+        bad["layers"][0]["functions"][0][field] = value
+        path.write_text(json.dumps(bad))
+        code, out = _run(args)
+        assert code == 2 and f"functions[0].{field}" in out and out.count("error:") == 1, out

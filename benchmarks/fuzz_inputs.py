@@ -10,6 +10,7 @@ the file *certainly invalid* (a field set to a value outside its documented rang
 key removed, an unknown key added, another encoding, deep nesting, truncation...) or leaves its
 validity *unknown* (a byte flipped, a value set inside its range). Every file goes through every
 command that reads that kind of file (``problems show``, ``solve``, ``baselines``, ``evaluate``,
+``run --backend aws --dry-run``,
 ``popularity import|predict|evaluate``, ``--trace`` on a problem).
 
 It prints how many runs ended in a traceback (an exception escaped the command, or exit
@@ -418,7 +419,8 @@ def commands(entry: dict[str, Any], folder: Path) -> list[list[str]]:
                 ["solve", "--problem", f, "--solver", "greedy", "--budget-evals", "200", "--json"],
                 ["baselines", "--problem", f, "--json"]]
     if kind == "plan":
-        return [["evaluate", f, "--problem", tiny, "--json"]]
+        return [["evaluate", f, "--problem", tiny, "--json"],
+                ["run", f, "--problem", tiny, "--backend", "aws", "--dry-run", "--json"]]
     if kind == "profile":
         return [["problems", "show", tiny, "--profile", f, "--json"],
                 ["baselines", "--problem", tiny, "--profile", f, "--json"]]

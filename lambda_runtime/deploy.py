@@ -21,6 +21,9 @@ METHODS = ("pipelined_storage", "storage", "direct")
 ARCHITECTURES = ("x86_64", "arm64")
 MEMORY_RANGE = (128, 10_240)
 HANDLER = "lambda_runtime.handler.handler"
+#: The plan rules of moeopt (docs/problem-format.md, limits): a plan from anywhere is held to them.
+MAX_REPLICAS = 64
+MAX_PIPELINE_DEGREE = 1_048_576
 
 
 class PlanError(ValueError):
@@ -94,31 +97,45 @@ def parse_plan(plan: Any, layers: int, experts: int) -> tuple[LayerSpec, ...]:
     raw_layers = data.get("layers")
     if not isinstance(raw_layers, list) or len(raw_layers) != layers:
         raise PlanError(
-            f"layers: need one entry per MoE layer ({layers}), got {len(raw_layers or [])}"
+            f"layers: need one entry per MoE layer ({layers}), got "
+            f"{len(raw_layers) if isinstance(raw_layers, list) else _cut(raw_layers)}"
         )
+    if not all(isinstance(raw, dict) for raw in raw_layers):
+        raise PlanError("layers: each entry must be an object")
+    ids = [raw.get("layer", li) for li, raw in enumerate(raw_layers)]
+    if not all(_is_int(i) for i in ids) or sorted(ids) != list(range(layers)):
+        raise PlanError(f"layers[].layer: {_cut(ids)}; allowed: each of 0..{layers - 1} once")
     out = []
-    for li, raw in enumerate(raw_layers):
+    for li, raw in sorted(enumerate(raw_layers), key=lambda item: ids[item[0]]):
         where = f"layers[{li}]"
+        li = ids[li]  # the layer it is for: a plan's layers may come in any order
         method = raw.get("method")
         if method not in METHODS:
-            raise PlanError(f"{where}.method: {method!r}; allowed: {', '.join(METHODS)}")
+            raise PlanError(f"{where}.method: {_cut(method)}; allowed: {', '.join(METHODS)}")
         beta = raw.get("pipeline_degree", 1)
-        if not isinstance(beta, int) or beta < 1:
-            raise PlanError(f"{where}.pipeline_degree: {beta!r}; allowed: an integer >= 1")
+        if not _is_int(beta) or not 1 <= beta <= MAX_PIPELINE_DEGREE:
+            raise PlanError(f"{where}.pipeline_degree: {_cut(beta)}; allowed: an integer "
+                            f"1..{MAX_PIPELINE_DEGREE}")
+        functions = raw.get("functions") or []
+        if not isinstance(functions, list) or not all(isinstance(f, dict) for f in functions):
+            raise PlanError(f"{where}.functions: must be a list of objects")
         funcs, seen = [], []
-        for fi, f in enumerate(raw.get("functions") or []):
+        for fi, f in enumerate(functions):
             fw = f"{where}.functions[{fi}]"
-            exp = tuple(int(e) for e in f.get("experts") or [])
-            if not exp or any(not 0 <= e < experts for e in exp):
+            raw_exp = f.get("experts") or []
+            if not isinstance(raw_exp, list) or not raw_exp or not all(
+                _is_int(e) and 0 <= e < experts for e in raw_exp
+            ):
                 raise PlanError(
-                    f"{fw}.experts: {list(exp)}; allowed: a non-empty list of 0..{experts - 1}"
+                    f"{fw}.experts: {_cut(raw_exp)}; allowed: a non-empty list of 0..{experts - 1}"
                 )
+            exp = tuple(raw_exp)
             mem = f.get("memory_mb")
-            if not isinstance(mem, int) or not MEMORY_RANGE[0] <= mem <= MEMORY_RANGE[1]:
-                raise PlanError(f"{fw}.memory_mb: {mem!r}; allowed: an integer 128..10240")
+            if not _is_int(mem) or not MEMORY_RANGE[0] <= mem <= MEMORY_RANGE[1]:
+                raise PlanError(f"{fw}.memory_mb: {_cut(mem)}; allowed: an integer 128..10240")
             reps = f.get("replicas", 1)
-            if not isinstance(reps, int) or reps < 1:
-                raise PlanError(f"{fw}.replicas: {reps!r}; allowed: an integer >= 1")
+            if not _is_int(reps) or not 1 <= reps <= MAX_REPLICAS:
+                raise PlanError(f"{fw}.replicas: {_cut(reps)}; allowed: an integer 1..{MAX_REPLICAS}")
             arch = f.get("architecture", "x86_64")
             if arch not in ARCHITECTURES:
                 raise PlanError(f"{fw}.architecture: {arch!r}; allowed: {', '.join(ARCHITECTURES)}")
@@ -130,6 +147,15 @@ def parse_plan(plan: Any, layers: int, experts: int) -> tuple[LayerSpec, ...]:
             )
         out.append(LayerSpec(li, method, beta, tuple(funcs)))
     return tuple(out)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _cut(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def function_name(prefix: str, layer: int, index: int) -> str:

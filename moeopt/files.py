@@ -260,6 +260,41 @@ def object_depth(data: Any, limit: int = MAX_DEPTH) -> int:
     return deepest
 
 
+#: A JSON escape of a UTF-16 surrogate (``\ud800``..``\udfff``): paired ones make one character,
+#: a lone one a Python string that cannot be printed or written as UTF-8.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def find_lone_surrogate(data: Any) -> tuple[Any, ...] | None:
+    """The path of the first key or string holding a lone UTF-16 surrogate, or None."""
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(data, ())]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, str):
+            if _LONE_SURROGATE.search(value):
+                return path
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                if _LONE_SURROGATE.search(k):
+                    return (*path, k.encode("utf-8", "backslashreplace").decode())
+                stack.append((v, (*path, k)))
+        elif isinstance(value, list):
+            stack.extend((v, (*path, i)) for i, v in enumerate(value))
+    return None
+
+
+def _reject_lone_surrogates(text: str, data: Any, source: str) -> None:
+    if _SURROGATE_ESCAPE.search(text) is None:
+        return
+    found = find_lone_surrogate(data)
+    if found is not None:
+        raise InputError(
+            source, path_text(found), "holds an escaped lone UTF-16 surrogate (\\ud800..\\udfff "
+            "without its pair): not text; allowed: UTF-8 text",
+        )
+
+
 def _reject_nonfinite(data: Any, source: str, prefix: str = "") -> None:
     found = find_nonfinite(data)
     if found is not None:
@@ -276,17 +311,37 @@ def _reject_nonfinite(data: Any, source: str, prefix: str = "") -> None:
 # ---- JSON and TOML ------------------------------------------------------------------------------
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return out
+
+
 def loads_json(text: str, source: str, what: str = "JSON") -> Any:
-    """Parse a JSON document with the depth and finite-number rules."""
+    """Parse a JSON document with the depth and finite-number rules; a key given twice in one
+    object is an error (JSON parsers disagree on which one wins; TOML refuses it too)."""
     _check_depth(text, source)
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=_unique_keys)
+    except _DuplicateKey as exc:
+        raise InputError(source, str(exc.args[0])[:200] or "file",
+                         "given twice in one object; allowed: each key once") from None
     except json.JSONDecodeError as exc:
         raise InputError(source, "file", f"not valid {what}: {exc}") from None
     except (ValueError, RecursionError) as exc:
         raise InputError(source, "file", f"not valid {what}: {exc}") from None
     if _maybe_nonfinite(text):
         _reject_nonfinite(data, source)
+    _reject_lone_surrogates(text, data, source)
     return data
 
 
@@ -341,6 +396,7 @@ def json_record(line: str, where: str) -> dict[str, Any]:
         raise InputError(where, "record", "need a JSON object per line")
     if _maybe_nonfinite(line, huge=False):
         _reject_nonfinite(rec, where)
+    _reject_lone_surrogates(line, rec, where)
     return rec
 
 

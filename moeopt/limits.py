@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 from typing import Any
 
 from moeopt.errors import FieldError
@@ -105,11 +106,26 @@ def real(
     return float(value)
 
 
+#: Control characters (C0, DEL, C1) and lone surrogates: a name holding them rewrites the
+#: terminal it is printed on (escape sequences, a line that reads ``error: ...``) or cannot be
+#: printed at all. Longer texts (descriptions) may hold tabs and line breaks.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_CONTROL_IN_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
 def text(value: Any, owner: str, field: str, empty: bool = False, limit: int = MAX_NAME) -> str:
-    """A string of at most ``limit`` characters (non-empty unless ``empty``)."""
+    """A string of at most ``limit`` characters (non-empty unless ``empty``), without control
+    characters (names: none at all; longer texts: tabs and line breaks only)."""
     if not isinstance(value, str) or len(value) > limit or (not empty and not value.strip()):
         what = "a string" if empty else "a non-empty string"
         raise FieldError(owner, field, f"must be {what} of at most {limit:,} characters, got {shown(value)}")
+    bad = (_CONTROL if limit <= MAX_NAME else _CONTROL_IN_TEXT).search(value)
+    if bad is not None:
+        raise FieldError(
+            owner, field, f"holds the control character {bad.group()!a} at {bad.start()}; allowed: "
+            + ("printable characters" if limit <= MAX_NAME else "printable characters, tabs and "
+               "line breaks"),
+        )
     return value
 
 

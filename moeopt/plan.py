@@ -201,9 +201,12 @@ def _function(fr: Any, source: str, fw: str) -> FunctionPlan:
     return FunctionPlan(ids, memory, replicas, arch)
 
 
-def check_plan(plan: DeploymentPlan, problem: DeploymentProblem, source: str) -> None:
-    """Raise an InputError naming the field where ``plan`` does not fit ``problem``."""
-    if plan.problem_fingerprint != problem.fingerprint:
+def check_plan(plan: DeploymentPlan, problem: DeploymentProblem, source: str,
+               fingerprint: bool = True) -> None:
+    """Raise an InputError naming the field where ``plan`` does not fit ``problem`` (without
+    ``fingerprint``: its shape and options only, for a plan run against a problem it was not
+    solved for)."""
+    if fingerprint and plan.problem_fingerprint != problem.fingerprint:
         traced = "@" in plan.problem_name and "@" not in problem.name
         hint = (
             f"; the plan was solved on a problem measured from the trace "

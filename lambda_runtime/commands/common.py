@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import click
@@ -58,11 +57,19 @@ def one_line_errors(command: str) -> Iterator[None]:
 
 
 def load_plan_file(path: str) -> dict[str, Any]:
+    """A plan file read as every user file is (``moeopt.files``: regular file, size cap, UTF-8,
+    nesting, finite numbers): a device or FIFO is refused, never read without end."""
+    from moeopt.errors import InputError
+    from moeopt.files import read_json
+    from moeopt.plan import plan_from_dict
+
     try:
-        return plan_dict(json.loads(Path(path).read_text()))
-    except OSError as exc:
-        raise RuntimeInputError(f"{path}: cannot read: {exc.strerror}") from None
-    except (ValueError, PlanError) as exc:
+        data = plan_dict(read_json(path))
+        plan_from_dict(data, path)  # every field as docs/plan-format.md has it (unknown ones too)
+        return data
+    except InputError as exc:
+        raise RuntimeInputError(str(exc)) from None
+    except PlanError as exc:
         raise RuntimeInputError(f"{path}: not a plan: {exc}") from None
 
 
@@ -98,11 +105,20 @@ def model_shape(plan: dict[str, Any], p: Any, hidden: int, ffn: int, top_k: int)
             "shares": p.popularity.loads.mean(axis=0),
             "model_name": m.name,
         }
+    from moeopt import limits
+
     layers = plan.get("layers") or []
-    experts = 1 + max(
-        (e for la in layers for f in la.get("functions", []) for e in f.get("experts", [])),
-        default=0,
-    )
+    ids = [e for la in layers if isinstance(la, dict) for f in la.get("functions") or []
+           if isinstance(f, dict) for e in f.get("experts") or []] if isinstance(layers, list) else []
+    if (not isinstance(layers, list) or not 1 <= len(layers) <= limits.MAX_MOE_LAYERS
+            or not all(isinstance(e, int) and not isinstance(e, bool)
+                       and 0 <= e < limits.MAX_EXPERTS for e in ids)):
+        # the model is built from this shape: bound it before anything is allocated
+        raise RuntimeInputError(
+            f"plan: layers: need 1 to {limits.MAX_MOE_LAYERS:,} layers whose functions host "
+            f"expert ids 0..{limits.MAX_EXPERTS - 1} (or name the problem with --problem)"
+        )
+    experts = 1 + max(ids, default=0)
     return {"layers": len(layers), "experts": experts, "top_k": top_k, "hidden": hidden,
             "ffn": ffn, "tokens": 256}
 

@@ -152,9 +152,11 @@ def run_command(
     shape = model_shape(plan, problem, hidden, ffn, top_k)
     n_tokens = tokens or shape["tokens"]
     if dry_run:
+        _fits_problem(plan, plan_path, problem if problem_name else None)
         _dry_run(plan, plan_path, shape, n_tokens, region, bucket or "moeopt-<account>-<region>", as_json)
         return
     moe = runtime_model(shape, model_choice)
+    _fits_problem(plan, plan_path, problem if problem_name else None)
     if not as_json:
         click.echo(f"model: {moe.description}", err=True)
     outcome = execute(plan, plan_path, problem, moe, backend, requests=requests, warmup=warmup,
@@ -186,6 +188,20 @@ def run_command(
         click.echo(f"error: {summary.requests - summary.ok_requests} of {summary.requests} "
                    "requests failed (each is a FAILED line)", err=True)
         click.get_current_context().exit(EXIT_FAILED_REQUESTS)
+
+
+def _fits_problem(plan: dict[str, Any], plan_path: str, problem: Any) -> None:
+    """A plan run against ``--problem`` uses only that problem's options (memory menu,
+    replicas, architectures, methods), as ``evaluate`` requires."""
+    if problem is None:
+        return
+    from moeopt.errors import InputError
+    from moeopt.plan import check_plan, plan_from_dict
+
+    try:
+        check_plan(plan_from_dict(plan, plan_path), problem, plan_path, fingerprint=False)
+    except InputError as exc:
+        raise RuntimeInputError(str(exc)) from None
 
 
 def execute(

@@ -10,7 +10,12 @@ import threading
 
 import click
 
-from lambda_runtime.commands.common import local_backend, network_options, quiet_cli_threads
+from lambda_runtime.commands.common import (
+    RuntimeFailure,
+    local_backend,
+    network_options,
+    quiet_cli_threads,
+)
 
 
 @click.group("runtime")
@@ -72,12 +77,15 @@ def serve(concurrency: int, no_cpu_limits: bool, credentials_file: str | None,
         sys.stdout.flush()
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        failure = None
         try:
-            while not stop.wait(1.0):
-                pass
+            while not stop.wait(1.0) and failure is None:
+                failure = backend.failure()
         except KeyboardInterrupt:
             pass
         click.echo("stopping")
+    if failure is not None:
+        raise RuntimeFailure(f"runtime serve: {failure}; stopped the rest")
 
 
 @runtime.command("aws-provision")

@@ -203,6 +203,18 @@ class LocalBackend:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
 
+    def failure(self) -> str | None:
+        """Which of the backend's processes has died (killed, crashed), or None: a server that
+        lost its service must say so, not keep printing endpoints nobody answers on."""
+        procs = (("the local Lambda service", self._service_proc),
+                 ("the local S3 server", self._s3 if isinstance(self._s3, S3Process) else None))
+        for what, holder in procs:
+            code = holder.proc.poll() if holder is not None else None
+            if code is not None:
+                how = f"signal {-code}" if code < 0 else f"status {code}"
+                return f"{what} exited ({how})"
+        return None
+
     def __enter__(self) -> LocalBackend:
         return self.start()
 

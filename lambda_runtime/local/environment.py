@@ -14,6 +14,7 @@ import json
 import logging
 import queue
 import shutil
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from lambda_runtime.local.forkserver import ForkServer
 from lambda_runtime.local.http import LoopbackHTTPServer
 from lambda_runtime.local.limits import CpuLimiter, vcpu_share
 from lambda_runtime.local.network import NetworkModel
+from lambda_runtime.local.peers import held_by
 from lambda_runtime.local.runtime_api import runtime_api_handler
 from lambda_runtime.local.worker import Worker, function_environment
 
@@ -95,7 +97,8 @@ class ExecutionEnvironment:
         self.worker: Worker | None = None
         self.cgroup: Path | None = None
         self.server = LoopbackHTTPServer(runtime_api_handler(self), max_connections=64,
-                                         keepalive_idle_s=config.timeout_s + 60.0)
+                                         keepalive_idle_s=config.timeout_s + 60.0,
+                                         admit=self._from_worker)
         threading.Thread(
             target=self.server.serve_forever, daemon=True, name=f"rapi-{self.id}"
         ).start()
@@ -104,6 +107,20 @@ class ExecutionEnvironment:
     @property
     def runtime_api(self) -> str:
         return f"127.0.0.1:{self.server.server_address[1]}"
+
+    def _from_worker(self, sock: socket.socket) -> bool:
+        """Only this environment's worker may use its Runtime API (as on Lambda, where nothing
+        else can reach it): another local process could take its events or answer for it."""
+        deadline = time.monotonic() + 5.0
+        while self.worker is None or self.worker.pid is None:  # it may connect as it is spawned
+            if time.monotonic() > deadline or self.dead:
+                return False
+            time.sleep(0.005)
+        if held_by(sock, [self.worker.pid]):
+            return True
+        log.warning("%s: refused a Runtime API connection from a process other than its worker",
+                    self.id)
+        return False
 
     def _start(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)

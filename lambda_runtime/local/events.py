@@ -15,6 +15,7 @@ import itertools
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ class _Event:
     function: str
     payload: bytes
     queued_at: float
+    request_id: str  # one for every attempt, as Lambda's retries keep the event's request id
     attempts: int = 0  # runs that reached the function
     throttles: int = 0
 
@@ -51,10 +53,11 @@ class EventStatus:
 
 
 class EventQueue:
-    """Runs events with ``run(function, payload) -> function error or None`` (raises
+    """Runs events with ``run(function, payload, request_id) -> function error or None`` (raises
     ``ApiError`` 429 when throttled, 404 when the function is gone)."""
 
-    def __init__(self, run: Callable[[str, bytes], str | None], time_scale: float = DEFAULT_TIME_SCALE,
+    def __init__(self, run: Callable[[str, bytes, str], str | None],
+                 time_scale: float = DEFAULT_TIME_SCALE,
                  workers: int = 8) -> None:
         if not time_scale > 0:
             raise ValueError(f"time_scale: {time_scale}; allowed: > 0")
@@ -69,13 +72,16 @@ class EventQueue:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lambda-event")
         threading.Thread(target=self._dispatch, daemon=True, name="lambda-events").start()
 
-    def submit(self, function: str, payload: bytes) -> None:
+    def submit(self, function: str, payload: bytes, request_id: str | None = None) -> str:
+        """Queue an event; its request id (the 202's, and the function's on every attempt)."""
+        request_id = request_id or str(uuid.uuid4())
         with self._cond:
             if self._bytes + len(payload) > MAX_QUEUED_BYTES:
                 raise ApiError(429, "TooManyRequestsException", "Rate Exceeded.",
                                Reason="EventQueueFull")
             self._bytes += len(payload)
-            self._push(time.monotonic(), _Event(function, payload, time.monotonic()))
+            self._push(time.monotonic(), _Event(function, payload, time.monotonic(), request_id))
+        return request_id
 
     def stop(self) -> None:
         with self._cond:
@@ -113,7 +119,7 @@ class EventQueue:
         if now - event.queued_at > MAX_EVENT_AGE_S * self.scale:
             return self._finish(event, "dropped", "older than the maximum event age")
         try:
-            error = self._run(event.function, event.payload)
+            error = self._run(event.function, event.payload, event.request_id)
         except ApiError as err:
             if err.status == 429:  # stays queued, with backoff
                 event.throttles += 1

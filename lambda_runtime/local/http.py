@@ -12,6 +12,8 @@ robust against clients that stall, lie about their body or never finish sending 
   ``Transfer-Encoding`` (chunked) is refused with 411. A body that ends early (the client shut its
   write side) is answered 400 and the request never reaches the service.
 - ``Expect: 100-continue`` is answered only once the body is wanted, so a refused body is not sent.
+- ``admit(socket)`` (optional) decides who may connect at all: the Runtime API serves only its
+  own worker process (``peers.py``); anyone else's connection is closed unread.
 - At most ``max_connections`` connections are served at once (one thread each); beyond that a
   connection gets a 503 and is closed. The listen backlog is 128.
 """
@@ -25,6 +27,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -88,8 +91,10 @@ class LoopbackHTTPServer(ThreadingHTTPServer):
     request_queue_size = 128
 
     def __init__(self, handler: Any, port: int = 0, max_connections: int = 512,
-                 keepalive_idle_s: float = KEEPALIVE_IDLE_S) -> None:
+                 keepalive_idle_s: float = KEEPALIVE_IDLE_S,
+                 admit: Callable[[socket.socket], bool] | None = None) -> None:
         super().__init__(("127.0.0.1", port), handler)
+        self.admit = admit  # who may connect (the Runtime API: its worker only); None: anyone
         self.max_connections = max_connections
         self.keepalive_idle_s = keepalive_idle_s
         self.reaper = _Reaper()
@@ -112,6 +117,9 @@ class LoopbackHTTPServer(ThreadingHTTPServer):
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
+            if self.admit is not None and not self.admit(request):
+                self.shutdown_request(request)  # closed unread: not this server's client
+                return
             super().process_request_thread(request, client_address)
         finally:
             with self._active_lock:

@@ -223,12 +223,13 @@ class LambdaService:
             env.close()
 
     # ---- invocations ------------------------------------------------------------------------------
-    def run(self, name: str, payload: bytes) -> tuple[Outcome, InvocationRecord]:
+    def run(self, name: str, payload: bytes,
+            request_id: str | None = None) -> tuple[Outcome, InvocationRecord]:
         """Admit the invocation on the host's vCPUs, start it (Lambda's warm-start latency under
         the network model) in a warm or new environment, and bill it."""
         env = self._acquire(name)  # concurrency first: a throttle never waits for the host
         vcpu = vcpu_share(env.config.memory_mb)
-        request_id = str(uuid.uuid4())
+        request_id = request_id or str(uuid.uuid4())
         try:
             queue_s, over = self.host.acquire(vcpu)
             try:
@@ -285,8 +286,8 @@ class LambdaService:
         if invocation_type == "DryRun":
             return 204, {}, b""
         if invocation_type == "Event":
-            self.events.submit(name, payload or b"{}")
-            return 202, {"x-amzn-RequestId": str(uuid.uuid4())}, b""
+            request_id = self.events.submit(name, payload or b"{}")
+            return 202, {"x-amzn-RequestId": request_id}, b""
         if self.network is not None:  # the payload travels to the function (not billed)
             time.sleep(self.network.payload_s(len(payload)))
         outcome, record = self.run(name, payload or b"{}")
@@ -300,7 +301,8 @@ class LambdaService:
             headers["X-Amz-Log-Result"] = base64.b64encode(text.encode()[-LOG_TAIL_BYTES:]).decode()
         return 200, headers, outcome.payload
 
-    def _run_event(self, name: str, payload: bytes) -> str | None:
-        """One attempt of an Event invocation: its function error, or None."""
-        outcome, _ = self.run(name, payload)
+    def _run_event(self, name: str, payload: bytes, request_id: str) -> str | None:
+        """One attempt of an Event invocation (every attempt under the event's request id, as
+        Lambda retries it): its function error, or None."""
+        outcome, _ = self.run(name, payload, request_id)
         return outcome.function_error

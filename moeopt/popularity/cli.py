@@ -239,6 +239,10 @@ def _routing_trace(path: str, fields: tuple[str, ...], fields_file: str | None, 
             path, "file", "a counts file holds per-layer totals, no per-token records; need a "
             "routing trace (moeopt JSONL or per-token JSONL)",
         )
+    dropped = int(found.extra.get("dropped_tokens", 0) or 0)
+    if dropped:  # said wherever the trace is used, as when it builds a problem
+        click.echo(f"note: {path}: {dropped:,} tokens missed a layer and were dropped "
+                   "(--incomplete drop)", err=True)
     return found
 
 
@@ -384,6 +388,13 @@ def evaluate(
         click.echo(
             f"note: {trace_path}: records without token ids; scoring {', '.join(predictors)} only",
             err=True,
+        )
+    held_out = trace.tokens // folds
+    if held_out < batch_size:  # a short trace: each held-out block is one smaller batch
+        click.echo(
+            f"note: {trace_path or 'the profiled trace'}: {trace.tokens:,} tokens in {folds} "
+            f"folds: each held-out batch has about {held_out:,} tokens, not --batch-size "
+            f"{batch_size:,} (errors are per batch of that size)", err=True,
         )
     report = evaluate_predictors(trace, tuple(predictors) or DEFAULT_PREDICTORS, folds, batch_size)
     if plot:

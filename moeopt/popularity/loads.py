@@ -42,6 +42,13 @@ def check_counts(values: np.ndarray, owner: str, name: str, whole: bool = True) 
     bad = ~np.isfinite(as_float) | (as_float < 0) | (as_float > limits.MAX_COUNT)
     if whole:
         bad |= np.where(np.isfinite(as_float), as_float != np.round(as_float), False)
+    # 2**53 + 1 rounds to 2**53 as a float: integers are compared as integers
+    if values.dtype.kind in "iu":
+        bad |= values > limits.MAX_COUNT
+    elif values.dtype == object:
+        bad |= np.frompyfunc(
+            lambda v: isinstance(v, int) and not isinstance(v, bool) and v > limits.MAX_COUNT, 1, 1
+        )(values).astype(bool)
     if np.any(bad):
         index = tuple(int(i) for i in np.argwhere(bad)[0])
         where = name + "".join(f"[{i}]" for i in index)
@@ -249,6 +256,9 @@ def read_layer_counts(path: str | Path) -> np.ndarray:
         for j, n in enumerate(row):
             if isinstance(n, bool) or not isinstance(n, int | float):
                 raise InputError(source, f"{name}[{i}][{j}]", f"token count must be a number, got {limits.shown(n)}")
+            if isinstance(n, int) and not 0 <= n <= limits.MAX_COUNT:  # exact: not as a float
+                raise InputError(source, f"{name}[{i}][{j}]", "token count must be a whole number "
+                                 f"from 0 to 2**53, got {limits.shown(n)}")
     with errors_in(source):
         return layer_counts_array(rows, "counts", name)
 

@@ -216,6 +216,11 @@ def read_trace(path: str | Path) -> RoutingTrace:
     t = block.flush(shape, arrays, t)
     if t == 0:
         raise InputError(src, "records", "no token records after the header; need at least one")
+    if "tokens" in head and head["tokens"] != t:  # a truncated (or concatenated) trace
+        raise InputError(
+            f"{src}:1", "tokens", f"the header says {head['tokens']:,} tokens, the file has {t:,} "
+            "records; allowed: the number of records (or no tokens field)",
+        )
     experts, gate, attn = arrays["experts"], arrays["gate"], arrays["attn"]
     tok, pos, seq = arrays["token"], arrays["pos"], arrays["seq"]
     return RoutingTrace(

@@ -135,3 +135,24 @@ def test_bayes_needs_token_ids(ragged, tmp_path):
                          "--incomplete", "drop", "--predictor", "bayes", "--batch-size", "200",
                          "--json")
     assert code == 0, err
+
+
+def test_dropped_tokens_are_reported_where_the_trace_is_scored(ragged):
+    """popularity evaluate and predict build no problem, yet they use the trace with tokens
+    dropped: they say how many, as the commands that build a problem do."""
+    for command in (["evaluate", "--folds", "2"], ["predict"]):
+        code, out, err = run("popularity", *command, "--trace", str(ragged), *MAPPING,
+                             "--incomplete", "drop", "--predictor", "frequency",
+                             "--batch-size", "200", "--json")
+        assert code == 0, err
+        assert "tokens missed a layer and were dropped" in err, (command, err)
+        json.loads(out)  # the note stays on stderr: stdout is strict JSON
+
+
+def test_evaluate_says_when_held_out_batches_are_smaller_than_the_batch_size(ragged):
+    code, out, err = run("popularity", "evaluate", "--trace", str(ragged), *MAPPING,
+                         "--incomplete", "drop", "--predictor", "frequency", "--folds", "2",
+                         "--batch-size", "1000000", "--json")
+    assert code == 0, err
+    assert "not --batch-size 1,000,000" in err, err
+    json.loads(out)

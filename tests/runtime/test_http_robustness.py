@@ -20,8 +20,23 @@ from tests.runtime.signing import raw_exchange, signed_call, signed_headers
 
 ROLE = "arn:aws:iam::123456789012:role/x"
 ECHO = """
-import os
+import base64, os, socket, time
+def _exchange(data):
+    # from inside the function: only its own worker may reach its Runtime API
+    host, port = os.environ["AWS_LAMBDA_RUNTIME_API"].split(":")
+    t, out = time.monotonic(), b""
+    with socket.create_connection((host, int(port)), timeout=30) as s:
+        if data:
+            s.sendall(data)
+        try:
+            while chunk := s.recv(65536):
+                out += chunk
+        except OSError:
+            pass
+    return {"status": int(out.split(b" ", 2)[1]) if out else 0, "s": time.monotonic() - t}
 def handler(event, context):
+    if "raw" in event:
+        return {"raw": [_exchange(base64.b64decode(r)) for r in event["raw"]]}
     return {"echo": event, "runtime_api": os.environ["AWS_LAMBDA_RUNTIME_API"],
             "memory": os.environ["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"], "mode": os.environ.get("MODE")}
 """
@@ -39,7 +54,7 @@ def _zip() -> bytes:
 def robust(lambda_client):
     lambda_client.create_function(FunctionName="robust", Runtime="python3.11", Role=ROLE,
                                   Handler="echo.handler", Code={"ZipFile": _zip()},
-                                  MemorySize=512, Timeout=10)
+                                  MemorySize=512, Timeout=30)
     yield "robust"
     lambda_client.delete_function(FunctionName="robust")
 
@@ -136,16 +151,21 @@ def test_lambda_api_survives_every_raw_http_case(backend, lambda_client, robust)
 
 
 def test_runtime_api_survives_raw_http_cases(lambda_client, robust):
+    """The cases are sent by the function itself (its worker is the only process the Runtime
+    API serves; test_server_security checks that another's connection is closed unread)."""
     first = json.loads(lambda_client.invoke(FunctionName=robust, Payload=b"{}")["Payload"].read())
-    runtime = "http://" + first["runtime_api"]  # the warm environment's Runtime API
     path = "/2018-06-01/runtime/invocation/abc/response"
     head = f"POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-    for tail, status in {"Content-Length: -1\r\n\r\n": 400, "Content-Length: zz\r\n\r\n": 400,
-                         "Content-Length: 999999999999\r\n\r\n": 413,
-                         "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n": 411,
-                         "Content-Length: 2\r\n\r\n{}": 400}.items():  # 400: not its request id
-        assert _status(raw_exchange(runtime, (head + tail).encode())) == status, tail
-    assert _held(runtime, b"", 30.0) < FIRST_REQUEST_S + 10
+    cases = {"Content-Length: -1\r\n\r\n": 400, "Content-Length: zz\r\n\r\n": 400,
+             "Content-Length: 999999999999\r\n\r\n": 413,
+             "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n": 411,
+             "Content-Length: 2\r\n\r\n{}": 400}  # 400: not its request id
+    raw = [base64.b64encode((head + tail).encode()).decode() for tail in cases] + [""]
+    out = lambda_client.invoke(FunctionName=robust, Payload=json.dumps({"raw": raw}).encode())
+    assert "FunctionError" not in out, out["Payload"].read()
+    answers = json.loads(out["Payload"].read())["raw"]
+    assert [a["status"] for a in answers[:-1]] == list(cases.values()), answers
+    assert answers[-1]["status"] == 0 and answers[-1]["s"] < FIRST_REQUEST_S + 10  # sent nothing
     again = json.loads(lambda_client.invoke(FunctionName=robust, Payload=b'{"k": 1}')["Payload"].read())
     assert again["echo"] == {"k": 1} and again["runtime_api"] == first["runtime_api"]  # still warm
 

@@ -26,7 +26,7 @@ FLAKY = """
 import json, os, time
 def handler(event, context):
     with open(event["log"], "a") as fh:
-        fh.write(f"{time.time()}\\n")
+        fh.write(f"{time.time()} {context.aws_request_id}\\n")
     if event.get("fail"):
         raise RuntimeError("always fails")
     if event.get("allocate_mb"):
@@ -65,13 +65,17 @@ def test_a_failing_event_is_retried_twice_with_lambdas_backoff(lambda_client, ba
     log = tmp_path / "attempts"
     scale = backend.event_time_scale
     event = json.dumps({"log": str(log), "fail": True})
-    assert lambda_client.invoke(FunctionName=name, InvocationType="Event", Payload=event)["StatusCode"] == 202
+    queued = lambda_client.invoke(FunctionName=name, InvocationType="Event", Payload=event)
+    assert queued["StatusCode"] == 202
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and backend.status()["events"]["failed"] < 1:
         time.sleep(0.1)
     time.sleep(RETRY_DELAYS_S[0] * scale)  # no fourth attempt comes
-    times = [float(t) for t in log.read_text().split()]
+    lines = [line.split() for line in log.read_text().splitlines()]
+    times = [float(t) for t, _ in lines]
     assert len(times) == 3, times  # the first attempt and Lambda's two retries
+    # every attempt runs under the request id the 202 gave, as Lambda's retries do
+    assert {rid for _, rid in lines} == {queued["ResponseMetadata"]["RequestId"]}
     gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
     assert gaps[0] >= RETRY_DELAYS_S[0] * scale and gaps[1] >= RETRY_DELAYS_S[1] * scale, gaps
 
@@ -79,7 +83,7 @@ def test_a_failing_event_is_retried_twice_with_lambdas_backoff(lambda_client, ba
 def test_throttled_events_wait_and_bad_scale_is_refused():
     calls = []
 
-    def run(name: str, payload: bytes) -> str | None:
+    def run(name: str, payload: bytes, request_id: str) -> str | None:
         from lambda_runtime.local.errors import ApiError
 
         calls.append(time.monotonic())

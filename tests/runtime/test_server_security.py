@@ -224,3 +224,43 @@ def test_event_weights_rule_resolves_symlinks(tmp_path, monkeypatch):
     for bad in ("link.npz", str(tmp_path), "s3://bkt2/w0.npz", "s3://bkt/", "", 3):
         with pytest.raises(PayloadError, match="weights"):
             h._event_weight(bad)
+
+
+def test_only_its_worker_reaches_an_environments_runtime_api(lambda_client, snoop):
+    """Another local process that finds an environment's Runtime API port (a scan) can neither
+    take its next event (payload), answer for the function, nor fail its init: its connection is
+    closed unread. The function's own worker is served as before, forked or spawned."""
+    import socket
+    import threading
+
+    for name in snoop:
+        first = json.loads(lambda_client.invoke(FunctionName=name, Payload=b"{}")["Payload"].read())
+        host, port = first["environ"]["AWS_LAMBDA_RUNTIME_API"].split(":")
+        answers: list[bytes] = []
+
+        def thief(request: bytes, address: tuple[str, int], answers: list[bytes]) -> None:
+            with socket.create_connection(address, timeout=20) as s:
+                s.sendall(request)
+                data = b""
+                try:
+                    while chunk := s.recv(65536):
+                        data += chunk
+                except OSError:
+                    pass
+                answers.append(data)
+
+        steal = b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: x\r\n\r\n"
+        fail = (b"POST /2018-06-01/runtime/init/error HTTP/1.1\r\nHost: x\r\n"
+                b"Content-Length: 2\r\n\r\n{}")
+        thieves = [threading.Thread(target=thief, args=(req, (host, int(port)), answers))
+                   for req in (steal, steal, fail)]
+        for t in thieves:
+            t.start()
+        for t in thieves:
+            t.join(30)
+        served = [lambda_client.invoke(FunctionName=name, Payload=json.dumps({"n": i}).encode())
+                  for i in range(3)]
+        assert answers == [b"", b"", b""], answers  # closed unread, no event handed out
+        for response in served:
+            assert "FunctionError" not in response, response["Payload"].read()
+            assert "environ" in json.loads(response["Payload"].read())

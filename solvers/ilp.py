@@ -190,8 +190,9 @@ class IlpSolver(Solver):
                 self._price(tables, incumbent, tracker)
             steps.append(f"{rounds} rounds of perturbed pricing for the incumbent")
         cost = tracker.best_eval.cost_usd if tracker.best_eval is not None else upper
-        if proven:
-            lower = min(max(lower, upper), cost)  # the program's optimum, never above the plan
+        # The bound as proven, never raised to the plan's cost: a proof at mip_gap shows as a
+        # reported gap of up to mip_gap (raising it hid a proof claimed at a looser gap).
+        lower = min(lower, cost)
         gap = _gap(cost, lower)
         return Outcome(
             status=SolverStatus.OPTIMAL if proven else SolverStatus.TIME_LIMIT,
@@ -293,7 +294,10 @@ class IlpSolver(Solver):
             found = search(costs, lats, capacity(tables), bound.mu, goal, end)
             if found.status == "optimal":
                 picks = tuple(curves[li].choices[keep[li][p]] for li, p in enumerate(found.picks))
-                return lower, picks, True, f"proved by exact search over {n} layer configurations"
+                # Every plan at most T survives the pruning, so the exact optimum over the kept
+                # curves is the optimum: its cost is the bound.
+                return (max(lower, min(milp_cost(tables, picks), upper)), picks, True,
+                        f"proved by exact search over {n} layer configurations")
             if found.status == "aborted":
                 left = max(end - time.perf_counter(), 0.05)
                 status, choices, hb = solve_curves(
@@ -301,7 +305,8 @@ class IlpSolver(Solver):
                     mip_gap=float(self.options["mip_gap"]), with_bound=True, cutoff_usd=target,
                 )
                 if status == "optimal" and choices is not None:
-                    return lower, choices, True, f"proved by HiGHS over {n} layer configurations"
+                    proved = lower if hb is None else max(lower, min(hb, target))
+                    return proved, choices, True, f"proved by HiGHS over {n} layer configurations"
                 if status != "cutoff":
                     if hb is not None and status != "infeasible":
                         lower = max(lower, min(hb, target))

@@ -28,8 +28,10 @@ from lambda_runtime.local.cleanup import PREFIX, remove_stale_folders
 from lambda_runtime.local.credentials import PROFILE, Credentials, ServerSecrets
 from lambda_runtime.local.errors import REGION
 from lambda_runtime.local.events import DEFAULT_TIME_SCALE
+from lambda_runtime.local.forkserver import clean_environment
 from lambda_runtime.local.host import default_host_vcpus
 from lambda_runtime.local.network import NetworkModel
+from lambda_runtime.local.privileges import protect_this_process
 from lambda_runtime.local.s3server import REPO_ROOT, InProcessS3, S3Process, free_port
 from lambda_runtime.local.worker import server_environment
 
@@ -49,8 +51,8 @@ class _ServiceProcess:
     """The local Lambda service in a child process (``lambda_runtime.local.server``)."""
 
     def __init__(self, config: dict[str, Any]) -> None:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-            p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)}
+        env = clean_environment(os.pathsep.join(  # none of the host's secrets to read
+            p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p), os.environ.get("HOME"))
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "lambda_runtime.local.server"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True,
@@ -140,6 +142,7 @@ class LocalBackend:
             raise
 
     def _start(self) -> LocalBackend:
+        protect_this_process()  # functions run as this user: keep this process's /proc/environ from them
         remove_stale_folders(Path(tempfile.gettempdir()))  # of backends that died without stopping
         self._tmp = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-"))
         self.credentials_file = self._credentials_path or self._tmp / "credentials"

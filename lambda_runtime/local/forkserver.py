@@ -29,6 +29,8 @@ import traceback
 from pathlib import Path
 from typing import IO, Any
 
+from lambda_runtime.local.privileges import drop_privileges
+
 #: Memory a forked function needs above the fork server's footprint to be forked at all.
 FORK_HEADROOM_MB = 64.0
 
@@ -156,6 +158,7 @@ def _child(sock: socket.socket, req: dict[str, Any], out_fd: int) -> None:
         if req["cgroup"]:
             with open(os.path.join(req["cgroup"], "cgroup.procs"), "w") as fh:
                 fh.write(str(os.getpid()))
+        drop_privileges()  # after joining the cgroup, before the function's code
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
         os.dup2(out_fd, 1)
@@ -180,14 +183,16 @@ def _child(sock: socket.socket, req: dict[str, Any], out_fd: int) -> None:
 
 
 def clean_environment(python_path: str, home: str | None = None) -> dict[str, str]:
-    """The fork server's own variables: none of the host's (but ``LD_LIBRARY_PATH``, which the
-    interpreter may need)."""
+    """The backend's own processes' variables (fork server, service, S3): none of the host's
+    but ``LD_LIBRARY_PATH`` (the interpreter may need it) and ``TMPDIR`` (where leftovers of
+    dead servers are looked for)."""
     env = {"PATH": f"{os.path.dirname(sys.executable)}:/usr/local/bin:/usr/bin:/bin",
            "PYTHONPATH": python_path, "LANG": "C.UTF-8"}
     if home:
         env["HOME"] = home
-    if os.environ.get("LD_LIBRARY_PATH"):
-        env["LD_LIBRARY_PATH"] = os.environ["LD_LIBRARY_PATH"]
+    for name in ("LD_LIBRARY_PATH", "TMPDIR"):
+        if os.environ.get(name):
+            env[name] = os.environ[name]
     return env
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from lambda_runtime.local.credentials import ServerSecrets
+from lambda_runtime.local.forkserver import clean_environment
 from lambda_runtime.local.network import NetworkModel
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -65,8 +66,9 @@ class S3Process:
     """moto's server in a child process; stops when told or when the parent dies."""
 
     def __init__(self, port: int, network: NetworkModel | None, secrets: ServerSecrets) -> None:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-            p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p), **MOTO_ENV}
+        env = {**clean_environment(os.pathsep.join(  # none of the host's secrets to read
+            p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p), os.environ.get("HOME")),
+            **MOTO_ENV}
         config = {"port": port, "network": network.to_dict() if network is not None else None,
                   "secrets": secrets.to_config()}
         self.proc = subprocess.Popen(

@@ -28,6 +28,7 @@ from lambda_runtime.local.credentials import Credentials
 from lambda_runtime.local.errors import REGION
 from lambda_runtime.local.forkserver import ForkedProcess, ForkServer
 from lambda_runtime.local.limits import CpuLimiter, rss_mb
+from lambda_runtime.local.privileges import drop_privileges
 
 #: Variables Lambda sets and a function's configuration may not (CreateFunction refuses them).
 RESERVED_VARIABLES = frozenset({
@@ -95,6 +96,13 @@ def function_environment(cfg: FunctionConfig, server_env: dict[str, str], runtim
     return env
 
 
+
+def _enter(cgroup: Path | None) -> None:
+    """In the worker between fork and exec: join its cgroup, then give up every privilege."""
+    CpuLimiter.attach_self(cgroup)
+    drop_privileges()
+
+
 class Worker:
     """One worker process. ``active()`` says when an invocation runs (the memory watchdog samples
     only then); ``on_oom(rss)`` is called before the watchdog kills it; ``on_exit()`` once its
@@ -139,7 +147,7 @@ class Worker:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            preexec_fn=(lambda: CpuLimiter.attach_self(cgroup)) if cgroup else None,  # noqa: PLW1509
+            preexec_fn=lambda: _enter(cgroup),  # noqa: PLW1509
             start_new_session=True,
         )
 

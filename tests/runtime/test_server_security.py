@@ -28,6 +28,14 @@ import json, os
 def handler(event, context):
     out = {"environ": dict(os.environ),
            "proc": open('/proc/self/environ', 'rb').read().decode('utf-8', 'replace')}
+    others = []
+    for pid in filter(str.isdigit, os.listdir('/proc')):
+        try:
+            others.append(open(f'/proc/{pid}/environ', 'rb').read().decode('utf-8', 'replace'))
+        except OSError:
+            pass
+    out["others"] = " | ".join(others)
+    out["cap_eff"] = next(l.split()[1] for l in open('/proc/self/status') if l.startswith('CapEff'))
     if event.get("lambda_endpoint"):
         import boto3
         s3 = boto3.client("s3")  # its own credentials, the local S3's endpoint from its environment
@@ -264,3 +272,44 @@ def test_only_its_worker_reaches_an_environments_runtime_api(lambda_client, snoo
         for response in served:
             assert "FunctionError" not in response, response["Payload"].read()
             assert "environ" in json.loads(response["Payload"].read())
+
+
+BYSTANDER = """
+import sys, time
+from lambda_runtime.local.privileges import drop_privileges, protect_this_process
+drop_privileges()  # as capless as the function: only dumpability decides (a non-root user's case)
+if sys.argv[1] == "protected":
+    protect_this_process()
+print("ready", flush=True)
+time.sleep(120)
+"""
+
+
+def test_functions_cannot_read_the_environment_of_the_process_that_started_the_backend(lambda_client, snoop):
+    """A process holding a secret in its initial environment, as `moeopt runtime serve` does when
+    started from a shell with AWS keys: once protected (what LocalBackend.start does to its
+    process) no function reads it through /proc. Both bystanders hold no capabilities, as a
+    non-root user's processes, so dumpability alone decides; the unprotected control shows the
+    scan would find it. Under root, workers also hold no capabilities (CapEff 0), so they cannot
+    read any process that has some."""
+    import subprocess
+    import sys
+
+    procs = {}
+    try:
+        for kind in ("protected", "unprotected"):
+            env = {**os.environ, "MOEOPT_BYSTANDER_SECRET": f"bystander-{kind}-91c2"}
+            procs[kind] = subprocess.Popen([sys.executable, "-c", BYSTANDER, kind], env=env,
+                                           stdout=subprocess.PIPE, text=True)
+            assert procs[kind].stdout.readline().strip() == "ready"
+        for name in snoop:
+            out = json.loads(lambda_client.invoke(FunctionName=name, Payload=b"{}")["Payload"].read())
+            assert "bystander-protected-91c2" not in out["others"], name
+            assert "bystander-unprotected-91c2" in out["others"], name  # the scan works
+            for marker in HOST_MARKERS.values():
+                assert marker not in out["others"], name
+            assert int(out["cap_eff"], 16) == 0, name  # no CAP_SYS_PTRACE, even under root
+    finally:
+        for p in procs.values():
+            p.kill()
+            p.wait()

@@ -64,17 +64,20 @@ def read_results(path: Path) -> list[dict[str, Any]]:
     """Every record of a results file; a torn last line (killed writer) is skipped."""
     if not path.exists():
         raise InputError(str(path), "file", "no such results file")
+    from moeopt.files import MAX_TRACE_BYTES, iter_lines, json_record
+
     out = []
-    lines = path.read_text().splitlines()
+    # Through the reading layer: a regular file (never /dev/zero), size-capped, UTF-8.
+    lines = [text for _, text in iter_lines(path, MAX_TRACE_BYTES)]
     for i, line in enumerate(lines):
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            if i == len(lines) - 1:
-                continue
-            raise InputError(str(path), f"line {i + 1}", "not valid JSON") from None
+            record = json_record(line, f"{path}:{i + 1}")
+        except InputError:
+            if i == len(lines) - 1 and not line.endswith("\n"):
+                continue  # torn by a killed writer
+            raise InputError(str(path), f"line {i + 1}", "not a valid JSON record") from None
         if record.get("schema") != SCHEMA:
             raise InputError(str(path), f"line {i + 1}.schema",
                              f"{record.get('schema')!r} not supported; allowed: {SCHEMA}")

@@ -202,3 +202,19 @@ def test_committed_suites_are_what_the_generator_writes_today(tmp_path):
     for path in sorted(tmp_path.rglob("*.json")):
         rel = path.relative_to(tmp_path)
         assert (committed / rel).read_text() == path.read_text(), f"stale: benchmarks/suites/{rel}"
+
+
+def test_leaderboard_refuses_a_device_and_utf16_with_one_error_line(tmp_path):
+    """Results files go through the reading layer: /dev/zero once hung the command, a UTF-16
+    file ended in a traceback."""
+    import subprocess
+    import sys
+
+    utf16 = tmp_path / "results.jsonl"
+    utf16.write_bytes('{"schema": "x"}\n'.encode("utf-16"))
+    for path in ("/dev/zero", str(utf16)):
+        done = subprocess.run([sys.executable, "-m", "moeopt.cli", "leaderboard", path],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2, done.stderr
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in done.stderr

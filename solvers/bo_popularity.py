@@ -34,27 +34,37 @@ class BoPopularitySolver(Solver):
         "replicate": True,
     }
 
-    def _trace_path(self, problem: DeploymentProblem) -> str:
-        path = self.options["trace"]
+    def _trace(self, problem: DeploymentProblem) -> Any:
+        """The per-token trace, read as the problem read it (its field mapping and its rule
+        for incomplete tokens), or the ``trace`` option's moeopt/per-token file as it is."""
+        from moeopt.popularity.importers import load_any
+        from moeopt.popularity.traces import RoutingTrace
+
+        path, fields, incomplete = self.options["trace"], None, "error"
         pop = problem.spec.get("popularity", {})
         if path is None and isinstance(pop, dict) and pop.get("source") == "trace":
-            path = pop.get("file")
+            path, fields = pop.get("file"), pop.get("fields")
+            incomplete = pop.get("incomplete", "error")
         if path is None:
             raise InputError(
                 f"solver {self.name}", "trace",
                 "needs a per-token routing trace with token ids: pass the option or build the "
                 "problem with --trace FILE",
             )
-        return str(path)
+        trace = load_any(str(path), dict(fields) if fields else None, problem.experts, incomplete)
+        if not isinstance(trace, RoutingTrace):
+            raise InputError(str(path), "file", "holds expert counts; allowed: a per-token "
+                             "routing trace with token ids (moeopt format or per-token JSONL)")
+        return trace
 
     def _solve(self, problem: DeploymentProblem, tracker: Tracker) -> Outcome | None:
         from moeopt.popularity.predictors import make_predictor
-        from moeopt.popularity.traces import batch_loads, read_trace
+        from moeopt.popularity.traces import batch_loads
         from solvers.bo_popularity_learn import learn
         from solvers.bo_popularity_trial import LearningConfig, deploy
 
         o = self.options
-        trace = read_trace(self._trace_path(problem))
+        trace = self._trace(problem)
         where = f"solver {self.name}"
         shape = (trace.layers, trace.num_experts, trace.top_k)
         if shape != (problem.layers, problem.experts, problem.model.top_k):

@@ -156,3 +156,20 @@ def test_evaluate_says_when_held_out_batches_are_smaller_than_the_batch_size(rag
     assert code == 0, err
     assert "not --batch-size 1,000,000" in err, err
     json.loads(out)
+
+
+def test_bo_popularity_reads_the_trace_as_the_problem_did(ragged, tmp_path):
+    """bo-popularity re-reads the problem's trace: with the problem's field mapping and its
+    rule for incomplete tokens (it once re-read it as a moeopt trace and refused it)."""
+    from moeopt.builtin_problems import builtin_spec
+
+    spec = builtin_spec("bert-moe-4")
+    spec["workload"]["tokens_per_batch"] = 256  # the ragged trace holds ~1,470 tokens
+    spec["slo"] = {"time_limit_s": 1000.0}
+    problem_file = tmp_path / "small.json"
+    problem_file.write_text(json.dumps(spec))
+    trace = ["--trace", str(ragged), *MAPPING, "--incomplete", "drop"]
+    code, out, err = run("solve", "--problem", str(problem_file), *trace, "--solver", "bo-popularity",
+                         "-O", "max_iterations=2", "--budget-seconds", "60", "--json")
+    assert code == 0, err
+    assert json.loads(out)["feasible"]

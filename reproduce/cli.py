@@ -6,10 +6,12 @@ import json
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 from moeopt.errors import InputError
+from moeopt.popularity.cli import note_popularity, trace_options
 
 
 def _experiments(raw: str | None) -> tuple[str, ...]:
@@ -79,8 +81,7 @@ def reproduce_command(out: str, quick: bool, profile: str | None, no_measure: bo
 @click.option("--problem", "problem_name", default="minilm-moe-8", show_default=True,
               help="Built-in problem name or a problem file.")
 @click.option("--profile", default=None, metavar="NAME|FILE", help="Cost-model constants.")
-@click.option("--trace", type=click.Path(dir_okay=False), default=None,
-              help="Routing trace: the problem's popularity.")
+@trace_options
 @click.option("--solver", "solver_name", default="ilp", show_default=True,
               help="Solver of the Lambda plan.")
 @click.option("--budget-seconds", type=click.FloatRange(min=0, min_open=True), default=60.0,
@@ -90,7 +91,7 @@ def reproduce_command(out: str, quick: bool, profile: str | None, no_measure: bo
 @click.option("--plot", type=click.Path(dir_okay=False), default=None,
               help="Cost per batch against the rate (PNG).")
 @click.option("--json", "as_json", is_flag=True)
-def breakeven_command(problem_name: str, profile: str | None, trace: str | None, solver_name: str,
+def breakeven_command(problem_name: str, profile: str | None, trace: Any, solver_name: str,
                       budget_seconds: float, requests_per_hour: float | None, plot: str | None,
                       as_json: bool) -> None:
     """Lambda or an always-on CPU cluster? The cheapest Lambda plan's cost per batch against
@@ -105,6 +106,7 @@ def breakeven_command(problem_name: str, profile: str | None, trace: str | None,
     from moeopt.solver import Budget, SolutionStatus
 
     problem = load_problem(problem_name, trace, profile)
+    note_popularity(problem)
     solver = make_solver(solver_name)
     with native_stdout_to_stderr():
         result = solver.solve(problem, Budget(seconds=budget_seconds))

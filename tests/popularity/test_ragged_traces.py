@@ -118,6 +118,9 @@ def test_every_command_that_names_a_problem_takes_the_mapping(ragged):
     code, _, err = run("compare", "--problem", "bert-moe-4", *trace, "--solvers", "lambdaml",
                        "--json")
     assert code == 0 and "resampled" in err, err
+    code, out, err = run("breakeven", "--problem", "bert-moe-4", *trace, "--solver", "greedy",
+                         "--json")
+    assert code == 0 and "resampled" in err and "dropped" in err, err
     code, _, err = run("problems", "show", "bert-moe-4", "--field", "layer=layer_id")
     assert code == 2 and "--trace" in err
 

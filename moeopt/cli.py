@@ -158,7 +158,8 @@ def evaluate_cmd(plan_path: str, problem_name: str | None, trace: str | None, as
     check_plan(plan, problem, plan_path)
     ev = evaluate(problem, plan)
     if as_json:
-        click.echo(dumps({"problem": problem.name, "plan": plan_path, **ev.to_dict()}))
+        click.echo(dumps({"problem": problem.name, "plan": plan_path, **ev.to_dict(),
+                          "popularity_notes": list(problem.popularity.notes)}))
         return
     from moeopt.tables import table
 
@@ -196,7 +197,7 @@ def baselines_cmd(problem_name: str, as_json: bool, trace: str | None = None,
                     "throughput_tokens_per_s": r.cluster.throughput_tokens_per_s, "feasible": True,
                     "assumption": r.cluster.assumption,
                 })
-        click.echo(dumps(out))
+        click.echo(dumps([{**row, "popularity_notes": list(problem.popularity.notes)} for row in out]))
         return
     from moeopt.tables import table
 
@@ -385,7 +386,8 @@ def solve_cmd(problem_name: str, trace: str | None, solver_name: str, seed: int,
     if output and result.plan is not None:
         result.plan.save(output)
     if as_json:
-        click.echo(dumps({**result.to_dict(), "plan_file": output if result.plan else None}))
+        click.echo(dumps({**result.to_dict(), "plan_file": output if result.plan else None,
+                          "popularity_notes": list(problem.popularity.notes)}))
     else:
         ev = result.evaluation
         from moeopt.solver import describe_budget
@@ -446,7 +448,8 @@ def compare_cmd(problem_name: str, trace: str | None, solver_list: str | None, s
     if plot:
         result.plot(plot)
     if as_json:
-        click.echo(dumps(result.to_dicts()))
+        click.echo(dumps([{**row, "popularity_notes": list(problem.popularity.notes)}
+                          for row in result.to_dicts()]))
         return
     from moeopt.tables import output_width
 

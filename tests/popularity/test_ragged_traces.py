@@ -118,6 +118,14 @@ def test_every_command_that_names_a_problem_takes_the_mapping(ragged):
     code, _, err = run("compare", "--problem", "bert-moe-4", *trace, "--solvers", "lambdaml",
                        "--json")
     assert code == 0 and "resampled" in err, err
+    for args in (("baselines", "--problem", "bert-moe-4"),
+                 ("compare", "--problem", "bert-moe-4", "--solvers", "lambdaml"),
+                 ("solve", "--problem", "bert-moe-4", "--solver", "greedy")):
+        code, out, err = run(*args, *trace, "--json")
+        assert code == 0, err
+        body = json.loads(out)
+        for row in body if isinstance(body, list) else [body]:  # the note is in the JSON too
+            assert any("resampled" in n for n in row["popularity_notes"]), args
     code, out, err = run("breakeven", "--problem", "bert-moe-4", *trace, "--solver", "greedy",
                          "--json")
     assert code == 0 and "resampled" in err and "dropped" in err, err

@@ -3,31 +3,19 @@
 from __future__ import annotations
 
 import json
-import math
 import sys
 from typing import Any
 
 import click
 
 from moeopt.errors import InfeasibleError, InputError, report_input_errors
+from moeopt.jsonout import dumps
 from moeopt.native_io import discard_highs_banner, native_stdout_to_stderr
 from moeopt.popularity.cli import note_popularity, trace_options
 
 _Cli = report_input_errors(click.Group)
 
 
-def dumps(data: Any) -> str:
-    """JSON with inf/NaN as null, so every consumer can parse it."""
-    def clean(v: Any) -> Any:
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        if isinstance(v, list | tuple):
-            return [clean(x) for x in v]
-        return v
-
-    return json.dumps(clean(data), indent=2)
 
 
 @click.group(cls=_Cli)
@@ -339,7 +327,6 @@ def with_budget(f: Any) -> Any:
 
 def _parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
     """``KEY=VALUE`` pairs; a VALUE that parses as JSON is taken as JSON, else as a string."""
-    import json
 
     out: dict[str, Any] = {}
     for pair in pairs:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
 import subprocess
@@ -15,8 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from moeopt.jsonout import strict
 from reproduce import algorithms, beyond, cluster, designs, minilm, overall, plots, regime, report
 from reproduce.claims import build_claims
 from reproduce.config import Config
@@ -56,21 +54,7 @@ EXPERIMENTS: tuple[Experiment, ...] = (
 NAMES = tuple(e.name for e in EXPERIMENTS)
 
 
-def clean(value: Any) -> Any:
-    """JSON-ready: numpy scalars and arrays to Python, NaN and infinities to None."""
-    if isinstance(value, dict):
-        return {str(k): clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [clean(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return clean(value.tolist())
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, float | np.floating):
-        return float(value) if math.isfinite(value) else None
-    return value
+clean = strict  # JSON-ready: numpy to Python, NaN and infinities to None (moeopt.jsonout)
 
 
 def environment() -> dict[str, Any]:

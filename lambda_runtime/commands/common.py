@@ -4,7 +4,6 @@ the local backend's options."""
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -180,17 +179,3 @@ def local_backend(no_network: bool, host_vcpus: float | None, **kw: Any) -> Any:
     )
 
 
-def dumps(data: Any) -> str:
-    """Strict JSON: inf/NaN become null."""
-    import math
-
-    def clean(v: Any) -> Any:
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        if isinstance(v, list | tuple):
-            return [clean(x) for x in v]
-        return v
-
-    return json.dumps(clean(data), indent=2, default=str, allow_nan=False)

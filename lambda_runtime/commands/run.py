@@ -15,7 +15,6 @@ import click
 from lambda_runtime.commands.common import (
     BUCKET,
     RuntimeInputError,
-    dumps,
     load_plan_file,
     local_backend,
     model_shape,
@@ -26,6 +25,7 @@ from lambda_runtime.commands.common import (
     runtime_model,
 )
 from lambda_runtime.deploy import PlanError
+from moeopt.jsonout import dumps
 
 EXIT_FAILED_REQUESTS = 4
 

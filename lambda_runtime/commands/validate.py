@@ -14,11 +14,11 @@ import click
 
 from lambda_runtime.commands.common import (
     RuntimeInputError,
-    dumps,
     local_backend,
     network_options,
     one_line_errors,
 )
+from moeopt.jsonout import dumps
 
 EXIT_OVER_TOLERANCE = 5
 

@@ -135,11 +135,25 @@ def _mu_front(c: np.ndarray, h: np.ndarray, chunk: int = 256) -> np.ndarray:
     """States (sorted by value) that no earlier state mu-dominates: A dominates B when
     c_A + sum_b (h_A - h_B)^+ <= c_B (then A's completions are never worse than B's)."""
     n = len(c)
-    if h.ndim == 2 and h.shape[1] > 1 and n > 1:
+    if h.ndim == 1:
+        h = h[:, None]
+    if h.shape[1] > 1 and n > 1:
         # A batch whose price is the same for every state adds nothing to any comparison.
         varies = h.max(axis=0) > h.min(axis=0)
         if not varies.all():
             h = h[:, varies]
+    # One contiguous row per batch: the pairwise terms are summed batch by batch on 2-D
+    # arrays (a reduction over a short last axis of a 3-D temporary is several times slower).
+    hT = np.ascontiguousarray(h.T)
+
+    def excess(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """[i, j] = sum over batches of (h_a[j] - h_b[i])^+, for states a (columns), b (rows)."""
+        out = np.zeros((len(b), len(a)))
+        for row in hT:
+            ha, hb = row[a], row[b]
+            out += np.maximum(ha[None, :] - hb[:, None], 0.0)
+        return out
+
     # Dominance is transitive ((x)^+ is subadditive), so a state dominated by any earlier state
     # is dominated by an earlier survivor. Sweep: the first ``block`` states still alive are
     # checked among themselves (those left are survivors: nothing before them is alive), then
@@ -149,16 +163,16 @@ def _mu_front(c: np.ndarray, h: np.ndarray, chunk: int = 256) -> np.ndarray:
     block = max(1, min(chunk, 32))
     while len(alive):
         idx, rest = alive[:block], alive[block:]
-        cc, hh = c[idx], h[idx]
+        cc = c[idx]
         m = len(idx)
-        inner = cc[None, :] + np.maximum(hh[None] - hh[:, None], 0.0).sum(axis=2)  # [b, a]
+        inner = cc[None, :] + excess(idx, idx)  # [b, a]
         inner = (inner <= cc[:, None]) & (np.arange(m)[None, :] < np.arange(m)[:, None])
         surv = ~inner.any(axis=1)
         keep[idx[surv]] = True
         if not len(rest):
             break
-        sc, sh = cc[surv], hh[surv]
-        d = sc[None, :] + np.maximum(sh[None] - h[rest][:, None], 0.0).sum(axis=2)  # (rest, surv)
+        si = idx[surv]
+        d = c[si][None, :] + excess(si, rest)  # (rest, surv)
         alive = rest[~(d <= c[rest][:, None]).any(axis=1)]
         if len(alive) > 4 * block and surv.all():
             block = min(4 * block, 256)  # few states fall: take bigger blocks

@@ -610,16 +610,42 @@ def cap_choice(tables: Tables, layer: int, cap: np.ndarray) -> Choice | None:
     return best
 
 
-def lp_rounding_columns(tables: Tables, curves: list[LayerCurve], factors=(0.97, 0.985, 1.0, 1.01, 1.02)) -> list[LayerCurve]:
+def lp_rounding_columns(
+    tables: Tables, curves: list[LayerCurve], factors=(0.97, 0.985, 1.0, 1.01, 1.02),
+) -> tuple[list[LayerCurve], tuple[Choice, ...] | None]:
     """Add, per layer, the cheapest configurations under caps at the LP solution's latency of
-    that layer (scaled): one factor of 1 everywhere gives a feasible plan close to the LP."""
+    that layer (scaled). Also returns the plan of the factor 1 (each layer its cheapest
+    configuration within its LP latency: the caps sum within the capacity, so the plan meets
+    the time rows, and it costs at most the LP plus what its few fractional layers lose) when
+    it meets every row and the concurrency limit; else None."""
     lp = curve_lp(tables, curves)
     out = []
+    plan: list[Choice | None] = []
     for li, (cv, w) in enumerate(zip(curves, lp.weights, strict=True)):
         mean = w @ cv.latency / max(w.sum(), 1e-12)
+        at_lp = None
         for f in factors:
             ch = cap_choice(tables, li, mean * f)
             if ch is not None:
                 cv = _with_choice(cv, ch, tables.concurrency)
+                if f == 1.0:
+                    at_lp = ch
+        plan.append(at_lp)
         out.append(_dedupe(cv))
-    return out
+    return out, _checked_plan(tables, plan)
+
+
+def _checked_plan(tables: Tables, plan: list[Choice | None]) -> tuple[Choice, ...] | None:
+    """``plan`` when every layer has a configuration and together they meet every time row
+    (as the exact search checks them) and the concurrency limit; else None."""
+    if not plan or any(ch is None for ch in plan):
+        return None
+    cap = capacity(tables)
+    lat = np.sum([ch.latency_s for ch in plan], axis=0)
+    if not (lat <= cap + 1e-12 * np.abs(cap)).all():
+        return None
+    if tables.concurrency:
+        limit = tables.problem.constants.lambda_concurrency_limit
+        if any((ch.table.active[ch.rows].sum(axis=0) > limit).any() for ch in plan):
+            return None
+    return tuple(plan)

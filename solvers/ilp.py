@@ -32,6 +32,7 @@ from solvers._ilp_bounds import (
     _with_choice,
     capacity,
     column_generation,
+    curve_lp,
     lp_rounding_columns,
     price_layer,
     search,
@@ -166,8 +167,11 @@ class IlpSolver(Solver):
         steps = [f"root bound {lower:.9g} USD ({how}"
                  + (f", {bound.iterations} rounds" if bound is not None else "") + ")"]
         if bound is not None:  # the best plan over the generated configurations
-            columns = lp_rounding_columns(tables, bound.curves)
-            found = self._search(tables, columns, bound.mu, lower, upper,
+            columns, rounded = lp_rounding_columns(tables, bound.curves)
+            if rounded is not None and milp_cost(tables, rounded) < upper:
+                incumbent, upper = rounded, milp_cost(tables, rounded)
+                self._price(tables, incumbent, tracker)
+            found = self._search(tables, columns, lower, upper,
                                  time.perf_counter() + 0.2 * max(end - time.perf_counter(), 0.0))
             if found is not None and milp_cost(tables, found) < upper:
                 incumbent, upper = found, milp_cost(tables, found)
@@ -207,13 +211,25 @@ class IlpSolver(Solver):
         )
 
     def _search(
-        self, tables: Tables, curves: list[LayerCurve], mu: np.ndarray, lower: float,
-        upper: float, deadline: float,
+        self, tables: Tables, curves: list[LayerCurve], lower: float, upper: float,
+        deadline: float,
     ) -> tuple[Choice, ...] | None:
         """A plan over ``curves`` cheaper than ``upper`` (a heuristic here: the curves are only
-        the generated configurations), by exact searches below targets rising from ``lower``."""
+        the generated configurations), by exact searches below targets rising from ``lower``
+        or from the LP over ``curves`` (no plan of them is below it), pruned with that LP's
+        duals (its Lagrangian bound over these curves is the LP's value)."""
         costs, lats, keep = _feasible_points(tables, curves)
         const = tables.cost_const_usd
+        try:
+            lp = curve_lp(tables, [LayerCurve(tuple(cv.choices[i] for i in k), c, la, cv.active[k])
+                                   for cv, c, la, k in zip(curves, costs, lats, keep, strict=True)])
+        except RuntimeError:
+            return None
+        mu = lp.mu
+        if lp.slack <= 0:
+            lower = max(lower, lp.value_usd)
+        if lower >= upper:
+            return None
         room = max(min(upper - lower, 3e-4 * abs(lower)), 1e-12 * abs(upper))
         while time.perf_counter() < deadline:
             target = min(lower + room, upper)
@@ -254,9 +270,11 @@ class IlpSolver(Solver):
                     extended.append(_dedupe(cv))
             except TimeoutError:
                 break
-            columns = lp_rounding_columns(tables, extended)
+            columns, rounded = lp_rounding_columns(tables, extended)
             rounds += 1
-            found = self._search(tables, columns, bound.mu, lower, upper,
+            if rounded is not None and milp_cost(tables, rounded) < upper:
+                best, upper = rounded, milp_cost(tables, rounded)
+            found = self._search(tables, columns, lower, upper,
                                  time.perf_counter() + 0.25 * max(end - time.perf_counter(), 0.0))
             if found is not None and milp_cost(tables, found) < upper:
                 best, upper = found, milp_cost(tables, found)

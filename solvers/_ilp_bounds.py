@@ -99,7 +99,7 @@ def _price_table(
             h0 = _batch_prices(t, mu, np.maximum(start, t.lat[rows]))
             v0 = t.cost[rows] + h0.sum(axis=1)
             o = np.argsort(v0, kind="stable")
-            rows = rows[o][_mu_front(t.cost[rows][o], h0[o])]
+            rows = rows[o][_mu_front(t.cost[rows][o], h0[o], deadline=deadline)]
         c = cost[:, None] + t.cost[rows][None]  # (S, K)
         s = np.maximum(slow[:, None], t.lat[rows][None])  # (S, K, B)
         # Options that fit under a state's latency leave it as it is: keep the cheapest.
@@ -116,7 +116,7 @@ def _price_table(
         ok = np.isfinite(c) & (value + rest[step] <= limit + 1e-12 * abs(limit))
         idx = np.flatnonzero(ok)
         idx = idx[np.argsort(value[idx], kind="stable")]
-        keep = _mu_front(c[idx], h[idx])
+        keep = _mu_front(c[idx], h[idx], deadline=deadline)
         idx = idx[keep]
         cost, slow = c[idx], s[idx]
         picks = np.concatenate([picks[si[idx]], rows[ki[idx]][:, None]], axis=1)
@@ -131,9 +131,10 @@ def _price_table(
     return out
 
 
-def _mu_front(c: np.ndarray, h: np.ndarray, chunk: int = 256) -> np.ndarray:
+def _mu_front(c: np.ndarray, h: np.ndarray, chunk: int = 256, deadline: float = math.inf) -> np.ndarray:
     """States (sorted by value) that no earlier state mu-dominates: A dominates B when
-    c_A + sum_b (h_A - h_B)^+ <= c_B (then A's completions are never worse than B's)."""
+    c_A + sum_b (h_A - h_B)^+ <= c_B (then A's completions are never worse than B's).
+    Raises TimeoutError past ``deadline`` (checked once per block)."""
     n = len(c)
     if h.ndim == 1:
         h = h[:, None]
@@ -162,6 +163,8 @@ def _mu_front(c: np.ndarray, h: np.ndarray, chunk: int = 256) -> np.ndarray:
     alive = np.arange(n)
     block = max(1, min(chunk, 32))
     while len(alive):
+        if time.perf_counter() > deadline:
+            raise TimeoutError
         idx, rest = alive[:block], alive[block:]
         cc = c[idx]
         m = len(idx)

@@ -264,7 +264,9 @@ class IlpSolver(Solver):
                 extended = []
                 for li, cv in enumerate(columns):
                     near: list[Choice] = []
-                    price_layer(tables, li, mu, math.inf, end, near)
+                    # What the known configurations reach prunes (the near ones still pass).
+                    known = float((cv.cost + cv.latency @ mu).min())
+                    price_layer(tables, li, mu, known, end, near)
                     for ch in near:
                         cv = _with_choice(cv, ch, tables.concurrency)
                     extended.append(_dedupe(cv))

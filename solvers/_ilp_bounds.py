@@ -150,9 +150,11 @@ def _mu_front(c: np.ndarray, h: np.ndarray, chunk: int = 256, deadline: float = 
     def excess(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """[i, j] = sum over batches of (h_a[j] - h_b[i])^+, for states a (columns), b (rows)."""
         out = np.zeros((len(b), len(a)))
+        tmp = np.empty_like(out)
         for row in hT:
-            ha, hb = row[a], row[b]
-            out += np.maximum(ha[None, :] - hb[:, None], 0.0)
+            np.subtract(row[a][None, :], row[b][:, None], out=tmp)
+            np.maximum(tmp, 0.0, out=tmp)
+            out += tmp
         return out
 
     # Dominance is transitive ((x)^+ is subadditive), so a state dominated by any earlier state

@@ -228,6 +228,25 @@ def test_mu_front_keeps_exactly_the_states_no_earlier_state_dominates(n, b, cons
     assert (_mu_front(c, h, chunk) == ~dominated.any(axis=1)).all()
 
 
+def test_layer_pricing_past_its_deadline_raises_and_column_generation_keeps_its_bound():
+    """Pricing stops inside a front (not only between experts) once the deadline passes;
+    column generation then returns the rounds it finished (a round may need no pricing: the
+    variant floors already reach what the known configurations do), or None."""
+    rng = np.random.default_rng(0)
+    with pytest.raises(TimeoutError):
+        _mu_front(rng.random(500), rng.random((500, 3)), deadline=0.0)
+    problem = REFEREES[1].problem
+    tables = build_tables(problem, variants_of(problem, DEGREES))
+    with pytest.raises(TimeoutError):
+        price_layer(tables, 0, np.ones(len(tables.fixed_s)), deadline=0.0)
+    incumbent = quick_incumbent(tables)
+    B = len(tables.fixed_s)
+    columns = [LayerCurve((ch,), np.array([ch.cost_usd]), ch.latency_s[None], np.zeros((1, B)))
+               for ch in incumbent]
+    cg = column_generation(tables, columns, 0.0)
+    assert cg is None or cg.usd <= REFEREES[1].optimum * (1 + 1e-9)
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_search_finds_the_brute_force_optimum_of_random_curves(seed):
     rng = np.random.default_rng(seed)

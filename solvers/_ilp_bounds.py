@@ -99,7 +99,7 @@ def _price_table(
             h0 = _batch_prices(t, mu, np.maximum(start, t.lat[rows]))
             v0 = t.cost[rows] + h0.sum(axis=1)
             o = np.argsort(v0, kind="stable")
-            rows = rows[o][_mu_front(t.cost[rows][o], h0[o])]
+            rows = rows[o][_mu_front(t.cost[rows][o], h0[o], deadline=deadline)]
         c = cost[:, None] + t.cost[rows][None]  # (S, K)
         s = np.maximum(slow[:, None], t.lat[rows][None])  # (S, K, B)
         # Options that fit under a state's latency leave it as it is: keep the cheapest.
@@ -116,7 +116,7 @@ def _price_table(
         ok = np.isfinite(c) & (value + rest[step] <= limit + 1e-12 * abs(limit))
         idx = np.flatnonzero(ok)
         idx = idx[np.argsort(value[idx], kind="stable")]
-        keep = _mu_front(c[idx], h[idx])
+        keep = _mu_front(c[idx], h[idx], deadline=deadline)
         idx = idx[keep]
         cost, slow = c[idx], s[idx]
         picks = np.concatenate([picks[si[idx]], rows[ki[idx]][:, None]], axis=1)
@@ -131,15 +131,32 @@ def _price_table(
     return out
 
 
-def _mu_front(c: np.ndarray, h: np.ndarray, chunk: int = 256) -> np.ndarray:
+def _mu_front(c: np.ndarray, h: np.ndarray, chunk: int = 256, deadline: float = math.inf) -> np.ndarray:
     """States (sorted by value) that no earlier state mu-dominates: A dominates B when
-    c_A + sum_b (h_A - h_B)^+ <= c_B (then A's completions are never worse than B's)."""
+    c_A + sum_b (h_A - h_B)^+ <= c_B (then A's completions are never worse than B's).
+    Raises TimeoutError past ``deadline`` (checked once per block)."""
     n = len(c)
-    if h.ndim == 2 and h.shape[1] > 1 and n > 1:
+    if h.ndim == 1:
+        h = h[:, None]
+    if h.shape[1] > 1 and n > 1:
         # A batch whose price is the same for every state adds nothing to any comparison.
         varies = h.max(axis=0) > h.min(axis=0)
         if not varies.all():
             h = h[:, varies]
+    # One contiguous row per batch: the pairwise terms are summed batch by batch on 2-D
+    # arrays (a reduction over a short last axis of a 3-D temporary is several times slower).
+    hT = np.ascontiguousarray(h.T)
+
+    def excess(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """[i, j] = sum over batches of (h_a[j] - h_b[i])^+, for states a (columns), b (rows)."""
+        out = np.zeros((len(b), len(a)))
+        tmp = np.empty_like(out)
+        for row in hT:
+            np.subtract(row[a][None, :], row[b][:, None], out=tmp)
+            np.maximum(tmp, 0.0, out=tmp)
+            out += tmp
+        return out
+
     # Dominance is transitive ((x)^+ is subadditive), so a state dominated by any earlier state
     # is dominated by an earlier survivor. Sweep: the first ``block`` states still alive are
     # checked among themselves (those left are survivors: nothing before them is alive), then
@@ -148,17 +165,19 @@ def _mu_front(c: np.ndarray, h: np.ndarray, chunk: int = 256) -> np.ndarray:
     alive = np.arange(n)
     block = max(1, min(chunk, 32))
     while len(alive):
+        if time.perf_counter() > deadline:
+            raise TimeoutError
         idx, rest = alive[:block], alive[block:]
-        cc, hh = c[idx], h[idx]
+        cc = c[idx]
         m = len(idx)
-        inner = cc[None, :] + np.maximum(hh[None] - hh[:, None], 0.0).sum(axis=2)  # [b, a]
+        inner = cc[None, :] + excess(idx, idx)  # [b, a]
         inner = (inner <= cc[:, None]) & (np.arange(m)[None, :] < np.arange(m)[:, None])
         surv = ~inner.any(axis=1)
         keep[idx[surv]] = True
         if not len(rest):
             break
-        sc, sh = cc[surv], hh[surv]
-        d = sc[None, :] + np.maximum(sh[None] - h[rest][:, None], 0.0).sum(axis=2)  # (rest, surv)
+        si = idx[surv]
+        d = c[si][None, :] + excess(si, rest)  # (rest, surv)
         alive = rest[~(d <= c[rest][:, None]).any(axis=1)]
         if len(alive) > 4 * block and surv.all():
             block = min(4 * block, 256)  # few states fall: take bigger blocks
@@ -596,16 +615,42 @@ def cap_choice(tables: Tables, layer: int, cap: np.ndarray) -> Choice | None:
     return best
 
 
-def lp_rounding_columns(tables: Tables, curves: list[LayerCurve], factors=(0.97, 0.985, 1.0, 1.01, 1.02)) -> list[LayerCurve]:
+def lp_rounding_columns(
+    tables: Tables, curves: list[LayerCurve], factors=(0.97, 0.985, 1.0, 1.01, 1.02),
+) -> tuple[list[LayerCurve], tuple[Choice, ...] | None]:
     """Add, per layer, the cheapest configurations under caps at the LP solution's latency of
-    that layer (scaled): one factor of 1 everywhere gives a feasible plan close to the LP."""
+    that layer (scaled). Also returns the plan of the factor 1 (each layer its cheapest
+    configuration within its LP latency: the caps sum within the capacity, so the plan meets
+    the time rows, and it costs at most the LP plus what its few fractional layers lose) when
+    it meets every row and the concurrency limit; else None."""
     lp = curve_lp(tables, curves)
     out = []
+    plan: list[Choice | None] = []
     for li, (cv, w) in enumerate(zip(curves, lp.weights, strict=True)):
         mean = w @ cv.latency / max(w.sum(), 1e-12)
+        at_lp = None
         for f in factors:
             ch = cap_choice(tables, li, mean * f)
             if ch is not None:
                 cv = _with_choice(cv, ch, tables.concurrency)
+                if f == 1.0:
+                    at_lp = ch
+        plan.append(at_lp)
         out.append(_dedupe(cv))
-    return out
+    return out, _checked_plan(tables, plan)
+
+
+def _checked_plan(tables: Tables, plan: list[Choice | None]) -> tuple[Choice, ...] | None:
+    """``plan`` when every layer has a configuration and together they meet every time row
+    (as the exact search checks them) and the concurrency limit; else None."""
+    if not plan or any(ch is None for ch in plan):
+        return None
+    cap = capacity(tables)
+    lat = np.sum([ch.latency_s for ch in plan], axis=0)
+    if not (lat <= cap + 1e-12 * np.abs(cap)).all():
+        return None
+    if tables.concurrency:
+        limit = tables.problem.constants.lambda_concurrency_limit
+        if any((ch.table.active[ch.rows].sum(axis=0) > limit).any() for ch in plan):
+            return None
+    return tuple(plan)

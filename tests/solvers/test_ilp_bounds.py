@@ -29,6 +29,7 @@ from solvers._ilp_bounds import (
     capacity,
     column_generation,
     lagrangian_bound,
+    lp_rounding_columns,
     price_layer,
     search,
 )
@@ -150,6 +151,35 @@ def test_every_bound_is_below_every_feasible_plan(seed):
             assert result.cost_usd >= max(bounds.values()) * (1 - 1e-9), other
 
 
+@pytest.mark.parametrize("seed", list(REFEREES))
+def test_lp_rounding_plan_is_feasible_and_priced_as_the_evaluator_prices_it(seed):
+    """The incumbent from rounding the LP over generated configurations (each layer's cheapest
+    configuration within its LP latency) meets every row when it is returned, costs what the
+    evaluator says, is never below the optimum, and never below the LP it rounds."""
+    from solvers._ilp_bounds import curve_lp
+    from solvers.ilp import milp_cost, plan_arrays
+
+    ref = REFEREES[seed]
+    tables = build_tables(ref.problem, variants_of(ref.problem, DEGREES))
+    incumbent = quick_incumbent(tables)
+    B = len(tables.fixed_s)
+    columns = [LayerCurve((ch,), np.array([ch.cost_usd]), ch.latency_s[None], np.zeros((1, B)))
+               for ch in incumbent]
+    for rounds in (1, 2, 200):  # early (a loose LP) and at convergence
+        cg = column_generation(tables, columns, math.inf, max_iterations=rounds)
+        lp = curve_lp(tables, cg.curves)
+        _, plan = lp_rounding_columns(tables, cg.curves)
+        if plan is None:
+            continue
+        cost = milp_cost(tables, plan)
+        ev = evaluate_batch(ref.problem, plan_arrays(tables, plan))
+        assert all(float(v[0]) <= 0 for v in ev.violations.values()), ev.violations
+        assert float(ev.cost_usd[0]) == pytest.approx(cost, rel=1e-9)
+        assert cost >= ref.optimum * (1 - 1e-9)
+        if lp.slack <= 0:
+            assert cost >= lp.value_usd * (1 - 1e-9)
+
+
 @pytest.mark.parametrize("seed", [0, 2, 5])
 def test_reported_gap_is_cost_minus_bound_over_cost(seed):
     problem = REFEREES[seed].problem
@@ -196,6 +226,25 @@ def test_mu_front_keeps_exactly_the_states_no_earlier_state_dominates(n, b, cons
     dominated = (c[None, :] + np.maximum(h[None, :, :] - h[:, None, :], 0.0).sum(axis=2)
                  <= c[:, None]) & (np.arange(n)[None, :] < np.arange(n)[:, None])  # [B, A]
     assert (_mu_front(c, h, chunk) == ~dominated.any(axis=1)).all()
+
+
+def test_layer_pricing_past_its_deadline_raises_and_column_generation_keeps_its_bound():
+    """Pricing stops inside a front (not only between experts) once the deadline passes;
+    column generation then returns the rounds it finished (a round may need no pricing: the
+    variant floors already reach what the known configurations do), or None."""
+    rng = np.random.default_rng(0)
+    with pytest.raises(TimeoutError):
+        _mu_front(rng.random(500), rng.random((500, 3)), deadline=0.0)
+    problem = REFEREES[1].problem
+    tables = build_tables(problem, variants_of(problem, DEGREES))
+    with pytest.raises(TimeoutError):
+        price_layer(tables, 0, np.ones(len(tables.fixed_s)), deadline=0.0)
+    incumbent = quick_incumbent(tables)
+    B = len(tables.fixed_s)
+    columns = [LayerCurve((ch,), np.array([ch.cost_usd]), ch.latency_s[None], np.zeros((1, B)))
+               for ch in incumbent]
+    cg = column_generation(tables, columns, 0.0)
+    assert cg is None or cg.usd <= REFEREES[1].optimum * (1 + 1e-9)
 
 
 @pytest.mark.parametrize("seed", range(6))

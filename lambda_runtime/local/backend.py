@@ -28,11 +28,16 @@ from lambda_runtime.local.cleanup import PREFIX, remove_stale_folders
 from lambda_runtime.local.credentials import PROFILE, Credentials, ServerSecrets
 from lambda_runtime.local.errors import REGION
 from lambda_runtime.local.events import DEFAULT_TIME_SCALE
-from lambda_runtime.local.forkserver import clean_environment
 from lambda_runtime.local.host import default_host_vcpus
 from lambda_runtime.local.network import NetworkModel
 from lambda_runtime.local.privileges import protect_this_process
-from lambda_runtime.local.s3server import REPO_ROOT, InProcessS3, S3Process, free_port
+from lambda_runtime.local.s3server import (
+    REPO_ROOT,
+    InProcessS3,
+    S3Process,
+    child_environment,
+    free_port,
+)
 from lambda_runtime.local.worker import server_environment
 
 log = logging.getLogger(__name__)
@@ -51,8 +56,7 @@ class _ServiceProcess:
     """The local Lambda service in a child process (``lambda_runtime.local.server``)."""
 
     def __init__(self, config: dict[str, Any]) -> None:
-        env = clean_environment(os.pathsep.join(  # none of the host's secrets to read
-            p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p), os.environ.get("HOME"))
+        env = child_environment()  # none of the host's secrets to read
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "lambda_runtime.local.server"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True,

@@ -29,7 +29,7 @@ import traceback
 from pathlib import Path
 from typing import IO, Any
 
-from lambda_runtime.local.privileges import drop_privileges
+from lambda_runtime.local.privileges import clean_environment, drop_privileges
 
 #: Memory a forked function needs above the fork server's footprint to be forked at all.
 FORK_HEADROOM_MB = 64.0
@@ -180,20 +180,6 @@ def _child(sock: socket.socket, req: dict[str, Any], out_fd: int) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
-
-
-def clean_environment(python_path: str, home: str | None = None) -> dict[str, str]:
-    """The backend's own processes' variables (fork server, service, S3): none of the host's
-    but ``LD_LIBRARY_PATH`` (the interpreter may need it) and ``TMPDIR`` (where leftovers of
-    dead servers are looked for)."""
-    env = {"PATH": f"{os.path.dirname(sys.executable)}:/usr/local/bin:/usr/bin:/bin",
-           "PYTHONPATH": python_path, "LANG": "C.UTF-8"}
-    if home:
-        env["HOME"] = home
-    for name in ("LD_LIBRARY_PATH", "TMPDIR"):
-        if os.environ.get(name):
-            env[name] = os.environ[name]
-    return env
 
 
 def main(fd: int) -> None:

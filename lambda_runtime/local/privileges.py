@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import os
+import sys
 
 PR_CAPBSET_DROP = 24
 PR_SET_DUMPABLE = 4
@@ -35,24 +37,39 @@ class _CapData(ctypes.Structure):
                 ("inheritable", ctypes.c_uint32)]
 
 
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(None, use_errno=True)
+# Loaded once, in the parent: a worker's child between fork and exec only calls into it
+# (a dlopen there could wait on a lock another of the parent's threads held at fork time).
+_LIBC = ctypes.CDLL(None, use_errno=True)
+
+
+def clean_environment(python_path: str, home: str | None = None) -> dict[str, str]:
+    """The backend's own processes' variables (fork server, service, S3): none of the host's
+    but ``LD_LIBRARY_PATH`` (the interpreter may need it) and ``TMPDIR`` (where leftovers of
+    dead servers are looked for)."""
+    env = {"PATH": f"{os.path.dirname(sys.executable)}:/usr/local/bin:/usr/bin:/bin",
+           "PYTHONPATH": python_path, "LANG": "C.UTF-8"}
+    if home:
+        env["HOME"] = home
+    for name in ("LD_LIBRARY_PATH", "TMPDIR"):
+        if os.environ.get(name):
+            env[name] = os.environ[name]
+    return env
 
 
 def protect_this_process() -> bool:
     """Make this process's ``/proc`` files (its environment among them) unreadable to other
     processes without ``CAP_SYS_PTRACE``. Returns whether it took."""
     try:
-        return _libc().prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == 0
-    except (OSError, AttributeError):
+        return _LIBC.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == 0
+    except AttributeError:  # a libc without prctl (not Linux)
         return False
 
 
 def drop_privileges() -> None:
     """In a worker, before the function's code: no capabilities now or after an exec, and no
-    way back through set-uid programs. Safe in a child between fork and exec (no allocation
-    beyond ctypes' own, no locks)."""
-    libc = _libc()
+    way back through set-uid programs. Runs in a child between fork and exec: libc is already
+    loaded."""
+    libc = _LIBC
     # The bounding set: what an exec may grant (all of it, for root). EINVAL: past the kernel's
     # last capability; EPERM (not root): this process may not change it, and has nothing to drop.
     for cap in range(64):

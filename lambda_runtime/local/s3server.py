@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from lambda_runtime.local.credentials import ServerSecrets
-from lambda_runtime.local.forkserver import clean_environment
 from lambda_runtime.local.network import NetworkModel
+from lambda_runtime.local.privileges import clean_environment
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 #: moto keeps objects up to this size in memory (its default spills objects over 5 MB to disk).
@@ -62,13 +62,18 @@ def serve_forever_child() -> None:
     server.shutdown()
 
 
+
+def child_environment() -> dict[str, str]:
+    """The service's and S3's variables: this repository on the import path, none of the
+    host's secrets (``privileges.clean_environment``)."""
+    path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    return clean_environment(path, os.environ.get("HOME"))
+
 class S3Process:
     """moto's server in a child process; stops when told or when the parent dies."""
 
     def __init__(self, port: int, network: NetworkModel | None, secrets: ServerSecrets) -> None:
-        env = {**clean_environment(os.pathsep.join(  # none of the host's secrets to read
-            p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p), os.environ.get("HOME")),
-            **MOTO_ENV}
+        env = {**child_environment(), **MOTO_ENV}
         config = {"port": port, "network": network.to_dict() if network is not None else None,
                   "secrets": secrets.to_config()}
         self.proc = subprocess.Popen(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shlex
 import sys
 from pathlib import Path
@@ -120,9 +119,9 @@ def breakeven_command(problem_name: str, profile: str | None, trace: Any, solver
 
         draw({"profiles": {problem.constants.profile: {problem.name: be.to_dict()}}}, Path(plot))
     if as_json:
-        from reproduce.runner import clean
+        from moeopt.jsonout import dumps
 
-        click.echo(json.dumps(clean(be.to_dict()), indent=2, allow_nan=False))
+        click.echo(dumps(be.to_dict()))
         return
     for line in be.summary():
         click.echo(line)

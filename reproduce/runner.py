@@ -54,7 +54,6 @@ EXPERIMENTS: tuple[Experiment, ...] = (
 NAMES = tuple(e.name for e in EXPERIMENTS)
 
 
-clean = strict  # JSON-ready: numpy to Python, NaN and infinities to None (moeopt.jsonout)
 
 
 def environment() -> dict[str, Any]:
@@ -114,7 +113,7 @@ def run(cfg: Config, out: Path, command: str = "", echo: Callable[[str], None] |
         progress.close()
     labels = list(ctx.profiles)
     claims = [c.to_dict(ctx.ours) for c in build_claims(figures, labels)]
-    results = clean({
+    results = strict({
         "schema": SCHEMA,
         "generated": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": command,
@@ -140,7 +139,7 @@ def render(out: Path) -> dict[str, Any]:
     and REPORT.md (nothing is re-run)."""
     results = json.loads((out / "results.json").read_text())
     claims = build_claims(results["figures"], list(results["profiles"]))
-    results["claims"] = clean([c.to_dict(results["ours"]) for c in claims])
+    results["claims"] = strict([c.to_dict(results["ours"]) for c in claims])
     results["plots"] = plots.write_all(results, out)
     (out / "results.json").write_text(json.dumps(results, indent=1, allow_nan=False) + "\n")
     (out / "REPORT.md").write_text(report.render(results))

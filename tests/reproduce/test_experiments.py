@@ -9,11 +9,11 @@ import pytest
 
 from moeopt.builtin_problems import builtin_problem
 from moeopt.evaluate import evaluate
+from moeopt.jsonout import strict
 from moeopt.plan import DeploymentPlan
 from moeopt.space import PIPELINE_DEGREES
 from reproduce.beyond import group_cold_experts, on_arm64, variant
 from reproduce.designs import NO_TIME_LIMIT, design_plan, largest_payload_mb
-from reproduce.runner import clean
 from reproduce.solving import heldout, lambdaml, optimum, plan_summary, with_ratio, with_tokens
 
 
@@ -65,5 +65,5 @@ def test_arm64_plan_is_the_same_plan_at_arm64s_price():
 
 
 def test_results_are_strict_json():
-    out = clean({"a": math.inf, "b": [np.float64("nan"), np.int64(3), np.bool_(True)], 2: (1.5,)})
+    out = strict({"a": math.inf, "b": [np.float64("nan"), np.int64(3), np.bool_(True)], 2: (1.5,)})
     assert out == {"a": None, "b": [None, 3, True], "2": [1.5]}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shlex
 import sys
 from pathlib import Path
@@ -154,9 +153,9 @@ def leaderboard_command(results_path: str, html_out: str | None, md_out: str | N
     if as_json:
         from dataclasses import asdict
 
-        from moeopt.bench.results import clean
+        from moeopt.jsonout import dumps
 
-        click.echo(json.dumps(clean([asdict(r) for r in board.rows]), indent=2))
+        click.echo(dumps([asdict(r) for r in board.rows]))
         return
     click.echo(f"{'rank':>4} {'solver':22} {'score':>7} {'95% CI':>17} {'feasible':>8} {'clipped':>7} {'runs':>5}")
     for i, r in enumerate(board.rows):

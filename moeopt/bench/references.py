@@ -16,8 +16,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from moeopt.bench.results import clean, load_plan_dict, store_plan
+from moeopt.bench.results import load_plan_dict, store_plan
 from moeopt.errors import InputError
+from moeopt.jsonout import strict
 
 SCHEMA = "moeopt.bench.references/1"
 MARKS = ("proven_optimal", "best_found", "infeasible")
@@ -57,7 +58,7 @@ def write_references(path: Path, refs: dict[str, Reference]) -> None:
             "instances": {fp: asdict(r) for fp, r in sorted(refs.items(), key=lambda kv: kv[1].instance)}}
     # Write beside, then rename: an interrupted run never leaves half a reference file.
     partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(clean(body), indent=1, sort_keys=True) + "\n")
+    partial.write_text(json.dumps(strict(body), indent=1, sort_keys=True) + "\n")
     os.replace(partial, path)
 
 

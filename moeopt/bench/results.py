@@ -10,28 +10,18 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import math
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from moeopt.errors import InputError
+from moeopt.files import MAX_TRACE_BYTES, iter_lines, json_record
+from moeopt.jsonout import strict
 
 SCHEMA = "moeopt.bench.result/1"
 SCHEMA_FILE = Path(__file__).with_name("results.schema.json")
 INLINE_PLAN_BYTES = 16_000
 RUN_STATUSES = ("ok", "error", "crashed", "timeout")
-
-
-def clean(value: Any) -> Any:
-    """inf/NaN have no JSON form: write them as null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [clean(v) for v in value]
-    return value
 
 
 def run_key(fingerprint: str, solver: str, seed: int, budget: dict[str, Any]) -> str:
@@ -47,7 +37,7 @@ def append_records(path: Path, records: Iterable[dict[str, Any]]) -> None:
     _drop_torn_tail(path)
     with path.open("a") as f:
         for record in records:
-            f.write(json.dumps(clean(record), sort_keys=True) + "\n")
+            f.write(json.dumps(strict(record), sort_keys=True) + "\n")
             f.flush()
 
 
@@ -64,8 +54,6 @@ def read_results(path: Path) -> list[dict[str, Any]]:
     """Every record of a results file; a torn last line (killed writer) is skipped."""
     if not path.exists():
         raise InputError(str(path), "file", "no such results file")
-    from moeopt.files import MAX_TRACE_BYTES, iter_lines, json_record
-
     out = []
     # Through the reading layer: a regular file (never /dev/zero), size-capped, UTF-8.
     lines = [text for _, text in iter_lines(path, MAX_TRACE_BYTES)]

@@ -43,6 +43,14 @@ CAP_PROBES = 16
 PARTIAL_FRONTS = True
 #: LP cuts are generated at a layer only when more partial plans than this survive.
 CUT_MIN_STATES = 256
+#: A mu-dominance front of at least this many states runs in the compiled sweep
+#: (:mod:`solvers._ilp_kernels`). Paper problems never reach it (their fronts stay under 100
+#: states), so they do not pay the half second numba takes to load.
+COMPILED_FRONT_MIN = 256
+#: Pricing expands states x options in the compiled loop from this many candidates on.
+COMPILED_EXPAND_MIN = 32_768
+#: The compiled sweep checks the deadline between chunks of this many states.
+COMPILED_CHUNK = 16_384
 
 
 def capacity(tables: Tables) -> np.ndarray:
@@ -100,18 +108,10 @@ def _price_table(
             v0 = t.cost[rows] + h0.sum(axis=1)
             o = np.argsort(v0, kind="stable")
             rows = rows[o][_mu_front(t.cost[rows][o], h0[o], deadline=deadline)]
-        c = cost[:, None] + t.cost[rows][None]  # (S, K)
-        s = np.maximum(slow[:, None], t.lat[rows][None])  # (S, K, B)
-        # Options that fit under a state's latency leave it as it is: keep the cheapest.
-        fits = (s == slow[:, None]).all(axis=2)
-        if fits.any():
-            cheapest = np.where(fits, c, np.inf).argmin(axis=1)
-            drop = fits.copy()
-            drop[np.arange(len(c)), cheapest] = False
-            c = np.where(drop, np.inf, c)
-        c, s = c.ravel(), s.reshape(-1, B)
-        si, ki = np.divmod(np.arange(len(c)), len(rows))
-        h = _batch_prices(t, mu, s)
+        if len(cost) * len(rows) >= COMPILED_EXPAND_MIN:
+            si, ki, c, s, h = _compiled_expand(t, mu, cost, slow, rows, rest[step], limit)
+        else:
+            si, ki, c, s, h = _expand(t, mu, cost, slow, rows)
         value = c + h.sum(axis=1)
         ok = np.isfinite(c) & (value + rest[step] <= limit + 1e-12 * abs(limit))
         idx = np.flatnonzero(ok)
@@ -145,7 +145,9 @@ def _mu_front(c: np.ndarray, h: np.ndarray, chunk: int = 256, deadline: float = 
             h = h[:, varies]
     # One contiguous row per batch: the pairwise terms are summed batch by batch on 2-D
     # arrays (a reduction over a short last axis of a 3-D temporary is several times slower).
-    hT = np.ascontiguousarray(h.T)
+    hT = np.ascontiguousarray(h.T, dtype=float)
+    if n >= COMPILED_FRONT_MIN:
+        return _compiled_front(np.ascontiguousarray(c, dtype=float), hT, deadline)
 
     def excess(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """[i, j] = sum over batches of (h_a[j] - h_b[i])^+, for states a (columns), b (rows)."""
@@ -181,6 +183,68 @@ def _mu_front(c: np.ndarray, h: np.ndarray, chunk: int = 256, deadline: float = 
         alive = rest[~(d <= c[rest][:, None]).any(axis=1)]
         if len(alive) > 4 * block and surv.all():
             block = min(4 * block, 256)  # few states fall: take bigger blocks
+    return keep
+
+
+def _expand(
+    t: VariantTable, mu: np.ndarray, cost: np.ndarray, slow: np.ndarray, rows: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One expert of the pricing DP: every state (``cost``, ``slow`` (S, B)) with every option of
+    ``rows``, in (state, option) order: (state, option, cost, slowest finish, batch prices).
+    An option that fits under a state's latency leaves it as it is: only the cheapest such
+    option stays (the others get cost inf)."""
+    B = slow.shape[1]
+    c = cost[:, None] + t.cost[rows][None]  # (S, K)
+    s = np.maximum(slow[:, None], t.lat[rows][None])  # (S, K, B)
+    fits = (s == slow[:, None]).all(axis=2)
+    if fits.any():
+        cheapest = np.where(fits, c, np.inf).argmin(axis=1)
+        drop = fits.copy()
+        drop[np.arange(len(c)), cheapest] = False
+        c = np.where(drop, np.inf, c)
+    c, s = c.ravel(), s.reshape(-1, B)
+    si, ki = np.divmod(np.arange(len(c)), len(rows))
+    return si, ki, c, s, _batch_prices(t, mu, s)
+
+
+def _compiled_expand(
+    t: VariantTable, mu: np.ndarray, cost: np.ndarray, slow: np.ndarray, rows: np.ndarray,
+    rest: float, limit: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The numpy expansion of :func:`_price_table` (every state with every option of ``rows``,
+    the cheapest fitting option per state, batch prices) by the compiled loop, keeping only
+    candidates that may pass the value test (a superset: the caller's test is the exact one).
+    Same floats: the loop prices batches as :func:`_batch_prices` does."""
+    from solvers._ilp_kernels import expand_states
+
+    step = start = compute = cold = price = 0.0
+    n = t.nonmoe
+    if n is not None and t.variant.storage:
+        step = n.constants.lambda_billing_granularity_ms / 1000.0
+        start, compute, cold = n.start_s, n.compute_s, n.cold_s
+        price = n.price_usd_per_s / t.lat.shape[1]
+    f = np.ascontiguousarray
+    return expand_states(
+        f(cost, dtype=float), f(slow, dtype=float), f(t.cost[rows], dtype=float),
+        f(t.lat[rows], dtype=float), f(t.add, dtype=float), f(t.base, dtype=float),
+        f(mu, dtype=float), float(step), float(start), float(compute), float(cold), float(price),
+        float(rest), float(limit),
+    )
+
+
+def _compiled_front(c: np.ndarray, hT: np.ndarray, deadline: float) -> np.ndarray:
+    """:func:`_mu_front` by the compiled sweep (same states kept), chunk by chunk so that the
+    deadline is still checked."""
+    from solvers._ilp_kernels import mu_front_sweep
+
+    n = len(c)
+    keep = np.zeros(n, dtype=bool)
+    surv = np.empty(n, dtype=np.int64)
+    m = 0
+    for start in range(0, n, COMPILED_CHUNK):
+        if time.perf_counter() > deadline:
+            raise TimeoutError
+        m = mu_front_sweep(c, hT, start, min(start + COMPILED_CHUNK, n), surv, m, keep)
     return keep
 
 

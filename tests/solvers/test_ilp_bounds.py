@@ -25,6 +25,7 @@ from moeopt.registry import make_solver
 from moeopt.solver import Budget, SolutionStatus
 from moeopt.space import PIPELINE_DEGREES
 from solvers._ilp_bounds import (
+    _compiled_front,
     _mu_front,
     capacity,
     column_generation,
@@ -210,6 +211,56 @@ def test_layer_pricing_is_the_least_over_the_exact_curve(seed):
             assert choice.cost_usd + choice.latency_s @ mu == pytest.approx(value, rel=1e-12)
 
 
+@pytest.mark.parametrize("name", ["referee-1", "referee-2", "referee-4", "bert-moe-4"])
+def test_compiled_pricing_gives_the_numpy_pricing_bit_for_bit(name, monkeypatch):
+    """Large problems price layers with compiled loops (solvers/_ilp_kernels.py); forced on
+    for every size here, they give the same value, configuration and near-least extras as the
+    numpy code, in the paper scope (bert-moe-4, seed 2, 4) and the full scope (seeds 1)."""
+    import solvers._ilp_bounds as bounds
+    from moeopt.builtin_problems import builtin_problem
+
+    problem = REFEREES[int(name.split("-")[1])].problem if name.startswith("referee") else builtin_problem(name)
+    tables = build_tables(problem, variants_of(problem, DEGREES))
+    rng = np.random.default_rng(7)
+    B = len(tables.fixed_s)
+    for li in range(min(problem.layers, 4)):
+        for scale in (1e-6, 1e-4, 1e-2):
+            mu = rng.exponential(scale, size=B)
+            mu[rng.random(B) < 0.3] = 0.0
+            runs = []
+            for compiled in (False, True):
+                monkeypatch.setattr(bounds, "COMPILED_EXPAND_MIN", 0 if compiled else 10**18)
+                monkeypatch.setattr(bounds, "COMPILED_FRONT_MIN", 0 if compiled else 10**18)
+                extra: list = []
+                value, ch = price_layer(tables, li, mu, math.inf, math.inf, extra)
+                runs.append((value, ch.rows.tolist(), [(id(e.table), e.rows.tolist()) for e in extra]))
+            assert runs[0] == runs[1]
+    # One expansion step, bit for bit: the compiled loop keeps exactly the candidates the
+    # numpy step keeps under the value test (it may keep a few more: the caller's test decides).
+    for t in (t for layer in tables.layers[:3] for t in layer):
+        rows = np.flatnonzero(t.expert == 0)
+        S = 50
+        slow = t.lat[rng.integers(0, len(t.cost), size=S)] * rng.uniform(0.8, 1.2, size=(S, 1))
+        if t.nonmoe is not None and t.variant.storage:
+            # Waits a hair (5e-10 ms) past a whole millisecond: billed_seconds' 1e-9 guard
+            # rounds them down, so a loop without it would bill one millisecond more.
+            n = t.nonmoe
+            whole = np.ceil((slow - n.start_s + n.compute_s + n.cold_s) * 1000.0)
+            hair = n.start_s - n.compute_s - n.cold_s + (whole + 5e-10) / 1000.0
+            slow[::2] = np.maximum(hair[::2], t.base)
+        cost = rng.uniform(0, 2 * t.cost.max(), size=S)
+        mu = rng.exponential(1e-4, size=B)
+        expected = bounds._expand(t, mu, cost, slow, rows)
+        value = expected[2] + expected[4].sum(axis=1)
+        limit = float(np.quantile(value[np.isfinite(value)], 0.7))
+        ok = np.isfinite(expected[2]) & (value <= limit + 1e-12 * abs(limit))
+        got = bounds._compiled_expand(t, mu, cost, slow, rows, 0.0, limit)
+        got_value = got[2] + got[4].sum(axis=1)
+        exact = got_value <= limit + 1e-12 * abs(limit)
+        for a, b in zip(expected, got, strict=True):
+            assert np.array_equal(a[ok], b[exact])
+
+
 @settings(max_examples=60)
 @given(n=st.integers(1, 700), b=st.integers(1, 4), constant=st.integers(0, 4),
        chunk=st.sampled_from([4, 16, 256]), seed=st.integers(0, 2**31))
@@ -226,6 +277,9 @@ def test_mu_front_keeps_exactly_the_states_no_earlier_state_dominates(n, b, cons
     dominated = (c[None, :] + np.maximum(h[None, :, :] - h[:, None, :], 0.0).sum(axis=2)
                  <= c[:, None]) & (np.arange(n)[None, :] < np.arange(n)[:, None])  # [B, A]
     assert (_mu_front(c, h, chunk) == ~dominated.any(axis=1)).all()
+    # The compiled sweep (used for large fronts) keeps the same states.
+    hT = np.ascontiguousarray(h.T)
+    assert (_compiled_front(c, hT, math.inf) == ~dominated.any(axis=1)).all()
 
 
 def test_layer_pricing_past_its_deadline_raises_and_column_generation_keeps_its_bound():
@@ -235,6 +289,8 @@ def test_layer_pricing_past_its_deadline_raises_and_column_generation_keeps_its_
     rng = np.random.default_rng(0)
     with pytest.raises(TimeoutError):
         _mu_front(rng.random(500), rng.random((500, 3)), deadline=0.0)
+    with pytest.raises(TimeoutError):
+        _compiled_front(rng.random(500), rng.random((3, 500)), deadline=0.0)
     problem = REFEREES[1].problem
     tables = build_tables(problem, variants_of(problem, DEGREES))
     with pytest.raises(TimeoutError):

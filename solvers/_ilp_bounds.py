@@ -681,16 +681,19 @@ def cap_choice(tables: Tables, layer: int, cap: np.ndarray) -> Choice | None:
 
 def lp_rounding_columns(
     tables: Tables, curves: list[LayerCurve], factors=(0.97, 0.985, 1.0, 1.01, 1.02),
+    deadline: float = math.inf,
 ) -> tuple[list[LayerCurve], tuple[Choice, ...] | None]:
     """Add, per layer, the cheapest configurations under caps at the LP solution's latency of
     that layer (scaled). Also returns the plan of the factor 1 (each layer its cheapest
     configuration within its LP latency: the caps sum within the capacity, so the plan meets
     the time rows, and it costs at most the LP plus what its few fractional layers lose) when
-    it meets every row and the concurrency limit; else None."""
+    it meets every row and the concurrency limit; else None (also past ``deadline``)."""
     lp = curve_lp(tables, curves)
     out = []
     plan: list[Choice | None] = []
     for li, (cv, w) in enumerate(zip(curves, lp.weights, strict=True)):
+        if time.perf_counter() > deadline:  # out of time: the columns so far, no plan
+            return out + list(curves[li:]), None
         mean = w @ cv.latency / max(w.sum(), 1e-12)
         at_lp = None
         for f in factors:

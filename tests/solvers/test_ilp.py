@@ -233,3 +233,34 @@ def test_highs_run_with_default_threads_first_does_not_break_later_programs():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1].startswith("ODS (mixed methods"), done.stdout
+
+
+def test_a_bound_computed_before_the_budget_ends_is_reported(monkeypatch):
+    """When the budget ends after column generation (here: the LP-rounding step outlasts it,
+    as it did on mixtral-8x7b at 8 s), the Lagrangian bound already proven is reported, not
+    the weaker cheapest-options bound, and a plan that could not be priced is not used."""
+    import time
+
+    import solvers.ilp as ilp_module
+
+    real = ilp_module.lp_rounding_columns
+    seen = {}
+
+    def slow_rounding(tables, curves, *args, **kwargs):
+        out = real(tables, curves, *args, **kwargs)
+        seen["called"] = True
+        time.sleep(max(budget_s - (time.perf_counter() - started), 0.0) + 0.05)  # past the budget
+        return out
+
+    monkeypatch.setattr(ilp_module, "lp_rounding_columns", slow_rounding)
+    problem = builtin_problem("bert-moe-4")
+    budget_s = 3.0
+    started = time.perf_counter()
+    result = make_solver("ilp").solve(problem, Budget(evaluations=10**9, seconds=budget_s))
+    assert seen.get("called")
+    tables = build_tables(problem, variants_of(problem, PIPELINE_DEGREES))
+    assert result.solver_status == SolverStatus.TIME_LIMIT
+    assert "Lagrangian" in result.message, result.message
+    assert result.lower_bound_usd > tables.lower_bound_usd
+    assert result.evaluation.feasible and result.lower_bound_usd <= result.cost_usd
+    assert result.gap == pytest.approx((result.cost_usd - result.lower_bound_usd) / result.cost_usd, abs=1e-15)

@@ -149,13 +149,19 @@ def variants_of(problem: DeploymentProblem, pipeline_degrees: tuple[int, ...]) -
 
 
 def build_tables(problem: DeploymentProblem, variants: tuple[Variant, ...]) -> Tables:
-    """Tabulate, filter and prune; ``binding`` says why when no plan can be feasible."""
+    """Tabulate, filter and prune; ``binding`` says why when no plan can be feasible.
+
+    Each variant is priced for every layer at once (arrays (B, L, E, K)), and every surviving
+    (variant, layer) is pruned in one dominance pass: the per-element arithmetic is the
+    per-layer formula's, so the tables are the same to the bit, at a fraction of the numpy calls.
+    """
     c, model, fx = problem.constants, problem.model, fixed_parts(problem)
     arch = np.asarray([a == "arm64" for a in problem.architectures])
     mem = np.asarray(problem.memory_options, dtype=float)
     g = np.arange(1, problem.max_replicas + 1, dtype=float)
     arm_k, mem_k, g_k = (a.ravel() for a in np.meshgrid(arch, mem, g, indexing="ij"))
-    B, L = fx.loads.shape[0], problem.layers
+    B, L, E = fx.loads.shape
+    K, V = len(g_k), len(variants)
     per_token = lm.compute_time_per_token(mem_k, model.expert_flops_per_token, c, arm_k)
     cpu_k = lm.data_vcpus(mem_k, c)
     fetch = lm.weights_fetch_s(1.0 * model.expert_param_bytes, c, problem.fetch_weights, cpu_k)
@@ -165,64 +171,73 @@ def build_tables(problem: DeploymentProblem, variants: tuple[Variant, ...]) -> T
     tb = model.token_bytes
     full = problem.cost_scope == "full"
 
-    raw: list[list[dict]] = []  # per layer, per feasible variant, the unpruned table
+    d = fx.loads[:, :, :, None]  # (B, L, E, 1)
+    r = np.ceil(d / g_k)  # (B, L, E, K) tokens per replica
+    active = np.minimum(g_k, d)
+    r_max = r.max(axis=0)  # (L, E, K)
+    used = r_max > 0
+    payload_ok = ~used | (lm.payload_bytes(r_max, tb, c) <= c.lambda_payload_limit_bytes)
+    active_lekb = active.transpose(1, 2, 3, 0)  # (L, E, K, B)
+
+    ok_any = {name: np.zeros((L, E), dtype=bool) for name in (*OPTION_CONSTRAINTS, "all")}
+    fits = np.zeros((V, L), dtype=bool)  # the variant fits every expert of the layer
+    priced: list[dict] = []  # per variant, every layer's unpruned table
+    for i, v in enumerate(variants):
+        beta = float(v.pipeline_degree)
+        gate = lm.gate_cpu_s(fx.layer_tokens, tb, v.method, c)[:, :, None, None]  # (B, L, 1, 1)
+        times = lm.replica_times(v.method, r, fetch, per_token, beta, **timing, cpu=cpu_k,
+                                 gate_s=gate)
+        t = times.billed_s
+        usd = lm.billed_seconds(t, c) * active * price  # (B, L, E, K)
+        if full:
+            usd = usd + active * c.lambda_request_usd
+            flat = (B, -1, 1, 1)
+            usd = usd + storage_requests_usd(
+                np.asarray(v.method), r.reshape(flat), active.reshape(flat), np.asarray(beta), c,
+                problem.fetch_weights,
+            ).reshape(usd.shape)
+        need = lm.memory_required_mb(
+            v.method, r_max, 1.0 * model.expert_param_bytes, beta, tb,
+            model.intermediate_bytes_per_token, c,
+        )
+        ok = {
+            "memory": need <= mem_k,  # unused experts still start and load weights
+            "payload": payload_ok if v.method == lm.DIRECT else np.ones_like(used),
+            "timeout": t.max(axis=0) <= c.lambda_timeout_max_s,
+        }
+        feasible = ok["memory"] & ok["payload"] & ok["timeout"]  # (L, E, K)
+        for name in OPTION_CONSTRAINTS:  # which constraint alone would leave options
+            others = np.ones_like(feasible)
+            for o in OPTION_CONSTRAINTS:
+                if o != name:
+                    others &= ok[o]
+            ok_any[name] |= others.any(axis=2)
+        fits[i] = feasible.any(axis=2).all(axis=1)
+        ok_any["all"] |= feasible.any(axis=2)
+        if not fits[i].any():
+            priced.append({})
+            continue
+        # Every replica's finish time; direct layers add T_load after the slowest one.
+        lat = times.finish_s  # (B, L, E, K)
+        lat_min = np.where(feasible, lat, np.inf).min(axis=3).max(axis=2).T  # (L, B)
+        floor = np.full(B, fx.next_load_s)
+        if v.storage:
+            lower = np.maximum(floor, lat_min)
+            clip = lower
+        else:
+            lower = floor + lat_min
+            clip = lat_min
+        priced.append(dict(feasible=feasible, cost=usd.mean(axis=0), lat=lat.transpose(1, 2, 3, 0),
+                           lower=lower, clip=clip, floor=floor))
+
     binding: set[str] = set()
     for layer in range(L):
-        d = fx.loads[:, layer, :, None]  # (B, E, 1)
-        r = np.ceil(d / g_k)  # (B, E, K)
-        active = np.minimum(g_k, d)
-        r_max = r.max(axis=0)  # (E, K)
-        used = r_max > 0
-        per_layer: list[dict] = []
-        ok_any = {name: np.zeros(r_max.shape[0], dtype=bool) for name in (*OPTION_CONSTRAINTS, "all")}
-        for v in variants:
-            beta = float(v.pipeline_degree)
-            gate = lm.gate_cpu_s(fx.layer_tokens[:, layer], tb, v.method, c)[:, None, None]
-            times = lm.replica_times(v.method, r, fetch, per_token, beta, **timing, cpu=cpu_k,
-                                     gate_s=gate)
-            t = times.billed_s
-            usd = lm.billed_seconds(t, c) * active * price  # (B, E, K)
-            if full:
-                usd = usd + active * c.lambda_request_usd
-                flat = (B, -1, 1, 1)
-                usd = usd + storage_requests_usd(
-                    np.asarray(v.method), r.reshape(flat), active.reshape(flat), np.asarray(beta), c,
-                    problem.fetch_weights,
-                ).reshape(usd.shape)
-            need = lm.memory_required_mb(
-                v.method, r_max, 1.0 * model.expert_param_bytes, beta, tb,
-                model.intermediate_bytes_per_token, c,
-            )
-            ok = {
-                "memory": need <= mem_k,  # unused experts still start and load weights
-                "payload": ~used | (v.method != lm.DIRECT)
-                | (lm.payload_bytes(r_max, tb, c) <= c.lambda_payload_limit_bytes),
-                "timeout": t.max(axis=0) <= c.lambda_timeout_max_s,
-            }
-            feasible = ok["memory"] & ok["payload"] & ok["timeout"]
-            for name in OPTION_CONSTRAINTS:  # which constraint alone would leave options
-                others = np.ones_like(feasible)
-                for o in OPTION_CONSTRAINTS:
-                    if o != name:
-                        others &= ok[o]
-                ok_any[name] |= others.any(axis=1)
-            ok_any["all"] |= feasible.any(axis=1)
-            if not feasible.any(axis=1).all():
-                continue  # some expert fits no option under this variant
-            # Every replica's finish time; direct layers add T_load after the slowest one.
-            lat = times.finish_s
-            floor = np.full(B, fx.next_load_s)
-            per_layer.append(dict(
-                variant=v, feasible=feasible, cost=usd.mean(axis=0), lat=lat.transpose(1, 2, 0),
-                active=active.transpose(1, 2, 0) * np.ones((1, len(g_k), 1)), floor=floor,
-            ))
-        if not ok_any["all"].all():
-            lost = ~ok_any["all"]
-            named = {n for n in OPTION_CONSTRAINTS if ok_any[n][lost].all()}
+        if not ok_any["all"][layer].all():
+            lost = ~ok_any["all"][layer]
+            named = {n for n in OPTION_CONSTRAINTS if ok_any[n][layer][lost].all()}
             binding |= named or set(OPTION_CONSTRAINTS)
-        elif not per_layer:  # each expert fits some variant, but no variant fits every expert
+        elif not fits[:, layer].any():  # each expert fits some variant, no variant every expert
             binding.add("payload" if any(v.method == lm.DIRECT for v in variants) else "memory")
-        raw.append(per_layer)
 
     options_before = L * problem.experts * len(g_k) * len(variants)
     empty = Tables(problem, mem_k, g_k.astype(int), arm_k, (), fx.head_tail_s + np.zeros(B), 0.0,
@@ -231,51 +246,86 @@ def build_tables(problem: DeploymentProblem, variants: tuple[Variant, ...]) -> T
         return _replace(empty, binding=tuple(sorted(binding)))
 
     # Lower bounds of each layer's latency under each variant, then the time-limit slack.
-    for per_layer in raw:
-        for tv in per_layer:
-            inf = ~tv["feasible"][:, :, None]
-            lat_min = np.where(inf, np.inf, tv["lat"]).min(axis=1).max(axis=0)  # (B,)
-            if tv["variant"].storage:
-                tv["lower"] = np.maximum(tv["floor"], lat_min)
-                tv["clip"] = tv["lower"]
-            else:
-                tv["lower"] = tv["floor"] + lat_min
-                tv["clip"] = lat_min
     fixed = fx.head_tail_s + float(fx.nonmoe_compute_s.sum()) + np.zeros(B)
-    layer_lower = np.array([np.min([tv["lower"] for tv in pl], axis=0) for pl in raw])  # (L, B)
+    lowers = np.full((V, L, B), np.inf)
+    for i, tv in enumerate(priced):
+        if tv:
+            lowers[i, fits[i]] = tv["lower"][fits[i]]
+    layer_lower = lowers.min(axis=0)  # (L, B)
     slack = problem.slo.time_limit_s - fixed - layer_lower.sum(axis=0)
     if (slack < 0).any():
         return _replace(empty, binding=("time_limit",))
 
-    def active_extreme(pl: list[dict], pick: str) -> np.ndarray:  # (B,) per-layer sum
-        fill = 0.0 if pick == "max" else np.inf
-        per_variant = [
-            getattr(np.where(tv["feasible"][:, :, None], tv["active"], fill), pick)(axis=1).sum(axis=0)
-            for tv in pl
-        ]
-        return getattr(np.asarray(per_variant), pick)(axis=0)
-
+    # Per layer, the most (least) replicas its variants can have running per batch.
+    most = np.full((V, L, B), -np.inf)
+    least = np.full((V, L, B), np.inf)
+    for i, tv in enumerate(priced):
+        if tv:
+            f = tv["feasible"][None]
+            hi = np.where(f, active, 0.0).max(axis=3)  # (B, L, E)
+            lo = np.where(f, active, np.inf).min(axis=3)
+            most[i, fits[i]] = np.ascontiguousarray(hi.transpose(2, 1, 0)).sum(axis=0)[fits[i]]
+            least[i, fits[i]] = np.ascontiguousarray(lo.transpose(2, 1, 0)).sum(axis=0)[fits[i]]
     limit = c.lambda_concurrency_limit
-    concurrency = any((active_extreme(pl, "max") > limit).any() for pl in raw)
-    if concurrency and any((active_extreme(pl, "min") > limit).any() for pl in raw):
+    concurrency = bool((most.max(axis=0) > limit).any())
+    if concurrency and (least.min(axis=0) > limit).any():
         return _replace(empty, binding=("concurrency",))
 
+    # Drop the variants that alone break the time limit, then prune every remaining (variant,
+    # layer) in one pass: options slower than the time limit allows, then dominated ones.
+    max_lat = layer_lower + slack  # (L, B)
+    kept_layers: list[np.ndarray] = []
+    vecs: list[np.ndarray] = []
+    feas: list[np.ndarray] = []
+    for i, (v, tv) in enumerate(zip(variants, priced, strict=True)):
+        keep_l = fits[i].copy()
+        if tv:
+            keep_l &= ~(tv["lower"] - layer_lower > slack).any(axis=1)
+        ls = np.flatnonzero(keep_l)
+        kept_layers.append(ls)
+        if not ls.size:
+            continue
+        lat = tv["lat"][ls]  # (l, E, K, B)
+        clipped = np.maximum(lat, tv["clip"][ls][:, None, None, :])
+        own = clipped if v.storage else tv["floor"] + clipped
+        f = tv["feasible"][ls] & (own <= max_lat[ls][:, None, None, :] + 1e-12).all(axis=3)
+        parts = [tv["cost"][ls][..., None], clipped]
+        if concurrency:
+            parts.append(active_lekb[ls])
+        vec = np.where(f[..., None], np.concatenate(parts, axis=3), np.inf)
+        vecs.append(vec.reshape(-1, K, vec.shape[-1]))
+        feas.append(f)
+    dominated = _dominated(np.concatenate(vecs, axis=0))  # (rows, K)
     cold = problem.start_s if problem.start == "cold" else 0.0
-    layers: list[tuple[VariantTable, ...]] = []
-    lower_bound = 0.0
-    for layer, pl in enumerate(raw):
-        kept: list[VariantTable] = []
-        nonmoe = None
-        if full:
+    nonmoe: list[NonMoeBilling | None] = [None] * L
+    if full:
+        for layer in range(L):
             compute = float(fx.nonmoe_compute_s[layer])
             direct_s = lm.billed_seconds(fx.nonmoe_fetch_s + compute + cold, c)
-            nonmoe = NonMoeBilling(fx.nonmoe_price_usd_per_s, problem.start_s, compute, cold,
-                                   float(direct_s) * fx.nonmoe_price_usd_per_s, c)
-        for tv in pl:
-            if (tv["lower"] - layer_lower[layer] > slack).any():
-                continue  # this variant alone breaks the time limit
-            table = _prune(layer, tv, layer_lower[layer] + slack, concurrency, nonmoe)
-            kept.append(table)
+            nonmoe[layer] = NonMoeBilling(fx.nonmoe_price_usd_per_s, problem.start_s, compute, cold,
+                                          float(direct_s) * fx.nonmoe_price_usd_per_s, c)
+    tables: dict[tuple[int, int], VariantTable] = {}
+    at = 0
+    for i, (v, tv, ls) in enumerate(zip(variants, priced, kept_layers, strict=True)):
+        if not ls.size:
+            continue
+        f = feas.pop(0)
+        keep = f & ~dominated[at:at + ls.size * E].reshape(ls.size, E, K)
+        at += ls.size * E
+        for j, layer in enumerate(ls):
+            e_idx, k_idx = np.nonzero(keep[j])
+            lat = tv["lat"][layer]
+            tables[int(layer), i] = VariantTable(
+                layer=int(layer), variant=v, expert=e_idx, option=k_idx,
+                cost=tv["cost"][layer][e_idx, k_idx], lat=lat[e_idx, k_idx],
+                active=active_lekb[layer][e_idx, k_idx], floor=tv["floor"].copy(),
+                lower=tv["lower"][layer].copy(), nonmoe=nonmoe[layer],
+            )
+
+    layers: list[tuple[VariantTable, ...]] = []
+    lower_bound = 0.0
+    for layer in range(L):
+        kept = [tables[layer, i] for i in range(V) if (layer, i) in tables]
         layers.append(tuple(kept))
         lower_bound += min(_cheapest_sum(t) + float(t.extra_usd(t.lower)) for t in kept)
     const = 0.0

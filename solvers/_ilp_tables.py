@@ -348,69 +348,54 @@ def _cheapest_sum(t: VariantTable) -> float:
     return float(best.sum())
 
 
-def _prune(
-    layer: int, tv: dict, max_lat: np.ndarray, concurrency: bool, nonmoe: NonMoeBilling | None
-) -> VariantTable:
-    """Drop options slower than the time limit allows, then dominated options (an option's
-    latency terms are compared after clipping to the layer's lower bound; the full scope's
-    non-MoE cost only grows with latency, so the comparison stays exact)."""
-    v: Variant = tv["variant"]
-    feasible = tv["feasible"].copy()  # (E, K)
-    lat = tv["lat"]  # (E, K, B)
-    clipped = np.maximum(lat, tv["clip"])
-    own = clipped if v.storage else tv["floor"] + clipped
-    vectors = [clipped]
-    feasible &= (own <= max_lat + 1e-12).all(axis=2)
-    if concurrency:
-        vectors.append(tv["active"])
-    vec = np.concatenate([tv["cost"][:, :, None], *vectors], axis=2)  # (E, K, D)
-    vec = np.where(feasible[:, :, None], vec, np.inf)
-    keep = feasible & ~_dominated(vec)
-    e_idx, k_idx = np.nonzero(keep)
-    return VariantTable(
-        layer=layer, variant=v, expert=e_idx, option=k_idx, cost=tv["cost"][e_idx, k_idx],
-        lat=lat[e_idx, k_idx], active=tv["active"][e_idx, k_idx], floor=tv["floor"],
-        lower=tv["lower"], nonmoe=nonmoe,
-    )
-
-
 def _dominated(vec: np.ndarray) -> np.ndarray:
-    """(E, K, D) -> (E, K): another option is no worse in every term (ties: lower index wins).
+    """(R, K, D) -> (R, K), rows independent: another option is no worse in every term (ties:
+    the cheaper, then the lower index wins); term 0 is the cost.
 
-    First the cheap cut: the cheapest option whose latency terms all sit at the layer's floor
-    dominates every dearer option; then an exact pairwise check on what is left.
+    First the cheap cut: the cheapest option whose latency terms all sit at the row's floor
+    dominates every dearer option; then an exact pairwise check on what is left, unless more
+    than PAIRWISE_MAX options are left.
     """
-    E, K, D = vec.shape
-    finite = np.isfinite(vec[:, :, 0])
-    # Sort each expert's options by cost (stable), so only earlier options can dominate.
-    order = np.argsort(vec[:, :, 0], axis=1, kind="stable")
-    sv = np.take_along_axis(vec, order[:, :, None], axis=1)
-    floor = np.where(np.isfinite(sv[:, :, 1:]), sv[:, :, 1:], np.inf).min(axis=1)  # (E, D-1)
-    at_floor = (sv[:, :, 1:] <= floor[:, None, :]).all(axis=2) & np.isfinite(sv[:, :, 0])
-    first = np.where(at_floor.any(axis=1), at_floor.argmax(axis=1), K)
+    R, K, D = vec.shape
+    cost = vec[:, :, 0]
+    finite = np.isfinite(cost)
+    # Rank each row's options by cost (stable), so only earlier options can dominate.
+    order = np.argsort(cost, axis=1, kind="stable")
+    terms = vec[:, :, 1:]
+    floor = np.where(np.isfinite(terms), terms, np.inf).min(axis=1)  # (R, D-1)
+    at_floor = (terms <= floor[:, None, :]).all(axis=2) & finite
+    at_floor_sorted = np.take_along_axis(at_floor, order, axis=1)
+    first = np.where(at_floor_sorted.any(axis=1), at_floor_sorted.argmax(axis=1), K)
     dominated_sorted = np.arange(K)[None, :] > first[:, None]
-    live = ~dominated_sorted & np.isfinite(sv[:, :, 0])
+    live = ~dominated_sorted & np.take_along_axis(finite, order, axis=1)
     counts = live.sum(axis=1)
-    # Experts in buckets of similar width, so cold experts do not pay for the hottest one's.
-    for lo in (1, 4, 16, 64):
-        hi = lo * 4 if lo < 64 else PAIRWISE_MAX
-        rows = np.flatnonzero((counts > lo) & (counts <= hi))
-        if rows.size:
-            dominated_sorted[rows] |= _pairwise(sv[rows], live[rows], int(counts[rows].max()))
-    out = np.zeros((E, K), dtype=bool)
+    # Rows in buckets of similar width, so short rows do not pay for the longest one's.
+    edges = np.unique(np.geomspace(2, PAIRWISE_MAX, 24).round().astype(int))
+    bucket = np.searchsorted(edges, counts)  # counts <= edges[bucket]
+    check = (counts > 1) & (counts <= PAIRWISE_MAX)
+    for b in np.unique(bucket[check]):
+        rows = np.flatnonzero(check & (bucket == b))
+        width = int(counts[rows].max())
+        dominated_sorted[rows] |= _pairwise(vec[rows], order[rows], live[rows], width)
+    out = np.zeros((R, K), dtype=bool)
     np.put_along_axis(out, order, dominated_sorted, axis=1)
     return out & finite
 
 
-def _pairwise(sv: np.ndarray, live: np.ndarray, width: int) -> np.ndarray:
-    """Exact check among the live options (sorted by cost): an earlier option no worse in
-    every term dominates a later one."""
-    pos = np.argsort(~live, axis=1, kind="stable")[:, :width]
-    cv = np.take_along_axis(sv, pos[:, :, None], axis=1)
+def _pairwise(vec: np.ndarray, order: np.ndarray, live: np.ndarray, width: int) -> np.ndarray:
+    """Exact check among the live options (``order`` sorts them by cost): an earlier option no
+    worse in every latency term dominates a later one (it is no dearer: it is earlier)."""
+    pos = np.argsort(~live, axis=1, kind="stable")[:, :width]  # live ones first, in cost order
+    idx = np.take_along_axis(order, pos, axis=1)  # (n, w) into the unsorted options
+    cv = np.take_along_axis(vec, idx[:, :, None], axis=1)[:, :, 1:]  # (n, w, D-1)
     cv = np.where(np.take_along_axis(live, pos, axis=1)[:, :, None], cv, np.inf)
-    le = (cv[:, :, None, :] <= cv[:, None, :, :]).all(axis=3)  # [e, j, k]: j no worse than k
-    earlier = np.arange(width)[:, None] < np.arange(width)[None, :]
-    dom = (le & earlier[None]).any(axis=1)
+    terms = np.ascontiguousarray(cv.transpose(2, 0, 1))  # (D-1, n, w)
+    le = np.triu(np.ones((width, width), dtype=bool), 1)[None].repeat(len(vec), axis=0)
+    tmp = np.empty_like(le)
+    for t in terms:  # le[i, j, k]: j earlier than k and no worse in every term so far
+        np.less_equal(t[:, :, None], t[:, None, :], out=tmp)
+        le &= tmp
+    dom = le.any(axis=1)
     hit = np.zeros_like(live)
     np.put_along_axis(hit, pos, dom, axis=1)
     return hit & live

@@ -178,16 +178,28 @@ def build_tables(problem: DeploymentProblem, variants: tuple[Variant, ...]) -> T
     used = r_max > 0
     payload_ok = ~used | (lm.payload_bytes(r_max, tb, c) <= c.lambda_payload_limit_bytes)
     active_lekb = active.transpose(1, 2, 3, 0)  # (L, E, K, B)
+    # A replica's times depend on its tokens, its layer's tokens (the gate) and its (arch,
+    # memory): price each distinct such input once per variant, then gather (same floats).
+    G = len(g)
+    per_m = np.arange(0, K, G)  # first option of each (arch, memory)
+    pair, at_u = np.unique(np.stack([np.broadcast_to(fx.layer_tokens[:, :, None], fx.loads.shape),
+                                     fx.loads], axis=-1).reshape(-1, 2), axis=0, return_inverse=True)
+    r_ug = np.ceil(pair[:, 1:] / g)  # (U, G)
+    key, at_ug = np.unique(np.stack([np.broadcast_to(pair[:, :1], r_ug.shape), r_ug], axis=-1)
+                           .reshape(-1, 2), axis=0, return_inverse=True)
+    at_uk = at_ug.reshape(r_ug.shape)[:, np.arange(K) % G] * len(per_m) + np.arange(K) // G
+    gather = at_uk[at_u.reshape(-1)].reshape(r.shape)  # (B, L, E, K) into the (P, M) grid
+    key_tokens, key_r = key[:, :1], key[:, 1:]  # (P, 1)
 
     ok_any = {name: np.zeros((L, E), dtype=bool) for name in (*OPTION_CONSTRAINTS, "all")}
     fits = np.zeros((V, L), dtype=bool)  # the variant fits every expert of the layer
     priced: list[dict] = []  # per variant, every layer's unpruned table
     for i, v in enumerate(variants):
         beta = float(v.pipeline_degree)
-        gate = lm.gate_cpu_s(fx.layer_tokens, tb, v.method, c)[:, :, None, None]  # (B, L, 1, 1)
-        times = lm.replica_times(v.method, r, fetch, per_token, beta, **timing, cpu=cpu_k,
-                                 gate_s=gate)
-        t = times.billed_s
+        gate = lm.gate_cpu_s(key_tokens, tb, v.method, c)
+        times = lm.replica_times(v.method, key_r, fetch[per_m], per_token[per_m], beta, **timing,
+                                 cpu=cpu_k[per_m], gate_s=gate)  # (P, M)
+        t = times.billed_s.ravel()[gather]
         usd = lm.billed_seconds(t, c) * active * price  # (B, L, E, K)
         if full:
             usd = usd + active * c.lambda_request_usd
@@ -218,7 +230,7 @@ def build_tables(problem: DeploymentProblem, variants: tuple[Variant, ...]) -> T
             priced.append({})
             continue
         # Every replica's finish time; direct layers add T_load after the slowest one.
-        lat = times.finish_s  # (B, L, E, K)
+        lat = times.finish_s.ravel()[gather]  # (B, L, E, K)
         lat_min = np.where(feasible, lat, np.inf).min(axis=3).max(axis=2).T  # (L, B)
         floor = np.full(B, fx.next_load_s)
         if v.storage:

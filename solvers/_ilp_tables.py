@@ -177,7 +177,6 @@ def build_tables(problem: DeploymentProblem, variants: tuple[Variant, ...]) -> T
     r_max = r.max(axis=0)  # (L, E, K)
     used = r_max > 0
     payload_ok = ~used | (lm.payload_bytes(r_max, tb, c) <= c.lambda_payload_limit_bytes)
-    active_lekb = active.transpose(1, 2, 3, 0)  # (L, E, K, B)
     # A replica's times depend on its tokens, its layer's tokens (the gate) and its (arch,
     # memory): price each distinct such input once per variant, then gather (same floats).
     G = len(g)
@@ -239,8 +238,8 @@ def build_tables(problem: DeploymentProblem, variants: tuple[Variant, ...]) -> T
         else:
             lower = floor + lat_min
             clip = lat_min
-        priced.append(dict(feasible=feasible, cost=usd.mean(axis=0), lat=lat.transpose(1, 2, 3, 0),
-                           lower=lower, clip=clip, floor=floor))
+        priced.append(dict(feasible=feasible, cost=usd.mean(axis=0), lat=lat, lower=lower,
+                           clip=clip, floor=floor))
 
     binding: set[str] = set()
     for layer in range(L):
@@ -283,31 +282,6 @@ def build_tables(problem: DeploymentProblem, variants: tuple[Variant, ...]) -> T
     if concurrency and (least.min(axis=0) > limit).any():
         return _replace(empty, binding=("concurrency",))
 
-    # Drop the variants that alone break the time limit, then prune every remaining (variant,
-    # layer) in one pass: options slower than the time limit allows, then dominated ones.
-    max_lat = layer_lower + slack  # (L, B)
-    kept_layers: list[np.ndarray] = []
-    vecs: list[np.ndarray] = []
-    feas: list[np.ndarray] = []
-    for i, (v, tv) in enumerate(zip(variants, priced, strict=True)):
-        keep_l = fits[i].copy()
-        if tv:
-            keep_l &= ~(tv["lower"] - layer_lower > slack).any(axis=1)
-        ls = np.flatnonzero(keep_l)
-        kept_layers.append(ls)
-        if not ls.size:
-            continue
-        lat = tv["lat"][ls]  # (l, E, K, B)
-        clipped = np.maximum(lat, tv["clip"][ls][:, None, None, :])
-        own = clipped if v.storage else tv["floor"] + clipped
-        f = tv["feasible"][ls] & (own <= max_lat[ls][:, None, None, :] + 1e-12).all(axis=3)
-        parts = [tv["cost"][ls][..., None], clipped]
-        if concurrency:
-            parts.append(active_lekb[ls])
-        vec = np.where(f[..., None], np.concatenate(parts, axis=3), np.inf)
-        vecs.append(vec.reshape(-1, K, vec.shape[-1]))
-        feas.append(f)
-    dominated = _dominated(np.concatenate(vecs, axis=0))  # (rows, K)
     cold = problem.start_s if problem.start == "cold" else 0.0
     nonmoe: list[NonMoeBilling | None] = [None] * L
     if full:
@@ -316,23 +290,52 @@ def build_tables(problem: DeploymentProblem, variants: tuple[Variant, ...]) -> T
             direct_s = lm.billed_seconds(fx.nonmoe_fetch_s + compute + cold, c)
             nonmoe[layer] = NonMoeBilling(fx.nonmoe_price_usd_per_s, problem.start_s, compute, cold,
                                           float(direct_s) * fx.nonmoe_price_usd_per_s, c)
+
+    # Drop the variants that alone break the time limit, then prune the remaining (variant,
+    # layer)s a few variants at a time: options slower than the time limit allows, then
+    # dominated ones. Option vectors are term-major (D, rows, K): cost, latencies, [active].
+    max_lat = (layer_lower + slack + 1e-12).T  # (B, L)
     tables: dict[tuple[int, int], VariantTable] = {}
-    at = 0
-    for i, (v, tv, ls) in enumerate(zip(variants, priced, kept_layers, strict=True)):
+    pending: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def prune(pending: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]) -> None:
+        dominated = _dominated(np.concatenate([vec for _, _, _, vec in pending], axis=1))
+        at = 0
+        for i, ls, f, _ in pending:
+            tv = priced[i]
+            keep = f & ~dominated[at:at + ls.size * E].reshape(f.shape)
+            at += ls.size * E
+            for j, layer in enumerate(ls):
+                e_idx, k_idx = np.nonzero(keep[j])
+                tables[int(layer), i] = VariantTable(
+                    layer=int(layer), variant=variants[i], expert=e_idx, option=k_idx,
+                    cost=tv["cost"][layer][e_idx, k_idx],
+                    lat=np.ascontiguousarray(tv["lat"][:, layer, e_idx, k_idx].T),
+                    active=np.ascontiguousarray(active[:, layer, e_idx, k_idx].T),
+                    floor=tv["floor"].copy(), lower=tv["lower"][layer].copy(), nonmoe=nonmoe[layer],
+                )
+        pending.clear()
+
+    size = 0
+    for i, (v, tv) in enumerate(zip(variants, priced, strict=True)):
+        if not tv:
+            continue
+        ls = np.flatnonzero(fits[i] & ~(tv["lower"] - layer_lower > slack).any(axis=1))
         if not ls.size:
             continue
-        f = feas.pop(0)
-        keep = f & ~dominated[at:at + ls.size * E].reshape(ls.size, E, K)
-        at += ls.size * E
-        for j, layer in enumerate(ls):
-            e_idx, k_idx = np.nonzero(keep[j])
-            lat = tv["lat"][layer]
-            tables[int(layer), i] = VariantTable(
-                layer=int(layer), variant=v, expert=e_idx, option=k_idx,
-                cost=tv["cost"][layer][e_idx, k_idx], lat=lat[e_idx, k_idx],
-                active=active_lekb[layer][e_idx, k_idx], floor=tv["floor"].copy(),
-                lower=tv["lower"][layer].copy(), nonmoe=nonmoe[layer],
-            )
+        lat = tv["lat"][:, ls]  # (B, l, E, K)
+        clipped = np.maximum(lat, tv["clip"][ls].T[:, :, None, None])
+        own = clipped if v.storage else tv["floor"][:, None, None, None] + clipped
+        f = tv["feasible"][ls] & (own <= max_lat[:, ls, None, None]).all(axis=0)
+        parts = [tv["cost"][ls][None], clipped, *([active[:, ls]] if concurrency else [])]
+        vec = np.where(f[None], np.concatenate(parts, axis=0), np.inf)
+        pending.append((i, ls, f, vec.reshape(len(vec), -1, K)))
+        size += vec.size
+        if size > 2**22:  # bound the memory of one dominance pass
+            prune(pending)
+            size = 0
+    if pending:
+        prune(pending)
 
     layers: list[tuple[VariantTable, ...]] = []
     lower_bound = 0.0
@@ -361,21 +364,21 @@ def _cheapest_sum(t: VariantTable) -> float:
 
 
 def _dominated(vec: np.ndarray) -> np.ndarray:
-    """(R, K, D) -> (R, K), rows independent: another option is no worse in every term (ties:
+    """(D, R, K) -> (R, K), rows independent: another option is no worse in every term (ties:
     the cheaper, then the lower index wins); term 0 is the cost.
 
     First the cheap cut: the cheapest option whose latency terms all sit at the row's floor
     dominates every dearer option; then an exact pairwise check on what is left, unless more
     than PAIRWISE_MAX options are left.
     """
-    R, K, D = vec.shape
-    cost = vec[:, :, 0]
-    finite = np.isfinite(cost)
+    D, R, K = vec.shape
+    finite = np.isfinite(vec[0])
     # Rank each row's options by cost (stable), so only earlier options can dominate.
-    order = np.argsort(cost, axis=1, kind="stable")
-    terms = vec[:, :, 1:]
-    floor = np.where(np.isfinite(terms), terms, np.inf).min(axis=1)  # (R, D-1)
-    at_floor = (terms <= floor[:, None, :]).all(axis=2) & finite
+    order = np.argsort(vec[0], axis=1, kind="stable")
+    at_floor = finite.copy()
+    for term in vec[1:]:
+        floor = np.where(np.isfinite(term), term, np.inf).min(axis=1)  # (R,)
+        at_floor &= term <= floor[:, None]
     at_floor_sorted = np.take_along_axis(at_floor, order, axis=1)
     first = np.where(at_floor_sorted.any(axis=1), at_floor_sorted.argmax(axis=1), K)
     dominated_sorted = np.arange(K)[None, :] > first[:, None]
@@ -388,23 +391,24 @@ def _dominated(vec: np.ndarray) -> np.ndarray:
     for b in np.unique(bucket[check]):
         rows = np.flatnonzero(check & (bucket == b))
         width = int(counts[rows].max())
-        dominated_sorted[rows] |= _pairwise(vec[rows], order[rows], live[rows], width)
+        dominated_sorted[rows] |= _pairwise(vec[1:, rows], order[rows], live[rows], width)
     out = np.zeros((R, K), dtype=bool)
     np.put_along_axis(out, order, dominated_sorted, axis=1)
     return out & finite
 
 
-def _pairwise(vec: np.ndarray, order: np.ndarray, live: np.ndarray, width: int) -> np.ndarray:
+def _pairwise(terms: np.ndarray, order: np.ndarray, live: np.ndarray, width: int) -> np.ndarray:
     """Exact check among the live options (``order`` sorts them by cost): an earlier option no
-    worse in every latency term dominates a later one (it is no dearer: it is earlier)."""
+    worse in every latency term (``terms``, (D-1, n, K)) dominates a later one (it is no
+    dearer: it is earlier)."""
+    n = len(live)
     pos = np.argsort(~live, axis=1, kind="stable")[:, :width]  # live ones first, in cost order
     idx = np.take_along_axis(order, pos, axis=1)  # (n, w) into the unsorted options
-    cv = np.take_along_axis(vec, idx[:, :, None], axis=1)[:, :, 1:]  # (n, w, D-1)
-    cv = np.where(np.take_along_axis(live, pos, axis=1)[:, :, None], cv, np.inf)
-    terms = np.ascontiguousarray(cv.transpose(2, 0, 1))  # (D-1, n, w)
-    le = np.triu(np.ones((width, width), dtype=bool), 1)[None].repeat(len(vec), axis=0)
+    cv = terms[:, np.arange(n)[:, None], idx]  # (D-1, n, w)
+    cv = np.where(np.take_along_axis(live, pos, axis=1)[None], cv, np.inf)
+    le = np.triu(np.ones((width, width), dtype=bool), 1)[None].repeat(n, axis=0)
     tmp = np.empty_like(le)
-    for t in terms:  # le[i, j, k]: j earlier than k and no worse in every term so far
+    for t in cv:  # le[i, j, k]: j earlier than k and no worse in every term so far
         np.less_equal(t[:, :, None], t[:, None, :], out=tmp)
         le &= tmp
     dom = le.any(axis=1)

@@ -129,4 +129,5 @@ def test_dominance_is_the_references(seed):
     vec = rng.integers(0, 4 + seed, size=(rows, k, d)).astype(float)
     vec[rng.random((rows, k)) < 0.2] = np.inf
     vec[:3, :, 1:] = 0.0  # every option at the floor
-    np.testing.assert_array_equal(_dominated(vec), reference_dominated(vec))
+    np.testing.assert_array_equal(_dominated(np.ascontiguousarray(vec.transpose(2, 0, 1))),
+                                  reference_dominated(vec))

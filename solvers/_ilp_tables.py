@@ -184,11 +184,13 @@ def build_tables(problem: DeploymentProblem, variants: tuple[Variant, ...]) -> T
     pair, at_u = np.unique(np.stack([np.broadcast_to(fx.layer_tokens[:, :, None], fx.loads.shape),
                                      fx.loads], axis=-1).reshape(-1, 2), axis=0, return_inverse=True)
     r_ug = np.ceil(pair[:, 1:] / g)  # (U, G)
-    key, at_ug = np.unique(np.stack([np.broadcast_to(pair[:, :1], r_ug.shape), r_ug], axis=-1)
-                           .reshape(-1, 2), axis=0, return_inverse=True)
+    tokens_of, tokens_at = np.unique(pair[:, 0], return_inverse=True)
+    r_of, r_at = np.unique(r_ug, return_inverse=True)
+    key, at_ug = np.unique(tokens_at.reshape(-1, 1) * len(r_of) + r_at.reshape(r_ug.shape),
+                           return_inverse=True)
     at_uk = at_ug.reshape(r_ug.shape)[:, np.arange(K) % G] * len(per_m) + np.arange(K) // G
     gather = at_uk[at_u.reshape(-1)].reshape(r.shape)  # (B, L, E, K) into the (P, M) grid
-    key_tokens, key_r = key[:, :1], key[:, 1:]  # (P, 1)
+    key_tokens, key_r = tokens_of[key // len(r_of), None], r_of[key % len(r_of), None]  # (P, 1)
 
     ok_any = {name: np.zeros((L, E), dtype=bool) for name in (*OPTION_CONSTRAINTS, "all")}
     fits = np.zeros((V, L), dtype=bool)  # the variant fits every expert of the layer

@@ -171,25 +171,29 @@ def build_tables(problem: DeploymentProblem, variants: tuple[Variant, ...]) -> T
     tb = model.token_bytes
     full = problem.cost_scope == "full"
 
-    d = fx.loads[:, :, :, None]  # (B, L, E, 1)
-    r = np.ceil(d / g_k)  # (B, L, E, K) tokens per replica
-    active = np.minimum(g_k, d)
-    r_max = r.max(axis=0)  # (L, E, K)
-    used = r_max > 0
-    payload_ok = ~used | (lm.payload_bytes(r_max, tb, c) <= c.lambda_payload_limit_bytes)
-    # A replica's times depend on its tokens, its layer's tokens (the gate) and its (arch,
-    # memory): price each distinct such input once per variant, then gather (same floats).
-    G = len(g)
-    per_m = np.arange(0, K, G)  # first option of each (arch, memory)
+    # Every per-option quantity depends on an expert's load, its layer's tokens (the gate)
+    # and the option: price each distinct (layer tokens, load) once (U of them, rows of the
+    # (U, K) grids), each replica's times once per distinct (layer tokens, replica tokens) and
+    # (arch, memory) (the (P, M) grid), then gather. Same elementwise formulas: same floats.
     pair, at_u = np.unique(np.stack([np.broadcast_to(fx.layer_tokens[:, :, None], fx.loads.shape),
                                      fx.loads], axis=-1).reshape(-1, 2), axis=0, return_inverse=True)
-    r_ug = np.ceil(pair[:, 1:] / g)  # (U, G)
+    at_u = at_u.reshape(fx.loads.shape)  # (B, L, E) -> row of the (U, K) grids
+    d = pair[:, 1:]  # (U, 1)
+    r_uk = np.ceil(d / g_k)  # (U, K) tokens per replica
+    active_uk = np.minimum(g_k, d)
+    r_max = r_uk[at_u].max(axis=0)  # (L, E, K)
+    active = active_uk[at_u]  # (B, L, E, K)
+    used = r_max > 0
+    payload_ok = ~used | (lm.payload_bytes(r_max, tb, c) <= c.lambda_payload_limit_bytes)
+    G = len(g)
+    per_m = np.arange(0, K, G)  # first option of each (arch, memory)
+    r_ug = np.ceil(d / g)  # (U, G)
     tokens_of, tokens_at = np.unique(pair[:, 0], return_inverse=True)
     r_of, r_at = np.unique(r_ug, return_inverse=True)
     key, at_ug = np.unique(tokens_at.reshape(-1, 1) * len(r_of) + r_at.reshape(r_ug.shape),
                            return_inverse=True)
     at_uk = at_ug.reshape(r_ug.shape)[:, np.arange(K) % G] * len(per_m) + np.arange(K) // G
-    gather = at_uk[at_u.reshape(-1)].reshape(r.shape)  # (B, L, E, K) into the (P, M) grid
+    gather = at_uk[at_u]  # (B, L, E, K) into the (P, M) grid
     key_tokens, key_r = tokens_of[key // len(r_of), None], r_of[key % len(r_of), None]  # (P, 1)
 
     ok_any = {name: np.zeros((L, E), dtype=bool) for name in (*OPTION_CONSTRAINTS, "all")}
@@ -200,14 +204,14 @@ def build_tables(problem: DeploymentProblem, variants: tuple[Variant, ...]) -> T
         gate = lm.gate_cpu_s(key_tokens, tb, v.method, c)
         times = lm.replica_times(v.method, key_r, fetch[per_m], per_token[per_m], beta, **timing,
                                  cpu=cpu_k[per_m], gate_s=gate)  # (P, M)
-        t = times.billed_s.ravel()[gather]
-        usd = lm.billed_seconds(t, c) * active * price  # (B, L, E, K)
+        t = times.billed_s.ravel()[at_uk]  # (U, K)
+        usd = lm.billed_seconds(t, c) * active_uk * price
         if full:
-            usd = usd + active * c.lambda_request_usd
-            flat = (B, -1, 1, 1)
+            usd = usd + active_uk * c.lambda_request_usd
+            flat = (1, -1, 1, 1)
             usd = usd + storage_requests_usd(
-                np.asarray(v.method), r.reshape(flat), active.reshape(flat), np.asarray(beta), c,
-                problem.fetch_weights,
+                np.asarray(v.method), r_uk.reshape(flat), active_uk.reshape(flat), np.asarray(beta),
+                c, problem.fetch_weights,
             ).reshape(usd.shape)
         need = lm.memory_required_mb(
             v.method, r_max, 1.0 * model.expert_param_bytes, beta, tb,
@@ -216,7 +220,7 @@ def build_tables(problem: DeploymentProblem, variants: tuple[Variant, ...]) -> T
         ok = {
             "memory": need <= mem_k,  # unused experts still start and load weights
             "payload": payload_ok if v.method == lm.DIRECT else np.ones_like(used),
-            "timeout": t.max(axis=0) <= c.lambda_timeout_max_s,
+            "timeout": (t <= c.lambda_timeout_max_s)[at_u].all(axis=0),  # max over batches
         }
         feasible = ok["memory"] & ok["payload"] & ok["timeout"]  # (L, E, K)
         for name in OPTION_CONSTRAINTS:  # which constraint alone would leave options
@@ -240,7 +244,7 @@ def build_tables(problem: DeploymentProblem, variants: tuple[Variant, ...]) -> T
         else:
             lower = floor + lat_min
             clip = lat_min
-        priced.append(dict(feasible=feasible, cost=usd.mean(axis=0), lat=lat, lower=lower,
+        priced.append(dict(feasible=feasible, cost=usd[at_u].mean(axis=0), lat=lat, lower=lower,
                            clip=clip, floor=floor))
 
     binding: set[str] = set()
@@ -325,12 +329,17 @@ def build_tables(problem: DeploymentProblem, variants: tuple[Variant, ...]) -> T
         ls = np.flatnonzero(fits[i] & ~(tv["lower"] - layer_lower > slack).any(axis=1))
         if not ls.size:
             continue
-        lat = tv["lat"][:, ls]  # (B, l, E, K)
-        clipped = np.maximum(lat, tv["clip"][ls].T[:, :, None, None])
+        every = ls.size == L
+        vec = np.empty((1 + B * (2 if concurrency else 1), ls.size, E, K))
+        vec[0] = tv["cost"] if every else tv["cost"][ls]
+        clipped = vec[1:1 + B]
+        np.maximum(tv["lat"] if every else tv["lat"][:, ls], tv["clip"][ls].T[:, :, None, None],
+                   out=clipped)
         own = clipped if v.storage else tv["floor"][:, None, None, None] + clipped
         f = tv["feasible"][ls] & (own <= max_lat[:, ls, None, None]).all(axis=0)
-        parts = [tv["cost"][ls][None], clipped, *([active[:, ls]] if concurrency else [])]
-        vec = np.where(f[None], np.concatenate(parts, axis=0), np.inf)
+        if concurrency:
+            vec[1 + B:] = active if every else active[:, ls]
+        np.copyto(vec, np.inf, where=~f)
         pending.append((i, ls, f, vec.reshape(len(vec), -1, K)))
         size += vec.size
         if size > 2**22:  # bound the memory of one dominance pass
@@ -379,7 +388,9 @@ def _dominated(vec: np.ndarray) -> np.ndarray:
     order = np.argsort(vec[0], axis=1, kind="stable")
     at_floor = finite.copy()
     for term in vec[1:]:
-        floor = np.where(np.isfinite(term), term, np.inf).min(axis=1)  # (R,)
+        floor = term.min(axis=1)  # (R,) the least finite term (+inf when none)
+        if np.isnan(floor).any() or (floor == -np.inf).any():
+            floor = np.where(np.isfinite(term), term, np.inf).min(axis=1)
         at_floor &= term <= floor[:, None]
     at_floor_sorted = np.take_along_axis(at_floor, order, axis=1)
     first = np.where(at_floor_sorted.any(axis=1), at_floor_sorted.argmax(axis=1), K)

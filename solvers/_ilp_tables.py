@@ -199,12 +199,20 @@ def build_tables(problem: DeploymentProblem, variants: tuple[Variant, ...]) -> T
     ok_any = {name: np.zeros((L, E), dtype=bool) for name in (*OPTION_CONSTRAINTS, "all")}
     fits = np.zeros((V, L), dtype=bool)  # the variant fits every expert of the layer
     priced: list[dict] = []  # per variant, every layer's unpruned table
+    billed_pm: list[np.ndarray] = [np.empty(0)] * V
+    finish_pm: list[np.ndarray] = [np.empty(0)] * V
+    for method in sorted({v.method for v in variants}):  # one call per method, betas stacked
+        which = [i for i, v in enumerate(variants) if v.method == method]
+        betas = np.asarray([float(variants[i].pipeline_degree) for i in which])[:, None, None]
+        times = lm.replica_times(method, key_r, fetch[per_m], per_token[per_m], betas, **timing,
+                                 cpu=cpu_k[per_m], gate_s=lm.gate_cpu_s(key_tokens, tb, method, c))
+        shape = (len(which), *np.broadcast_shapes(key_r.shape, per_m.shape))
+        for j, i in enumerate(which):
+            billed_pm[i] = np.broadcast_to(times.billed_s, shape)[j]  # (P, M)
+            finish_pm[i] = np.broadcast_to(times.finish_s, shape)[j]
     for i, v in enumerate(variants):
         beta = float(v.pipeline_degree)
-        gate = lm.gate_cpu_s(key_tokens, tb, v.method, c)
-        times = lm.replica_times(v.method, key_r, fetch[per_m], per_token[per_m], beta, **timing,
-                                 cpu=cpu_k[per_m], gate_s=gate)  # (P, M)
-        t = times.billed_s.ravel()[at_uk]  # (U, K)
+        t = billed_pm[i].ravel()[at_uk]  # (U, K)
         usd = lm.billed_seconds(t, c) * active_uk * price
         if full:
             usd = usd + active_uk * c.lambda_request_usd
@@ -235,7 +243,7 @@ def build_tables(problem: DeploymentProblem, variants: tuple[Variant, ...]) -> T
             priced.append({})
             continue
         # Every replica's finish time; direct layers add T_load after the slowest one.
-        lat = times.finish_s.ravel()[gather]  # (B, L, E, K)
+        lat = finish_pm[i].ravel()[gather]  # (B, L, E, K)
         lat_min = np.where(feasible, lat, np.inf).min(axis=3).max(axis=2).T  # (L, B)
         floor = np.full(B, fx.next_load_s)
         if v.storage:
@@ -273,17 +281,19 @@ def build_tables(problem: DeploymentProblem, variants: tuple[Variant, ...]) -> T
     if (slack < 0).any():
         return _replace(empty, binding=("time_limit",))
 
-    # Per layer, the most (least) replicas its variants can have running per batch.
+    # Per layer, the most (least) replicas its variants can have running per batch; none of
+    # it when every option of every expert together stays within the limit (same sum order).
+    limit = c.lambda_concurrency_limit
     most = np.full((V, L, B), -np.inf)
     least = np.full((V, L, B), np.inf)
+    ceiling = np.ascontiguousarray(active.max(axis=3).transpose(2, 1, 0)).sum(axis=0)  # (L, B)
     for i, tv in enumerate(priced):
-        if tv:
+        if tv and (ceiling > limit).any():
             f = tv["feasible"][None]
             hi = np.where(f, active, 0.0).max(axis=3)  # (B, L, E)
             lo = np.where(f, active, np.inf).min(axis=3)
             most[i, fits[i]] = np.ascontiguousarray(hi.transpose(2, 1, 0)).sum(axis=0)[fits[i]]
             least[i, fits[i]] = np.ascontiguousarray(lo.transpose(2, 1, 0)).sum(axis=0)[fits[i]]
-    limit = c.lambda_concurrency_limit
     concurrency = bool((most.max(axis=0) > limit).any())
     if concurrency and (least.min(axis=0) > limit).any():
         return _replace(empty, binding=("concurrency",))
@@ -417,14 +427,16 @@ def _pairwise(terms: np.ndarray, order: np.ndarray, live: np.ndarray, width: int
     n = len(live)
     pos = np.argsort(~live, axis=1, kind="stable")[:, :width]  # live ones first, in cost order
     idx = np.take_along_axis(order, pos, axis=1)  # (n, w) into the unsorted options
-    cv = terms[:, np.arange(n)[:, None], idx]  # (D-1, n, w)
-    cv = np.where(np.take_along_axis(live, pos, axis=1)[None], cv, np.inf)
-    le = np.triu(np.ones((width, width), dtype=bool), 1)[None].repeat(n, axis=0)
+    # Rows last, so every comparison runs along a long contiguous axis.
+    cv = terms[:, np.arange(n)[None, :], idx.T]  # (D-1, w, n)
+    cv = np.where(np.take_along_axis(live, pos, axis=1).T[None], cv, np.inf)
+    le = np.empty((width, width, n), dtype=bool)
+    le[:] = np.triu(np.ones((width, width), dtype=bool), 1)[:, :, None]
     tmp = np.empty_like(le)
-    for t in cv:  # le[i, j, k]: j earlier than k and no worse in every term so far
-        np.less_equal(t[:, :, None], t[:, None, :], out=tmp)
+    for t in cv:  # le[j, k, i]: j earlier than k and no worse in every term so far
+        np.less_equal(t[:, None, :], t[None, :, :], out=tmp)
         le &= tmp
-    dom = le.any(axis=1)
+    dom = le.any(axis=0).T
     hit = np.zeros_like(live)
     np.put_along_axis(hit, pos, dom, axis=1)
     return hit & live

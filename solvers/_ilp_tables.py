@@ -427,9 +427,17 @@ def _pairwise(terms: np.ndarray, order: np.ndarray, live: np.ndarray, width: int
     n = len(live)
     pos = np.argsort(~live, axis=1, kind="stable")[:, :width]  # live ones first, in cost order
     idx = np.take_along_axis(order, pos, axis=1)  # (n, w) into the unsorted options
+    cv = terms[:, np.arange(n)[:, None], idx]  # (D-1, n, w)
+    cv = np.where(np.take_along_axis(live, pos, axis=1)[None], cv, np.inf)
+    if not np.isnan(cv).any():  # dense ranks per term and row: the same order, in one byte
+        o = np.argsort(cv, axis=2)
+        srt = np.take_along_axis(cv, o, axis=2)
+        dense = np.zeros(cv.shape, dtype=np.uint8)
+        np.cumsum(srt[:, :, 1:] != srt[:, :, :-1], axis=2, dtype=np.uint8, out=dense[:, :, 1:])
+        cv = np.empty_like(dense)
+        np.put_along_axis(cv, o, dense, axis=2)
     # Rows last, so every comparison runs along a long contiguous axis.
-    cv = terms[:, np.arange(n)[None, :], idx.T]  # (D-1, w, n)
-    cv = np.where(np.take_along_axis(live, pos, axis=1).T[None], cv, np.inf)
+    cv = np.ascontiguousarray(cv.transpose(0, 2, 1))  # (D-1, w, n)
     le = np.empty((width, width, n), dtype=bool)
     le[:] = np.triu(np.ones((width, width), dtype=bool), 1)[:, :, None]
     tmp = np.empty_like(le)

@@ -423,12 +423,45 @@ def _dominated(vec: np.ndarray) -> np.ndarray:
 def _pairwise(terms: np.ndarray, order: np.ndarray, live: np.ndarray, width: int) -> np.ndarray:
     """Exact check among the live options (``order`` sorts them by cost): an earlier option no
     worse in every latency term (``terms``, (D-1, n, K)) dominates a later one (it is no
-    dearer: it is earlier)."""
+    dearer: it is earlier).
+
+    First each option against the earlier option of least term sum (this finds almost every
+    dominated option), then every pair among the survivors: an option dominated by a dropped
+    one is dominated by whatever dropped that one, so nothing is missed.
+    """
     n = len(live)
     pos = np.argsort(~live, axis=1, kind="stable")[:, :width]  # live ones first, in cost order
     idx = np.take_along_axis(order, pos, axis=1)  # (n, w) into the unsorted options
     cv = terms[:, np.arange(n)[:, None], idx]  # (D-1, n, w)
-    cv = np.where(np.take_along_axis(live, pos, axis=1)[None], cv, np.inf)
+    alive = np.take_along_axis(live, pos, axis=1)
+    cv = np.where(alive[None], cv, np.inf)
+    total = cv.sum(axis=0)
+    best = np.minimum.accumulate(total, axis=1)
+    best_at = np.maximum.accumulate(np.where(total == best, np.arange(width), 0), axis=1)
+    by = np.zeros_like(best_at)
+    by[:, 1:] = best_at[:, :-1]  # the least-sum option strictly before each one
+    dom = (np.take_along_axis(cv, np.broadcast_to(by[None], cv.shape), axis=2) <= cv).all(axis=0)
+    dom[:, 0] = False
+    dom &= alive
+    left = alive & ~dom
+    if (left.sum(axis=1) > 1).any():
+        w2 = int(left.sum(axis=1).max())
+        pos2 = np.argsort(~left, axis=1, kind="stable")[:, :w2]  # survivors, in cost order
+        cv2 = np.take_along_axis(cv, np.broadcast_to(pos2[None], (len(cv), n, w2)), axis=2)
+        alive2 = np.take_along_axis(left, pos2, axis=1)
+        cv2 = np.where(alive2[None], cv2, np.inf)
+        found = np.zeros_like(dom)
+        np.put_along_axis(found, pos2, _all_pairs(cv2) & alive2, axis=1)
+        dom |= found
+    hit = np.zeros_like(live)
+    np.put_along_axis(hit, pos, dom, axis=1)
+    return hit & live
+
+
+def _all_pairs(cv: np.ndarray) -> np.ndarray:
+    """(T, n, w) terms of options in cost order -> (n, w): an earlier one is no worse in every
+    term."""
+    _, n, width = cv.shape
     if not np.isnan(cv).any():  # dense ranks per term and row: the same order, in one byte
         o = np.argsort(cv, axis=2)
         srt = np.take_along_axis(cv, o, axis=2)
@@ -437,17 +470,14 @@ def _pairwise(terms: np.ndarray, order: np.ndarray, live: np.ndarray, width: int
         cv = np.empty_like(dense)
         np.put_along_axis(cv, o, dense, axis=2)
     # Rows last, so every comparison runs along a long contiguous axis.
-    cv = np.ascontiguousarray(cv.transpose(0, 2, 1))  # (D-1, w, n)
+    cv = np.ascontiguousarray(cv.transpose(0, 2, 1))  # (T, w, n)
     le = np.empty((width, width, n), dtype=bool)
     le[:] = np.triu(np.ones((width, width), dtype=bool), 1)[:, :, None]
     tmp = np.empty_like(le)
     for t in cv:  # le[j, k, i]: j earlier than k and no worse in every term so far
         np.less_equal(t[:, None, :], t[None, :, :], out=tmp)
         le &= tmp
-    dom = le.any(axis=0).T
-    hit = np.zeros_like(live)
-    np.put_along_axis(hit, pos, dom, axis=1)
-    return hit & live
+    return le.any(axis=0).T
 
 
 def _replace(t: Tables, **changes: object) -> Tables:

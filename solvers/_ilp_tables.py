@@ -213,7 +213,7 @@ def build_tables(problem: DeploymentProblem, variants: tuple[Variant, ...]) -> T
     for i, v in enumerate(variants):
         beta = float(v.pipeline_degree)
         t = billed_pm[i].ravel()[at_uk]  # (U, K)
-        usd = lm.billed_seconds(t, c) * active_uk * price
+        usd = lm.billed_seconds(billed_pm[i], c).ravel()[at_uk] * active_uk * price
         if full:
             usd = usd + active_uk * c.lambda_request_usd
             flat = (1, -1, 1, 1)
@@ -321,14 +321,18 @@ def build_tables(problem: DeploymentProblem, variants: tuple[Variant, ...]) -> T
             tv = priced[i]
             keep = f & ~dominated[at:at + ls.size * E].reshape(f.shape)
             at += ls.size * E
+            j_idx, e_idx, k_idx = np.nonzero(keep)  # layer by layer, as np.nonzero per layer
+            l_idx = ls[j_idx]
+            cost = tv["cost"][l_idx, e_idx, k_idx]
+            lat = np.ascontiguousarray(tv["lat"][:, l_idx, e_idx, k_idx].T)
+            act = np.ascontiguousarray(active[:, l_idx, e_idx, k_idx].T)
+            cut = np.searchsorted(j_idx, np.arange(ls.size + 1))
             for j, layer in enumerate(ls):
-                e_idx, k_idx = np.nonzero(keep[j])
+                rows = slice(cut[j], cut[j + 1])
                 tables[int(layer), i] = VariantTable(
-                    layer=int(layer), variant=variants[i], expert=e_idx, option=k_idx,
-                    cost=tv["cost"][layer][e_idx, k_idx],
-                    lat=np.ascontiguousarray(tv["lat"][:, layer, e_idx, k_idx].T),
-                    active=np.ascontiguousarray(active[:, layer, e_idx, k_idx].T),
-                    floor=tv["floor"].copy(), lower=tv["lower"][layer].copy(), nonmoe=nonmoe[layer],
+                    layer=int(layer), variant=variants[i], expert=e_idx[rows], option=k_idx[rows],
+                    cost=cost[rows], lat=lat[rows], active=act[rows], floor=tv["floor"].copy(),
+                    lower=tv["lower"][layer].copy(), nonmoe=nonmoe[layer],
                 )
         pending.clear()
 
@@ -462,13 +466,6 @@ def _all_pairs(cv: np.ndarray) -> np.ndarray:
     """(T, n, w) terms of options in cost order -> (n, w): an earlier one is no worse in every
     term."""
     _, n, width = cv.shape
-    if not np.isnan(cv).any():  # dense ranks per term and row: the same order, in one byte
-        o = np.argsort(cv, axis=2)
-        srt = np.take_along_axis(cv, o, axis=2)
-        dense = np.zeros(cv.shape, dtype=np.uint8)
-        np.cumsum(srt[:, :, 1:] != srt[:, :, :-1], axis=2, dtype=np.uint8, out=dense[:, :, 1:])
-        cv = np.empty_like(dense)
-        np.put_along_axis(cv, o, dense, axis=2)
     # Rows last, so every comparison runs along a long contiguous axis.
     cv = np.ascontiguousarray(cv.transpose(0, 2, 1))  # (T, w, n)
     le = np.empty((width, width, n), dtype=bool)

@@ -393,8 +393,8 @@ def _dominated(vec: np.ndarray) -> np.ndarray:
     the cheaper, then the lower index wins); term 0 is the cost.
 
     First the cheap cut: the cheapest option whose latency terms all sit at the row's floor
-    dominates every dearer option; then an exact pairwise check on what is left, unless more
-    than PAIRWISE_MAX options are left.
+    dominates every dearer option; then an exact check on what is left, unless more than
+    PAIRWISE_MAX options are left.
     """
     D, R, K = vec.shape
     finite = np.isfinite(vec[0])
@@ -411,60 +411,71 @@ def _dominated(vec: np.ndarray) -> np.ndarray:
     dominated_sorted = np.arange(K)[None, :] > first[:, None]
     live = ~dominated_sorted & np.take_along_axis(finite, order, axis=1)
     counts = live.sum(axis=1)
-    # Rows in buckets of similar width, so short rows do not pay for the longest one's.
-    edges = np.unique(np.geomspace(2, PAIRWISE_MAX, 24).round().astype(int))
-    bucket = np.searchsorted(edges, counts)  # counts <= edges[bucket]
     check = (counts > 1) & (counts <= PAIRWISE_MAX)
-    for b in np.unique(bucket[check]):
-        rows = np.flatnonzero(check & (bucket == b))
-        width = int(counts[rows].max())
-        dominated_sorted[rows] |= _pairwise(vec[1:, rows], order[rows], live[rows], width)
+    # Exact on what is left: each option against the earlier option of least term sum (this
+    # finds almost every dominated option), then every pair among the survivors (an option
+    # dominated by a dropped one is dominated by whatever dropped that one: nothing is missed).
+    for rows, width in _buckets(counts, check):
+        pos, cv, alive = _live_terms(vec[1:, rows], order[rows], live[rows], width)
+        _scatter(dominated_sorted, rows, pos, _by_least_sum(cv) & alive)
+    left = live & ~dominated_sorted
+    counts = left.sum(axis=1)
+    for rows, width in _buckets(counts, check & (counts > 1)):
+        pos, cv, alive = _live_terms(vec[1:, rows], order[rows], left[rows], width)
+        _scatter(dominated_sorted, rows, pos, _all_pairs(cv) & alive)
     out = np.zeros((R, K), dtype=bool)
     np.put_along_axis(out, order, dominated_sorted, axis=1)
     return out & finite
 
 
-def _pairwise(terms: np.ndarray, order: np.ndarray, live: np.ndarray, width: int) -> np.ndarray:
-    """Exact check among the live options (``order`` sorts them by cost): an earlier option no
-    worse in every latency term (``terms``, (D-1, n, K)) dominates a later one (it is no
-    dearer: it is earlier).
+def _buckets(counts: np.ndarray, check: np.ndarray) -> list[tuple[np.ndarray, int]]:
+    """The checked rows in buckets of similar width, so short rows do not pay for the longest
+    one's: (rows, width)."""
+    edges = np.unique(np.geomspace(2, PAIRWISE_MAX, 24).round().astype(int))
+    bucket = np.searchsorted(edges, counts)  # counts <= edges[bucket]
+    out = []
+    for b in np.unique(bucket[check]):
+        rows = np.flatnonzero(check & (bucket == b))
+        out.append((rows, int(counts[rows].max())))
+    return out
 
-    First each option against the earlier option of least term sum (this finds almost every
-    dominated option), then every pair among the survivors: an option dominated by a dropped
-    one is dominated by whatever dropped that one, so nothing is missed.
-    """
+
+def _live_terms(
+    terms: np.ndarray, order: np.ndarray, live: np.ndarray, width: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The live options of each row first, in cost order (``order``; ``live`` in that order):
+    their positions (n, w), their latency terms (T, n, w; +inf past the live ones) and which
+    are live (n, w)."""
     n = len(live)
-    pos = np.argsort(~live, axis=1, kind="stable")[:, :width]  # live ones first, in cost order
+    pos = np.argsort(~live, axis=1, kind="stable")[:, :width]
     idx = np.take_along_axis(order, pos, axis=1)  # (n, w) into the unsorted options
-    cv = terms[:, np.arange(n)[:, None], idx]  # (D-1, n, w)
     alive = np.take_along_axis(live, pos, axis=1)
-    cv = np.where(alive[None], cv, np.inf)
+    cv = np.where(alive[None], terms[:, np.arange(n)[:, None], idx], np.inf)
+    return pos, cv, alive
+
+
+def _scatter(dominated: np.ndarray, rows: np.ndarray, pos: np.ndarray, found: np.ndarray) -> None:
+    hit = np.zeros((len(rows), dominated.shape[1]), dtype=bool)
+    np.put_along_axis(hit, pos, found, axis=1)
+    dominated[rows] |= hit
+
+
+def _by_least_sum(cv: np.ndarray) -> np.ndarray:
+    """(T, n, w) terms of options in cost order -> (n, w): no better in any term than the
+    earlier option of least term sum."""
     total = cv.sum(axis=0)
     best = np.minimum.accumulate(total, axis=1)
-    best_at = np.maximum.accumulate(np.where(total == best, np.arange(width), 0), axis=1)
+    best_at = np.maximum.accumulate(np.where(total == best, np.arange(cv.shape[2]), 0), axis=1)
     by = np.zeros_like(best_at)
-    by[:, 1:] = best_at[:, :-1]  # the least-sum option strictly before each one
+    by[:, 1:] = best_at[:, :-1]  # strictly earlier
     dom = (np.take_along_axis(cv, np.broadcast_to(by[None], cv.shape), axis=2) <= cv).all(axis=0)
     dom[:, 0] = False
-    dom &= alive
-    left = alive & ~dom
-    if (left.sum(axis=1) > 1).any():
-        w2 = int(left.sum(axis=1).max())
-        pos2 = np.argsort(~left, axis=1, kind="stable")[:, :w2]  # survivors, in cost order
-        cv2 = np.take_along_axis(cv, np.broadcast_to(pos2[None], (len(cv), n, w2)), axis=2)
-        alive2 = np.take_along_axis(left, pos2, axis=1)
-        cv2 = np.where(alive2[None], cv2, np.inf)
-        found = np.zeros_like(dom)
-        np.put_along_axis(found, pos2, _all_pairs(cv2) & alive2, axis=1)
-        dom |= found
-    hit = np.zeros_like(live)
-    np.put_along_axis(hit, pos, dom, axis=1)
-    return hit & live
+    return dom
 
 
 def _all_pairs(cv: np.ndarray) -> np.ndarray:
     """(T, n, w) terms of options in cost order -> (n, w): an earlier one is no worse in every
-    term."""
+    term (it is no dearer: it is earlier)."""
     _, n, width = cv.shape
     # Rows last, so every comparison runs along a long contiguous axis.
     cv = np.ascontiguousarray(cv.transpose(0, 2, 1))  # (T, w, n)

@@ -312,12 +312,40 @@ def build_tables(problem: DeploymentProblem, variants: tuple[Variant, ...]) -> T
     # dominated ones. Option vectors are term-major (D, rows, K): cost, latencies, [active].
     max_lat = (layer_lower + slack + 1e-12).T  # (B, L)
     tables: dict[tuple[int, int], VariantTable] = {}
-    pending: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
-
-    def prune(pending: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]) -> None:
-        dominated = _dominated(np.concatenate([vec for _, _, _, vec in pending], axis=1))
+    D = 1 + B * (2 if concurrency else 1)
+    batches: list[list[tuple[int, np.ndarray]]] = [[]]  # (variant, its layers) per pass
+    size = 0
+    for i, tv in enumerate(priced):
+        ls = np.flatnonzero(fits[i] & ~(tv["lower"] - layer_lower > slack).any(axis=1)) if tv else []
+        if len(ls):
+            if size and size + D * ls.size * E * K > 2**22:  # bound one pass's memory
+                batches.append([])
+                size = 0
+            batches[-1].append((i, ls))
+            size += D * ls.size * E * K
+    for batch in batches:
+        if not batch:
+            continue
+        vec = np.empty((D, sum(ls.size for _, ls in batch) * E, K))
+        feas = []
         at = 0
-        for i, ls, f, _ in pending:
+        for i, ls in batch:
+            tv, v, every = priced[i], variants[i], ls.size == L
+            part = vec[:, at:at + ls.size * E].reshape(D, ls.size, E, K)
+            at += ls.size * E
+            part[0] = tv["cost"] if every else tv["cost"][ls]
+            clipped = part[1:1 + B]
+            np.maximum(tv["lat"] if every else tv["lat"][:, ls], tv["clip"][ls].T[:, :, None, None],
+                       out=clipped)
+            own = clipped if v.storage else tv["floor"][:, None, None, None] + clipped
+            f = tv["feasible"][ls] & (own <= max_lat[:, ls, None, None]).all(axis=0)
+            if concurrency:
+                part[1 + B:] = active if every else active[:, ls]
+            np.copyto(part, np.inf, where=~f)
+            feas.append(f)
+        dominated = _dominated(vec)
+        at = 0
+        for (i, ls), f in zip(batch, feas, strict=True):
             tv = priced[i]
             keep = f & ~dominated[at:at + ls.size * E].reshape(f.shape)
             at += ls.size * E
@@ -334,33 +362,6 @@ def build_tables(problem: DeploymentProblem, variants: tuple[Variant, ...]) -> T
                     cost=cost[rows], lat=lat[rows], active=act[rows], floor=tv["floor"].copy(),
                     lower=tv["lower"][layer].copy(), nonmoe=nonmoe[layer],
                 )
-        pending.clear()
-
-    size = 0
-    for i, (v, tv) in enumerate(zip(variants, priced, strict=True)):
-        if not tv:
-            continue
-        ls = np.flatnonzero(fits[i] & ~(tv["lower"] - layer_lower > slack).any(axis=1))
-        if not ls.size:
-            continue
-        every = ls.size == L
-        vec = np.empty((1 + B * (2 if concurrency else 1), ls.size, E, K))
-        vec[0] = tv["cost"] if every else tv["cost"][ls]
-        clipped = vec[1:1 + B]
-        np.maximum(tv["lat"] if every else tv["lat"][:, ls], tv["clip"][ls].T[:, :, None, None],
-                   out=clipped)
-        own = clipped if v.storage else tv["floor"][:, None, None, None] + clipped
-        f = tv["feasible"][ls] & (own <= max_lat[:, ls, None, None]).all(axis=0)
-        if concurrency:
-            vec[1 + B:] = active if every else active[:, ls]
-        np.copyto(vec, np.inf, where=~f)
-        pending.append((i, ls, f, vec.reshape(len(vec), -1, K)))
-        size += vec.size
-        if size > 2**22:  # bound the memory of one dominance pass
-            prune(pending)
-            size = 0
-    if pending:
-        prune(pending)
 
     layers: list[tuple[VariantTable, ...]] = []
     lower_bound = 0.0

@@ -413,17 +413,9 @@ def _dominated(vec: np.ndarray) -> np.ndarray:
     live = ~dominated_sorted & np.take_along_axis(finite, order, axis=1)
     counts = live.sum(axis=1)
     check = (counts > 1) & (counts <= PAIRWISE_MAX)
-    # Exact on what is left: each option against the earlier option of least term sum (this
-    # finds almost every dominated option), then every pair among the survivors (an option
-    # dominated by a dropped one is dominated by whatever dropped that one: nothing is missed).
     for rows, width in _buckets(counts, check):
         pos, cv, alive = _live_terms(vec[1:, rows], order[rows], live[rows], width)
-        _scatter(dominated_sorted, rows, pos, _by_least_sum(cv) & alive)
-    left = live & ~dominated_sorted
-    counts = left.sum(axis=1)
-    for rows, width in _buckets(counts, check & (counts > 1)):
-        pos, cv, alive = _live_terms(vec[1:, rows], order[rows], left[rows], width)
-        _scatter(dominated_sorted, rows, pos, _all_pairs(cv) & alive)
+        _scatter(dominated_sorted, rows, pos, _exact(cv, alive))
     out = np.zeros((R, K), dtype=bool)
     np.put_along_axis(out, order, dominated_sorted, axis=1)
     return out & finite
@@ -461,32 +453,32 @@ def _scatter(dominated: np.ndarray, rows: np.ndarray, pos: np.ndarray, found: np
     dominated[rows] |= hit
 
 
-def _by_least_sum(cv: np.ndarray) -> np.ndarray:
-    """(T, n, w) terms of options in cost order -> (n, w): no better in any term than the
-    earlier option of least term sum."""
+def _exact(cv: np.ndarray, alive: np.ndarray) -> np.ndarray:
+    """(T, n, w) latency terms of options in cost order, (n, w) which are live (the first ones)
+    -> (n, w): a live option that an earlier one is no worse than in every term (it is no
+    dearer: it is earlier).
+
+    Three steps, each exact: an option no better in any term than the earlier option of least
+    term sum is dominated (this finds almost all); one better in some term than every earlier
+    option is not; what is left (few) is compared with every earlier option.
+    """
+    T, n, width = cv.shape
     total = cv.sum(axis=0)
     best = np.minimum.accumulate(total, axis=1)
-    best_at = np.maximum.accumulate(np.where(total == best, np.arange(cv.shape[2]), 0), axis=1)
+    best_at = np.maximum.accumulate(np.where(total == best, np.arange(width), 0), axis=1)
     by = np.zeros_like(best_at)
     by[:, 1:] = best_at[:, :-1]  # strictly earlier
     dom = (np.take_along_axis(cv, np.broadcast_to(by[None], cv.shape), axis=2) <= cv).all(axis=0)
     dom[:, 0] = False
+    dom &= alive
+    prior = np.full_like(cv, np.inf)  # least of each term among the earlier options
+    np.minimum.accumulate(cv[:, :, :-1], axis=2, out=prior[:, :, 1:])
+    record = (cv < prior).any(axis=0)
+    r, k = np.nonzero(alive & ~dom & ~record)
+    if r.size:
+        no_worse = (cv[:, r, :] <= cv[:, r, k][:, :, None]).all(axis=0)  # (C, w)
+        dom[r, k] = (no_worse & (np.arange(width)[None, :] < k[:, None])).any(axis=1)
     return dom
-
-
-def _all_pairs(cv: np.ndarray) -> np.ndarray:
-    """(T, n, w) terms of options in cost order -> (n, w): an earlier one is no worse in every
-    term (it is no dearer: it is earlier)."""
-    _, n, width = cv.shape
-    # Rows last, so every comparison runs along a long contiguous axis.
-    cv = np.ascontiguousarray(cv.transpose(0, 2, 1))  # (T, w, n)
-    le = np.empty((width, width, n), dtype=bool)
-    le[:] = np.triu(np.ones((width, width), dtype=bool), 1)[:, :, None]
-    tmp = np.empty_like(le)
-    for t in cv:  # le[j, k, i]: j earlier than k and no worse in every term so far
-        np.less_equal(t[:, None, :], t[None, :, :], out=tmp)
-        le &= tmp
-    return le.any(axis=0).T
 
 
 def _replace(t: Tables, **changes: object) -> Tables:

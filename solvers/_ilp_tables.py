@@ -413,9 +413,25 @@ def _dominated(vec: np.ndarray) -> np.ndarray:
     live = ~dominated_sorted & np.take_along_axis(finite, order, axis=1)
     counts = live.sum(axis=1)
     check = (counts > 1) & (counts <= PAIRWISE_MAX)
+    # The live options come first in cost order (infinite costs sort last), unless a cost is
+    # -inf or NaN: then gather them first.
+    prefix = bool((live == (np.arange(K)[None, :] < counts[:, None])).all())
     for rows, width in _buckets(counts, check):
-        pos, cv, alive = _live_terms(vec[1:, rows], order[rows], live[rows], width)
-        _scatter(dominated_sorted, rows, pos, _exact(cv, alive))
+        if prefix:
+            pos = np.broadcast_to(np.arange(width), (len(rows), width))
+            alive = pos < counts[rows, None]
+        else:
+            pos = np.argsort(~live[rows], axis=1, kind="stable")[:, :width]
+            alive = np.take_along_axis(live[rows], pos, axis=1)
+        idx = np.take_along_axis(order[rows], pos, axis=1)  # (n, w) into the unsorted options
+        cv = np.where(alive[None], vec[1:, rows[:, None], idx], np.inf)  # (D-1, n, w)
+        hit = _exact(cv, alive)
+        if prefix:
+            dominated_sorted[rows, :width] |= hit
+        else:
+            found = np.zeros((len(rows), K), dtype=bool)
+            np.put_along_axis(found, pos, hit, axis=1)
+            dominated_sorted[rows] |= found
     out = np.zeros((R, K), dtype=bool)
     np.put_along_axis(out, order, dominated_sorted, axis=1)
     return out & finite
@@ -424,33 +440,13 @@ def _dominated(vec: np.ndarray) -> np.ndarray:
 def _buckets(counts: np.ndarray, check: np.ndarray) -> list[tuple[np.ndarray, int]]:
     """The checked rows in buckets of similar width, so short rows do not pay for the longest
     one's: (rows, width)."""
-    edges = np.unique(np.geomspace(2, PAIRWISE_MAX, 24).round().astype(int))
+    edges = np.unique(np.geomspace(2, PAIRWISE_MAX, 16).round().astype(int))
     bucket = np.searchsorted(edges, counts)  # counts <= edges[bucket]
     out = []
     for b in np.unique(bucket[check]):
         rows = np.flatnonzero(check & (bucket == b))
         out.append((rows, int(counts[rows].max())))
     return out
-
-
-def _live_terms(
-    terms: np.ndarray, order: np.ndarray, live: np.ndarray, width: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The live options of each row first, in cost order (``order``; ``live`` in that order):
-    their positions (n, w), their latency terms (T, n, w; +inf past the live ones) and which
-    are live (n, w)."""
-    n = len(live)
-    pos = np.argsort(~live, axis=1, kind="stable")[:, :width]
-    idx = np.take_along_axis(order, pos, axis=1)  # (n, w) into the unsorted options
-    alive = np.take_along_axis(live, pos, axis=1)
-    cv = np.where(alive[None], terms[:, np.arange(n)[:, None], idx], np.inf)
-    return pos, cv, alive
-
-
-def _scatter(dominated: np.ndarray, rows: np.ndarray, pos: np.ndarray, found: np.ndarray) -> None:
-    hit = np.zeros((len(rows), dominated.shape[1]), dtype=bool)
-    np.put_along_axis(hit, pos, found, axis=1)
-    dominated[rows] |= hit
 
 
 def _exact(cv: np.ndarray, alive: np.ndarray) -> np.ndarray:

@@ -131,5 +131,7 @@ def test_dominance_is_the_references(seed):
     vec[rng.random((rows, k)) < 0.2] = np.inf  # infeasible options
     vec[:3, :, 1:] = 0.0  # every option at the floor
     vec[3:6, :, 1:] = np.inf  # no latency term finite
+    vec[6, ::7, 0] = -np.inf  # costs that do not sort the live options first
+    vec[7, ::5, 0] = np.nan
     np.testing.assert_array_equal(_dominated(np.ascontiguousarray(vec.transpose(2, 0, 1))),
                                   reference_dominated(vec))

@@ -181,8 +181,8 @@ def build_tables(problem: DeploymentProblem, variants: tuple[Variant, ...]) -> T
     d = pair[:, 1:]  # (U, 1)
     r_uk = np.ceil(d / g_k)  # (U, K) tokens per replica
     active_uk = np.minimum(g_k, d)
-    r_max = r_uk[at_u].max(axis=0)  # (L, E, K)
-    active = active_uk[at_u]  # (B, L, E, K)
+    r_max = np.take(r_uk, at_u, axis=0).max(axis=0)  # (L, E, K)
+    active = np.take(active_uk, at_u, axis=0)  # (B, L, E, K)
     used = r_max > 0
     payload_ok = ~used | (lm.payload_bytes(r_max, tb, c) <= c.lambda_payload_limit_bytes)
     G = len(g)
@@ -228,7 +228,7 @@ def build_tables(problem: DeploymentProblem, variants: tuple[Variant, ...]) -> T
         ok = {
             "memory": need <= mem_k,  # unused experts still start and load weights
             "payload": payload_ok if v.method == lm.DIRECT else np.ones_like(used),
-            "timeout": (t <= c.lambda_timeout_max_s)[at_u].all(axis=0),  # max over batches
+            "timeout": np.take(t <= c.lambda_timeout_max_s, at_u, axis=0).all(axis=0),  # max over b
         }
         feasible = ok["memory"] & ok["payload"] & ok["timeout"]  # (L, E, K)
         for name in OPTION_CONSTRAINTS:  # which constraint alone would leave options
@@ -243,7 +243,7 @@ def build_tables(problem: DeploymentProblem, variants: tuple[Variant, ...]) -> T
             priced.append({})
             continue
         # Every replica's finish time; direct layers add T_load after the slowest one.
-        lat = finish_pm[i].ravel()[gather]  # (B, L, E, K)
+        lat = np.take(finish_pm[i].ravel(), gather)  # (B, L, E, K)
         lat_min = np.where(feasible, lat, np.inf).min(axis=3).max(axis=2).T  # (L, B)
         floor = np.full(B, fx.next_load_s)
         if v.storage:
@@ -252,7 +252,7 @@ def build_tables(problem: DeploymentProblem, variants: tuple[Variant, ...]) -> T
         else:
             lower = floor + lat_min
             clip = lat_min
-        priced.append(dict(feasible=feasible, cost=usd[at_u].mean(axis=0), lat=lat, lower=lower,
+        priced.append(dict(feasible=feasible, cost=np.take(usd, at_u, axis=0).mean(axis=0), lat=lat, lower=lower,
                            clip=clip, floor=floor))
 
     binding: set[str] = set()
@@ -464,7 +464,7 @@ def _exact(cv: np.ndarray, alive: np.ndarray) -> np.ndarray:
     best_at = np.maximum.accumulate(np.where(total == best, np.arange(width), 0), axis=1)
     by = np.zeros_like(best_at)
     by[:, 1:] = best_at[:, :-1]  # strictly earlier
-    dom = (np.take_along_axis(cv, np.broadcast_to(by[None], cv.shape), axis=2) <= cv).all(axis=0)
+    dom = (cv[:, np.arange(n)[:, None], by] <= cv).all(axis=0)
     dom[:, 0] = False
     dom &= alive
     prior = np.full_like(cv, np.inf)  # least of each term among the earlier options

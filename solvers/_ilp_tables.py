@@ -184,6 +184,8 @@ def build_tables(problem: DeploymentProblem, variants: tuple[Variant, ...]) -> T
     r_max = np.take(r_uk, at_u, axis=0).max(axis=0)  # (L, E, K)
     active = np.take(active_uk, at_u, axis=0)  # (B, L, E, K)
     used = r_max > 0
+    r_max_of, r_max_at = np.unique(r_max, return_inverse=True)
+    r_max_at = r_max_at.reshape(r_max.shape)
     payload_ok = ~used | (lm.payload_bytes(r_max, tb, c) <= c.lambda_payload_limit_bytes)
     G = len(g)
     per_m = np.arange(0, K, G)  # first option of each (arch, memory)
@@ -221,10 +223,10 @@ def build_tables(problem: DeploymentProblem, variants: tuple[Variant, ...]) -> T
                 np.asarray(v.method), r_uk.reshape(flat), active_uk.reshape(flat), np.asarray(beta),
                 c, problem.fetch_weights,
             ).reshape(usd.shape)
-        need = lm.memory_required_mb(
-            v.method, r_max, 1.0 * model.expert_param_bytes, beta, tb,
+        need = np.take(lm.memory_required_mb(
+            v.method, r_max_of, 1.0 * model.expert_param_bytes, beta, tb,
             model.intermediate_bytes_per_token, c,
-        )
+        ), r_max_at)  # (L, E, K), priced once per distinct r_max
         ok = {
             "memory": need <= mem_k,  # unused experts still start and load weights
             "payload": payload_ok if v.method == lm.DIRECT else np.ones_like(used),

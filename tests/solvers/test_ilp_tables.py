@@ -45,7 +45,8 @@ def _problems() -> dict[str, DeploymentProblem]:
         "full-scope-arm64": problem_from_dict(
             _spec(cost_scope="full", architectures=["x86_64", "arm64"]), "test"),
         "full-scope-cold-direct": problem_from_dict(
-            _spec(cost_scope="full", methods=["direct", "storage"], start="cold"), "test"),
+            {**_spec(cost_scope="full", methods=["direct", "storage"], start="cold"),
+             "slo": {"time_limit_s": 40.0}}, "test"),
         # The concurrency limit can bind (some options break it, not all): active vectors join
         # the dominance check.
         "concurrency-can-bind": _constants(top2, lambda_concurrency_limit=14),
@@ -115,6 +116,8 @@ def test_the_cases_cover_what_they_name():
     assert tables("concurrency-can-bind").concurrency and not tables("concurrency-can-bind").binding
     assert np.any(tables("full-scope-arm64").arm64)
     assert all(t.nonmoe is not None for layer in tables("full-scope-arm64").layers for t in layer)
+    cold_direct = tables("full-scope-cold-direct")
+    assert not cold_direct.binding and {t.variant.method for t in cold_direct.layers[0]} == {1, 2}
     # A variant dropped by the time limit in some layer, kept in another.
     tight = tables("tight-time-limit")
     assert not tight.binding and len({len(layer) for layer in tight.layers}) > 1
@@ -135,3 +138,52 @@ def test_dominance_is_the_references(seed):
     vec[7, ::5, 0] = np.nan
     np.testing.assert_array_equal(_dominated(np.ascontiguousarray(vec.transpose(2, 0, 1))),
                                   reference_dominated(vec))
+
+
+def _reference_quick_incumbent(tables):
+    """quick_incumbent as it was (a loop over experts), for the test below."""
+    from solvers._ilp_model import TIME_MARGIN_S, Choice
+
+    problem = tables.problem
+    lowers = np.array([np.min([t.lower for t in layer], axis=0) for layer in tables.layers])
+    slack = problem.slo.time_limit_s - TIME_MARGIN_S - 1e-9 * problem.slo.time_limit_s
+    slack = (slack - tables.fixed_s - lowers.sum(axis=0)) / len(tables.layers)
+    if (slack < 0).any():
+        return None
+    choices = []
+    for layer, low in zip(tables.layers, lowers, strict=True):
+        cap = low + slack
+        best = None
+        for t in layer:
+            fits = (t.add + t.lat <= cap).all(axis=1)
+            cost = np.where(fits, t.cost, np.inf)
+            rows = np.zeros(t.experts, dtype=int)
+            ok = True
+            for e in range(t.experts):
+                idx = np.flatnonzero(t.expert == e)
+                k = idx[np.argmin(cost[idx])]
+                ok &= bool(np.isfinite(cost[k]))
+                rows[e] = k
+            if ok:
+                ch = Choice(t, rows)
+                if (ch.latency_s <= cap + 1e-12).all() and (best is None or ch.cost_usd < best.cost_usd):
+                    best = ch
+        if best is None:
+            return None
+        choices.append(best)
+    return tuple(choices)
+
+
+@pytest.mark.parametrize("name", ["bert-moe-4", "small", "tiny", "top2", "full-scope-arm64",
+                                  "full-scope-cold-direct", "concurrency-can-bind", "tight-time-limit"])
+def test_quick_incumbent_is_the_loops(name):
+    from solvers._ilp_model import quick_incumbent
+
+    problem = PROBLEMS[name]
+    tables = build_tables(problem, variants_of(problem, PIPELINE_DEGREES))
+    got, want = quick_incumbent(tables), _reference_quick_incumbent(tables)
+    assert (got is None) == (want is None)
+    if want is not None:
+        for g, w in zip(got, want, strict=True):
+            assert g.table is w.table
+            np.testing.assert_array_equal(g.rows, w.rows)

@@ -457,25 +457,48 @@ def _exact(cv: np.ndarray, alive: np.ndarray) -> np.ndarray:
     dearer: it is earlier).
 
     Three steps, each exact: an option no better in any term than the earlier option of least
-    term sum is dominated (this finds almost all); one better in some term than every earlier
-    option is not; what is left (few) is compared with every earlier option.
+    term sum is dominated (this finds almost all; when many are left, also against the least
+    sum of terms scaled to their row's largest, and against the option just before); one
+    better in some term than every earlier option is not; what is left is compared with every
+    earlier option not known dominated.
     """
     T, n, width = cv.shape
-    total = cv.sum(axis=0)
-    best = np.minimum.accumulate(total, axis=1)
-    best_at = np.maximum.accumulate(np.where(total == best, np.arange(width), 0), axis=1)
-    by = np.zeros_like(best_at)
-    by[:, 1:] = best_at[:, :-1]  # strictly earlier
-    dom = (cv[:, np.arange(n)[:, None], by] <= cv).all(axis=0)
-    dom[:, 0] = False
-    dom &= alive
+    rows = np.arange(n)[:, None]
+
+    def witness(total: np.ndarray) -> np.ndarray:  # the earlier option of least ``total``
+        best = np.minimum.accumulate(total, axis=1)
+        best_at = np.maximum.accumulate(np.where(total == best, np.arange(width), 0), axis=1)
+        by = np.zeros_like(best_at)
+        by[:, 1:] = best_at[:, :-1]  # strictly earlier
+        found = (cv[:, rows, by] <= cv).all(axis=0)
+        found[:, 0] = False
+        return found
+
+    dom = witness(cv.sum(axis=0)) & alive
     prior = np.full_like(cv, np.inf)  # least of each term among the earlier options
     np.minimum.accumulate(cv[:, :, :-1], axis=2, out=prior[:, :, 1:])
-    record = (cv < prior).any(axis=0)
-    r, k = np.nonzero(alive & ~dom & ~record)
+    doubt = alive & ~dom & ~(cv < prior).any(axis=0)
+    if doubt.sum() > n:  # terms of unlike scales (replicas beside seconds), or many equal
+        top = np.where(np.isfinite(cv), cv, -np.inf).max(axis=2, keepdims=True)  # (T, n, 1)
+        scale = np.where(np.isfinite(top) & (top > 0), 1.0 / np.where(top > 0, top, 1.0), 1.0)
+        dom |= witness((cv * scale).sum(axis=0)) & alive
+        dom[:, 1:] |= (cv[:, :, :-1] <= cv[:, :, 1:]).all(axis=0) & alive[:, 1:]  # the one before
+        doubt &= ~dom
+    r, k = np.nonzero(doubt)
     if r.size:
-        no_worse = (cv[:, r, :] <= cv[:, r, k][:, :, None]).all(axis=0)  # (C, w)
-        dom[r, k] = (no_worse & (np.arange(width)[None, :] < k[:, None])).any(axis=1)
+        # A dominated option has an undominated dominator: compare with the options not yet
+        # known dominated only (the front, and the few still in doubt), gathered first.
+        left = alive & ~dom
+        wide = int(left.sum(axis=1).max())
+        at = np.argsort(~left, axis=1, kind="stable")[:, :wide]  # (n, wide) positions
+        front = np.where(np.take_along_axis(left, at, axis=1)[None],
+                         np.take_along_axis(cv, np.broadcast_to(at[None], (T, n, wide)), axis=2),
+                         np.inf)
+        step = max(1, 2**20 // (T * wide))  # bound the memory of one comparison
+        for s in range(0, r.size, step):
+            rr, kk = r[s:s + step], k[s:s + step]
+            no_worse = (front[:, rr, :] <= cv[:, rr, kk][:, :, None]).all(axis=0)  # (C, wide)
+            dom[rr, kk] = (no_worse & (at[rr] < kk[:, None])).any(axis=1)
     return dom
 
 

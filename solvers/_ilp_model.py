@@ -633,21 +633,20 @@ def quick_incumbent(tables: Tables) -> tuple[Choice, ...] | None:
     for layer, low in zip(tables.layers, lowers, strict=True):
         cap = low + slack
         best: Choice | None = None
+        best_usd = np.inf
         for t in layer:
-            E = t.experts
             fits = (t.add + t.lat <= cap).all(axis=1)
             cost = np.where(fits, t.cost, np.inf)
-            rows = np.zeros(E, dtype=int)
-            ok = True
-            for e in range(E):
-                idx = np.flatnonzero(t.expert == e)
-                k = idx[np.argmin(cost[idx])]
-                ok &= bool(np.isfinite(cost[k]))
-                rows[e] = k
-            if ok:
-                ch = Choice(t, rows)
-                if (ch.latency_s <= cap + 1e-12).all() and (best is None or ch.cost_usd < best.cost_usd):
-                    best = ch
+            # Per expert its cheapest fitting row (the first of equals, as argmin): sorted by
+            # expert, then cost, then row, each expert's first.
+            by = np.lexsort((cost, t.expert))
+            rows = by[np.searchsorted(t.expert[by], np.arange(t.experts))]
+            if np.isfinite(cost[rows]).all():
+                latency = t.latency(rows)  # Choice(t, rows).latency_s, .cost_usd
+                if (latency <= cap + 1e-12).all():
+                    usd = float(t.cost[rows].sum()) + float(t.extra_usd(latency))
+                    if best is None or usd < best_usd:
+                        best, best_usd = Choice(t, rows), usd
         if best is None:
             return None
         choices.append(best)

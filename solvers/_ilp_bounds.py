@@ -84,13 +84,9 @@ def _price_table(
     ``upper`` (else an empty list), then up to ``extra`` more of the final front by value
     (other mu-efficient configurations: candidates for the incumbent); raises TimeoutError
     past ``deadline``."""
-    E, B = t.experts, t.lat.shape[1]
-    mins = np.full((E, B), np.inf)
-    np.minimum.at(mins, t.expert, t.lat)
-    order = np.argsort(-mins.max(axis=1), kind="stable")
-    min_cost = np.full(E, np.inf)
-    np.minimum.at(min_cost, t.expert, t.cost)
-    rest = np.concatenate([np.cumsum(min_cost[order][::-1])[::-1][1:], [0.0]])
+    E = t.experts
+    order = np.argsort(-t.least_finish.max(axis=1), kind="stable")
+    rest = np.concatenate([np.cumsum(t.least_cost[order][::-1])[::-1][1:], [0.0]])
     const = t.nonmoe.direct_usd if (t.nonmoe is not None and not t.variant.storage) else 0.0
     start = t.lower - t.add  # every configuration's slowest finish is at least this
     cost = np.zeros(1)
@@ -100,7 +96,7 @@ def _price_table(
     for step, e in enumerate(order):
         if time.perf_counter() > deadline:
             raise TimeoutError
-        rows = np.flatnonzero(t.expert == e)
+        rows = t.expert_rows[e]
         if len(rows) > 64:
             # Options of one expert that another beats from the least state on are beaten from
             # every state (the gap between two options only shrinks as the state's latency grows).
@@ -256,8 +252,7 @@ def variant_floor(t: VariantTable, mu: np.ndarray) -> float:
     variants whole."""
     start = t.lower - t.add
     own = t.cost + _batch_prices(t, mu, np.maximum(start, t.lat)).sum(axis=1)  # (n,)
-    least = np.full(t.experts, np.inf)
-    np.minimum.at(least, t.expert, t.cost)
+    least = t.least_cost
     least_own = np.full(t.experts, np.inf)
     np.minimum.at(least_own, t.expert, own)
     const = t.nonmoe.direct_usd if (t.nonmoe is not None and not t.variant.storage) else 0.0

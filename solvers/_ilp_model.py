@@ -520,10 +520,8 @@ def exact_curve(
         state = np.concatenate([[0.0], start, np.zeros(B) if conc else []])[None]
         picks = np.zeros((1, 0), dtype=int)
         nmax = B
-        order = np.argsort([-t.lat[t.expert == e].min(axis=0).max() for e in range(E)], kind="stable")
-        min_cost = np.full(E, np.inf)
-        np.minimum.at(min_cost, t.expert, t.cost)
-        rest = np.concatenate([np.cumsum(min_cost[order][::-1])[::-1][1:], [0.0]])
+        order = np.argsort(-t.least_finish.max(axis=1), kind="stable")
+        rest = np.concatenate([np.cumsum(t.least_cost[order][::-1])[::-1][1:], [0.0]])
 
         def state_latency(v: np.ndarray, t: VariantTable = t, B: int = B) -> np.ndarray:
             """The layer latency a partial state has already committed to, per batch."""
@@ -532,7 +530,7 @@ def exact_curve(
         for step, e in enumerate(order):
             if time.perf_counter() > deadline:
                 return None
-            rows = np.flatnonzero(t.expert == e)
+            rows = t.expert_rows[e]
             opt = np.concatenate(
                 [t.cost[rows, None], *[p[rows] for p in parts], t.active[rows] if conc else np.zeros((len(rows), 0))],
                 axis=1,

@@ -12,6 +12,7 @@ never be needed, and an option whose latency alone breaks the time limit can nev
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -79,19 +80,39 @@ class VariantTable:
     lower: np.ndarray  # (B,) a lower bound of the layer latency under this variant
     nonmoe: NonMoeBilling | None = None  # full scope only
 
-    @property
+    # Derived once per table (the solvers ask for them thousands of times; nothing mutates them).
+    @cached_property
     def experts(self) -> int:
         return int(self.expert.max()) + 1
 
-    @property
+    @cached_property
     def add(self) -> np.ndarray:
         """Latency added after the slowest replica (T_load for direct layers)."""
         return np.zeros_like(self.floor) if self.variant.storage else self.floor
 
-    @property
+    @cached_property
     def base(self) -> np.ndarray:
         """The least the slowest-replica term can be (the floor for storage layers)."""
         return self.floor if self.variant.storage else np.zeros_like(self.floor)
+
+    @cached_property
+    def expert_rows(self) -> tuple[np.ndarray, ...]:
+        """Per expert, its rows."""
+        return tuple(np.flatnonzero(self.expert == e) for e in range(self.experts))
+
+    @cached_property
+    def least_cost(self) -> np.ndarray:
+        """(E,) each expert's cheapest option."""
+        best = np.full(self.experts, np.inf)
+        np.minimum.at(best, self.expert, self.cost)
+        return best
+
+    @cached_property
+    def least_finish(self) -> np.ndarray:
+        """(E, B) each expert's earliest finish per batch (over its options)."""
+        mins = np.full((self.experts, self.lat.shape[1]), np.inf)
+        np.minimum.at(mins, self.expert, self.lat)
+        return mins
 
     def latency_of(self, slowest: np.ndarray) -> np.ndarray:
         """Layer latency from the slowest replica's finish per batch, shape (..., B)."""

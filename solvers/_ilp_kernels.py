@@ -51,6 +51,15 @@ def mu_front_sweep(c: np.ndarray, hT: np.ndarray, start: int, stop: int, surv: n
     return m
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _fits(opt_lat: np.ndarray, slow: np.ndarray, k: int, i: int) -> bool:  # pragma: no cover
+    """Option k finishes within state i's slowest finish on every batch."""
+    for b in range(slow.shape[1]):  # noqa: SIM110 - numba compiles loops, not generators
+        if opt_lat[k, b] > slow[i, b]:
+            return False
+    return True
+
+
 @numba.njit(cache=True, nogil=True)
 def expand_states(cost: np.ndarray, slow: np.ndarray, opt_cost: np.ndarray, opt_lat: np.ndarray,
                   add: np.ndarray, base: np.ndarray, mu: np.ndarray, billed_step: float,
@@ -86,23 +95,13 @@ def expand_states(cost: np.ndarray, slow: np.ndarray, opt_cost: np.ndarray, opt_
             fit_k = -1
             fit_c = np.inf
             for k in range(K):
-                fits = True
-                for b in range(B):
-                    if opt_lat[k, b] > slow[i, b]:
-                        fits = False
-                        break
-                if fits:
+                if _fits(opt_lat, slow, k, i):
                     ck = cost[i] + opt_cost[k]
                     if ck < fit_c:
                         fit_c = ck
                         fit_k = k
             for k in range(K):
-                fits = True
-                for b in range(B):
-                    if opt_lat[k, b] > slow[i, b]:
-                        fits = False
-                        break
-                if fits and k != fit_k:
+                if k != fit_k and _fits(opt_lat, slow, k, i):
                     continue
                 c = cost[i] + opt_cost[k]
                 value = c

@@ -13,11 +13,25 @@ this module only above a size where that pays (imported lazily).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numba
 import numpy as np
 
 
-@numba.njit(cache=True, nogil=True)
+def _jit(fn: Callable | None = None, **options: object) -> Callable:
+    """numba.njit with its on-disk cache when numba finds a writable cache folder (the package's
+    ``__pycache__`` or the user's cache), else compiled in memory in each process."""
+    def wrap(f: Callable) -> Callable:
+        try:
+            return numba.njit(cache=True, nogil=True, **options)(f)
+        except RuntimeError:  # "cannot cache function ...: no locator available"
+            return numba.njit(nogil=True, **options)(f)
+
+    return wrap if fn is None else wrap(fn)
+
+
+@_jit
 def mu_front_sweep(c: np.ndarray, hT: np.ndarray, start: int, stop: int, surv: np.ndarray,
                    m: int, keep: np.ndarray) -> int:  # pragma: no cover - compiled
     """States ``start..stop-1`` (sorted by value) against the ``m`` survivors in ``surv``:
@@ -51,7 +65,7 @@ def mu_front_sweep(c: np.ndarray, hT: np.ndarray, start: int, stop: int, surv: n
     return m
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@_jit(inline="always")
 def _fits(opt_lat: np.ndarray, slow: np.ndarray, k: int, i: int) -> bool:  # pragma: no cover
     """Option k finishes within state i's slowest finish on every batch."""
     for b in range(slow.shape[1]):  # noqa: SIM110 - numba compiles loops, not generators
@@ -60,7 +74,7 @@ def _fits(opt_lat: np.ndarray, slow: np.ndarray, k: int, i: int) -> bool:  # pra
     return True
 
 
-@numba.njit(cache=True, nogil=True)
+@_jit
 def expand_states(cost: np.ndarray, slow: np.ndarray, opt_cost: np.ndarray, opt_lat: np.ndarray,
                   add: np.ndarray, base: np.ndarray, mu: np.ndarray, billed_step: float,
                   start: float, compute: float, cold: float, billed_price: float, rest: float,

@@ -330,3 +330,15 @@ def test_capacity_is_the_time_rows_right_side():
     problem = REFEREES[0].problem
     tables = build_tables(problem, variants_of(problem, DEGREES))
     assert (capacity(tables) < problem.slo.time_limit_s - tables.fixed_s).all()
+
+
+def test_compiled_loops_work_without_a_writable_cache():
+    """Where numba finds no folder for its on-disk cache it refuses ``cache=True`` at
+    decoration time; the kernels then compile in memory instead of failing to import. A
+    function without a source file has no cache folder at all: the same refusal."""
+    from solvers._ilp_kernels import _jit
+
+    namespace: dict = {}
+    exec("def twice(x):\n    return 2.0 * x\n", namespace)  # noqa: S102 - a fixed literal
+    assert _jit(namespace["twice"])(1.5) == 3.0
+    assert _jit(inline="always")(namespace["twice"])(2.0) == 4.0

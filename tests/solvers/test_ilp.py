@@ -264,3 +264,29 @@ def test_a_bound_computed_before_the_budget_ends_is_reported(monkeypatch):
     assert result.lower_bound_usd > tables.lower_bound_usd
     assert result.evaluation.feasible and result.lower_bound_usd <= result.cost_usd
     assert result.gap == pytest.approx((result.cost_usd - result.lower_bound_usd) / result.cost_usd, abs=1e-15)
+
+
+def test_ilp_runs_numpy_blas_on_one_thread_and_restores_it(monkeypatch):
+    """ilp's matrix products are tiny: a second BLAS thread only spins (CPU 1.6x the wall
+    time on bert-moe-4). Inside the solve BLAS has one thread; afterwards, what it had."""
+    from threadpoolctl import ThreadpoolController
+
+    import solvers.ilp as ilp_module
+
+    def blas_threads() -> list[int]:
+        return [i["num_threads"] for i in ThreadpoolController().info() if i["user_api"] == "blas"]
+
+    before = blas_threads()
+    if not before:
+        pytest.skip("threadpoolctl finds no BLAS thread pool in this process")
+    seen = []
+    real = ilp_module.build_tables
+
+    def spying(*args, **kwargs):
+        seen.append(blas_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ilp_module, "build_tables", spying)
+    make_solver("ilp").solve(tiny_problem(), Budget(evaluations=10**6, seconds=20))
+    assert seen and seen[0] and all(n == 1 for n in seen[0])
+    assert blas_threads() == before

@@ -52,17 +52,13 @@ from solvers._ilp_model import (
 )
 from solvers._ilp_tables import PAIRWISE_MAX, Tables, build_tables, variants_of
 
-_BLAS: ThreadpoolController | None = None
-
 
 def one_blas_thread() -> contextlib.AbstractContextManager:
     """numpy's BLAS on one thread while ilp runs: its products are small (layers x batches),
     and OpenBLAS's extra thread only spun: on bert-moe-4 it took 0.96 CPU s for a 0.58 s
-    solve, 0.56 CPU s on one thread, with the same wall time. HiGHS runs single-threaded too."""
-    global _BLAS
-    if _BLAS is None:
-        _BLAS = ThreadpoolController()
-    return _BLAS.limit(limits=1, user_api="blas")
+    solve, 0.56 CPU s on one thread, with the same wall time. HiGHS runs single-threaded too.
+    The BLAS libraries are looked up at each solve (0.5 ms): others may have loaded since."""
+    return ThreadpoolController().limit(limits=1, user_api="blas")
 
 MODES = ("monolithic", "ods")
 #: A proof gives up on a layer whose exact Pareto DP holds more partial configurations.

@@ -269,6 +269,7 @@ def test_a_bound_computed_before_the_budget_ends_is_reported(monkeypatch):
 def test_ilp_runs_numpy_blas_on_one_thread_and_restores_it(monkeypatch):
     """ilp's matrix products are tiny: a second BLAS thread only spins (CPU 1.6x the wall
     time on bert-moe-4). Inside the solve BLAS has one thread; afterwards, what it had."""
+    import scipy.linalg  # noqa: F401 - loads scipy's own OpenBLAS: a second pool, also limited
     from threadpoolctl import ThreadpoolController
 
     import solvers.ilp as ilp_module

@@ -37,8 +37,6 @@ MAX_SEARCH_CANDIDATES = 4_000_000
 EXTRA_COLUMNS = 4
 #: ... when their value is within this fraction of the least: candidates for the incumbent.
 NEAR_COLUMNS = 2e-3
-#: Pricing first tries the cheapest configurations under this many caps (a value to prune with).
-CAP_PROBES = 16
 #: Keep one batch's row exact per bound (2-D fronts of the remaining layers).
 PARTIAL_FRONTS = True
 #: LP cuts are generated at a layer only when more partial plans than this survive.
@@ -85,8 +83,7 @@ def _price_table(
     (other mu-efficient configurations: candidates for the incumbent); raises TimeoutError
     past ``deadline``."""
     E = t.experts
-    order = np.argsort(-t.least_finish.max(axis=1), kind="stable")
-    rest = np.concatenate([np.cumsum(t.least_cost[order][::-1])[::-1][1:], [0.0]])
+    order, rest = t.slowest_first
     const = t.nonmoe.direct_usd if (t.nonmoe is not None and not t.variant.storage) else 0.0
     start = t.lower - t.add  # every configuration's slowest finish is at least this
     cost = np.zeros(1)
@@ -625,34 +622,6 @@ class _CutPool:
         return ok
 
 
-def _cap_choices(t: VariantTable, probes: int) -> list[Choice]:
-    """Cheapest configurations of ``t`` under caps set by ``probes`` options of its slowest
-    expert, spread over their latency (feasible configurations: upper values for pricing)."""
-    E = t.experts
-    mins = np.full(E, np.inf)
-    np.minimum.at(mins, t.expert, t.lat.max(axis=1))
-    slow = np.flatnonzero(t.expert == int(np.argmax(mins)))
-    pick = slow[np.unique(np.linspace(0, len(slow) - 1, min(probes, len(slow))).round().astype(int))]
-    caps = t.add + np.maximum(t.base, t.lat[pick])  # (P, B) layer latencies as caps
-    fits = (t.add + t.lat[None] <= caps[:, None] + 1e-12).all(axis=2)  # (P, rows)
-    cost = np.where(fits, t.cost[None], np.inf)
-    order = np.lexsort((t.cost, t.expert))
-    out = []
-    for cap_cost in cost:
-        c = cap_cost[order]
-        best = np.full(E, -1)
-        # the first fitting row per expert in (expert, cost) order
-        ok = np.isfinite(c)
-        idx = order[ok]
-        ex = t.expert[idx]
-        first = np.ones(len(ex), dtype=bool)
-        first[1:] = ex[1:] != ex[:-1]
-        best[ex[first]] = idx[first]
-        if (best >= 0).all():
-            out.append(Choice(t, best))
-    return out
-
-
 def cap_choice(tables: Tables, layer: int, cap: np.ndarray) -> Choice | None:
     """The cheapest configuration of a layer whose latency is at most ``cap`` on every batch
     (each expert takes its cheapest option that fits; concurrency not checked), or None."""
@@ -660,13 +629,8 @@ def cap_choice(tables: Tables, layer: int, cap: np.ndarray) -> Choice | None:
     for t in tables.layers[layer]:
         if (t.lower > cap + 1e-12).any():
             continue
-        fits = (t.add + t.lat <= cap + 1e-12).all(axis=1)
-        cost = np.where(fits, t.cost, np.inf)
-        order = np.lexsort((cost, t.expert))  # by expert, then cost
-        first = np.ones(len(order), dtype=bool)
-        first[1:] = t.expert[order][1:] != t.expert[order][:-1]
-        rows = order[first]
-        if len(rows) != t.experts or not np.isfinite(cost[rows]).all():
+        rows = t.cheapest_fitting((t.add + t.lat <= cap + 1e-12).all(axis=1))
+        if rows is None:
             continue
         ch = Choice(t, rows)
         if best is None or ch.cost_usd < best.cost_usd:

@@ -520,8 +520,7 @@ def exact_curve(
         state = np.concatenate([[0.0], start, np.zeros(B) if conc else []])[None]
         picks = np.zeros((1, 0), dtype=int)
         nmax = B
-        order = np.argsort(-t.least_finish.max(axis=1), kind="stable")
-        rest = np.concatenate([np.cumsum(t.least_cost[order][::-1])[::-1][1:], [0.0]])
+        order, rest = t.slowest_first
 
         def state_latency(v: np.ndarray, t: VariantTable = t, B: int = B) -> np.ndarray:
             """The layer latency a partial state has already committed to, per batch."""
@@ -633,13 +632,8 @@ def quick_incumbent(tables: Tables) -> tuple[Choice, ...] | None:
         best: Choice | None = None
         best_usd = np.inf
         for t in layer:
-            fits = (t.add + t.lat <= cap).all(axis=1)
-            cost = np.where(fits, t.cost, np.inf)
-            # Per expert its cheapest fitting row (the first of equals, as argmin): sorted by
-            # expert, then cost, then row, each expert's first.
-            by = np.lexsort((cost, t.expert))
-            rows = by[np.searchsorted(t.expert[by], np.arange(t.experts))]
-            if np.isfinite(cost[rows]).all():
+            rows = t.cheapest_fitting((t.add + t.lat <= cap).all(axis=1))
+            if rows is not None:
                 latency = t.latency(rows)  # Choice(t, rows).latency_s, .cost_usd
                 if (latency <= cap + 1e-12).all():
                     usd = float(t.cost[rows].sum()) + float(t.extra_usd(latency))

@@ -114,6 +114,23 @@ class VariantTable:
         np.minimum.at(mins, self.expert, self.lat)
         return mins
 
+    @cached_property
+    def slowest_first(self) -> tuple[np.ndarray, np.ndarray]:
+        """The order the layer DPs (pricing, exact curves) take the experts in: slowest
+        earliest finish first; and per step the least cost of the experts after it (what any
+        completion still pays)."""
+        order = np.argsort(-self.least_finish.max(axis=1), kind="stable")
+        rest = np.concatenate([np.cumsum(self.least_cost[order][::-1])[::-1][1:], [0.0]])
+        return order, rest
+
+    def cheapest_fitting(self, fits: np.ndarray) -> np.ndarray | None:
+        """Per expert its cheapest row among ``fits`` (the first of equals), or None when some
+        expert has no such row."""
+        cost = np.where(fits, self.cost, np.inf)
+        by = np.lexsort((cost, self.expert))  # by expert, then cost, then row
+        rows = by[np.searchsorted(self.expert[by], np.arange(self.experts))]
+        return rows if np.isfinite(cost[rows]).all() else None
+
     def latency_of(self, slowest: np.ndarray) -> np.ndarray:
         """Layer latency from the slowest replica's finish per batch, shape (..., B)."""
         return self.add + np.maximum(self.base, slowest)

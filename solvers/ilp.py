@@ -183,12 +183,12 @@ class IlpSolver(Solver):
                  + (f", {bound.iterations} rounds" if bound is not None else "") + ")"]
         if bound is not None:  # the best plan over the generated configurations
             columns, rounded = lp_rounding_columns(tables, bound.curves, deadline=end)
-            if rounded is not None and milp_cost(tables, rounded) < upper and self._adopt(tables, rounded, tracker):
-                incumbent, upper = rounded, milp_cost(tables, rounded)
+            if (usd := self._adopt(tables, rounded, upper, tracker)) is not None:
+                incumbent, upper = rounded, usd
             found = self._search(tables, columns, lower, upper,
                                  time.perf_counter() + 0.2 * max(end - time.perf_counter(), 0.0))
-            if found is not None and milp_cost(tables, found) < upper and self._adopt(tables, found, tracker):
-                incumbent, upper = found, milp_cost(tables, found)
+            if (usd := self._adopt(tables, found, upper, tracker)) is not None:
+                incumbent, upper = found, usd
             steps.append(f"incumbent {upper:.9g} USD over {sum(len(c.cost) for c in columns)} "
                          "generated configurations")
         gap_ok = float(self.options["mip_gap"])
@@ -197,16 +197,15 @@ class IlpSolver(Solver):
             lower, choices, proven, how_proved = self._prove(
                 tables, bound, lower, upper, time.perf_counter() + 0.5 * max(end - time.perf_counter(), 0.0))
             steps.append(how_proved)
-            if choices is not None and milp_cost(tables, choices) < upper:
-                if self._adopt(tables, choices, tracker):
-                    incumbent, upper = choices, milp_cost(tables, choices)
-                else:  # found, but the budget ended before it could be priced
-                    proven = False
-                    steps.append("its plan could not be priced within the budget")
+            if (usd := self._adopt(tables, choices, upper, tracker)) is not None:
+                incumbent, upper = choices, usd
+            elif choices is not None and milp_cost(tables, choices) < upper:
+                proven = False  # found, but the budget ended before it could be priced
+                steps.append("its plan could not be priced within the budget")
         if not proven and bound is not None and time.perf_counter() < end:
             found, rounds = self._improve(tables, bound, columns, lower, upper, end)
-            if found is not None and milp_cost(tables, found) < upper and self._adopt(tables, found, tracker):
-                incumbent, upper = found, milp_cost(tables, found)
+            if (usd := self._adopt(tables, found, upper, tracker)) is not None:
+                incumbent, upper = found, usd
             steps.append(f"{rounds} rounds of perturbed pricing for the incumbent")
         cost = tracker.best_eval.cost_usd if tracker.best_eval is not None else upper
         # The bound as proven, never raised to the plan's cost: a proof at mip_gap shows as a
@@ -517,14 +516,19 @@ class IlpSolver(Solver):
     def _price(self, tables: Tables, choices: tuple[Choice, ...], tracker: Tracker) -> None:
         tracker.evaluate(plan_arrays(tables, choices))
 
-    def _adopt(self, tables: Tables, choices: tuple[Choice, ...], tracker: Tracker) -> bool:
-        """Price a better plan; False when the budget has ended (the plan is then not used,
-        and the bounds computed so far still stand, rather than being lost with the run)."""
+    def _adopt(
+        self, tables: Tables, choices: tuple[Choice, ...] | None, upper: float, tracker: Tracker
+    ) -> float | None:
+        """The cost of ``choices`` when it is a plan cheaper than ``upper`` and was priced; None
+        otherwise, also when the budget has ended before it could be priced (the plan is then
+        not used, and the bounds computed so far still stand rather than being lost)."""
+        if choices is None or (usd := milp_cost(tables, choices)) >= upper:
+            return None
         try:
             self._price(tables, choices, tracker)
         except BudgetExhausted:
-            return False
-        return True
+            return None
+        return usd
 
 
 def plan_arrays(tables: Tables, choices: tuple[Choice, ...]) -> PlanArrays:

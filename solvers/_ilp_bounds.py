@@ -31,6 +31,11 @@ import numpy as np
 from solvers._ilp_model import TIME_MARGIN_S, Choice, LayerCurve
 from solvers._ilp_tables import Tables, VariantTable
 
+try:  # built at install (setup.py); optional, so the numpy pricing stands in without it
+    from solvers import _ilp_cprice as _cprice
+except ImportError:  # pragma: no cover - depends on the install
+    _cprice = None
+
 #: Stop a search whose candidate states at one layer exceed this (memory: ~100 B each).
 MAX_SEARCH_CANDIDATES = 4_000_000
 #: Pricing keeps this many more configurations of each variant's final front (by value) ...
@@ -81,7 +86,53 @@ def _price_table(
     """The configuration of ``t`` with the least ``cost + mu . latency`` if it is below
     ``upper`` (else an empty list), then up to ``extra`` more of the final front by value
     (other mu-efficient configurations: candidates for the incumbent); raises TimeoutError
-    past ``deadline``."""
+    past ``deadline``. The compiled DP (:mod:`solvers._ilp_cprice`) where it was built, else
+    :func:`_price_table_numpy`: the same configurations."""
+    if _cprice is not None:
+        return _price_table_compiled(t, mu, upper, deadline, extra)
+    return _price_table_numpy(t, mu, upper, deadline, extra)
+
+
+def _price_table_compiled(
+    t: VariantTable, mu: np.ndarray, upper: float, deadline: float, extra: int,
+    values: list[float] | None = None,
+) -> list[Choice]:
+    assert _cprice is not None
+    order, rest = t.slowest_first
+    groups, offsets = t.rows_slowest_first
+    const = t.nonmoe.direct_usd if (t.nonmoe is not None and not t.variant.storage) else 0.0
+    step = start = compute = cold = price = 0.0
+    n = t.nonmoe
+    if n is not None and t.variant.storage:
+        step = n.constants.lambda_billing_granularity_ms / 1000.0
+        start, compute, cold = n.start_s, n.compute_s, n.cold_s
+        price = n.price_usd_per_s / t.lat.shape[1]
+    E, B = t.experts, t.lat.shape[1]
+    picks = np.empty((1 + extra, E), dtype=np.int64)
+    value = np.empty(1 + extra)
+    f = np.ascontiguousarray
+    found = _cprice.price_table(
+        f(t.cost, dtype=float), f(t.lat, dtype=float), groups, offsets, f(rest, dtype=float),
+        f(t.lower - t.add, dtype=float), f(t.add, dtype=float), f(t.base, dtype=float),
+        f(mu, dtype=float), picks, value, B, 1 + extra, step, start, compute, cold, price,
+        float(upper - const), float(deadline),
+    )
+    out = []
+    for p in picks[:found]:
+        rows = np.empty(E, dtype=np.int64)
+        rows[order] = p
+        out.append(Choice(t, rows))
+    if values is not None:
+        values.extend(value[:found].tolist())
+    return out
+
+
+def _price_table_numpy(
+    t: VariantTable, mu: np.ndarray, upper: float, deadline: float, extra: int = 0,
+    values: list[float] | None = None,
+) -> list[Choice]:
+    """:func:`_price_table` in numpy (the reference the compiled DP is tested against);
+    ``values`` collects the DP's value of each configuration returned."""
     E = t.experts
     order, rest = t.slowest_first
     const = t.nonmoe.direct_usd if (t.nonmoe is not None and not t.variant.storage) else 0.0
@@ -121,6 +172,8 @@ def _price_table(
         rows = np.empty(E, dtype=np.int64)
         rows[order] = picks[best]
         out.append(Choice(t, rows))
+        if values is not None:
+            values.append(float(value[best]))
     return out
 
 

@@ -123,6 +123,15 @@ class VariantTable:
         rest = np.concatenate([np.cumsum(self.least_cost[order][::-1])[::-1][1:], [0.0]])
         return order, rest
 
+    @cached_property
+    def rows_slowest_first(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each expert's rows, experts in :attr:`slowest_first` order, in one int64 array, and
+        the offsets where each expert's rows start (the compiled pricing's input)."""
+        order, _ = self.slowest_first
+        groups = [self.expert_rows[e] for e in order]
+        offsets = np.concatenate([[0], np.cumsum([len(g) for g in groups])]).astype(np.int64)
+        return np.concatenate(groups).astype(np.int64), offsets
+
     def cheapest_fitting(self, fits: np.ndarray) -> np.ndarray | None:
         """Per expert its cheapest row among ``fits`` (the first of equals), or None when some
         expert has no such row."""

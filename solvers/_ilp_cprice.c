@@ -1,0 +1,478 @@
+/* The Lagrangian pricing of one layer variant (solvers/_ilp_bounds.py:_price_table), compiled.
+ *
+ * Why C: on the paper's problems column generation makes about 60 pricing calls of about a
+ * hundred small numpy operations each, and Python's per-operation overhead is most of ilp's
+ * time. numba would remove it too, but loading it costs half a second per process, more than
+ * the whole solve. This file is built when the package is installed (setup.py, optional: where
+ * no C compiler is found, the numpy code runs instead).
+ *
+ * Same floats as the numpy code, so the same configurations come out:
+ * - a batch price is mu_b * (add_b + max(base_b, s_b)) plus, when billed_step > 0, the non-MoE
+ *   function's billed wait ceil((((lat - start) + compute) + cold) / step - 1e-9) * step * price;
+ * - a state's value is its cost plus numpy's pairwise sum of its batch prices (pw_sum);
+ * - candidates are sorted by value, ties in (state, option) order (numpy's stable argsort);
+ * - the mu-dominance front is the sweep of solvers/_ilp_kernels.py:mu_front_sweep.
+ * Built with -ffp-contract=off (no fused multiply-add: numpy rounds every product).
+ *
+ * No numpy headers: arrays arrive as contiguous buffers (the Python caller makes them so).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define TIMEOUT (-1)
+#define NOMEM (-2)
+#define CHECK_EVERY 1024
+
+static double now_s(void)
+{
+    /* time.perf_counter's clock on Linux (CLOCK_MONOTONIC), so the caller's deadline applies */
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* numpy's pairwise summation (numpy/_core/src/umath/loops_utils.h.src), as np.sum(axis=-1)
+ * applies it to a contiguous row. */
+static double pw_sum(const double *a, Py_ssize_t n)
+{
+    if (n < 8) {
+        double res = 0.;
+        for (Py_ssize_t i = 0; i < n; i++)
+            res += a[i];
+        return res;
+    }
+    if (n <= 128) {
+        double r[8];
+        Py_ssize_t i;
+        for (int k = 0; k < 8; k++)
+            r[k] = a[k];
+        for (i = 8; i < n - (n % 8); i += 8)
+            for (int k = 0; k < 8; k++)
+                r[k] += a[i + k];
+        double res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+        for (; i < n; i++)
+            res += a[i];
+        return res;
+    }
+    Py_ssize_t n2 = n / 2;
+    n2 -= n2 % 8;
+    return pw_sum(a, n2) + pw_sum(a + n2, n - n2);
+}
+
+typedef struct {
+    Py_ssize_t B;
+    const double *add, *base, *mu;
+    double step, start, compute, cold, price;
+} Prices;
+
+/* h_b for a slowest-replica finish x on batch b (solvers/_ilp_bounds.py:_batch_prices) */
+static inline double batch_price(const Prices *p, Py_ssize_t b, double x)
+{
+    double lat = p->add[b] + (p->base[b] >= x ? p->base[b] : x);
+    double h = lat * p->mu[b];
+    if (p->step > 0.0) {
+        double billed = ceil((((lat - p->start) + p->compute) + p->cold) / p->step - 1e-9) * p->step;
+        h = h + billed * p->price;
+    }
+    return h;
+}
+
+typedef struct {
+    double value;
+    Py_ssize_t index;
+} Keyed;
+
+static int by_value(const void *x, const void *y)
+{
+    const Keyed *a = x, *b = y;
+    if (a->value < b->value)
+        return -1;
+    if (a->value > b->value)
+        return 1;
+    return (a->index > b->index) - (a->index < b->index);
+}
+
+/* The mu-dominance sweep over n states in value order (c, h rows of B): keep[j] = 1 when no
+ * earlier survivor i has c[i] + sum_b max(h[i,b] - h[j,b], 0) <= c[j]. surv: scratch of n.
+ * Returns the survivor count or TIMEOUT. */
+static Py_ssize_t mu_front(const double *c, const double *h, Py_ssize_t n, Py_ssize_t B,
+                           char *keep, Py_ssize_t *surv, double deadline)
+{
+    Py_ssize_t m = 0;
+    for (Py_ssize_t j = 0; j < n; j++) {
+        if (j % CHECK_EVERY == CHECK_EVERY - 1 && now_s() > deadline)
+            return TIMEOUT;
+        double cj = c[j];
+        const double *hj = h + j * B;
+        int dominated = 0;
+        for (Py_ssize_t q = m - 1; q >= 0; q--) {
+            Py_ssize_t i = surv[q];
+            double ci = c[i];
+            if (ci > cj)
+                continue;
+            const double *hi = h + i * B;
+            double s = 0.0;
+            for (Py_ssize_t b = 0; b < B; b++) {
+                double d = hi[b] - hj[b];
+                if (d > 0.0)
+                    s += d;
+            }
+            if (ci + s <= cj) {
+                dominated = 1;
+                break;
+            }
+        }
+        keep[j] = (char)!dominated;
+        if (!dominated)
+            surv[m++] = j;
+    }
+    return m;
+}
+
+/* Options of one expert that another beats from the least state on are beaten from every
+ * state: the expert's rows in value order at the least state, mu-front only. Writes the kept
+ * rows to out, returns their count (or TIMEOUT / NOMEM). */
+static Py_ssize_t prefilter(const Prices *p, const double *cost, const double *lat,
+                            const int64_t *rows, Py_ssize_t K, const double *start,
+                            int64_t *out, double deadline)
+{
+    Py_ssize_t B = p->B, kept = -1;
+    double *h = malloc(sizeof(double) * K * B), *hs = malloc(sizeof(double) * K * B);
+    double *cs = malloc(sizeof(double) * K);
+    Keyed *key = malloc(sizeof(Keyed) * K);
+    char *keep = malloc(K);
+    Py_ssize_t *surv = malloc(sizeof(Py_ssize_t) * K);
+    if (!h || !hs || !cs || !key || !keep || !surv) {
+        kept = NOMEM;
+        goto done;
+    }
+    for (Py_ssize_t k = 0; k < K; k++) {
+        const double *l = lat + rows[k] * B;
+        for (Py_ssize_t b = 0; b < B; b++)
+            h[k * B + b] = batch_price(p, b, start[b] >= l[b] ? start[b] : l[b]);
+        key[k].value = cost[rows[k]] + pw_sum(h + k * B, B);
+        key[k].index = k;
+    }
+    qsort(key, K, sizeof(Keyed), by_value);
+    for (Py_ssize_t q = 0; q < K; q++) {
+        Py_ssize_t k = key[q].index;
+        cs[q] = cost[rows[k]];
+        memcpy(hs + q * B, h + k * B, sizeof(double) * B);
+    }
+    Py_ssize_t m = mu_front(cs, hs, K, B, keep, surv, deadline);
+    if (m < 0) {
+        kept = m;
+        goto done;
+    }
+    kept = 0;
+    for (Py_ssize_t q = 0; q < K; q++)
+        if (keep[q])
+            out[kept++] = rows[key[q].index];
+done:
+    free(h); free(hs); free(cs); free(key); free(keep); free(surv);
+    return kept;
+}
+
+/* A growable array of candidates: (state, row, cost, value, slowest finish[B], prices[B]). */
+typedef struct {
+    Py_ssize_t n, cap, B;
+    int64_t *state, *row;
+    double *cost, *value, *slow, *h;
+} Cands;
+
+static int cands_reserve(Cands *a, Py_ssize_t need)
+{
+    if (need <= a->cap)
+        return 0;
+    Py_ssize_t cap = a->cap ? a->cap : 64;
+    while (cap < need)
+        cap *= 2;
+    void *s = realloc(a->state, sizeof(int64_t) * cap), *r = realloc(a->row, sizeof(int64_t) * cap);
+    if (s) a->state = s;
+    if (r) a->row = r;
+    void *c = realloc(a->cost, sizeof(double) * cap), *v = realloc(a->value, sizeof(double) * cap);
+    if (c) a->cost = c;
+    if (v) a->value = v;
+    void *sl = realloc(a->slow, sizeof(double) * cap * a->B), *h = realloc(a->h, sizeof(double) * cap * a->B);
+    if (sl) a->slow = sl;
+    if (h) a->h = h;
+    if (!s || !r || !c || !v || !sl || !h)
+        return NOMEM;
+    a->cap = cap;
+    return 0;
+}
+
+static void cands_free(Cands *a)
+{
+    free(a->state); free(a->row); free(a->cost); free(a->value); free(a->slow); free(a->h);
+    memset(a, 0, sizeof(*a));
+}
+
+/* The pricing DP. Returns the number of configurations written to picks (0: none below the
+ * limit), TIMEOUT or NOMEM. */
+static Py_ssize_t price(const Prices *p, const double *cost, const double *lat,
+                        const int64_t *groups, const int64_t *offsets, Py_ssize_t E,
+                        const double *rest, const double *start, double limit, Py_ssize_t want,
+                        double deadline, int64_t *picks, double *values)
+{
+    Py_ssize_t B = p->B, result = 0;
+    double thr = limit + 1e-12 * fabs(limit);
+    /* current states */
+    Py_ssize_t S = 1;
+    double *st_cost = malloc(sizeof(double)), *st_slow = malloc(sizeof(double) * B);
+    double *st_value = malloc(sizeof(double));
+    /* per step: each survivor's parent state and row (for the picks) */
+    int64_t **parent = calloc(E ? E : 1, sizeof(int64_t *)), **row = calloc(E ? E : 1, sizeof(int64_t *));
+    int64_t *filtered = NULL;
+    Keyed *key = NULL;
+    char *keep = NULL;
+    Py_ssize_t *surv = NULL;
+    double *fc = NULL, *fh = NULL;
+    Cands cand = {0, 0, B, NULL, NULL, NULL, NULL, NULL, NULL};
+    double *s = malloc(sizeof(double) * (B ? B : 1)), *h = malloc(sizeof(double) * (B ? B : 1));
+    if (!st_cost || !st_slow || !st_value || !parent || !row || !s || !h) {
+        result = NOMEM;
+        goto done;
+    }
+    st_cost[0] = 0.0;
+    st_value[0] = 0.0;
+    memcpy(st_slow, start, sizeof(double) * B);
+    for (Py_ssize_t step = 0; step < E; step++) {
+        if (now_s() > deadline) {
+            result = TIMEOUT;
+            goto done;
+        }
+        const int64_t *rows = groups + offsets[step];
+        Py_ssize_t K = (Py_ssize_t)(offsets[step + 1] - offsets[step]);
+        if (K > 64) {
+            free(filtered);
+            filtered = malloc(sizeof(int64_t) * K);
+            if (!filtered) {
+                result = NOMEM;
+                goto done;
+            }
+            K = prefilter(p, cost, lat, rows, K, start, filtered, deadline);
+            if (K < 0) {
+                result = K;
+                goto done;
+            }
+            rows = filtered;
+        }
+        cand.n = 0;
+        for (Py_ssize_t i = 0; i < S; i++) {
+            if (i % CHECK_EVERY == CHECK_EVERY - 1 && now_s() > deadline) {
+                result = TIMEOUT;
+                goto done;
+            }
+            const double *si = st_slow + i * B;
+            /* the cheapest option that leaves the state's latency as it is (the first of equals) */
+            Py_ssize_t fit_k = -1;
+            double fit_c = INFINITY;
+            for (Py_ssize_t k = 0; k < K; k++) {
+                const double *l = lat + rows[k] * B;
+                Py_ssize_t b = 0;
+                while (b < B && l[b] <= si[b])
+                    b++;
+                if (b == B) {
+                    double ck = st_cost[i] + cost[rows[k]];
+                    if (ck < fit_c) {
+                        fit_c = ck;
+                        fit_k = k;
+                    }
+                }
+            }
+            for (Py_ssize_t k = 0; k < K; k++) {
+                const double *l = lat + rows[k] * B;
+                if (k != fit_k) {
+                    Py_ssize_t b = 0;
+                    while (b < B && l[b] <= si[b])
+                        b++;
+                    if (b == B)
+                        continue; /* fits, not the cheapest fitting option */
+                }
+                double c = st_cost[i] + cost[rows[k]];
+                for (Py_ssize_t b = 0; b < B; b++) {
+                    s[b] = si[b] >= l[b] ? si[b] : l[b];
+                    h[b] = batch_price(p, b, s[b]);
+                }
+                double value = c + pw_sum(h, B);
+                if (!isfinite(c) || !(value + rest[step] <= thr))
+                    continue;
+                if (cands_reserve(&cand, cand.n + 1)) {
+                    result = NOMEM;
+                    goto done;
+                }
+                Py_ssize_t n = cand.n++;
+                cand.state[n] = i;
+                cand.row[n] = rows[k];
+                cand.cost[n] = c;
+                cand.value[n] = value;
+                memcpy(cand.slow + n * B, s, sizeof(double) * B);
+                memcpy(cand.h + n * B, h, sizeof(double) * B);
+            }
+        }
+        Py_ssize_t n = cand.n;
+        if (n == 0)
+            goto done; /* nothing below the limit: result 0 */
+        free(key); free(keep); free(surv); free(fc); free(fh);
+        key = malloc(sizeof(Keyed) * n);
+        keep = malloc(n);
+        surv = malloc(sizeof(Py_ssize_t) * n);
+        fc = malloc(sizeof(double) * n);
+        fh = malloc(sizeof(double) * n * B);
+        if (!key || !keep || !surv || !fc || !fh) {
+            result = NOMEM;
+            goto done;
+        }
+        for (Py_ssize_t q = 0; q < n; q++) {
+            key[q].value = cand.value[q];
+            key[q].index = q;
+        }
+        qsort(key, n, sizeof(Keyed), by_value);
+        for (Py_ssize_t q = 0; q < n; q++) {
+            fc[q] = cand.cost[key[q].index];
+            memcpy(fh + q * B, cand.h + key[q].index * B, sizeof(double) * B);
+        }
+        Py_ssize_t m = mu_front(fc, fh, n, B, keep, surv, deadline);
+        if (m < 0) {
+            result = m;
+            goto done;
+        }
+        double *nc = malloc(sizeof(double) * m), *ns = malloc(sizeof(double) * m * B);
+        double *nv = malloc(sizeof(double) * m);
+        parent[step] = malloc(sizeof(int64_t) * m);
+        row[step] = malloc(sizeof(int64_t) * m);
+        if (!nc || !ns || !nv || !parent[step] || !row[step]) {
+            free(nc); free(ns); free(nv);
+            result = NOMEM;
+            goto done;
+        }
+        for (Py_ssize_t q = 0; q < m; q++) {
+            Py_ssize_t k = key[surv[q]].index;
+            nc[q] = cand.cost[k];
+            nv[q] = cand.value[k];
+            memcpy(ns + q * B, cand.slow + k * B, sizeof(double) * B);
+            parent[step][q] = cand.state[k];
+            row[step][q] = cand.row[k];
+        }
+        free(st_cost); free(st_slow); free(st_value);
+        st_cost = nc;
+        st_slow = ns;
+        st_value = nv;
+        S = m;
+    }
+    /* The survivors are in value order (the last sort; ties in candidate order), as numpy's
+     * stable argsort of their values leaves them: the first ``want`` are the answer. */
+    result = S < want ? S : want;
+    for (Py_ssize_t o = 0; o < result; o++) {
+        Py_ssize_t q = o;
+        values[o] = st_value[o];
+        for (Py_ssize_t step = E - 1; step >= 0; step--) {
+            picks[o * E + step] = row[step][q];
+            q = (Py_ssize_t)parent[step][q];
+        }
+    }
+done:
+    if (parent)
+        for (Py_ssize_t step = 0; step < E; step++)
+            free(parent[step]);
+    if (row)
+        for (Py_ssize_t step = 0; step < E; step++)
+            free(row[step]);
+    free(parent); free(row);
+    free(st_cost); free(st_slow); free(st_value);
+    free(filtered); free(key); free(keep); free(surv); free(fc); free(fh);
+    free(s); free(h);
+    cands_free(&cand);
+    return result;
+}
+
+static int need(Py_buffer *buf, Py_ssize_t items, Py_ssize_t size, const char *name)
+{
+    if (buf->len != items * size) {
+        PyErr_Format(PyExc_ValueError, "%s: %zd bytes, expected %zd", name, buf->len, items * size);
+        return -1;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(price_table_doc,
+"price_table(cost, lat, groups, offsets, rest, start, add, base, mu, picks, values, B, want,\n"
+"            step, nonmoe_start, compute, cold, price, limit, deadline) -> int\n\n"
+"The least-value configurations of one variant table: writes up to ``want`` of them (rows\n"
+"in expert step order) to ``picks``, their values to ``values``, and returns how many; 0\n"
+"when none is below ``limit``.\n"
+"Raises TimeoutError past ``deadline`` (time.perf_counter's clock).");
+
+static PyObject *price_table(PyObject *self, PyObject *args)
+{
+    Py_buffer bcost, blat, bgroups, boffsets, brest, bstart, badd, bbase, bmu, bpicks, bvalues;
+    Py_ssize_t B, want;
+    double step, nstart, compute, cold, pprice, limit, deadline;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*y*y*y*y*w*w*nnddddddd", &bcost, &blat, &bgroups,
+                          &boffsets, &brest, &bstart, &badd, &bbase, &bmu, &bpicks, &bvalues, &B, &want,
+                          &step, &nstart, &compute, &cold, &pprice, &limit, &deadline))
+        return NULL;
+    PyObject *out = NULL;
+    Py_buffer *all[] = {&bcost, &blat, &bgroups, &boffsets, &brest, &bstart, &badd, &bbase, &bmu, &bpicks, &bvalues};
+    Py_ssize_t n = bcost.len / (Py_ssize_t)sizeof(double);
+    Py_ssize_t E = boffsets.len / (Py_ssize_t)sizeof(int64_t) - 1;
+    if (B < 1 || want < 1 || E < 1) {
+        PyErr_SetString(PyExc_ValueError, "need B >= 1, want >= 1 and at least one expert");
+        goto fail;
+    }
+    if (need(&blat, n * B, sizeof(double), "lat") || need(&brest, E, sizeof(double), "rest")
+        || need(&bstart, B, sizeof(double), "start") || need(&badd, B, sizeof(double), "add")
+        || need(&bbase, B, sizeof(double), "base") || need(&bmu, B, sizeof(double), "mu")
+        || need(&bpicks, want * E, sizeof(int64_t), "picks")
+        || need(&bvalues, want, sizeof(double), "values"))
+        goto fail;
+    const int64_t *groups = bgroups.buf, *offsets = boffsets.buf;
+    Py_ssize_t G = bgroups.len / (Py_ssize_t)sizeof(int64_t);
+    for (Py_ssize_t e = 0; e <= E; e++)
+        if (offsets[e] < 0 || offsets[e] > G || (e > 0 && offsets[e] < offsets[e - 1])) {
+            PyErr_SetString(PyExc_ValueError, "offsets must rise from 0 to len(groups)");
+            goto fail;
+        }
+    for (Py_ssize_t g = 0; g < G; g++)
+        if (groups[g] < 0 || groups[g] >= n) {
+            PyErr_SetString(PyExc_ValueError, "groups: a row outside the table");
+            goto fail;
+        }
+    Prices p = {B, badd.buf, bbase.buf, bmu.buf, step, nstart, compute, cold, pprice};
+    Py_ssize_t r;
+    Py_BEGIN_ALLOW_THREADS
+    r = price(&p, bcost.buf, blat.buf, groups, offsets, E, brest.buf, bstart.buf, limit, want,
+              deadline, bpicks.buf, bvalues.buf);
+    Py_END_ALLOW_THREADS
+    if (r == TIMEOUT)
+        PyErr_SetString(PyExc_TimeoutError, "pricing passed its deadline");
+    else if (r == NOMEM)
+        PyErr_NoMemory();
+    else
+        out = PyLong_FromSsize_t(r);
+fail:
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+        PyBuffer_Release(all[i]);
+    return out;
+}
+
+static PyMethodDef methods[] = {
+    {"price_table", price_table, METH_VARARGS, price_table_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_ilp_cprice",
+    "Compiled Lagrangian pricing of one layer variant (see solvers/_ilp_cprice.c).", -1, methods,
+};
+
+PyMODINIT_FUNC PyInit__ilp_cprice(void)
+{
+    return PyModule_Create(&module);
+}

@@ -1,0 +1,177 @@
+"""The compiled pricing (solvers/_ilp_cprice.c) gives the numpy pricing's configurations, in the
+same order, on paper-scope, full-scope (billed non-MoE waits), top-2 and many-option tables,
+at multipliers with zeros and at limits that prune everything; it honours its deadline and
+rejects inconsistent buffers instead of reading past them."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import shutil
+import time
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import solvers._ilp_bounds as bounds
+from moeopt.builtin_problems import builtin_problem
+from moeopt.problem import problem_from_dict
+from moeopt.space import PIPELINE_DEGREES
+from moeopt.testing import small_problem
+from solvers._ilp_tables import build_tables, variants_of
+
+if bounds._cprice is None:  # pragma: no cover - depends on the install
+    if shutil.which("cc") or shutil.which("gcc"):
+        pytest.fail("a C compiler is here but solvers._ilp_cprice was not built (pip install -e .)",
+                    pytrace=False)
+    pytest.skip("no C compiler: ilp runs its numpy pricing", allow_module_level=True)
+
+
+def _spec(**deployment):
+    return {
+        "name": "cprice",
+        "model": {"moe_layers": 3, "experts_per_layer": 4, "top_k": 2, "hidden_size": 768,
+                  "expert_ffn_size": 3072, "nonmoe_params_per_layer": 2_362_368},
+        "workload": {"tokens_per_batch": 4096},
+        "slo": {"time_limit_s": 8.0},
+        "popularity": {"source": "zipf", "exponent": 1.2, "batches": 3, "seed": 2},
+        "deployment": {"memory_menu": [768, 1536, 3072], "max_replicas": 4, **deployment},
+    }
+
+
+PROBLEMS = {
+    "bert-moe-4": lambda: builtin_problem("bert-moe-4"),
+    "bert-moe-16": lambda: builtin_problem("bert-moe-16"),
+    "small": small_problem,
+    "top2": lambda: problem_from_dict(_spec(), "test"),
+    "full-scope-arm64": lambda: problem_from_dict(
+        _spec(cost_scope="full", architectures=["x86_64", "arm64"]), "test"),
+    "full-scope-cold": lambda: problem_from_dict(
+        {**_spec(cost_scope="full", methods=["direct", "storage"], start="cold"),
+         "slo": {"time_limit_s": 40.0}}, "test"),
+    # Every memory size and 8 replicas: more than 64 options per expert (the prefilter).
+    "many-options": lambda: problem_from_dict(
+        _spec(memory_menu="full", max_replicas=8, cost_scope="full"), "test"),
+}
+
+
+def _both(t, mu, upper, extra):
+    """(numpy, compiled) pricings of one table as comparable lists of (rows, the DP's value as
+    bytes: bit for bit)."""
+    out = []
+    for price in (bounds._price_table_numpy, bounds._price_table_compiled):
+        values: list[float] = []
+        found = price(t, mu, upper, math.inf, extra, values)
+        assert len(values) == len(found)
+        out.append([(tuple(ch.rows.tolist()), np.float64(v).tobytes()) for ch, v in zip(found, values, strict=True)])
+    return out
+
+
+@pytest.mark.parametrize("name", list(PROBLEMS))
+def test_compiled_pricing_gives_the_numpy_configurations(name):
+    problem = PROBLEMS[name]()
+    tables = build_tables(problem, variants_of(problem, PIPELINE_DEGREES))
+    assert not tables.binding
+    rng = np.random.default_rng(11)
+    B = len(tables.fixed_s)
+    tabs = [t for layer in tables.layers[:2] for t in layer]
+    if name == "many-options":
+        assert max(len(r) for t in tabs for r in t.expert_rows) > 64
+    checked = 0
+    for t in tabs:
+        for scale in (0.0, 1e-6, 1e-4, 1e-2):
+            mu = rng.exponential(scale, size=B) if scale else np.zeros(B)
+            mu[rng.random(B) < 0.3] = 0.0
+            numpy_rows, compiled_rows = _both(t, mu, math.inf, 4)
+            assert compiled_rows == numpy_rows, (t.variant, scale)
+            assert numpy_rows
+            # A limit between the least and the fifth value: the pruning keeps the same ones.
+            best = [bounds._price_table_numpy(t, mu, math.inf, math.inf, 4)]
+            values = [ch.cost_usd + float(mu @ ch.latency_s) for ch in best[0]]
+            for upper in (values[0], float(np.mean(values)), values[0] * (1 - 1e-6)):
+                numpy_rows, compiled_rows = _both(t, mu, upper, 2)
+                assert compiled_rows == numpy_rows
+            checked += 1
+    assert checked >= 8
+
+
+def test_billed_waits_a_hair_past_a_millisecond_round_down_as_in_numpy():
+    """billed_seconds' 1e-9 guard: a wait 5e-10 ms past a whole millisecond is billed that
+    millisecond, not the next. Options whose finish lands there, on a full-scope storage
+    table, price the same both ways (without the guard the compiled values differ)."""
+    problem = PROBLEMS["full-scope-arm64"]()
+    tables = build_tables(problem, variants_of(problem, PIPELINE_DEGREES))
+    t = next(t for layer in tables.layers for t in layer if t.nonmoe is not None and t.variant.storage)
+    n = t.nonmoe
+    whole = np.ceil((t.lat - n.start_s + n.compute_s + n.cold_s) * 1000.0)
+    hair = n.start_s - n.compute_s - n.cold_s + (whole + 5e-10) / 1000.0
+    lat = np.maximum(hair, t.base)
+    # The layer's latency floor lowered to the storage floor, so these finishes are the layer's.
+    t = dataclasses.replace(t, lat=lat, lower=t.base.copy())
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        mu = rng.exponential(1e-5, size=lat.shape[1])
+        numpy_rows, compiled_rows = _both(t, mu, math.inf, 4)
+        assert compiled_rows == numpy_rows
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31), zeros=st.floats(0, 1), extra=st.integers(0, 6))
+def test_compiled_pricing_matches_numpy_at_any_multipliers(seed, zeros, extra):
+    rng = np.random.default_rng(seed)
+    tables = _SMALL_TABLES
+    t = tables.layers[rng.integers(len(tables.layers))][0]
+    t = tables.layers[t.layer][rng.integers(len(tables.layers[t.layer]))]
+    B = t.lat.shape[1]
+    mu = rng.exponential(10.0 ** rng.uniform(-8, -1), size=B)
+    mu[rng.random(B) < zeros] = 0.0
+    numpy_rows, compiled_rows = _both(t, mu, math.inf, extra)
+    assert compiled_rows == numpy_rows
+
+
+_SMALL_TABLES = build_tables(small_problem(), variants_of(small_problem(), PIPELINE_DEGREES))
+
+
+def test_compiled_pricing_stops_at_its_deadline():
+    t = _SMALL_TABLES.layers[0][0]
+    mu = np.full(t.lat.shape[1], 1e-5)
+    with pytest.raises(TimeoutError):
+        bounds._price_table_compiled(t, mu, math.inf, time.perf_counter() - 1.0, 0)
+
+
+def test_compiled_pricing_rejects_buffers_of_the_wrong_size():
+    """The C code reads only what the sizes it checks allow: a short latency array, offsets
+    past the rows, or a row outside the table are errors, not reads out of bounds."""
+    t = _SMALL_TABLES.layers[0][0]
+    groups, offsets = t.rows_slowest_first
+    B = t.lat.shape[1]
+    args = [t.cost, np.ascontiguousarray(t.lat), groups, offsets, np.zeros(t.experts),
+            np.zeros(B), np.zeros(B), np.zeros(B), np.ones(B), np.empty((1, t.experts), dtype=np.int64),
+            np.empty(1), B, 1, 0.0, 0.0, 0.0, 0.0, 0.0, math.inf, math.inf]
+    assert bounds._cprice.price_table(*args) == 1
+    for i, bad in ((1, np.ascontiguousarray(t.lat)[:-1]), (3, offsets + 1),
+                   (2, np.where(groups == groups[0], len(t.cost), groups)), (9, np.empty(1, dtype=np.int64)),
+                   (10, np.empty(3))):
+        broken = list(args)
+        broken[i] = bad
+        with pytest.raises(ValueError):
+            bounds._cprice.price_table(*broken)
+
+
+def test_ties_go_to_the_first_state_and_option_as_in_numpy():
+    """Equal values (every option of the last expert at one cost, no latency price) are broken
+    in (state, option) order, and among options that fit under a state the first of equal cost
+    is kept, as numpy's stable sort and argmin do."""
+    t = _SMALL_TABLES.layers[0][0]
+    order, _ = t.slowest_first
+    for e in (order[-1], order[0]):
+        rows = t.expert_rows[e]
+        cost = t.cost.copy()
+        cost[rows] = cost[rows].min()
+        tied = dataclasses.replace(t, cost=cost)
+        B = t.lat.shape[1]
+        for mu in (np.zeros(B), np.full(B, 1e-9)):
+            numpy_rows, compiled_rows = _both(tied, mu, math.inf, 5)
+            assert compiled_rows == numpy_rows

@@ -1,4 +1,6 @@
-/* The Lagrangian pricing of one layer variant (solvers/_ilp_bounds.py:_price_table), compiled.
+/* The two layer DPs of the exact solver, compiled: the Lagrangian pricing of one layer variant
+ * (solvers/_ilp_bounds.py:_price_table) and its exact Pareto curve (solvers/_ilp_model.py:
+ * _exact_table_numpy).
  *
  * Why C: on the paper's problems column generation makes about 60 pricing calls of about a
  * hundred small numpy operations each, and Python's per-operation overhead is most of ilp's
@@ -401,6 +403,321 @@ static int need(Py_buffer *buf, Py_ssize_t items, Py_ssize_t size, const char *n
     return 0;
 }
 
+/* Every expert's rows lie inside the table and the offsets rise within the groups. */
+static int check_groups(const int64_t *groups, Py_ssize_t G, const int64_t *offsets, Py_ssize_t E,
+                        Py_ssize_t n)
+{
+    for (Py_ssize_t e = 0; e <= E; e++)
+        if (offsets[e] < 0 || offsets[e] > G || (e > 0 && offsets[e] < offsets[e - 1])) {
+            PyErr_SetString(PyExc_ValueError, "offsets must rise from 0 to len(groups)");
+            return -1;
+        }
+    for (Py_ssize_t g = 0; g < G; g++)
+        if (groups[g] < 0 || groups[g] >= n) {
+            PyErr_SetString(PyExc_ValueError, "groups: a row outside the table");
+            return -1;
+        }
+    return 0;
+}
+
+/* -- exact layer curves (solvers/_ilp_model.py:exact_curve, one variant table) ------------- */
+
+/* what lex_cmp compares (qsort has no context argument; per thread: the GIL is released) */
+static _Thread_local const double *lex_base;
+static _Thread_local Py_ssize_t lex_dim;
+
+static int lex_cmp(const void *x, const void *y)
+{
+    Py_ssize_t a = *(const Py_ssize_t *)x, b = *(const Py_ssize_t *)y;
+    const double *pa = lex_base + a * lex_dim, *pb = lex_base + b * lex_dim;
+    for (Py_ssize_t d = 0; d < lex_dim; d++) {
+        if (pa[d] < pb[d])
+            return -1;
+        if (pa[d] > pb[d])
+            return 1;
+    }
+    return (a > b) - (a < b);
+}
+
+/* keep[i] = 1 for the points (n rows of D) no other point weakly dominates, the first of
+ * equal points (solvers/_ilp_model.py:_pareto). Returns the count kept, TIMEOUT or NOMEM. */
+static Py_ssize_t pareto(const double *v, Py_ssize_t n, Py_ssize_t D, char *keep, double deadline)
+{
+    Py_ssize_t *order = malloc(sizeof(Py_ssize_t) * (n ? n : 1));
+    Py_ssize_t *surv = malloc(sizeof(Py_ssize_t) * (n ? n : 1));
+    if (!order || !surv) {
+        free(order); free(surv);
+        return NOMEM;
+    }
+    for (Py_ssize_t i = 0; i < n; i++)
+        order[i] = i;
+    lex_base = v;
+    lex_dim = D;
+    qsort(order, n, sizeof(Py_ssize_t), lex_cmp);
+    Py_ssize_t m = 0;
+    memset(keep, 0, n);
+    for (Py_ssize_t q = 0; q < n; q++) {
+        if (q % CHECK_EVERY == CHECK_EVERY - 1 && now_s() > deadline) {
+            m = TIMEOUT;
+            break;
+        }
+        const double *p = v + order[q] * D;
+        int dominated = 0;
+        for (Py_ssize_t r = m - 1; r >= 0 && !dominated; r--) {
+            const double *o = v + surv[r] * D;
+            Py_ssize_t d = 0;
+            while (d < D && o[d] <= p[d])
+                d++;
+            dominated = d == D;
+        }
+        if (!dominated) {
+            surv[m++] = order[q];
+            keep[order[q]] = 1;
+        }
+    }
+    free(order); free(surv);
+    return m;
+}
+
+typedef struct {
+    Py_ssize_t B;
+    const double *add, *base, *mu;
+    int kind; /* 0: no cost depends on the latency, 1: a constant (direct), 2: billed wait */
+    double direct_usd, step, start, compute, cold, price;
+    int has_prune;
+    double limit;
+} Prune;
+
+/* prune.admits(cost + rest + extra_usd(lat_now), lat_now) for a slowest finish s */
+static int admits(const Prune *p, double cost_rest, const double *s, double *lat, double *x)
+{
+    Py_ssize_t B = p->B;
+    for (Py_ssize_t b = 0; b < B; b++)
+        lat[b] = p->add[b] + (p->base[b] >= s[b] ? p->base[b] : s[b]);
+    double extra = 0.0;
+    if (p->kind == 1) {
+        extra = p->direct_usd;
+    } else if (p->kind == 2) {
+        for (Py_ssize_t b = 0; b < B; b++)
+            x[b] = ceil((((lat[b] - p->start) + p->compute) + p->cold) / p->step - 1e-9) * p->step * p->price;
+        extra = pw_sum(x, B) / (double)B;
+    }
+    double value = cost_rest + extra;
+    double dot = 0.0;
+    for (Py_ssize_t b = 0; b < B; b++)
+        dot += lat[b] * p->mu[b];
+    value = value + dot;
+    return value <= p->limit + 1e-9 * fabs(p->limit);
+}
+
+/* The exact DP of one variant table: states (cost, slowest finish[B], active[B] when conc),
+ * Pareto-pruned after each expert. Writes *out (malloc'd picks, P x E in step order) and
+ * returns P; 0 when no state survives; TIMEOUT past the deadline, NOMEM, or TOO_BIG when a step
+ * would pass max_cells values or a front passes max_front (the Python caller returns None). */
+#define TOO_BIG (-3)
+static Py_ssize_t exact(const Prune *p, const double *cost, const double *lat, const double *active,
+                        int conc, const int64_t *groups, const int64_t *offsets, Py_ssize_t E,
+                        const double *rest, const double *start, Py_ssize_t max_front,
+                        Py_ssize_t max_cells, double deadline, int64_t **out)
+{
+    Py_ssize_t B = p->B, D = 1 + B + (conc ? B : 0), result = 0;
+    Py_ssize_t S = 1;
+    double *st = malloc(sizeof(double) * D);
+    int64_t **parent = calloc(E, sizeof(int64_t *)), **row = calloc(E, sizeof(int64_t *));
+    double *cand = NULL, *latb = malloc(sizeof(double) * B), *xb = malloc(sizeof(double) * B);
+    int64_t *cstate = NULL, *crow = NULL;
+    char *keep = NULL;
+    *out = NULL;
+    if (!st || !parent || !row || !latb || !xb) {
+        result = NOMEM;
+        goto done;
+    }
+    st[0] = 0.0;
+    memcpy(st + 1, start, sizeof(double) * B);
+    if (conc)
+        memset(st + 1 + B, 0, sizeof(double) * B);
+    for (Py_ssize_t step = 0; step < E; step++) {
+        if (now_s() > deadline) {
+            result = TIMEOUT;
+            goto done;
+        }
+        const int64_t *rows = groups + offsets[step];
+        Py_ssize_t K = (Py_ssize_t)(offsets[step + 1] - offsets[step]);
+        if (S * K * D > max_cells || (max_front > 0 && max_front * 16 < S * K)) {
+            result = TOO_BIG;
+            goto done;
+        }
+        free(cand); free(cstate); free(crow); free(keep);
+        cand = malloc(sizeof(double) * (S * K > 0 ? S * K : 1) * D);
+        cstate = malloc(sizeof(int64_t) * (S * K > 0 ? S * K : 1));
+        crow = malloc(sizeof(int64_t) * (S * K > 0 ? S * K : 1));
+        keep = malloc(S * K > 0 ? S * K : 1);
+        if (!cand || !cstate || !crow || !keep) {
+            result = NOMEM;
+            goto done;
+        }
+        Py_ssize_t n = 0;
+        for (Py_ssize_t i = 0; i < S; i++) {
+            if (i % CHECK_EVERY == CHECK_EVERY - 1 && now_s() > deadline) {
+                result = TIMEOUT;
+                goto done;
+            }
+            const double *si = st + i * D;
+            Py_ssize_t fit_k = -1;
+            if (!conc) { /* options that fit under the state: only the cheapest (first of equals) */
+                double fit_c = INFINITY;
+                for (Py_ssize_t k = 0; k < K; k++) {
+                    const double *l = lat + rows[k] * B;
+                    Py_ssize_t b = 0;
+                    while (b < B && l[b] <= si[1 + b])
+                        b++;
+                    if (b == B && si[0] + cost[rows[k]] < fit_c) {
+                        fit_c = si[0] + cost[rows[k]];
+                        fit_k = k;
+                    }
+                }
+            }
+            for (Py_ssize_t k = 0; k < K; k++) {
+                const double *l = lat + rows[k] * B;
+                if (!conc && k != fit_k) {
+                    Py_ssize_t b = 0;
+                    while (b < B && l[b] <= si[1 + b])
+                        b++;
+                    if (b == B)
+                        continue;
+                }
+                double *c = cand + n * D;
+                c[0] = si[0] + cost[rows[k]];
+                for (Py_ssize_t b = 0; b < B; b++)
+                    c[1 + b] = si[1 + b] >= l[b] ? si[1 + b] : l[b];
+                if (conc) {
+                    const double *a = active + rows[k] * B;
+                    for (Py_ssize_t b = 0; b < B; b++)
+                        c[1 + B + b] = si[1 + B + b] + a[b];
+                }
+                if (!isfinite(c[0]))
+                    continue;
+                if (p->has_prune && !admits(p, c[0] + rest[step], c + 1, latb, xb))
+                    continue;
+                cstate[n] = i;
+                crow[n] = rows[k];
+                n++;
+            }
+        }
+        Py_ssize_t m = pareto(cand, n, D, keep, deadline);
+        if (m < 0) {
+            result = m;
+            goto done;
+        }
+        if (max_front > 0 && m > max_front) {
+            result = TOO_BIG;
+            goto done;
+        }
+        double *ns = malloc(sizeof(double) * (m ? m : 1) * D);
+        parent[step] = malloc(sizeof(int64_t) * (m ? m : 1));
+        row[step] = malloc(sizeof(int64_t) * (m ? m : 1));
+        if (!ns || !parent[step] || !row[step]) {
+            free(ns);
+            result = NOMEM;
+            goto done;
+        }
+        Py_ssize_t q = 0;
+        for (Py_ssize_t j = 0; j < n; j++)
+            if (keep[j]) {
+                memcpy(ns + q * D, cand + j * D, sizeof(double) * D);
+                parent[step][q] = cstate[j];
+                row[step][q] = crow[j];
+                q++;
+            }
+        free(st);
+        st = ns;
+        S = m;
+        if (S == 0)
+            goto done; /* result 0 */
+    }
+    *out = malloc(sizeof(int64_t) * (S ? S : 1) * E);
+    if (!*out) {
+        result = NOMEM;
+        goto done;
+    }
+    for (Py_ssize_t f = 0; f < S; f++) {
+        Py_ssize_t q = f;
+        for (Py_ssize_t step = E - 1; step >= 0; step--) {
+            (*out)[f * E + step] = row[step][q];
+            q = (Py_ssize_t)parent[step][q];
+        }
+    }
+    result = S;
+done:
+    if (parent)
+        for (Py_ssize_t step = 0; step < E; step++)
+            free(parent[step]);
+    if (row)
+        for (Py_ssize_t step = 0; step < E; step++)
+            free(row[step]);
+    free(parent); free(row); free(st); free(cand); free(cstate); free(crow); free(keep);
+    free(latb); free(xb);
+    return result;
+}
+
+PyDoc_STRVAR(exact_table_doc,
+"exact_table(cost, lat, active, groups, offsets, rest, start, add, base, mu, B, conc, kind,\n"
+"            direct_usd, step, nonmoe_start, compute, cold, price, has_prune, limit,\n"
+"            max_front, max_cells, deadline) -> bytes | None\n\n"
+"Every Pareto-optimal configuration of one variant table (exact_curve's DP) as int64 rows,\n"
+"one configuration after another, experts in step order; None when a step passes\n"
+"``max_cells`` values or a front passes ``max_front`` (0: no limit). Raises TimeoutError\n"
+"past ``deadline``.");
+
+static PyObject *exact_table(PyObject *self, PyObject *args)
+{
+    Py_buffer bcost, blat, bactive, bgroups, boffsets, brest, bstart, badd, bbase, bmu;
+    Py_ssize_t B, max_front, max_cells;
+    int conc, kind, has_prune;
+    double direct_usd, step, nstart, compute, cold, pprice, limit, deadline;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*y*y*y*y*y*npiddddddpdnnd", &bcost, &blat, &bactive,
+                          &bgroups, &boffsets, &brest, &bstart, &badd, &bbase, &bmu, &B, &conc,
+                          &kind, &direct_usd, &step, &nstart, &compute, &cold, &pprice,
+                          &has_prune, &limit, &max_front, &max_cells, &deadline))
+        return NULL;
+    PyObject *result = NULL;
+    Py_buffer *all[] = {&bcost, &blat, &bactive, &bgroups, &boffsets, &brest, &bstart, &badd, &bbase, &bmu};
+    Py_ssize_t n = bcost.len / (Py_ssize_t)sizeof(double);
+    Py_ssize_t E = boffsets.len / (Py_ssize_t)sizeof(int64_t) - 1;
+    if (B < 1 || E < 1) {
+        PyErr_SetString(PyExc_ValueError, "need B >= 1 and at least one expert");
+        goto fail;
+    }
+    if (need(&blat, n * B, sizeof(double), "lat") || need(&bactive, n * B, sizeof(double), "active")
+        || need(&brest, E, sizeof(double), "rest") || need(&bstart, B, sizeof(double), "start")
+        || need(&badd, B, sizeof(double), "add") || need(&bbase, B, sizeof(double), "base")
+        || need(&bmu, B, sizeof(double), "mu"))
+        goto fail;
+    if (check_groups(bgroups.buf, bgroups.len / (Py_ssize_t)sizeof(int64_t), boffsets.buf, E, n))
+        goto fail;
+    Prune p = {B, badd.buf, bbase.buf, bmu.buf, kind, direct_usd, step, nstart, compute, cold,
+               pprice, has_prune, limit};
+    int64_t *picks = NULL;
+    Py_ssize_t r;
+    Py_BEGIN_ALLOW_THREADS
+    r = exact(&p, bcost.buf, blat.buf, bactive.buf, conc, bgroups.buf, boffsets.buf, E, brest.buf,
+              bstart.buf, max_front, max_cells, deadline, &picks);
+    Py_END_ALLOW_THREADS
+    if (r == TIMEOUT)
+        PyErr_SetString(PyExc_TimeoutError, "exact curve passed its deadline");
+    else if (r == NOMEM)
+        PyErr_NoMemory();
+    else if (r == TOO_BIG)
+        result = Py_NewRef(Py_None);
+    else
+        result = PyBytes_FromStringAndSize((const char *)picks, r * E * (Py_ssize_t)sizeof(int64_t));
+    free(picks);
+fail:
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+        PyBuffer_Release(all[i]);
+    return result;
+}
+
 PyDoc_STRVAR(price_table_doc,
 "price_table(cost, lat, groups, offsets, rest, start, add, base, mu, picks, values, B, want,\n"
 "            step, nonmoe_start, compute, cold, price, limit, deadline) -> int\n\n"
@@ -433,17 +750,8 @@ static PyObject *price_table(PyObject *self, PyObject *args)
         || need(&bvalues, want, sizeof(double), "values"))
         goto fail;
     const int64_t *groups = bgroups.buf, *offsets = boffsets.buf;
-    Py_ssize_t G = bgroups.len / (Py_ssize_t)sizeof(int64_t);
-    for (Py_ssize_t e = 0; e <= E; e++)
-        if (offsets[e] < 0 || offsets[e] > G || (e > 0 && offsets[e] < offsets[e - 1])) {
-            PyErr_SetString(PyExc_ValueError, "offsets must rise from 0 to len(groups)");
-            goto fail;
-        }
-    for (Py_ssize_t g = 0; g < G; g++)
-        if (groups[g] < 0 || groups[g] >= n) {
-            PyErr_SetString(PyExc_ValueError, "groups: a row outside the table");
-            goto fail;
-        }
+    if (check_groups(groups, bgroups.len / (Py_ssize_t)sizeof(int64_t), offsets, E, n))
+        goto fail;
     Prices p = {B, badd.buf, bbase.buf, bmu.buf, step, nstart, compute, cold, pprice};
     Py_ssize_t r;
     Py_BEGIN_ALLOW_THREADS
@@ -464,12 +772,14 @@ fail:
 
 static PyMethodDef methods[] = {
     {"price_table", price_table, METH_VARARGS, price_table_doc},
+    {"exact_table", exact_table, METH_VARARGS, exact_table_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_ilp_cprice",
-    "Compiled Lagrangian pricing of one layer variant (see solvers/_ilp_cprice.c).", -1, methods,
+    "Compiled layer DPs of the exact solver (see solvers/_ilp_cprice.c).", -1, methods,
+    NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC PyInit__ilp_cprice(void)

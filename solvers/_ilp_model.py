@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pulp
@@ -21,6 +22,11 @@ import pulp
 from moeopt.native_io import highs_banner_to_stderr
 from moeopt.solver import Objective
 from solvers._ilp_tables import Tables, VariantTable
+
+try:  # the compiled layer DPs, built at install (setup.py); optional: numpy stands in without them
+    from solvers import _ilp_cprice as _cprice
+except ImportError:  # pragma: no cover - depends on the install
+    _cprice = None
 
 highs_banner_to_stderr()
 
@@ -43,14 +49,18 @@ class Choice:
     table: VariantTable
     rows: np.ndarray  # (E,)
 
-    @property
+    # Cached: the solvers price the same choice many times (incumbents, curves, the search);
+    # nothing mutates a choice's table or rows.
+    @cached_property
     def cost_usd(self) -> float:
         """The layer's cost: its experts, plus (full scope) the next non-MoE function."""
         return float(self.table.cost[self.rows].sum()) + float(self.table.extra_usd(self.latency_s))
 
-    @property
+    @cached_property
     def latency_s(self) -> np.ndarray:
-        return self.table.latency(self.rows)
+        lat = self.table.latency(self.rows)
+        lat.flags.writeable = False  # shared by every caller
+        return lat
 
 
 @dataclass(frozen=True)
@@ -509,76 +519,28 @@ def exact_curve(
     """
     choices: list[Choice] = []
     vectors: list[np.ndarray] = []
+    conc = tables.concurrency
     for t in tables.layers[layer]:
         if methods is not None and t.variant.method not in methods:
             continue
-        E = t.experts
-        B = t.lat.shape[1]
-        parts = [t.lat]
-        conc = tables.concurrency
-        start = t.lower - t.add  # the slowest replica's least finish per batch
-        state = np.concatenate([[0.0], start, np.zeros(B) if conc else []])[None]
-        picks = np.zeros((1, 0), dtype=int)
-        nmax = B
-        order, rest = t.slowest_first
-
-        def state_latency(v: np.ndarray, t: VariantTable = t, B: int = B) -> np.ndarray:
-            """The layer latency a partial state has already committed to, per batch."""
-            return t.latency_of(v[:, 1 : 1 + B])
-
-        for step, e in enumerate(order):
-            if time.perf_counter() > deadline:
-                return None
-            rows = t.expert_rows[e]
-            opt = np.concatenate(
-                [t.cost[rows, None], *[p[rows] for p in parts], t.active[rows] if conc else np.zeros((len(rows), 0))],
-                axis=1,
-            )
-            S, K = len(state), len(rows)
-            if S * K * state.shape[1] > MAX_DP_CELLS:
-                return None  # the front outgrew memory: the caller falls back
-            if max_front is not None and max_front * 16 < S * K:
-                return None
-            new = np.empty((S, K, state.shape[1]))
-            new[:, :, 0] = state[:, None, 0] + opt[None, :, 0]
-            new[:, :, 1 : 1 + nmax] = np.maximum(state[:, None, 1 : 1 + nmax], opt[None, :, 1 : 1 + nmax])
-            if conc:
-                new[:, :, 1 + nmax :] = state[:, None, 1 + nmax :] + opt[None, :, 1 + nmax :]
-            if not conc:
-                # Options that fit under a state's latencies all leave it as it is: only the
-                # cheapest of them can matter.
-                fits = (new[:, :, 1:] == state[:, None, 1:]).all(axis=2)
-                cheapest = np.where(fits, new[:, :, 0], np.inf).argmin(axis=1)
-                drop = fits.copy()
-                drop[np.arange(S), cheapest] = False
-                new[drop, 0] = np.inf
-            new = new.reshape(S * K, -1)
-            ok = np.isfinite(new[:, 0])
-            if prune is not None:
-                lat_now = state_latency(new)
-                ok &= prune.admits(new[:, 0] + rest[step] + t.extra_usd(lat_now), lat_now)
-            keep = np.flatnonzero(ok)
-            front = _pareto(new[keep], deadline=deadline)
-            if front is None:
-                return None
-            keep = keep[front]
-            if max_front is not None and len(keep) > max_front:
-                return None  # too many partial configurations to finish in useful time
-            si, ki = np.divmod(keep, K)
-            state = new[keep]
-            picks = np.concatenate([picks[si], rows[ki][:, None]], axis=1)
-            if not len(state):
-                break
-        for p in range(len(state)):
-            rows = np.empty(E, dtype=int)
-            rows[order] = picks[p]
-            ch = Choice(t, rows)
-            choices.append(ch)
-            active = t.active[rows].sum(axis=0) if conc else np.zeros(0)
-            vectors.append(np.concatenate([[ch.cost_usd], ch.latency_s, active]))
+        dp = _exact_table_compiled if _cprice is not None else _exact_table_numpy
+        picks = dp(t, conc, deadline, prune, max_front)
+        if picks is None:
+            return None
+        if not len(picks):
+            continue
+        order, _ = t.slowest_first
+        rows = np.empty_like(picks)
+        rows[:, order] = picks
+        # Choice.cost_usd and .latency_s of every configuration at once (the same floats).
+        latency = t.latency_of(t.lat[rows].max(axis=1))
+        cost = t.cost[rows].sum(axis=1) + t.extra_usd(latency)
+        active = t.active[rows].sum(axis=1) if conc else np.zeros((len(rows), 0))
+        choices.extend(Choice(t, r) for r in rows)
+        vectors.append(np.column_stack([cost, latency, active]))
     if not choices:
         return None
-    vec = np.array(vectors)
+    vec = np.concatenate(vectors)
     keep = _pareto(vec, deadline=deadline)
     if keep is None:
         return None
@@ -587,6 +549,98 @@ def exact_curve(
         tuple(choices[p] for p in keep), vec[keep, 0], vec[keep, 1 : 1 + B],
         vec[keep, 1 + B :] if tables.concurrency else np.zeros((len(keep), B)),
     )
+
+
+def _exact_table_numpy(
+    t: VariantTable, conc: bool, deadline: float, prune: Lagrangian | None, max_front: int | None,
+) -> np.ndarray | None:
+    """The exact DP of one variant table (experts slowest first; states (cost, slowest finish,
+    active replicas when ``conc``) Pareto-pruned after each expert): the rows of every surviving
+    configuration, (P, E) in step order; None past ``deadline`` or past the size limits."""
+    B = t.lat.shape[1]
+    start = t.lower - t.add  # the slowest replica's least finish per batch
+    state = np.concatenate([[0.0], start, np.zeros(B) if conc else []])[None]
+    picks = np.zeros((1, 0), dtype=np.int64)
+    order, rest = t.slowest_first
+    for step, e in enumerate(order):
+        if time.perf_counter() > deadline:
+            return None
+        rows = t.expert_rows[e]
+        opt = np.concatenate(
+            [t.cost[rows, None], t.lat[rows], t.active[rows] if conc else np.zeros((len(rows), 0))],
+            axis=1,
+        )
+        S, K = len(state), len(rows)
+        if S * K * state.shape[1] > MAX_DP_CELLS:
+            return None  # the front outgrew memory: the caller falls back
+        if max_front is not None and max_front * 16 < S * K:
+            return None
+        new = np.empty((S, K, state.shape[1]))
+        new[:, :, 0] = state[:, None, 0] + opt[None, :, 0]
+        new[:, :, 1 : 1 + B] = np.maximum(state[:, None, 1 : 1 + B], opt[None, :, 1 : 1 + B])
+        if conc:
+            new[:, :, 1 + B :] = state[:, None, 1 + B :] + opt[None, :, 1 + B :]
+        else:
+            # Options that fit under a state's latencies all leave it as it is: only the
+            # cheapest of them can matter.
+            fits = (new[:, :, 1:] == state[:, None, 1:]).all(axis=2)
+            cheapest = np.where(fits, new[:, :, 0], np.inf).argmin(axis=1)
+            drop = fits.copy()
+            drop[np.arange(S), cheapest] = False
+            new[drop, 0] = np.inf
+        new = new.reshape(S * K, -1)
+        ok = np.isfinite(new[:, 0])
+        if prune is not None:
+            lat_now = t.latency_of(new[:, 1 : 1 + B])  # what the state has committed to
+            ok &= prune.admits(new[:, 0] + rest[step] + t.extra_usd(lat_now), lat_now)
+        keep = np.flatnonzero(ok)
+        front = _pareto(new[keep], deadline=deadline)
+        if front is None:
+            return None
+        keep = keep[front]
+        if max_front is not None and len(keep) > max_front:
+            return None  # too many partial configurations to finish in useful time
+        si, ki = np.divmod(keep, K)
+        state = new[keep]
+        picks = np.concatenate([picks[si], rows[ki][:, None]], axis=1)
+        if not len(state):
+            return np.zeros((0, t.experts), dtype=np.int64)
+    return picks
+
+
+def _exact_table_compiled(
+    t: VariantTable, conc: bool, deadline: float, prune: Lagrangian | None, max_front: int | None,
+) -> np.ndarray | None:
+    """:func:`_exact_table_numpy` by the compiled DP (solvers/_ilp_cprice.c): the same
+    configurations in the same order (its prune test sums mu . latency in its own order, so a
+    configuration within a few ulps of the 1e-9 tolerance may be judged differently)."""
+    assert _cprice is not None
+    _, rest = t.slowest_first
+    groups, offsets = t.rows_slowest_first
+    B = t.lat.shape[1]
+    kind, direct, step, start, compute, cold, price = 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
+    n = t.nonmoe
+    if n is not None:
+        if t.variant.storage:
+            kind, step = 2, n.constants.lambda_billing_granularity_ms / 1000.0
+            start, compute, cold, price = n.start_s, n.compute_s, n.cold_s, n.price_usd_per_s
+        else:
+            kind, direct = 1, n.direct_usd
+    f = np.ascontiguousarray
+    mu = prune.mu if prune is not None else np.zeros(B)
+    try:
+        out = _cprice.exact_table(
+            f(t.cost, dtype=float), f(t.lat, dtype=float), f(t.active, dtype=float), groups, offsets,
+            f(rest, dtype=float), f(t.lower - t.add, dtype=float), f(t.add, dtype=float),
+            f(t.base, dtype=float), f(mu, dtype=float), B, conc, kind, direct, step, start, compute,
+            cold, price, prune is not None, float(prune.limit) if prune is not None else 0.0,
+            max_front or 0, MAX_DP_CELLS, float(deadline),
+        )
+    except TimeoutError:
+        return None
+    if out is None:
+        return None
+    return np.frombuffer(out, dtype=np.int64).reshape(-1, t.experts)
 
 
 def _spread(values: np.ndarray, most: int) -> np.ndarray:

@@ -132,13 +132,19 @@ class VariantTable:
         offsets = np.concatenate([[0], np.cumsum([len(g) for g in groups])]).astype(np.int64)
         return np.concatenate(groups).astype(np.int64), offsets
 
+    @cached_property
+    def by_expert_cost(self) -> np.ndarray:
+        """Rows sorted by expert, then cost, then row."""
+        return np.lexsort((self.cost, self.expert))
+
     def cheapest_fitting(self, fits: np.ndarray) -> np.ndarray | None:
         """Per expert its cheapest row among ``fits`` (the first of equals), or None when some
         expert has no such row."""
-        cost = np.where(fits, self.cost, np.inf)
-        by = np.lexsort((cost, self.expert))  # by expert, then cost, then row
-        rows = by[np.searchsorted(self.expert[by], np.arange(self.experts))]
-        return rows if np.isfinite(cost[rows]).all() else None
+        by = self.by_expert_cost
+        fitting = by[fits[by]]  # still by expert, then cost, then row
+        experts = self.expert[fitting]
+        first = np.flatnonzero(np.r_[True, experts[1:] != experts[:-1]]) if len(fitting) else fitting
+        return fitting[first] if len(first) == self.experts else None
 
     def latency_of(self, slowest: np.ndarray) -> np.ndarray:
         """Layer latency from the slowest replica's finish per batch, shape (..., B)."""

@@ -77,6 +77,8 @@ def test_compiled_pricing_gives_the_numpy_configurations(name):
     rng = np.random.default_rng(11)
     B = len(tables.fixed_s)
     tabs = [t for layer in tables.layers[:2] for t in layer]
+    if name == "bert-moe-16":
+        tabs = tabs[:4]  # its numpy pricing takes seconds per table
     if name == "many-options":
         assert max(len(r) for t in tabs for r in t.expert_rows) > 64
     checked = 0
@@ -175,3 +177,81 @@ def test_ties_go_to_the_first_state_and_option_as_in_numpy():
         for mu in (np.zeros(B), np.full(B, 1e-9)):
             numpy_rows, compiled_rows = _both(tied, mu, math.inf, 5)
             assert compiled_rows == numpy_rows
+
+
+def _curve_bytes(curve):
+    if curve is None:
+        return None
+    return ([(id(ch.table), tuple(ch.rows.tolist())) for ch in curve.choices],
+            curve.cost.tobytes(), curve.latency.tobytes(), curve.active.tobytes())
+
+
+SMALL_CURVES = ("small", "top2", "full-scope-arm64", "full-scope-cold", "concurrency-can-bind")
+
+
+@pytest.mark.parametrize("name", ["bert-moe-4", *SMALL_CURVES])
+def test_compiled_exact_curves_are_the_numpy_curves(name, monkeypatch):
+    """exact_curve with the compiled DP and with numpy's: the same configurations in the same
+    order, the same floats, with and without Lagrangian pruning and the proof's front limit
+    (concurrency: active replicas join the states)."""
+    import solvers._ilp_model as model
+    from solvers._ilp_model import Lagrangian, exact_curve, quick_incumbent
+
+    if name == "concurrency-can-bind":
+        top2 = PROBLEMS["top2"]()
+        problem = dataclasses.replace(
+            top2, constants=dataclasses.replace(top2.constants, lambda_concurrency_limit=14))
+    else:
+        problem = PROBLEMS[name]()
+    tables = build_tables(problem, variants_of(problem, PIPELINE_DEGREES))
+    assert name != "concurrency-can-bind" or tables.concurrency
+    incumbent = quick_incumbent(tables)
+    rng = np.random.default_rng(5)
+    B = len(tables.fixed_s)
+    compiled = model._cprice
+    seen = 0
+    for li in range(min(problem.layers, 2)):
+        for k in range(4):
+            mu = rng.exponential(1e-4, size=B) * (k > 0)
+            ch = incumbent[li] if incumbent is not None else None
+            limit = (ch.cost_usd + float(ch.latency_s @ mu)) * (1 + 0.01 * k) if ch is not None else math.inf
+            # Unpruned only where the whole curve is small (bert-moe-16's has millions of states).
+            prune = None if k == 0 and name in SMALL_CURVES else Lagrangian(mu, limit)
+            max_front = None if k < 3 and name in SMALL_CURVES else 4000
+            curves = []
+            for dp in (None, compiled):
+                monkeypatch.setattr(model, "_cprice", dp)
+                curves.append(_curve_bytes(exact_curve(tables, li, math.inf, prune=prune, max_front=max_front)))
+            assert curves[0] == curves[1], (li, k)
+            seen += curves[0] is not None
+            # Each table's DP alone too (the curve's own front would hide extra states).
+            for t in tables.layers[li]:
+                dps = [model._exact_table_numpy(t, tables.concurrency, math.inf, prune, max_front),
+                       model._exact_table_compiled(t, tables.concurrency, math.inf, prune, max_front)]
+                assert (dps[0] is None) == (dps[1] is None)
+                if dps[0] is not None:
+                    assert dps[0].tolist() == dps[1].tolist()
+    assert seen >= 4
+
+
+def test_exact_curve_points_are_their_configurations_cost_and_latency():
+    """The curve's cost and latency of each configuration are Choice.cost_usd and .latency_s to
+    the bit (exact_curve computes them for all configurations at once)."""
+    from solvers._ilp_model import exact_curve
+
+    problem = PROBLEMS["full-scope-cold"]()
+    tables = build_tables(problem, variants_of(problem, PIPELINE_DEGREES))
+    curve = exact_curve(tables, 0, math.inf)
+    assert curve is not None and len(curve.cost) > 3
+    for ch, c, lat in zip(curve.choices, curve.cost, curve.latency, strict=True):
+        assert np.float64(ch.cost_usd).tobytes() == np.float64(c).tobytes()
+        assert ch.latency_s.tobytes() == lat.tobytes()
+
+
+def test_compiled_exact_curve_stops_at_its_deadline_and_its_limits():
+    from solvers._ilp_model import _exact_table_compiled
+
+    t = _SMALL_TABLES.layers[0][0]
+    assert _exact_table_compiled(t, False, time.perf_counter() - 1.0, None, None) is None
+    assert _exact_table_compiled(t, False, math.inf, None, 1) is None  # the front passes 1
+    assert len(_exact_table_compiled(t, False, math.inf, None, None)) > 1

@@ -187,3 +187,29 @@ def test_quick_incumbent_is_the_loops(name):
         for g, w in zip(got, want, strict=True):
             assert g.table is w.table
             np.testing.assert_array_equal(g.rows, w.rows)
+
+
+def _cheapest_fitting_reference(t: VariantTable, fits: np.ndarray) -> np.ndarray | None:
+    """The rule as first written: lexsort of (masked cost, expert) per call."""
+    cost = np.where(fits, t.cost, np.inf)
+    by = np.lexsort((cost, t.expert))
+    rows = by[np.searchsorted(t.expert[by], np.arange(t.experts))]
+    return rows if np.isfinite(cost[rows]).all() else None
+
+
+@pytest.mark.parametrize("share", [0.0, 0.05, 0.3, 0.9, 1.0])
+def test_cheapest_fitting_is_each_experts_first_cheapest_fitting_row(share):
+    """Against the per-call lexsort, on real tables with equal costs made on purpose (the
+    first of equals must win) and masks from none to all rows."""
+    tables = build_tables(PROBLEMS["top2"], variants_of(PROBLEMS["top2"], PIPELINE_DEGREES))
+    rng = np.random.default_rng(int(share * 100))
+    for t in (t for layer in tables.layers for t in layer):
+        cost = t.cost.copy()
+        cost[::3] = cost[0]  # ties across and within experts
+        t = dataclasses.replace(t, cost=cost)
+        for _ in range(5):
+            fits = rng.random(len(cost)) < share
+            got, want = t.cheapest_fitting(fits), _cheapest_fitting_reference(t, fits)
+            assert (got is None) == (want is None)
+            if want is not None:
+                assert got.tolist() == want.tolist()

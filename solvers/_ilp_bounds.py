@@ -300,12 +300,20 @@ def variant_floor(t: VariantTable, mu: np.ndarray) -> float:
     (the layer is at least as slow as any of its experts); the best such expert. At least the
     cheapest options at the layer's latency lower bound, often far more: it lets pricing skip
     variants whole."""
+    const = t.nonmoe.direct_usd if (t.nonmoe is not None and not t.variant.storage) else 0.0
+    if _cprice is not None:
+        step, start_s, compute, cold, price = t.billing
+        f = np.ascontiguousarray
+        return _cprice.variant_floor(
+            f(t.cost, dtype=float), f(t.lat, dtype=float), f(t.expert, dtype=np.int64),
+            f(t.least_cost, dtype=float), f(t.lower - t.add, dtype=float), f(t.add, dtype=float),
+            f(t.base, dtype=float), f(mu, dtype=float),
+            t.lat.shape[1], step, start_s, compute, cold, price / t.lat.shape[1], const)
     start = t.lower - t.add
     own = t.cost + _batch_prices(t, mu, np.maximum(start, t.lat)).sum(axis=1)  # (n,)
     least = t.least_cost
     least_own = np.full(t.experts, np.inf)
     np.minimum.at(least_own, t.expert, own)
-    const = t.nonmoe.direct_usd if (t.nonmoe is not None and not t.variant.storage) else 0.0
     return float(least.sum() + (least_own - least).max() + const)
 
 

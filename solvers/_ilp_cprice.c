@@ -455,7 +455,8 @@ static Py_ssize_t pareto(const double *v, Py_ssize_t n, Py_ssize_t D, char *keep
     lex_dim = D;
     qsort(order, n, sizeof(Py_ssize_t), lex_cmp);
     Py_ssize_t m = 0;
-    memset(keep, 0, n);
+    if (n > 0)
+        memset(keep, 0, (size_t)n);
     for (Py_ssize_t q = 0; q < n; q++) {
         if (q % CHECK_EVERY == CHECK_EVERY - 1 && now_s() > deadline) {
             m = TIMEOUT;
@@ -770,9 +771,75 @@ fail:
     return out;
 }
 
+PyDoc_STRVAR(variant_floor_doc,
+"variant_floor(cost, lat, expert, least, start, add, base, mu, B, step, nonmoe_start, compute,\n"
+"              cold, price, const) -> float\n\n"
+"solvers/_ilp_bounds.py:variant_floor, the same float: every expert at its cheapest option\n"
+"except the one that also pays its own option's latency price, the best such expert.");
+
+static PyObject *variant_floor(PyObject *self, PyObject *args)
+{
+    Py_buffer bcost, blat, bexpert, bleast, bstart, badd, bbase, bmu;
+    Py_ssize_t B;
+    double step, nstart, compute, cold, pprice, cnst;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*y*y*y*ndddddd", &bcost, &blat, &bexpert, &bleast,
+                          &bstart, &badd, &bbase, &bmu, &B, &step, &nstart, &compute, &cold,
+                          &pprice, &cnst))
+        return NULL;
+    PyObject *result = NULL;
+    Py_buffer *all[] = {&bcost, &blat, &bexpert, &bleast, &bstart, &badd, &bbase, &bmu};
+    Py_ssize_t n = bcost.len / (Py_ssize_t)sizeof(double);
+    Py_ssize_t E = bleast.len / (Py_ssize_t)sizeof(double);
+    if (B < 1 || E < 1 || B > 4096) {
+        PyErr_SetString(PyExc_ValueError, "need 1 <= B <= 4096 and at least one expert");
+        goto fail;
+    }
+    if (need(&blat, n * B, sizeof(double), "lat") || need(&bexpert, n, sizeof(int64_t), "expert")
+        || need(&bstart, B, sizeof(double), "start") || need(&badd, B, sizeof(double), "add")
+        || need(&bbase, B, sizeof(double), "base") || need(&bmu, B, sizeof(double), "mu"))
+        goto fail;
+    const int64_t *expert = bexpert.buf;
+    for (Py_ssize_t r = 0; r < n; r++)
+        if (expert[r] < 0 || expert[r] >= E) {
+            PyErr_SetString(PyExc_ValueError, "expert: an index outside least");
+            goto fail;
+        }
+    double *own = malloc(sizeof(double) * E), *h = malloc(sizeof(double) * B);
+    if (!own || !h) {
+        free(own); free(h);
+        PyErr_NoMemory();
+        goto fail;
+    }
+    Prices p = {B, badd.buf, bbase.buf, bmu.buf, step, nstart, compute, cold, pprice};
+    const double *cost = bcost.buf, *lat = blat.buf, *start = bstart.buf, *least = bleast.buf;
+    for (Py_ssize_t e = 0; e < E; e++)
+        own[e] = INFINITY;
+    for (Py_ssize_t r = 0; r < n; r++) {
+        const double *l = lat + r * B;
+        for (Py_ssize_t b = 0; b < B; b++)
+            h[b] = batch_price(&p, b, start[b] >= l[b] ? start[b] : l[b]);
+        double v = cost[r] + pw_sum(h, B);
+        if (v < own[expert[r]] || isnan(v)) /* np.minimum keeps NaN */
+            own[expert[r]] = v;
+    }
+    double most = -INFINITY;
+    for (Py_ssize_t e = 0; e < E; e++) {
+        double d = own[e] - least[e];
+        if (d > most || isnan(d)) /* np.max: NaN wins */
+            most = d;
+    }
+    result = PyFloat_FromDouble((pw_sum(least, E) + most) + cnst);
+    free(own); free(h);
+fail:
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+        PyBuffer_Release(all[i]);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"price_table", price_table, METH_VARARGS, price_table_doc},
     {"exact_table", exact_table, METH_VARARGS, exact_table_doc},
+    {"variant_floor", variant_floor, METH_VARARGS, variant_floor_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -133,6 +133,16 @@ class VariantTable:
         return np.concatenate(groups).astype(np.int64), offsets
 
     @cached_property
+    def billing(self) -> tuple[float, float, float, float, float]:
+        """(billing step s, start, compute, cold, USD per s) of the non-MoE function's billed
+        wait after this layer (full scope, storage layers); all 0 where it is not billed."""
+        n = self.nonmoe
+        if n is None or not self.variant.storage:
+            return 0.0, 0.0, 0.0, 0.0, 0.0
+        step = n.constants.lambda_billing_granularity_ms / 1000.0
+        return step, n.start_s, n.compute_s, n.cold_s, n.price_usd_per_s
+
+    @cached_property
     def by_expert_cost(self) -> np.ndarray:
         """Rows sorted by expert, then cost, then row."""
         return np.lexsort((self.cost, self.expert))

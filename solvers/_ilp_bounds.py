@@ -101,20 +101,15 @@ def _price_table_compiled(
     order, rest = t.slowest_first
     groups, offsets = t.rows_slowest_first
     const = t.nonmoe.direct_usd if (t.nonmoe is not None and not t.variant.storage) else 0.0
-    step = start = compute = cold = price = 0.0
-    n = t.nonmoe
-    if n is not None and t.variant.storage:
-        step = n.constants.lambda_billing_granularity_ms / 1000.0
-        start, compute, cold = n.start_s, n.compute_s, n.cold_s
-        price = n.price_usd_per_s / t.lat.shape[1]
     E, B = t.experts, t.lat.shape[1]
+    step, start, compute, cold, price = t.billing
     picks = np.empty((1 + extra, E), dtype=np.int64)
     value = np.empty(1 + extra)
     f = np.ascontiguousarray
     found = _cprice.price_table(
         f(t.cost, dtype=float), f(t.lat, dtype=float), groups, offsets, f(rest, dtype=float),
         f(t.lower - t.add, dtype=float), f(t.add, dtype=float), f(t.base, dtype=float),
-        f(mu, dtype=float), picks, value, B, 1 + extra, step, start, compute, cold, price,
+        f(mu, dtype=float), picks, value, B, 1 + extra, step, start, compute, cold, price / B,
         float(upper - const), float(deadline),
     )
     out = []
@@ -263,12 +258,8 @@ def _compiled_expand(
     Same floats: the loop prices batches as :func:`_batch_prices` does."""
     from solvers._ilp_kernels import expand_states
 
-    step = start = compute = cold = price = 0.0
-    n = t.nonmoe
-    if n is not None and t.variant.storage:
-        step = n.constants.lambda_billing_granularity_ms / 1000.0
-        start, compute, cold = n.start_s, n.compute_s, n.cold_s
-        price = n.price_usd_per_s / t.lat.shape[1]
+    step, start, compute, cold, price = t.billing
+    price = price / t.lat.shape[1]
     f = np.ascontiguousarray
     return expand_states(
         f(cost, dtype=float), f(slow, dtype=float), f(t.cost[rows], dtype=float),

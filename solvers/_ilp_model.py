@@ -618,14 +618,9 @@ def _exact_table_compiled(
     _, rest = t.slowest_first
     groups, offsets = t.rows_slowest_first
     B = t.lat.shape[1]
-    kind, direct, step, start, compute, cold, price = 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
-    n = t.nonmoe
-    if n is not None:
-        if t.variant.storage:
-            kind, step = 2, n.constants.lambda_billing_granularity_ms / 1000.0
-            start, compute, cold, price = n.start_s, n.compute_s, n.cold_s, n.price_usd_per_s
-        else:
-            kind, direct = 1, n.direct_usd
+    step, start, compute, cold, price = t.billing
+    direct = t.nonmoe.direct_usd if t.nonmoe is not None else 0.0
+    kind = 0 if t.nonmoe is None else 2 if t.variant.storage else 1
     f = np.ascontiguousarray
     mu = prune.mu if prune is not None else np.zeros(B)
     try:

@@ -98,7 +98,9 @@ class VariantTable:
     @cached_property
     def expert_rows(self) -> tuple[np.ndarray, ...]:
         """Per expert, its rows."""
-        return tuple(np.flatnonzero(self.expert == e) for e in range(self.experts))
+        by = np.argsort(self.expert, kind="stable")  # each expert's rows in row order
+        cut = np.searchsorted(self.expert[by], np.arange(1, self.experts))
+        return tuple(np.split(by, cut))
 
     @cached_property
     def least_cost(self) -> np.ndarray:

@@ -213,3 +213,11 @@ def test_cheapest_fitting_is_each_experts_first_cheapest_fitting_row(share):
             assert (got is None) == (want is None)
             if want is not None:
                 assert got.tolist() == want.tolist()
+
+
+@pytest.mark.parametrize("name", ["bert-moe-4", "top2", "full-scope-arm64"])
+def test_expert_rows_are_each_experts_rows_in_row_order(name):
+    tables = build_tables(PROBLEMS[name], variants_of(PROBLEMS[name], PIPELINE_DEGREES))
+    for t in (t for layer in tables.layers for t in layer):
+        want = [np.flatnonzero(t.expert == e).tolist() for e in range(t.experts)]
+        assert [rows.tolist() for rows in t.expert_rows] == want

@@ -271,3 +271,22 @@ def test_compiled_variant_floor_is_the_numpy_floor(name, monkeypatch):
                 monkeypatch.setattr(bounds, "_cprice", dp)
                 floors.append(np.float64(bounds.variant_floor(t, mu)).tobytes())
             assert floors[0] == floors[1]
+
+
+@pytest.mark.parametrize("name", ["small", "full-scope-cold"])
+def test_ilp_without_the_extension_gives_the_same_proven_plan(name, monkeypatch):
+    """An install without a C compiler runs the numpy DPs: the same proven plan, cost and
+    bound as with the extension."""
+    import solvers._ilp_model as model
+    from moeopt.registry import make_solver
+    from moeopt.solver import SolutionStatus
+
+    problem = PROBLEMS[name]()
+    results = []
+    for dp in (bounds._cprice, None):
+        monkeypatch.setattr(bounds, "_cprice", dp)
+        monkeypatch.setattr(model, "_cprice", dp)
+        r = make_solver("ilp", seed=0).solve(problem)
+        assert r.solution_status == SolutionStatus.PROVEN_OPTIMAL, r.message
+        results.append((r.cost_usd, r.lower_bound_usd, r.plan.to_dict()["layers"]))
+    assert results[0] == results[1]

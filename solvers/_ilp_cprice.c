@@ -403,6 +403,24 @@ static int need(Py_buffer *buf, Py_ssize_t items, Py_ssize_t size, const char *n
     return 0;
 }
 
+/* The Python error for a failed DP (TIMEOUT, NOMEM); 0 when r is a result. */
+static int raise_for(Py_ssize_t r, const char *what)
+{
+    if (r == TIMEOUT)
+        PyErr_Format(PyExc_TimeoutError, "%s passed its deadline", what);
+    else if (r == NOMEM)
+        PyErr_NoMemory();
+    else
+        return 0;
+    return -1;
+}
+
+static void release(Py_buffer **all, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        PyBuffer_Release(all[i]);
+}
+
 /* Every expert's rows lie inside the table and the offsets rise within the groups. */
 static int check_groups(const int64_t *groups, Py_ssize_t G, const int64_t *offsets, Py_ssize_t E,
                         Py_ssize_t n)
@@ -704,18 +722,13 @@ static PyObject *exact_table(PyObject *self, PyObject *args)
     r = exact(&p, bcost.buf, blat.buf, bactive.buf, conc, bgroups.buf, boffsets.buf, E, brest.buf,
               bstart.buf, max_front, max_cells, deadline, &picks);
     Py_END_ALLOW_THREADS
-    if (r == TIMEOUT)
-        PyErr_SetString(PyExc_TimeoutError, "exact curve passed its deadline");
-    else if (r == NOMEM)
-        PyErr_NoMemory();
-    else if (r == TOO_BIG)
+    if (r == TOO_BIG)
         result = Py_NewRef(Py_None);
-    else
+    else if (!raise_for(r, "exact curve"))
         result = PyBytes_FromStringAndSize((const char *)picks, r * E * (Py_ssize_t)sizeof(int64_t));
     free(picks);
 fail:
-    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
-        PyBuffer_Release(all[i]);
+    release(all, sizeof(all) / sizeof(all[0]));
     return result;
 }
 
@@ -759,15 +772,10 @@ static PyObject *price_table(PyObject *self, PyObject *args)
     r = price(&p, bcost.buf, blat.buf, groups, offsets, E, brest.buf, bstart.buf, limit, want,
               deadline, bpicks.buf, bvalues.buf);
     Py_END_ALLOW_THREADS
-    if (r == TIMEOUT)
-        PyErr_SetString(PyExc_TimeoutError, "pricing passed its deadline");
-    else if (r == NOMEM)
-        PyErr_NoMemory();
-    else
+    if (!raise_for(r, "pricing"))
         out = PyLong_FromSsize_t(r);
 fail:
-    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
-        PyBuffer_Release(all[i]);
+    release(all, sizeof(all) / sizeof(all[0]));
     return out;
 }
 
@@ -831,8 +839,7 @@ static PyObject *variant_floor(PyObject *self, PyObject *args)
     result = PyFloat_FromDouble((pw_sum(least, E) + most) + cnst);
     free(own); free(h);
 fail:
-    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
-        PyBuffer_Release(all[i]);
+    release(all, sizeof(all) / sizeof(all[0]));
     return result;
 }
 

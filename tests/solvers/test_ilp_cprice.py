@@ -21,24 +21,13 @@ from moeopt.problem import problem_from_dict
 from moeopt.space import PIPELINE_DEGREES
 from moeopt.testing import small_problem
 from solvers._ilp_tables import build_tables, variants_of
+from tests.solvers.test_ilp_tables import _spec
 
 if bounds._cprice is None:  # pragma: no cover - depends on the install
     if shutil.which("cc") or shutil.which("gcc"):
         pytest.fail("a C compiler is here but solvers._ilp_cprice was not built (pip install -e .)",
                     pytrace=False)
     pytest.skip("no C compiler: ilp runs its numpy pricing", allow_module_level=True)
-
-
-def _spec(**deployment):
-    return {
-        "name": "cprice",
-        "model": {"moe_layers": 3, "experts_per_layer": 4, "top_k": 2, "hidden_size": 768,
-                  "expert_ffn_size": 3072, "nonmoe_params_per_layer": 2_362_368},
-        "workload": {"tokens_per_batch": 4096},
-        "slo": {"time_limit_s": 8.0},
-        "popularity": {"source": "zipf", "exponent": 1.2, "batches": 3, "seed": 2},
-        "deployment": {"memory_menu": [768, 1536, 3072], "max_replicas": 4, **deployment},
-    }
 
 
 PROBLEMS = {

@@ -97,6 +97,8 @@ def _price_table_compiled(
     t: VariantTable, mu: np.ndarray, upper: float, deadline: float, extra: int,
     values: list[float] | None = None,
 ) -> list[Choice]:
+    """:func:`_price_table` by the compiled DP (one call per table, no numpy inside); ``values``
+    collects the DP's value of each configuration returned (tests compare them bit for bit)."""
     assert _cprice is not None
     order, rest = t.slowest_first
     groups, offsets = t.rows_slowest_first

@@ -28,13 +28,9 @@ from dataclasses import dataclass
 import highspy
 import numpy as np
 
+from solvers import _ilp_model
 from solvers._ilp_model import TIME_MARGIN_S, Choice, LayerCurve
 from solvers._ilp_tables import Tables, VariantTable
-
-try:  # built at install (setup.py); optional, so the numpy pricing stands in without it
-    from solvers import _ilp_cprice as _cprice
-except ImportError:  # pragma: no cover - depends on the install
-    _cprice = None
 
 #: Stop a search whose candidate states at one layer exceed this (memory: ~100 B each).
 MAX_SEARCH_CANDIDATES = 4_000_000
@@ -88,7 +84,7 @@ def _price_table(
     (other mu-efficient configurations: candidates for the incumbent); raises TimeoutError
     past ``deadline``. The compiled DP (:mod:`solvers._ilp_cprice`) where it was built, else
     :func:`_price_table_numpy`: the same configurations."""
-    if _cprice is not None:
+    if _ilp_model._cprice is not None:  # the one switch (tests turn it off there)
         return _price_table_compiled(t, mu, upper, deadline, extra)
     return _price_table_numpy(t, mu, upper, deadline, extra)
 
@@ -99,20 +95,20 @@ def _price_table_compiled(
 ) -> list[Choice]:
     """:func:`_price_table` by the compiled DP (one call per table, no numpy inside); ``values``
     collects the DP's value of each configuration returned (tests compare them bit for bit)."""
-    assert _cprice is not None
+    cprice = _ilp_model._cprice
+    assert cprice is not None
     order, rest = t.slowest_first
     groups, offsets = t.rows_slowest_first
-    const = t.nonmoe.direct_usd if (t.nonmoe is not None and not t.variant.storage) else 0.0
     E, B = t.experts, t.lat.shape[1]
     step, start, compute, cold, price = t.billing
     picks = np.empty((1 + extra, E), dtype=np.int64)
     value = np.empty(1 + extra)
     f = np.ascontiguousarray
-    found = _cprice.price_table(
+    found = cprice.price_table(
         f(t.cost, dtype=float), f(t.lat, dtype=float), groups, offsets, f(rest, dtype=float),
-        f(t.lower - t.add, dtype=float), f(t.add, dtype=float), f(t.base, dtype=float),
+        f(t.least_slowest, dtype=float), f(t.add, dtype=float), f(t.base, dtype=float),
         f(mu, dtype=float), picks, value, B, 1 + extra, step, start, compute, cold, price / B,
-        float(upper - const), float(deadline),
+        float(upper - t.direct_usd), float(deadline),
     )
     out = []
     for p in picks[:found]:
@@ -132,8 +128,8 @@ def _price_table_numpy(
     ``values`` collects the DP's value of each configuration returned."""
     E = t.experts
     order, rest = t.slowest_first
-    const = t.nonmoe.direct_usd if (t.nonmoe is not None and not t.variant.storage) else 0.0
-    start = t.lower - t.add  # every configuration's slowest finish is at least this
+    const = t.direct_usd
+    start = t.least_slowest
     cost = np.zeros(1)
     slow = start[None].copy()
     picks = np.zeros((1, 0), dtype=np.int64)
@@ -293,21 +289,20 @@ def variant_floor(t: VariantTable, mu: np.ndarray) -> float:
     (the layer is at least as slow as any of its experts); the best such expert. At least the
     cheapest options at the layer's latency lower bound, often far more: it lets pricing skip
     variants whole."""
-    const = t.nonmoe.direct_usd if (t.nonmoe is not None and not t.variant.storage) else 0.0
-    if _cprice is not None:
+    if _ilp_model._cprice is not None:
         step, start_s, compute, cold, price = t.billing
         f = np.ascontiguousarray
-        return _cprice.variant_floor(
+        return _ilp_model._cprice.variant_floor(
             f(t.cost, dtype=float), f(t.lat, dtype=float), f(t.expert, dtype=np.int64),
-            f(t.least_cost, dtype=float), f(t.lower - t.add, dtype=float), f(t.add, dtype=float),
+            f(t.least_cost, dtype=float), f(t.least_slowest, dtype=float), f(t.add, dtype=float),
             f(t.base, dtype=float), f(mu, dtype=float),
-            t.lat.shape[1], step, start_s, compute, cold, price / t.lat.shape[1], const)
-    start = t.lower - t.add
+            t.lat.shape[1], step, start_s, compute, cold, price / t.lat.shape[1], t.direct_usd)
+    start = t.least_slowest
     own = t.cost + _batch_prices(t, mu, np.maximum(start, t.lat)).sum(axis=1)  # (n,)
     least = t.least_cost
     least_own = np.full(t.experts, np.inf)
     np.minimum.at(least_own, t.expert, own)
-    return float(least.sum() + (least_own - least).max() + const)
+    return float(least.sum() + (least_own - least).max() + t.direct_usd)
 
 
 def price_layer(

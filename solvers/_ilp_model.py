@@ -23,7 +23,9 @@ from moeopt.native_io import highs_banner_to_stderr
 from moeopt.solver import Objective
 from solvers._ilp_tables import Tables, VariantTable
 
-try:  # the compiled layer DPs, built at install (setup.py); optional: numpy stands in without them
+# The compiled layer DPs, built at install (setup.py); optional: numpy stands in without them.
+# The one switch for every compiled path (_ilp_bounds reads it here; tests set it to None).
+try:
     from solvers import _ilp_cprice as _cprice
 except ImportError:  # pragma: no cover - depends on the install
     _cprice = None
@@ -558,7 +560,7 @@ def _exact_table_numpy(
     active replicas when ``conc``) Pareto-pruned after each expert): the rows of every surviving
     configuration, (P, E) in step order; None past ``deadline`` or past the size limits."""
     B = t.lat.shape[1]
-    start = t.lower - t.add  # the slowest replica's least finish per batch
+    start = t.least_slowest
     state = np.concatenate([[0.0], start, np.zeros(B) if conc else []])[None]
     picks = np.zeros((1, 0), dtype=np.int64)
     order, rest = t.slowest_first
@@ -619,15 +621,14 @@ def _exact_table_compiled(
     groups, offsets = t.rows_slowest_first
     B = t.lat.shape[1]
     step, start, compute, cold, price = t.billing
-    direct = t.nonmoe.direct_usd if t.nonmoe is not None else 0.0
     kind = 0 if t.nonmoe is None else 2 if t.variant.storage else 1
     f = np.ascontiguousarray
     mu = prune.mu if prune is not None else np.zeros(B)
     try:
         out = _cprice.exact_table(
             f(t.cost, dtype=float), f(t.lat, dtype=float), f(t.active, dtype=float), groups, offsets,
-            f(rest, dtype=float), f(t.lower - t.add, dtype=float), f(t.add, dtype=float),
-            f(t.base, dtype=float), f(mu, dtype=float), B, conc, kind, direct, step, start, compute,
+            f(rest, dtype=float), f(t.least_slowest, dtype=float), f(t.add, dtype=float),
+            f(t.base, dtype=float), f(mu, dtype=float), B, conc, kind, t.direct_usd, step, start, compute,
             cold, price, prune is not None, float(prune.limit) if prune is not None else 0.0,
             max_front or 0, MAX_DP_CELLS, float(deadline),
         )

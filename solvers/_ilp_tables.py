@@ -135,6 +135,18 @@ class VariantTable:
         return np.concatenate(groups).astype(np.int64), offsets
 
     @cached_property
+    def least_slowest(self) -> np.ndarray:
+        """(B,) the slowest replica's least finish per batch: every configuration's slowest
+        finish is at least this (where the layer DPs start)."""
+        return self.lower - self.add
+
+    @cached_property
+    def direct_usd(self) -> float:
+        """The non-MoE function's whole cost after a direct layer (full scope; it does not
+        depend on the layer's latency); 0 otherwise."""
+        return self.nonmoe.direct_usd if (self.nonmoe is not None and not self.variant.storage) else 0.0
+
+    @cached_property
     def billing(self) -> tuple[float, float, float, float, float]:
         """(billing step s, start, compute, cold, USD per s) of the non-MoE function's billed
         wait after this layer (full scope, storage layers); all 0 where it is not billed."""

@@ -221,7 +221,7 @@ def test_compiled_pricing_gives_the_numpy_pricing_bit_for_bit(name, monkeypatch)
 
     problem = REFEREES[int(name.split("-")[1])].problem if name.startswith("referee") else builtin_problem(name)
     tables = build_tables(problem, variants_of(problem, DEGREES))
-    monkeypatch.setattr(bounds, "_cprice", None)  # numba against numpy (C: test_ilp_cprice.py)
+    monkeypatch.setattr(bounds._ilp_model, "_cprice", None)  # numba against numpy (C: test_ilp_cprice.py)
     rng = np.random.default_rng(7)
     B = len(tables.fixed_s)
     for li in range(min(problem.layers, 4)):

@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import solvers._ilp_bounds as bounds
+import solvers._ilp_model as model
 from moeopt.builtin_problems import builtin_problem
 from moeopt.problem import problem_from_dict
 from moeopt.space import PIPELINE_DEGREES
@@ -23,7 +24,7 @@ from moeopt.testing import small_problem
 from solvers._ilp_tables import build_tables, variants_of
 from tests.solvers.test_ilp_tables import _spec
 
-if bounds._cprice is None:  # pragma: no cover - depends on the install
+if model._cprice is None:  # pragma: no cover - depends on the install
     if shutil.which("cc") or shutil.which("gcc"):
         pytest.fail("a C compiler is here but solvers._ilp_cprice was not built (pip install -e .)",
                     pytrace=False)
@@ -141,14 +142,14 @@ def test_compiled_pricing_rejects_buffers_of_the_wrong_size():
     args = [t.cost, np.ascontiguousarray(t.lat), groups, offsets, np.zeros(t.experts),
             np.zeros(B), np.zeros(B), np.zeros(B), np.ones(B), np.empty((1, t.experts), dtype=np.int64),
             np.empty(1), B, 1, 0.0, 0.0, 0.0, 0.0, 0.0, math.inf, math.inf]
-    assert bounds._cprice.price_table(*args) == 1
+    assert model._cprice.price_table(*args) == 1
     for i, bad in ((1, np.ascontiguousarray(t.lat)[:-1]), (3, offsets + 1),
                    (2, np.where(groups == groups[0], len(t.cost), groups)), (9, np.empty(1, dtype=np.int64)),
                    (10, np.empty(3))):
         broken = list(args)
         broken[i] = bad
         with pytest.raises(ValueError):
-            bounds._cprice.price_table(*broken)
+            model._cprice.price_table(*broken)
 
 
 def test_ties_go_to_the_first_state_and_option_as_in_numpy():
@@ -183,7 +184,6 @@ def test_compiled_exact_curves_are_the_numpy_curves(name, monkeypatch):
     """exact_curve with the compiled DP and with numpy's: the same configurations in the same
     order, the same floats, with and without Lagrangian pruning and the proof's front limit
     (concurrency: active replicas join the states)."""
-    import solvers._ilp_model as model
     from solvers._ilp_model import Lagrangian, exact_curve, quick_incumbent
 
     if name == "concurrency-can-bind":
@@ -256,8 +256,8 @@ def test_compiled_variant_floor_is_the_numpy_floor(name, monkeypatch):
         for scale in (0.0, 1e-6, 1e-3):
             mu = rng.exponential(scale, size=B) if scale else np.zeros(B)
             floors = []
-            for dp in (None, bounds._cprice):
-                monkeypatch.setattr(bounds, "_cprice", dp)
+            for dp in (None, model._cprice):
+                monkeypatch.setattr(model, "_cprice", dp)
                 floors.append(np.float64(bounds.variant_floor(t, mu)).tobytes())
             assert floors[0] == floors[1]
 
@@ -266,14 +266,12 @@ def test_compiled_variant_floor_is_the_numpy_floor(name, monkeypatch):
 def test_ilp_without_the_extension_gives_the_same_proven_plan(name, monkeypatch):
     """An install without a C compiler runs the numpy DPs: the same proven plan, cost and
     bound as with the extension."""
-    import solvers._ilp_model as model
     from moeopt.registry import make_solver
     from moeopt.solver import SolutionStatus
 
     problem = PROBLEMS[name]()
     results = []
-    for dp in (bounds._cprice, None):
-        monkeypatch.setattr(bounds, "_cprice", dp)
+    for dp in (model._cprice, None):
         monkeypatch.setattr(model, "_cprice", dp)
         r = make_solver("ilp", seed=0).solve(problem)
         assert r.solution_status == SolutionStatus.PROVEN_OPTIMAL, r.message

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -70,6 +71,7 @@ def update_references(path: Path, records: list[dict[str, Any]], results_dir: Pa
     from moeopt.bench.runner import verify_plan
 
     refs = read_references(path)
+    stored_before = _plan_files(refs)
     now = datetime.now(UTC).isoformat(timespec="seconds")
     by_instance: dict[str, list[dict[str, Any]]] = {}
     for r in records:
@@ -104,7 +106,20 @@ def update_references(path: Path, records: list[dict[str, Any]], results_dir: Pa
         if best is not None:
             refs[fp] = best
     write_references(path, refs)
+    # Plan files no entry points at any more (a better plan replaced theirs), removed after the
+    # new file is in place: an interruption leaves a stray file, never a dangling pointer.
+    for rel in stored_before - _plan_files(refs):
+        (path.parent / rel).unlink(missing_ok=True)
     return refs
+
+
+_PLAN_FILE = re.compile(r"plans/[0-9a-f]{20}\.json\.gz")  # what store_plan writes, nothing else
+
+
+def _plan_files(refs: dict[str, Reference]) -> set[str]:
+    """The plan files (relative to the references file) the entries point at."""
+    return {r.plan["file"] for r in refs.values()
+            if r.plan and isinstance(r.plan.get("file"), str) and _PLAN_FILE.fullmatch(r.plan["file"])}
 
 
 def _bound(r: dict[str, Any]) -> float | None:

@@ -147,6 +147,31 @@ def test_a_bound_that_meets_the_repriced_cost_proves_optimality(solved, tmp_path
     assert ref.status == "proven_optimal" and ref.lower_bound_usd == pytest.approx(result.cost_usd)
 
 
+def test_a_superseded_plan_file_is_removed_and_a_shared_one_kept(solved, tmp_path, monkeypatch):
+    """Large plans live in plans/ beside the references file; when a cheaper plan replaces an
+    entry's, the old file goes (no other entry points at it) and the new one is there."""
+    import moeopt.bench.results as results
+
+    monkeypatch.setattr(results, "INLINE_PLAN_BYTES", 0)  # every plan to a file
+    problem, best = solved
+    worse = make_solver("lambdaml").solve(problem, Budget(evaluations=10))  # 3,008 MB everywhere
+    assert worse.cost_usd > best.cost_usd * (1 + 1e-9)
+    suite = load_suite(INSTANCE.parent)
+    spec = next(s for s in plan_runs(suite, ["greedy"], 1, Budget(evaluations=10)) if s.instance == INSTANCE.stem)
+    refs_path = tmp_path / "refs" / "best.json"
+    first = update_references(refs_path, [make_record(spec, _child_output(worse), tmp_path, "now")], tmp_path)
+    old = refs_path.parent / first[problem.fingerprint].plan["file"]
+    assert old.exists()
+    stray = refs_path.parent / "plans" / "notes.txt"  # not a file the references wrote
+    stray.write_text("kept")
+    second = update_references(refs_path, [make_record(spec, _child_output(best), tmp_path, "now")], tmp_path)
+    new = refs_path.parent / second[problem.fingerprint].plan["file"]
+    assert second[problem.fingerprint].cost_usd == pytest.approx(best.cost_usd)
+    assert new.exists() and new != old and not old.exists() and stray.exists()
+    third = update_references(refs_path, [make_record(spec, _child_output(worse), tmp_path, "now")], tmp_path)
+    assert third[problem.fingerprint].plan == second[problem.fingerprint].plan and new.exists()
+
+
 def test_seeds_derive_from_one_master_seed():
     assert derive_seeds(0, 3) == derive_seeds(0, 3) and len(set(derive_seeds(0, 3))) == 3
     assert derive_seeds(0, 2) == derive_seeds(0, 3)[:2] and derive_seeds(1, 2) != derive_seeds(0, 2)

@@ -526,6 +526,8 @@ def _front(c: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _front_at(front: tuple[np.ndarray, np.ndarray], t: np.ndarray) -> np.ndarray:
     """Least value of the front with time at most ``t`` (inf where none fits)."""
     fc, ft = front
+    if not len(fc):  # no completion fits the target's budget
+        return np.full(np.shape(t), np.inf)
     i = np.searchsorted(ft, t + 1e-12 * np.abs(t) + 1e-15, side="right") - 1
     return np.where(i >= 0, fc[np.maximum(i, 0)], np.inf)
 
@@ -578,8 +580,8 @@ def search(
 
     st_c = np.zeros(1)
     st_s = np.zeros((1, B))
-    picks = np.zeros((1, 0), dtype=np.int64)
-    tol = 1e-12 * abs(target)
+    trail: list[np.ndarray] = []  # per layer: survivors' flat index (state * options + option)
+    limit = target + 1e-12 * abs(target)
     for j, li in enumerate(order):
         if time.perf_counter() > deadline:
             return SearchResult("aborted", None, None, total)
@@ -587,34 +589,102 @@ def search(
         if n_s * n_p > max_candidates:
             return SearchResult("aborted", None, None, total)
         total += n_s * n_p
-        c = (st_c[:, None] + costs[li][None]).ravel()
-        s = (st_s[:, None] + lats[li][None]).reshape(-1, B)
         if j == L - 1:
-            ok = (s <= cap + 1e-12 * np.abs(cap)).all(axis=1) & (c <= target + tol)
-            if not ok.any():
+            k = _last_layer(st_c, st_s, costs[li], lats[li], cap, limit)
+            if k < 0:
                 return SearchResult("none", None, None, total)
-            k = int(np.flatnonzero(ok)[np.argmin(c[ok])])
-            si, pi = divmod(k, n_p)
-            chosen = np.empty(L, dtype=np.int64)
-            chosen[order] = np.append(picks[si], pi)
-            return SearchResult("optimal", tuple(int(x) for x in chosen), float(c[k]), total)
-        # The plain Lagrangian bound first (one product), then each batch's front on what is left.
-        ok = np.flatnonzero(c + rest_min[j + 1] - (cap - s) @ mu <= target + tol)
-        if cuts and j < L - 2:
-            ok = pool.apply(j + 1, c, s, ok, target + tol)
-        for b, m, fr in fronts:
-            if not len(ok):
-                break
-            b_ok = c[ok] + _front_at(fr[j + 1], cap[b] - s[ok, b]) - (cap - s[ok]) @ m
-            ok = ok[b_ok <= target + tol]
-        if cuts and len(ok) > CUT_MIN_STATES and j < L - 2:
-            ok = pool.prune(j + 1, c, s, ok, target + tol, deadline)
+            cost = float(st_c[k // n_p] + costs[li][k % n_p])
+            chosen = [0] * L
+            for jj in range(L - 1, -1, -1):  # back along the survivors' flat indices
+                si, chosen[order[jj]] = divmod(k, len(costs[order[jj]]))
+                k = int(trail[jj - 1][si]) if jj else 0
+            return SearchResult("optimal", tuple(chosen), cost, total)
+        use_cuts = cuts and j < L - 2
+        try:
+            ok, st_c, st_s = _layer(st_c, st_s, costs[li], lats[li], cap, mu, rest_min[j + 1], limit,
+                                    pool if use_cuts else None, j + 1, fronts, deadline)
+        except TimeoutError:
+            return SearchResult("aborted", None, None, total)
+        if use_cuts and len(ok) > CUT_MIN_STATES:
+            keep = pool.prune(j + 1, st_c, st_s, np.arange(len(ok)), limit, deadline)
+            ok, st_c, st_s = ok[keep], st_c[keep], st_s[keep]
         if not len(ok):
             return SearchResult("none", None, None, total)
-        si, pi = np.divmod(ok, n_p)
-        st_c, st_s = c[ok], s[ok]
-        picks = np.concatenate([picks[si], pi[:, None]], axis=1)
+        trail.append(ok)
     raise AssertionError("unreachable")
+
+
+def _layer(
+    st_c: np.ndarray, st_s: np.ndarray, cost: np.ndarray, lat: np.ndarray, cap: np.ndarray,
+    mu: np.ndarray, rest: float, limit: float, pool: _CutPool | None, j: int,
+    fronts: list[tuple[int, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]], deadline: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One non-final layer of :func:`search`: the partial plans (every state with every option)
+    whose plain Lagrangian bound, pool cuts (``pool``, for layers ``order[j:]``) and per-batch
+    fronts all stay within ``limit``, as (flat index state * options + option, cost, latency)."""
+    cprice = _ilp_model._cprice
+    if cprice is None:
+        return _layer_numpy(st_c, st_s, cost, lat, cap, mu, rest, limit, pool, j, fronts)
+    B = len(cap)
+    if pool is not None and pool.mus:
+        pool_mu = np.ascontiguousarray(pool.mus, dtype=np.float64)
+        pool_rest = np.array([sf[j] for sf in pool.suffix])
+    else:
+        pool_mu, pool_rest = np.zeros((0, B)), np.zeros(0)
+    fb = np.array([b for b, _, _ in fronts], dtype=np.int64)
+    fm = np.array([m for _, m, _ in fronts], dtype=np.float64).reshape(-1, B)
+    pts = [fr[j] for _, _, fr in fronts]
+    off = np.zeros(len(pts) + 1, dtype=np.int64)
+    off[1:] = np.cumsum([len(fc) for fc, _ in pts])
+    fc = np.concatenate([p[0] for p in pts]) if pts else np.zeros(0)
+    ft = np.concatenate([p[1] for p in pts]) if pts else np.zeros(0)
+    k, c, s = cprice.search_layer(
+        np.ascontiguousarray(st_c, dtype=np.float64), np.ascontiguousarray(st_s, dtype=np.float64),
+        np.ascontiguousarray(cost, dtype=np.float64), np.ascontiguousarray(lat, dtype=np.float64),
+        np.ascontiguousarray(cap, dtype=np.float64), np.ascontiguousarray(mu, dtype=np.float64),
+        float(rest), float(limit), pool_mu, pool_rest, fb, off, fm,
+        np.ascontiguousarray(fc, dtype=np.float64), np.ascontiguousarray(ft, dtype=np.float64),
+        B, deadline)
+    return (np.frombuffer(k, dtype=np.int64), np.frombuffer(c, dtype=np.float64),
+            np.frombuffer(s, dtype=np.float64).reshape(-1, B))
+
+
+def _layer_numpy(
+    st_c: np.ndarray, st_s: np.ndarray, cost: np.ndarray, lat: np.ndarray, cap: np.ndarray,
+    mu: np.ndarray, rest: float, limit: float, pool: _CutPool | None, j: int,
+    fronts: list[tuple[int, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    B = len(cap)
+    c = (st_c[:, None] + cost[None]).ravel()
+    s = (st_s[:, None] + lat[None]).reshape(-1, B)
+    # The plain Lagrangian bound first (one product), then each batch's front on what is left.
+    ok = np.flatnonzero(c + rest - (cap - s) @ mu <= limit)
+    if pool is not None:
+        ok = pool.apply(j, c, s, ok, limit)
+    for b, m, fr in fronts:
+        if not len(ok):
+            break
+        b_ok = c[ok] + _front_at(fr[j], cap[b] - s[ok, b]) - (cap - s[ok]) @ m
+        ok = ok[b_ok <= limit]
+    return ok, c[ok], s[ok]
+
+
+def _last_layer(st_c: np.ndarray, st_s: np.ndarray, cost: np.ndarray, lat: np.ndarray,
+                cap: np.ndarray, limit: float) -> int:
+    """The final layer of :func:`search`: the flat index of the cheapest complete plan within
+    every row and ``limit`` (the first of equals), or -1."""
+    cprice = _ilp_model._cprice
+    if cprice is not None:
+        return int(cprice.search_last(
+            np.ascontiguousarray(st_c, dtype=np.float64), np.ascontiguousarray(st_s, dtype=np.float64),
+            np.ascontiguousarray(cost, dtype=np.float64), np.ascontiguousarray(lat, dtype=np.float64),
+            np.ascontiguousarray(cap, dtype=np.float64), float(limit), len(cap)))
+    c = (st_c[:, None] + cost[None]).ravel()
+    s = (st_s[:, None] + lat[None]).reshape(-1, len(cap))
+    ok = (s <= cap + 1e-12 * np.abs(cap)).all(axis=1) & (c <= limit)
+    if not ok.any():
+        return -1
+    return int(np.flatnonzero(ok)[np.argmin(c[ok])])
 
 
 class _CutPool:

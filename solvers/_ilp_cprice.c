@@ -1,6 +1,7 @@
-/* The two layer DPs of the exact solver, compiled: the Lagrangian pricing of one layer variant
- * (solvers/_ilp_bounds.py:_price_table) and its exact Pareto curve (solvers/_ilp_model.py:
- * _exact_table_numpy).
+/* The inner loops of the exact solver, compiled: the Lagrangian pricing of one layer variant
+ * (solvers/_ilp_bounds.py:_price_table), its exact Pareto curve (solvers/_ilp_model.py:
+ * _exact_table_numpy), and one layer of the exact search over layer curves
+ * (solvers/_ilp_bounds.py:_layer_numpy, _last_layer).
  *
  * Why C: on the paper's problems column generation makes about 60 pricing calls of about a
  * hundred small numpy operations each, and Python's per-operation overhead is most of ilp's
@@ -843,10 +844,246 @@ fail:
     return result;
 }
 
+/* -- one layer of the exact search over layer curves (solvers/_ilp_bounds.py:search) ------- */
+
+/* A growable array of partial plans that survive a layer: flat index state * n_p + option,
+ * cost, latency per batch. */
+typedef struct {
+    Py_ssize_t n, cap, B;
+    int64_t *k;
+    double *c, *s;
+} Survivors;
+
+static int survivors_reserve(Survivors *a, Py_ssize_t need)
+{
+    if (need <= a->cap)
+        return 0;
+    Py_ssize_t cap = a->cap ? a->cap : 1024;
+    while (cap < need)
+        cap *= 2;
+    void *k = realloc(a->k, sizeof(int64_t) * cap);
+    if (k) a->k = k;
+    void *c = realloc(a->c, sizeof(double) * cap);
+    if (c) a->c = c;
+    void *s = realloc(a->s, sizeof(double) * cap * a->B);
+    if (s) a->s = s;
+    if (!k || !c || !s)
+        return NOMEM;
+    a->cap = cap;
+    return 0;
+}
+
+static void survivors_free(Survivors *a)
+{
+    free(a->k); free(a->c); free(a->s);
+    memset(a, 0, sizeof(*a));
+}
+
+/* _front_at: the least front value with time at most t (ft ascending), inf where none fits. */
+static double front_at(const double *fc, const double *ft, Py_ssize_t n, double t)
+{
+    double x = (t + 1e-12 * fabs(t)) + 1e-15;
+    Py_ssize_t lo = 0, hi = n; /* numpy's searchsorted(side="right"): the first ft > x */
+    while (lo < hi) {
+        Py_ssize_t mid = lo + (hi - lo) / 2;
+        if (ft[mid] <= x)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo > 0 ? fc[lo - 1] : INFINITY;
+}
+
+static double dot(const double *a, const double *b, Py_ssize_t B)
+{
+    double r = 0.;
+    for (Py_ssize_t i = 0; i < B; i++)
+        r += a[i] * b[i];
+    return r;
+}
+
+typedef struct {
+    Py_ssize_t B, K, F;
+    const double *cap, *mu;
+    double rest, limit;
+    const double *pool_mu, *pool_rest;          /* K multipliers and their suffix sums */
+    const int64_t *front_b, *front_off;         /* F fronts: batch, offsets into fc/ft */
+    const double *front_m, *front_c, *front_t;  /* relaxed multipliers (F x B), points */
+} Stage;
+
+/* Every (state, option) whose bounds all stay within the limit, in (state, option) order:
+ * the plain Lagrangian bound, each batch's front and the pool's best cut (the tests of
+ * search's numpy steps; all must pass, so their order does not change who survives). Returns the survivor count, TIMEOUT or NOMEM. */
+static Py_ssize_t expand(const Stage *g, const double *st_c, const double *st_s, Py_ssize_t n_s,
+                         const double *cost, const double *lat, Py_ssize_t n_p, double deadline,
+                         Survivors *out)
+{
+    Py_ssize_t B = g->B;
+    double *s = malloc(sizeof(double) * B), *d = malloc(sizeof(double) * B);
+    Py_ssize_t result = 0, last_cut = 0;
+    if (!s || !d) {
+        result = NOMEM;
+        goto done;
+    }
+    for (Py_ssize_t si = 0; si < n_s; si++) {
+        if (si % 16 == 15 && now_s() > deadline) {
+            result = TIMEOUT;
+            goto done;
+        }
+        for (Py_ssize_t pi = 0; pi < n_p; pi++) {
+            double c = st_c[si] + cost[pi];
+            for (Py_ssize_t b = 0; b < B; b++) {
+                s[b] = st_s[si * B + b] + lat[pi * B + b];
+                d[b] = g->cap[b] - s[b];
+            }
+            if (!((c + g->rest) - dot(d, g->mu, B) <= g->limit))
+                continue;
+            int cut = 0;
+            for (Py_ssize_t f = 0; f < g->F && !cut; f++) {
+                Py_ssize_t lo = g->front_off[f], n = g->front_off[f + 1] - lo;
+                double v = c + front_at(g->front_c + lo, g->front_t + lo, n, d[g->front_b[f]]);
+                cut = !(v - dot(d, g->front_m + f * B, B) <= g->limit);
+            }
+            /* The pool's best cut, c + max_k (rest_k - mu_k . d) <= limit: rounding is monotone,
+             * so one multiplier past the limit decides; the one that cut last is tried first. */
+            for (Py_ssize_t q = 0; q < g->K && !cut; q++) {
+                Py_ssize_t k = (q + last_cut) % g->K;
+                if (!(c + (g->pool_rest[k] - dot(d, g->pool_mu + k * B, B)) <= g->limit)) {
+                    cut = 1;
+                    last_cut = k;
+                }
+            }
+            if (cut)
+                continue;
+            if (survivors_reserve(out, out->n + 1)) {
+                result = NOMEM;
+                goto done;
+            }
+            out->k[out->n] = si * n_p + pi;
+            out->c[out->n] = c;
+            memcpy(out->s + out->n * B, s, sizeof(double) * B);
+            out->n++;
+        }
+    }
+    result = out->n;
+done:
+    free(s); free(d);
+    return result;
+}
+
+PyDoc_STRVAR(search_layer_doc,
+"search_layer(st_c, st_s, cost, lat, cap, mu, rest, limit, pool_mu, pool_rest, front_b,\n"
+"             front_off, front_m, front_c, front_t, B, deadline) -> (bytes, bytes, bytes)\n\n"
+"One non-final layer of solvers/_ilp_bounds.py:search: every partial plan (state, option)\n"
+"whose plain Lagrangian bound, best pool cut and per-batch front bounds are all at most\n"
+"``limit``, as (int64 flat indices state * len(cost) + option, float64 costs, float64\n"
+"latencies (n, B)). Raises TimeoutError past ``deadline``.");
+
+static PyObject *search_layer(PyObject *self, PyObject *args)
+{
+    Py_buffer bstc, bsts, bcost, blat, bcap, bmu, bpmu, bprest, bfb, bfoff, bfm, bfc, bft;
+    double rest, limit, deadline;
+    Py_ssize_t B;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*y*ddy*y*y*y*y*y*y*nd", &bstc, &bsts, &bcost, &blat,
+                          &bcap, &bmu, &rest, &limit, &bpmu, &bprest, &bfb, &bfoff, &bfm, &bfc,
+                          &bft, &B, &deadline))
+        return NULL;
+    PyObject *result = NULL;
+    Py_buffer *all[] = {&bstc, &bsts, &bcost, &blat, &bcap, &bmu, &bpmu, &bprest, &bfb, &bfoff,
+                        &bfm, &bfc, &bft};
+    Py_ssize_t n_s = bstc.len / (Py_ssize_t)sizeof(double);
+    Py_ssize_t n_p = bcost.len / (Py_ssize_t)sizeof(double);
+    Py_ssize_t K = bprest.len / (Py_ssize_t)sizeof(double);
+    Py_ssize_t F = bfb.len / (Py_ssize_t)sizeof(int64_t);
+    Py_ssize_t P = bfc.len / (Py_ssize_t)sizeof(double);
+    if (B < 1) {
+        PyErr_SetString(PyExc_ValueError, "need B >= 1");
+        goto fail;
+    }
+    if (need(&bsts, n_s * B, sizeof(double), "st_s") || need(&blat, n_p * B, sizeof(double), "lat")
+        || need(&bcap, B, sizeof(double), "cap") || need(&bmu, B, sizeof(double), "mu")
+        || need(&bpmu, K * B, sizeof(double), "pool_mu")
+        || need(&bfoff, F + 1, sizeof(int64_t), "front_off")
+        || need(&bfm, F * B, sizeof(double), "front_m") || need(&bft, P, sizeof(double), "front_t"))
+        goto fail;
+    const int64_t *fb = bfb.buf, *foff = bfoff.buf;
+    for (Py_ssize_t f = 0; f < F; f++)
+        if (fb[f] < 0 || fb[f] >= B || foff[f] < 0 || foff[f + 1] < foff[f] || foff[f + 1] > P) {
+            PyErr_SetString(PyExc_ValueError, "fronts: a batch or an offset outside the arrays");
+            goto fail;
+        }
+    Stage g = {B, K, F, bcap.buf, bmu.buf, rest, limit, bpmu.buf, bprest.buf, fb, foff,
+               bfm.buf, bfc.buf, bft.buf};
+    Survivors out = {0, 0, B, NULL, NULL, NULL};
+    Py_ssize_t r;
+    Py_BEGIN_ALLOW_THREADS
+    r = expand(&g, bstc.buf, bsts.buf, n_s, bcost.buf, blat.buf, n_p, deadline, &out);
+    Py_END_ALLOW_THREADS
+    if (!raise_for(r, "search")) /* y# of NULL is None: no survivor gives empty bytes */
+        result = Py_BuildValue("y#y#y#", r ? (const char *)out.k : "", r * (Py_ssize_t)sizeof(int64_t),
+                               r ? (const char *)out.c : "", r * (Py_ssize_t)sizeof(double),
+                               r ? (const char *)out.s : "", r * B * (Py_ssize_t)sizeof(double));
+    survivors_free(&out);
+fail:
+    release(all, sizeof(all) / sizeof(all[0]));
+    return result;
+}
+
+PyDoc_STRVAR(search_last_doc,
+"search_last(st_c, st_s, cost, lat, cap, limit, B) -> int\n\n"
+"The final layer of solvers/_ilp_bounds.py:search: the flat index state * len(cost) + option\n"
+"of the cheapest plan within every batch's capacity (cap + 1e-12 |cap|) and at most\n"
+"``limit`` (the first of equals), or -1 when there is none.");
+
+static PyObject *search_last(PyObject *self, PyObject *args)
+{
+    Py_buffer bstc, bsts, bcost, blat, bcap;
+    double limit;
+    Py_ssize_t B;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*dn", &bstc, &bsts, &bcost, &blat, &bcap, &limit, &B))
+        return NULL;
+    PyObject *result = NULL;
+    Py_buffer *all[] = {&bstc, &bsts, &bcost, &blat, &bcap};
+    Py_ssize_t n_s = bstc.len / (Py_ssize_t)sizeof(double);
+    Py_ssize_t n_p = bcost.len / (Py_ssize_t)sizeof(double);
+    if (B < 1) {
+        PyErr_SetString(PyExc_ValueError, "need B >= 1");
+        goto fail;
+    }
+    if (need(&bsts, n_s * B, sizeof(double), "st_s") || need(&blat, n_p * B, sizeof(double), "lat")
+        || need(&bcap, B, sizeof(double), "cap"))
+        goto fail;
+    const double *st_c = bstc.buf, *st_s = bsts.buf, *cost = bcost.buf, *lat = blat.buf,
+                 *cap = bcap.buf;
+    Py_ssize_t best = -1;
+    double least = INFINITY;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t si = 0; si < n_s; si++)
+        for (Py_ssize_t pi = 0; pi < n_p; pi++) {
+            double c = st_c[si] + cost[pi];
+            if (!(c <= limit) || (best >= 0 && !(c < least)))
+                continue;
+            int fits = 1;
+            for (Py_ssize_t b = 0; b < B && fits; b++)
+                fits = st_s[si * B + b] + lat[pi * B + b] <= cap[b] + 1e-12 * fabs(cap[b]);
+            if (fits) {
+                best = si * n_p + pi;
+                least = c;
+            }
+        }
+    Py_END_ALLOW_THREADS
+    result = PyLong_FromSsize_t(best);
+fail:
+    release(all, sizeof(all) / sizeof(all[0]));
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"price_table", price_table, METH_VARARGS, price_table_doc},
     {"exact_table", exact_table, METH_VARARGS, exact_table_doc},
     {"variant_floor", variant_floor, METH_VARARGS, variant_floor_doc},
+    {"search_layer", search_layer, METH_VARARGS, search_layer_doc},
+    {"search_last", search_last, METH_VARARGS, search_last_doc},
     {NULL, NULL, 0, NULL},
 };
 

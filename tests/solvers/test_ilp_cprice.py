@@ -277,3 +277,106 @@ def test_ilp_without_the_extension_gives_the_same_proven_plan(name, monkeypatch)
         assert r.solution_status == SolutionStatus.PROVEN_OPTIMAL, r.message
         results.append((r.cost_usd, r.lower_bound_usd, r.plan.to_dict()["layers"]))
     assert results[0] == results[1]
+
+
+def _random_curves(seed: int, L: int, B: int, n: int, mu_zero: bool = False):
+    """Random layer curves; at mu = 0 a bound is tight wherever the plan takes the remaining
+    layers' cheapest points (a bound that cut a hair too early would change the answer)."""
+    rng = np.random.default_rng(seed)
+    lats = [rng.uniform(1, 3, size=(int(rng.integers(2, n + 1)), B)) for _ in range(L)]
+    costs = [3.0 / la.mean(axis=1) + rng.uniform(0, 0.2, size=len(la)) for la in lats]
+    return costs, lats, np.full(B, 2.0 * L), np.zeros(B) if mu_zero else rng.uniform(0, 1, size=B)
+
+
+def _both_searches(monkeypatch, *args, **kw):
+    out = []
+    for dp in (None, model._cprice):
+        monkeypatch.setattr(model, "_cprice", dp)
+        r = bounds.search(*args, **kw)
+        out.append((r.status, r.picks, None if r.cost_usd is None else np.float64(r.cost_usd).tobytes(),
+                    r.candidates))
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**31), L=st.integers(1, 7), B=st.integers(1, 4), n=st.integers(2, 14),
+       slack=st.sampled_from([-1e-6, 0.0, 1e-4, 3e-3, 0.05, 1e9]), mu_zero=st.booleans(),
+       cap=st.sampled_from([1.0, 0.8, 0.6]))
+def test_compiled_search_is_the_numpy_search(seed, L, B, n, slack, mu_zero, cap):
+    """Same status, plan, cost (to the bit) and candidate count, at targets below the optimum
+    (a proof of none), at it, and far above it (where hundreds of partial plans survive and the
+    cut pool's LPs join in)."""
+    costs, lats, full, mu = _random_curves(seed, L, B, n, mu_zero)
+    cap = full * cap  # from every plan fitting to few
+    with pytest.MonkeyPatch.context() as mp:
+        best = bounds.search(costs, lats, cap, mu, 1e12, math.inf)
+        target = (best.cost_usd * (1 + slack) if slack < 1e9 else 1e12) if best.cost_usd else 1e12
+        numpy_result, compiled = _both_searches(mp, costs, lats, cap, mu, target, math.inf)
+    assert compiled == numpy_result
+
+
+def test_compiled_search_runs_the_cut_pool_as_numpy_does(monkeypatch):
+    """A search where more than CUT_MIN_STATES partial plans survive: the pool's LP cuts are
+    generated and applied between layers; the two paths still agree to the bit."""
+    costs, lats, cap, mu = _random_curves(7, 7, 3, 14)
+    calls = []
+    prune = bounds._CutPool.prune
+    monkeypatch.setattr(bounds._CutPool, "prune", lambda self, *a: calls.append(1) or prune(self, *a))
+    best = bounds.search(costs, lats, cap, mu, 1e12, math.inf)
+    assert best.status == "optimal"
+    numpy_result, compiled = _both_searches(monkeypatch, costs, lats, cap, mu, best.cost_usd * 1.01, math.inf)
+    assert calls and compiled == numpy_result
+
+
+@pytest.mark.parametrize("name", ["small", "top2", "full-scope-cold"])
+def test_compiled_search_finds_the_numpy_plan_on_problem_curves(name, monkeypatch):
+    """On a problem's own layer curves (the proof's exact curves), at the optimum and just
+    below it."""
+    problem = PROBLEMS[name]()
+    tables = build_tables(problem, variants_of(problem, PIPELINE_DEGREES))
+    curves = [model.exact_curve(tables, li, math.inf) for li in range(problem.layers)]
+    costs = [c.cost for c in curves]
+    lats = [c.latency for c in curves]
+    cap = bounds.capacity(tables)
+    mu = np.full(len(cap), 1e-4)
+    best = bounds.search(costs, lats, cap, mu, 1e12, math.inf)
+    assert best.status == "optimal"
+    for target in (best.cost_usd, best.cost_usd * (1 - 1e-9), best.cost_usd * 1.001):
+        numpy_result, compiled = _both_searches(monkeypatch, costs, lats, cap, mu, target, math.inf)
+        assert compiled == numpy_result
+
+
+def test_compiled_search_takes_the_first_of_equally_cheap_plans(monkeypatch):
+    """Ties at the final layer go to the first (state, option), as numpy's argmin does."""
+    lats = [np.array([[1.0], [1.0]]), np.array([[1.0], [1.0], [1.0]])]
+    costs = [np.array([1.0, 1.0]), np.array([2.0, 2.0, 2.0])]
+    numpy_result, compiled = _both_searches(monkeypatch, costs, lats, np.array([5.0]), np.zeros(1), 10.0,
+                                            math.inf)
+    assert compiled == numpy_result and compiled[1] == (0, 0)
+
+
+def test_compiled_search_layer_stops_at_its_deadline_and_rejects_wrong_sizes():
+    cp = model._cprice
+    B = 2
+    st_c, st_s = np.zeros(64), np.zeros((64, B))
+    cost, lat = np.ones(4), np.ones((4, B))
+    none_f, none_b = np.zeros(0), np.zeros(0, dtype=np.int64)
+    args = [st_c, st_s, cost, lat, np.full(B, 10.0), np.zeros(B), 0.0, 1e9, np.zeros((0, B)), none_f,
+            none_b, np.zeros(1, dtype=np.int64), np.zeros((0, B)), none_f, none_f, B, math.inf]
+    k, c, s = cp.search_layer(*args)
+    assert len(k) == 64 * 4 * 8 and len(s) == 64 * 4 * B * 8
+    late = list(args)
+    late[-1] = time.perf_counter() - 1.0
+    with pytest.raises(TimeoutError):
+        cp.search_layer(*late)
+    for i, bad in ((1, np.zeros((63, B))), (3, np.ones((3, B))), (8, np.zeros(3)),
+                   (10, np.array([0], dtype=np.int64)), (10, np.array([5], dtype=np.int64))):
+        broken = list(args)
+        broken[i] = bad
+        if i == 10:  # one front: its batch must exist and its offsets lie inside the points
+            broken[11] = np.array([0, 3], dtype=np.int64)
+            broken[12] = np.zeros((1, B))
+        with pytest.raises(ValueError):
+            cp.search_layer(*broken)
+    with pytest.raises(ValueError):
+        cp.search_last(st_c, st_s[:-1], cost, lat, np.full(B, 10.0), 1e9, B)

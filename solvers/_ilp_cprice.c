@@ -912,7 +912,7 @@ typedef struct {
 } Stage;
 
 /* Every (state, option) whose bounds all stay within the limit, in (state, option) order:
- * the plain Lagrangian bound, each batch's front and the pool's best cut (the tests of
+ * the plain Lagrangian bound, the pool's best cut and each batch's front (the tests of
  * search's numpy steps; all must pass, so their order does not change who survives). Returns the survivor count, TIMEOUT or NOMEM. */
 static Py_ssize_t expand(const Stage *g, const double *st_c, const double *st_s, Py_ssize_t n_s,
                          const double *cost, const double *lat, Py_ssize_t n_p, double deadline,
@@ -920,7 +920,7 @@ static Py_ssize_t expand(const Stage *g, const double *st_c, const double *st_s,
 {
     Py_ssize_t B = g->B;
     double *s = malloc(sizeof(double) * B), *d = malloc(sizeof(double) * B);
-    Py_ssize_t result = 0, last_cut = 0;
+    Py_ssize_t result = 0, last_cut = 0, last_front = 0;
     if (!s || !d) {
         result = NOMEM;
         goto done;
@@ -938,19 +938,24 @@ static Py_ssize_t expand(const Stage *g, const double *st_c, const double *st_s,
             }
             if (!((c + g->rest) - dot(d, g->mu, B) <= g->limit))
                 continue;
+            /* The pool's best cut, c + max_k (rest_k - mu_k . d) <= limit (rounding is
+             * monotone: one multiplier past the limit decides), then each batch's front; the
+             * multiplier and the front that cut last are tried first. */
             int cut = 0;
-            for (Py_ssize_t f = 0; f < g->F && !cut; f++) {
-                Py_ssize_t lo = g->front_off[f], n = g->front_off[f + 1] - lo;
-                double v = c + front_at(g->front_c + lo, g->front_t + lo, n, d[g->front_b[f]]);
-                cut = !(v - dot(d, g->front_m + f * B, B) <= g->limit);
-            }
-            /* The pool's best cut, c + max_k (rest_k - mu_k . d) <= limit: rounding is monotone,
-             * so one multiplier past the limit decides; the one that cut last is tried first. */
             for (Py_ssize_t q = 0; q < g->K && !cut; q++) {
                 Py_ssize_t k = (q + last_cut) % g->K;
                 if (!(c + (g->pool_rest[k] - dot(d, g->pool_mu + k * B, B)) <= g->limit)) {
                     cut = 1;
                     last_cut = k;
+                }
+            }
+            for (Py_ssize_t q = 0; q < g->F && !cut; q++) {
+                Py_ssize_t f = (q + last_front) % g->F;
+                Py_ssize_t lo = g->front_off[f], n = g->front_off[f + 1] - lo;
+                double v = c + front_at(g->front_c + lo, g->front_t + lo, n, d[g->front_b[f]]);
+                if (!(v - dot(d, g->front_m + f * B, B) <= g->limit)) {
+                    cut = 1;
+                    last_front = f;
                 }
             }
             if (cut)

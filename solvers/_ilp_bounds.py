@@ -748,7 +748,7 @@ def cap_choice(tables: Tables, layer: int, cap: np.ndarray) -> Choice | None:
     for t in tables.layers[layer]:
         if (t.lower > cap + 1e-12).any():
             continue
-        rows = t.cheapest_fitting((t.add + t.lat <= cap + 1e-12).all(axis=1))
+        rows = _ilp_model.cheapest_within(t, cap + 1e-12)
         if rows is None:
             continue
         ch = Choice(t, rows)

@@ -1,7 +1,8 @@
 /* The inner loops of the exact solver, compiled: the Lagrangian pricing of one layer variant
  * (solvers/_ilp_bounds.py:_price_table), its exact Pareto curve (solvers/_ilp_model.py:
- * _exact_table_numpy), and one layer of the exact search over layer curves
- * (solvers/_ilp_bounds.py:_layer_numpy, _last_layer).
+ * _exact_table_numpy), one layer of the exact search over layer curves
+ * (solvers/_ilp_bounds.py:_layer_numpy, _last_layer), and a table's cheapest rows within a
+ * latency cap (solvers/_ilp_model.py:cheapest_within).
  *
  * Why C: on the paper's problems column generation makes about 60 pricing calls of about a
  * hundred small numpy operations each, and Python's per-operation overhead is most of ilp's
@@ -1083,7 +1084,62 @@ fail:
     return result;
 }
 
+/* -- the cheapest rows within a cap (solvers/_ilp_tables.py:VariantTable.cheapest_fitting) -- */
+
+PyDoc_STRVAR(cheapest_within_doc,
+"cheapest_within(lat, add, by, expert, cap, rows, B) -> bool\n\n"
+"Per expert the first row in ``by`` order (expert, then cost, then row) with add[b] + lat[r, b]\n"
+"<= cap[b] on every batch, written to ``rows`` (one per expert, experts in order); False when\n"
+"some expert has none (``rows`` is then partly written).");
+
+static PyObject *cheapest_within(PyObject *self, PyObject *args)
+{
+    Py_buffer blat, badd, bby, bexpert, bcap, brows;
+    Py_ssize_t B;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*w*n", &blat, &badd, &bby, &bexpert, &bcap, &brows, &B))
+        return NULL;
+    PyObject *result = NULL;
+    Py_buffer *all[] = {&blat, &badd, &bby, &bexpert, &bcap, &brows};
+    Py_ssize_t n = bby.len / (Py_ssize_t)sizeof(int64_t);
+    Py_ssize_t E = brows.len / (Py_ssize_t)sizeof(int64_t);
+    if (B < 1) {
+        PyErr_SetString(PyExc_ValueError, "need B >= 1");
+        goto fail;
+    }
+    if (need(&blat, n * B, sizeof(double), "lat") || need(&badd, B, sizeof(double), "add")
+        || need(&bexpert, n, sizeof(int64_t), "expert") || need(&bcap, B, sizeof(double), "cap"))
+        goto fail;
+    const int64_t *by = bby.buf, *expert = bexpert.buf;
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (by[i] < 0 || by[i] >= n || expert[i] < 0 || expert[i] >= E) {
+            PyErr_SetString(PyExc_ValueError, "by, expert: an index outside the table");
+            goto fail;
+        }
+    const double *lat = blat.buf, *add = badd.buf, *cap = bcap.buf;
+    int64_t *rows = brows.buf;
+    Py_ssize_t found = 0;
+    for (Py_ssize_t e = 0; e < E; e++)
+        rows[e] = -1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int64_t r = by[i], e = expert[r];
+        if (rows[e] >= 0)
+            continue;
+        int fits = 1;
+        for (Py_ssize_t b = 0; b < B && fits; b++)
+            fits = add[b] + lat[r * B + b] <= cap[b];
+        if (fits) {
+            rows[e] = r;
+            found++;
+        }
+    }
+    result = PyBool_FromLong(found == E);
+fail:
+    release(all, sizeof(all) / sizeof(all[0]));
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"cheapest_within", cheapest_within, METH_VARARGS, cheapest_within_doc},
     {"price_table", price_table, METH_VARARGS, price_table_doc},
     {"exact_table", exact_table, METH_VARARGS, exact_table_doc},
     {"variant_floor", variant_floor, METH_VARARGS, variant_floor_doc},

@@ -667,6 +667,19 @@ def _pareto(vec: np.ndarray, chunk: int = 256, deadline: float | None = None) ->
     return np.sort(order[keep])
 
 
+def cheapest_within(t: VariantTable, cap: np.ndarray) -> np.ndarray | None:
+    """Per expert its cheapest row (the first of equals) with ``add + lat <= cap`` on every
+    batch, or None when some expert has none: ``t.cheapest_fitting`` of that mask, in one
+    compiled pass where the extension is built (the LP rounding asks this of every table
+    five times per layer)."""
+    if _cprice is None:
+        return t.cheapest_fitting((t.add + t.lat <= cap).all(axis=1))
+    lat, add, by, expert = t.cheapest_within_args
+    rows = np.empty(t.experts, dtype=np.int64)
+    cap = np.ascontiguousarray(cap, dtype=np.float64)
+    return rows if _cprice.cheapest_within(lat, add, by, expert, cap, rows, len(add)) else None
+
+
 def quick_incumbent(tables: Tables) -> tuple[Choice, ...] | None:
     """A feasible plan in milliseconds: every layer gets its latency lower bound plus an equal
     share of the slack, and takes its cheapest variant whose experts each fit that cap."""
@@ -682,7 +695,7 @@ def quick_incumbent(tables: Tables) -> tuple[Choice, ...] | None:
         best: Choice | None = None
         best_usd = np.inf
         for t in layer:
-            rows = t.cheapest_fitting((t.add + t.lat <= cap).all(axis=1))
+            rows = cheapest_within(t, cap)
             if rows is not None:
                 latency = t.latency(rows)  # Choice(t, rows).latency_s, .cost_usd
                 if (latency <= cap + 1e-12).all():

@@ -161,6 +161,14 @@ class VariantTable:
         """Rows sorted by expert, then cost, then row."""
         return np.lexsort((self.cost, self.expert))
 
+    @cached_property
+    def cheapest_within_args(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(lat, add, by_expert_cost, expert) as contiguous float64 / int64 arrays, the
+        compiled cheapest_within's input (converted once per table)."""
+        f = np.ascontiguousarray
+        return (f(self.lat, dtype=np.float64), f(self.add, dtype=np.float64),
+                f(self.by_expert_cost, dtype=np.int64), f(self.expert, dtype=np.int64))
+
     def cheapest_fitting(self, fits: np.ndarray) -> np.ndarray | None:
         """Per expert its cheapest row among ``fits`` (the first of equals), or None when some
         expert has no such row."""

@@ -380,3 +380,42 @@ def test_compiled_search_layer_stops_at_its_deadline_and_rejects_wrong_sizes():
             cp.search_layer(*broken)
     with pytest.raises(ValueError):
         cp.search_last(st_c, st_s[:-1], cost, lat, np.full(B, 10.0), 1e9, B)
+
+
+@pytest.mark.parametrize("name", list(PROBLEMS))
+def test_compiled_cheapest_within_is_the_numpy_choice(name, monkeypatch):
+    """The same rows per expert (or None) at caps from below every option to above all and at
+    a row's own latency, on every table of the first layers; with costs tied per expert the
+    first row is kept."""
+    problem = PROBLEMS[name]()
+    tables = build_tables(problem, variants_of(problem, PIPELINE_DEGREES))
+    rng = np.random.default_rng(5)
+    for t in (t for layer in tables.layers[:2] for t in layer):
+        tied = dataclasses.replace(t, cost=np.round(t.cost, 7))  # many equal costs
+        for table in (t, tied):
+            span = table.add + table.lat
+            for q in (0.0, 0.1, 0.5, 0.9, 1.0, "a row's own latency"):
+                if isinstance(q, str):  # that row fits exactly at the cap: <=, not <
+                    cap = span[rng.integers(len(span))]
+                else:
+                    cap = np.quantile(span, q, axis=0) + rng.uniform(0, 1e-9, size=span.shape[1])
+                found = []
+                for dp in (None, model._cprice):
+                    monkeypatch.setattr(model, "_cprice", dp)
+                    rows = model.cheapest_within(table, cap)
+                    found.append(None if rows is None else rows.tolist())
+                assert found[0] == found[1]
+
+
+def test_compiled_cheapest_within_rejects_rows_outside_the_table():
+    t = _SMALL_TABLES.layers[0][0]
+    lat, add, by, expert = t.cheapest_within_args
+    rows = np.empty(t.experts, dtype=np.int64)
+    cap = np.full(len(add), np.inf)
+    assert model._cprice.cheapest_within(lat, add, by, expert, cap, rows, len(add))
+    for i, bad in ((0, lat[:-1]), (2, np.where(by == by[0], len(by), by)), (3, expert + t.experts),
+                   (4, cap[:-1])):
+        args = [lat, add, by, expert, cap, rows, len(add)]
+        args[i] = bad
+        with pytest.raises(ValueError):
+            model._cprice.cheapest_within(*args)

@@ -523,6 +523,27 @@ def _front(c: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return c[keep], t[keep]
 
 
+def _front_of_sum(front: tuple[np.ndarray, np.ndarray], c: np.ndarray, t: np.ndarray,
+                  limit: float) -> tuple[np.ndarray, np.ndarray]:
+    """The front of every front point plus every point (c, t), kept where the cost is at most
+    ``limit``: as :func:`_front` of all the sums, with the same least value at every time
+    (what :func:`_front_at` reads). Only the points' own front can help (a weakly dominated
+    point gives weakly dominated sums), and the sums of one point with the front, sorted by
+    time, are a sorted run: a stable sort (timsort) merges the runs instead of sorting them."""
+    fc, ft = front
+    pc, pt = _front(c, t)
+    sc = (pc[:, None] + fc[None]).ravel()
+    st = (pt[:, None] + ft[None]).ravel()
+    ok = sc <= limit
+    sc, st = sc[ok], st[ok]
+    o = np.argsort(st, kind="stable")
+    sc, st = sc[o], st[o]
+    run = np.minimum.accumulate(sc)
+    keep = np.ones(len(sc), dtype=bool)
+    keep[1:] = sc[1:] < run[:-1]
+    return sc[keep], st[keep]
+
+
 def _front_at(front: tuple[np.ndarray, np.ndarray], t: np.ndarray) -> np.ndarray:
     """Least value of the front with time at most ``t`` (inf where none fits)."""
     fc, ft = front
@@ -567,12 +588,8 @@ def search(
         for j in range(L - 1, -1, -1):
             if time.perf_counter() > deadline:
                 return SearchResult("aborted", None, None, total)
-            fc, ft = fr[0]
             li = order[j]
-            c = (fc[:, None] + vals[li][None]).ravel()
-            t = (ft[:, None] + lats[li][:, b][None]).ravel()
-            ok = c <= budget[j] + 1e-12 * abs(budget[j])
-            fr.insert(0, _front(c[ok], t[ok]))
+            fr.insert(0, _front_of_sum(fr[0], vals[li], lats[li][:, b], budget[j] + 1e-12 * abs(budget[j])))
         fronts.append((b, m, fr))
     minima = np.array([v.min() for v in gap_like])
     rest_min = np.concatenate([np.cumsum(minima[order][::-1])[::-1], [0.0]])  # suffix sums

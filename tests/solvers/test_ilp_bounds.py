@@ -343,3 +343,27 @@ def test_compiled_loops_work_without_a_writable_cache():
     exec("def twice(x):\n    return 2.0 * x\n", namespace)  # noqa: S102 - a fixed literal
     assert _jit(namespace["twice"])(1.5) == 3.0
     assert _jit(inline="always")(namespace["twice"])(2.0) == 4.0
+
+
+@settings(max_examples=80)
+@given(seed=st.integers(0, 2**31), n_front=st.integers(1, 40), n_points=st.integers(1, 12),
+       grid=st.booleans(), cut=st.floats(0.0, 1.2))
+def test_the_front_of_a_sum_reads_as_the_front_of_every_sum(seed, n_front, n_points, grid, cut):
+    """_front_of_sum (the option points' own front, runs merged by a stable sort) gives the
+    least value at every time that _front of all the sums gives, under the same cost limit;
+    on a grid, with many equal times and costs."""
+    from solvers._ilp_bounds import _front, _front_at, _front_of_sum
+
+    rng = np.random.default_rng(seed)
+    draw = (lambda n: rng.integers(0, 6, size=n).astype(float)) if grid else (lambda n: rng.uniform(0, 5, n))
+    front = _front(draw(n_front), draw(n_front))
+    c, t = draw(n_points), draw(n_points)
+    sc = (front[0][:, None] + c[None]).ravel()
+    st_ = (front[1][:, None] + t[None]).ravel()
+    limit = float(sc.min() + cut * (sc.max() - sc.min()))
+    ok = sc <= limit
+    reference = _front(sc[ok], st_[ok])
+    merged = _front_of_sum(front, c, t, limit)
+    times = np.concatenate([st_, st_ - 1e-9, st_ + 1e-9, [-1.0, 100.0]])
+    np.testing.assert_array_equal(_front_at(merged, times), _front_at(reference, times))
+    assert (np.diff(merged[1]) >= 0).all() and (np.diff(merged[0]) < 0).all()

@@ -1,8 +1,9 @@
 /* The inner loops of the exact solver, compiled: the Lagrangian pricing of one layer variant
  * (solvers/_ilp_bounds.py:_price_table), its exact Pareto curve (solvers/_ilp_model.py:
  * _exact_table_numpy), one layer of the exact search over layer curves
- * (solvers/_ilp_bounds.py:_layer_numpy, _last_layer), and a table's cheapest rows within a
- * latency cap (solvers/_ilp_model.py:cheapest_within).
+ * (solvers/_ilp_bounds.py:_layer_numpy, _last_layer), a table's cheapest rows within a
+ * latency cap (solvers/_ilp_model.py:cheapest_within), and the dominance pass over the option
+ * tables (solvers/_ilp_tables.py:_dominated).
  *
  * Why C: on the paper's problems column generation makes about 60 pricing calls of about a
  * hundred small numpy operations each, and Python's per-operation overhead is most of ilp's
@@ -1138,7 +1139,106 @@ fail:
     return result;
 }
 
+/* -- dominance among one table row's options (solvers/_ilp_tables.py:_dominated) ----------- */
+
+PyDoc_STRVAR(dominated_doc,
+"dominated(vec, D, R, K, pairwise_max, out) -> None\n\n"
+"solvers/_ilp_tables.py:_dominated of a (D, R, K) float64 array into ``out`` (R x K bytes,\n"
+"1 = dominated): per row, options in stable cost order; every finite option after the first\n"
+"one whose latency terms all sit at the row's floor is dominated; when 2..pairwise_max\n"
+"options are left, each is dominated when an earlier one left is no worse in every term.");
+
+static PyObject *dominated(PyObject *self, PyObject *args)
+{
+    Py_buffer bvec, bout;
+    Py_ssize_t D, R, K, pairwise_max;
+    if (!PyArg_ParseTuple(args, "y*nnnnw*", &bvec, &D, &R, &K, &pairwise_max, &bout))
+        return NULL;
+    PyObject *result = NULL;
+    Py_buffer *all[] = {&bvec, &bout};
+    if (D < 1 || R < 0 || K < 1 || (R > 0 && D > PY_SSIZE_T_MAX / R / K)) {
+        PyErr_SetString(PyExc_ValueError, "need D >= 1, R >= 0, K >= 1");
+        goto fail;
+    }
+    if (need(&bvec, D * R * K, sizeof(double), "vec") || need(&bout, R * K, 1, "out"))
+        goto fail;
+    const double *vec = bvec.buf;
+    char *out = bout.buf;
+    Keyed *key = malloc(sizeof(Keyed) * K);
+    double *floor = malloc(sizeof(double) * D);
+    Py_ssize_t *live = malloc(sizeof(Py_ssize_t) * K), *front = malloc(sizeof(Py_ssize_t) * K);
+    if (!key || !floor || !live || !front) {
+        free(key); free(floor); free(live); free(front);
+        PyErr_NoMemory();
+        goto fail;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    memset(out, 0, R * K);
+    for (Py_ssize_t r = 0; r < R; r++) {
+#define TERM(d, k) vec[((d) * R + r) * K + (k)]
+        Py_ssize_t n = 0;
+        for (Py_ssize_t k = 0; k < K; k++) { /* numpy's stable argsort of the finite costs */
+            double c = TERM(0, k);
+            key[k].value = isnan(c) ? INFINITY : c; /* NaN, +inf: never live, in any order */
+            key[k].index = k;
+        }
+        qsort(key, K, sizeof(Keyed), by_value);
+        for (Py_ssize_t d = 1; d < D; d++) { /* the least finite term (+inf when none) */
+            double f = INFINITY;
+            for (Py_ssize_t k = 0; k < K; k++) {
+                double v = TERM(d, k);
+                if (isfinite(v) && v < f)
+                    f = v;
+            }
+            floor[d] = f;
+        }
+        for (Py_ssize_t i = 0; i < K; i++) {
+            Py_ssize_t k = key[i].index;
+            if (!isfinite(TERM(0, k)))
+                continue;
+            live[n++] = k;
+            int at_floor = 1;
+            for (Py_ssize_t d = 1; d < D && at_floor; d++)
+                at_floor = TERM(d, k) <= floor[d];
+            if (at_floor) { /* every later option is dominated by this one */
+                for (Py_ssize_t j = i + 1; j < K; j++) {
+                    Py_ssize_t q = key[j].index;
+                    if (isfinite(TERM(0, q)))
+                        out[r * K + q] = 1;
+                }
+                break;
+            }
+        }
+        if (n > 1 && n <= pairwise_max) {
+            Py_ssize_t m = 0; /* the options left so far that nothing earlier dominates */
+            for (Py_ssize_t i = 0; i < n; i++) {
+                Py_ssize_t k = live[i];
+                int dom = 0;
+                for (Py_ssize_t q = 0; q < m && !dom; q++) {
+                    Py_ssize_t j = front[q];
+                    int no_worse = 1;
+                    for (Py_ssize_t d = 1; d < D && no_worse; d++)
+                        no_worse = TERM(d, j) <= TERM(d, k);
+                    dom = no_worse;
+                }
+                if (dom)
+                    out[r * K + k] = 1;
+                else
+                    front[m++] = k;
+            }
+        }
+#undef TERM
+    }
+    Py_END_ALLOW_THREADS
+    free(key); free(floor); free(live); free(front);
+    result = Py_NewRef(Py_None);
+fail:
+    release(all, sizeof(all) / sizeof(all[0]));
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"dominated", dominated, METH_VARARGS, dominated_doc},
     {"cheapest_within", cheapest_within, METH_VARARGS, cheapest_within_doc},
     {"price_table", price_table, METH_VARARGS, price_table_doc},
     {"exact_table", exact_table, METH_VARARGS, exact_table_doc},

@@ -482,9 +482,16 @@ def _dominated(vec: np.ndarray) -> np.ndarray:
 
     First the cheap cut: the cheapest option whose latency terms all sit at the row's floor
     dominates every dearer option; then an exact check on what is left, unless more than
-    PAIRWISE_MAX options are left.
+    PAIRWISE_MAX options are left. Compiled where the extension is built (the same options:
+    tests/solvers/test_ilp_cprice.py).
     """
+    from solvers import _ilp_model  # the one switch of the compiled paths (it imports this module)
+
     D, R, K = vec.shape
+    if _ilp_model._cprice is not None and vec.dtype == np.float64:
+        out = np.zeros((R, K), dtype=bool)
+        _ilp_model._cprice.dominated(np.ascontiguousarray(vec), D, R, K, PAIRWISE_MAX, out)
+        return out
     finite = np.isfinite(vec[0])
     # Rank each row's options by cost (stable), so only earlier options can dominate.
     order = np.argsort(vec[0], axis=1, kind="stable")

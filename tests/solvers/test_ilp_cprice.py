@@ -419,3 +419,50 @@ def test_compiled_cheapest_within_rejects_rows_outside_the_table():
         args[i] = bad
         with pytest.raises(ValueError):
             model._cprice.cheapest_within(*args)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_compiled_dominance_is_the_numpy_dominance(seed, monkeypatch):
+    """Random option vectors with ties, infinite and NaN terms, -inf costs, rows at the floor
+    and rows past the pairwise limit: the same options dominated."""
+    from solvers._ilp_tables import PAIRWISE_MAX, _dominated
+
+    rng = np.random.default_rng(seed)
+    rows, k, d = 40, int(rng.integers(2, PAIRWISE_MAX + 150)), int(rng.integers(2, 7))
+    vec = rng.integers(0, 4 + seed, size=(rows, k, d)).astype(float)
+    vec[rng.random((rows, k, d)) < 0.05] = np.inf
+    vec[rng.random((rows, k)) < 0.2] = np.inf
+    vec[:3, :, 1:] = 0.0
+    vec[3:6, :, 1:] = np.inf
+    vec[6, ::7, 0] = -np.inf
+    vec[7, ::5, 0] = np.nan
+    vec[8, ::3, 2 % d] = np.nan
+    vec[9, ::4, 1] = -np.inf  # a floor over the finite terms only
+    vec = np.ascontiguousarray(vec.transpose(2, 0, 1))
+    found = []
+    for dp in (None, model._cprice):
+        monkeypatch.setattr(model, "_cprice", dp)
+        found.append(_dominated(vec))
+    np.testing.assert_array_equal(found[1], found[0])
+
+
+def test_compiled_dominance_rejects_a_wrong_size():
+    vec = np.zeros((3, 4, 5))
+    out = np.zeros((4, 5), dtype=bool)
+    model._cprice.dominated(vec, 3, 4, 5, 256, out)
+    with pytest.raises(ValueError):
+        model._cprice.dominated(vec, 3, 4, 6, 256, out)
+    with pytest.raises(ValueError):
+        model._cprice.dominated(vec, 3, 4, 5, 256, np.zeros((4, 4), dtype=bool))
+
+
+@pytest.mark.parametrize("name", list(PROBLEMS))
+def test_tables_are_the_same_with_and_without_the_extension(name, monkeypatch):
+    problem = PROBLEMS[name]()
+    built = []
+    for dp in (None, model._cprice):
+        monkeypatch.setattr(model, "_cprice", dp)
+        tables = build_tables(problem, variants_of(problem, PIPELINE_DEGREES))
+        built.append([(t.variant, t.expert.tolist(), t.option.tolist(), t.cost.tobytes(), t.lat.tobytes())
+                      for layer in tables.layers for t in layer])
+    assert built[0] == built[1]

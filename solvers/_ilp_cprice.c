@@ -1176,13 +1176,15 @@ static PyObject *dominated(PyObject *self, PyObject *args)
     memset(out, 0, R * K);
     for (Py_ssize_t r = 0; r < R; r++) {
 #define TERM(d, k) vec[((d) * R + r) * K + (k)]
-        Py_ssize_t n = 0;
+        Py_ssize_t n = 0, F = 0;
         for (Py_ssize_t k = 0; k < K; k++) { /* numpy's stable argsort of the finite costs */
             double c = TERM(0, k);
-            key[k].value = isnan(c) ? INFINITY : c; /* NaN, +inf: never live, in any order */
-            key[k].index = k;
+            if (isfinite(c)) { /* the others are never live nor marked */
+                key[F].value = c;
+                key[F++].index = k;
+            }
         }
-        qsort(key, K, sizeof(Keyed), by_value);
+        qsort(key, F, sizeof(Keyed), by_value);
         for (Py_ssize_t d = 1; d < D; d++) { /* the least finite term (+inf when none) */
             double f = INFINITY;
             for (Py_ssize_t k = 0; k < K; k++) {
@@ -1192,20 +1194,15 @@ static PyObject *dominated(PyObject *self, PyObject *args)
             }
             floor[d] = f;
         }
-        for (Py_ssize_t i = 0; i < K; i++) {
+        for (Py_ssize_t i = 0; i < F; i++) {
             Py_ssize_t k = key[i].index;
-            if (!isfinite(TERM(0, k)))
-                continue;
             live[n++] = k;
             int at_floor = 1;
             for (Py_ssize_t d = 1; d < D && at_floor; d++)
                 at_floor = TERM(d, k) <= floor[d];
             if (at_floor) { /* every later option is dominated by this one */
-                for (Py_ssize_t j = i + 1; j < K; j++) {
-                    Py_ssize_t q = key[j].index;
-                    if (isfinite(TERM(0, q)))
-                        out[r * K + q] = 1;
-                }
+                for (Py_ssize_t j = i + 1; j < F; j++)
+                    out[r * K + key[j].index] = 1;
                 break;
             }
         }

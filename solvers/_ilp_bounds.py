@@ -97,18 +97,16 @@ def _price_table_compiled(
     collects the DP's value of each configuration returned (tests compare them bit for bit)."""
     cprice = _ilp_model._cprice
     assert cprice is not None
-    order, rest = t.slowest_first
-    groups, offsets = t.rows_slowest_first
+    order, _ = t.slowest_first
+    a = t.flat
     E, B = t.experts, t.lat.shape[1]
     step, start, compute, cold, price = t.billing
     picks = np.empty((1 + extra, E), dtype=np.int64)
     value = np.empty(1 + extra)
-    f = np.ascontiguousarray
     found = cprice.price_table(
-        f(t.cost, dtype=float), f(t.lat, dtype=float), groups, offsets, f(rest, dtype=float),
-        f(t.least_slowest, dtype=float), f(t.add, dtype=float), f(t.base, dtype=float),
-        f(mu, dtype=float), picks, value, B, 1 + extra, step, start, compute, cold, price / B,
-        float(upper - t.direct_usd), float(deadline),
+        a.cost, a.lat, a.groups, a.offsets, a.rest, a.least_slowest, a.add, a.base,
+        np.ascontiguousarray(mu, dtype=float), picks, value, B, 1 + extra, step, start, compute,
+        cold, price / B, float(upper - t.direct_usd), float(deadline),
     )
     out = []
     for p in picks[:found]:
@@ -291,11 +289,10 @@ def variant_floor(t: VariantTable, mu: np.ndarray) -> float:
     variants whole."""
     if _ilp_model._cprice is not None:
         step, start_s, compute, cold, price = t.billing
-        f = np.ascontiguousarray
+        a = t.flat
         return _ilp_model._cprice.variant_floor(
-            f(t.cost, dtype=float), f(t.lat, dtype=float), f(t.expert, dtype=np.int64),
-            f(t.least_cost, dtype=float), f(t.least_slowest, dtype=float), f(t.add, dtype=float),
-            f(t.base, dtype=float), f(mu, dtype=float),
+            a.cost, a.lat, a.expert, a.least_cost, a.least_slowest, a.add, a.base,
+            np.ascontiguousarray(mu, dtype=float),
             t.lat.shape[1], step, start_s, compute, cold, price / t.lat.shape[1], t.direct_usd)
     start = t.least_slowest
     own = t.cost + _batch_prices(t, mu, np.maximum(start, t.lat)).sum(axis=1)  # (n,)

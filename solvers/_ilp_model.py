@@ -617,18 +617,15 @@ def _exact_table_compiled(
     configurations in the same order (its prune test sums mu . latency in its own order, so a
     configuration within a few ulps of the 1e-9 tolerance may be judged differently)."""
     assert _cprice is not None
-    _, rest = t.slowest_first
-    groups, offsets = t.rows_slowest_first
+    a = t.flat
     B = t.lat.shape[1]
     step, start, compute, cold, price = t.billing
     kind = 0 if t.nonmoe is None else 2 if t.variant.storage else 1
-    f = np.ascontiguousarray
     mu = prune.mu if prune is not None else np.zeros(B)
     try:
         out = _cprice.exact_table(
-            f(t.cost, dtype=float), f(t.lat, dtype=float), f(t.active, dtype=float), groups, offsets,
-            f(rest, dtype=float), f(t.least_slowest, dtype=float), f(t.add, dtype=float),
-            f(t.base, dtype=float), f(mu, dtype=float), B, conc, kind, t.direct_usd, step, start, compute,
+            a.cost, a.lat, a.active, a.groups, a.offsets, a.rest, a.least_slowest, a.add, a.base,
+            np.ascontiguousarray(mu, dtype=float), B, conc, kind, t.direct_usd, step, start, compute,
             cold, price, prune is not None, float(prune.limit) if prune is not None else 0.0,
             max_front or 0, MAX_DP_CELLS, float(deadline),
         )
@@ -674,10 +671,11 @@ def cheapest_within(t: VariantTable, cap: np.ndarray) -> np.ndarray | None:
     five times per layer)."""
     if _cprice is None:
         return t.cheapest_fitting((t.add + t.lat <= cap).all(axis=1))
-    lat, add, by, expert = t.cheapest_within_args
+    a = t.flat
     rows = np.empty(t.experts, dtype=np.int64)
     cap = np.ascontiguousarray(cap, dtype=np.float64)
-    return rows if _cprice.cheapest_within(lat, add, by, expert, cap, rows, len(add)) else None
+    return rows if _cprice.cheapest_within(a.lat, a.add, a.by_expert_cost, a.expert, cap, rows,
+                                           len(a.add)) else None
 
 
 def quick_incumbent(tables: Tables) -> tuple[Choice, ...] | None:

@@ -162,12 +162,18 @@ class VariantTable:
         return np.lexsort((self.cost, self.expert))
 
     @cached_property
-    def cheapest_within_args(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(lat, add, by_expert_cost, expert) as contiguous float64 / int64 arrays, the
-        compiled cheapest_within's input (converted once per table)."""
+    def flat(self) -> FlatTable:
+        """The arrays the compiled loops read, contiguous float64 / int64, converted once per
+        table (pricing and the variant floor run tens of times per table)."""
         f = np.ascontiguousarray
-        return (f(self.lat, dtype=np.float64), f(self.add, dtype=np.float64),
-                f(self.by_expert_cost, dtype=np.int64), f(self.expert, dtype=np.int64))
+        groups, offsets = self.rows_slowest_first
+        return FlatTable(
+            cost=f(self.cost, dtype=np.float64), lat=f(self.lat, dtype=np.float64),
+            active=f(self.active, dtype=np.float64), expert=f(self.expert, dtype=np.int64), least_cost=f(self.least_cost, dtype=np.float64),
+            least_slowest=f(self.least_slowest, dtype=np.float64), add=f(self.add, dtype=np.float64),
+            base=f(self.base, dtype=np.float64), by_expert_cost=f(self.by_expert_cost, dtype=np.int64),
+            groups=groups, offsets=offsets, rest=f(self.slowest_first[1], dtype=np.float64),
+        )
 
     def cheapest_fitting(self, fits: np.ndarray) -> np.ndarray | None:
         """Per expert its cheapest row among ``fits`` (the first of equals), or None when some
@@ -195,6 +201,24 @@ class VariantTable:
             return np.full(shape, self.nonmoe.direct_usd) if shape else self.nonmoe.direct_usd
         out = self.nonmoe.storage_usd(np.asarray(latency, dtype=float))
         return out if np.ndim(out) else float(out)
+
+
+@dataclass(frozen=True, eq=False)
+class FlatTable:
+    """A variant table's arrays as the compiled loops take them (:attr:`VariantTable.flat`)."""
+
+    cost: np.ndarray
+    lat: np.ndarray
+    active: np.ndarray
+    expert: np.ndarray
+    least_cost: np.ndarray
+    least_slowest: np.ndarray
+    add: np.ndarray
+    base: np.ndarray
+    by_expert_cost: np.ndarray
+    groups: np.ndarray  # rows, experts in slowest-first order
+    offsets: np.ndarray  # where each expert's rows start in ``groups``
+    rest: np.ndarray  # per step, the least cost of the experts after it
 
 
 @dataclass(frozen=True, eq=False)

@@ -409,7 +409,8 @@ def test_compiled_cheapest_within_is_the_numpy_choice(name, monkeypatch):
 
 def test_compiled_cheapest_within_rejects_rows_outside_the_table():
     t = _SMALL_TABLES.layers[0][0]
-    lat, add, by, expert = t.cheapest_within_args
+    a = t.flat
+    lat, add, by, expert = a.lat, a.add, a.by_expert_cost, a.expert
     rows = np.empty(t.experts, dtype=np.int64)
     cap = np.full(len(add), np.inf)
     assert model._cprice.cheapest_within(lat, add, by, expert, cap, rows, len(add))

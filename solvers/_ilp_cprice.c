@@ -915,7 +915,11 @@ typedef struct {
 
 /* Every (state, option) whose bounds all stay within the limit, in (state, option) order:
  * the plain Lagrangian bound, the pool's best cut and each batch's front (the tests of
- * search's numpy steps; all must pass, so their order does not change who survives). Returns the survivor count, TIMEOUT or NOMEM. */
+ * search's numpy steps; all must pass, so their order does not change who survives). The dot
+ * products sum in batch order, where numpy's matmul may sum in another: a partial plan within
+ * an ulp of the limit could be judged differently. The limit carries a 1e-12 relative
+ * tolerance, so both paths keep every plan that can reach the target.
+ * Returns the survivor count, TIMEOUT or NOMEM. */
 static Py_ssize_t expand(const Stage *g, const double *st_c, const double *st_s, Py_ssize_t n_s,
                          const double *cost, const double *lat, Py_ssize_t n_p, double deadline,
                          Survivors *out)

@@ -729,6 +729,20 @@ class _CutPool:
         bound = c[ok] + (rest[None, :] - (self.cap - s[ok]) @ mus.T).max(axis=1)
         return ok[bound <= limit]
 
+    def _keep(self, ok: np.ndarray, c: np.ndarray, s: np.ndarray, mus: np.ndarray, rest: np.ndarray,
+              limit: float) -> np.ndarray:
+        """The survivors ``ok`` whose bound under the multipliers ``mus`` (their suffix sums
+        ``rest``) is within ``limit``: one compiled pass where the extension is built."""
+        cprice = _ilp_model._cprice
+        if cprice is None:
+            bound = c[ok] + (rest[None, :] - (self.cap - s[ok]) @ mus.T).max(axis=1)
+            return ok[bound <= limit]
+        f = np.ascontiguousarray
+        kept = cprice.pool_keep(f(ok, dtype=np.int64), f(c, dtype=np.float64), f(s, dtype=np.float64),
+                                f(self.cap, dtype=np.float64), f(mus, dtype=np.float64),
+                                f(rest, dtype=np.float64), float(limit), len(self.cap))
+        return np.frombuffer(kept, dtype=np.int64)
+
     def prune(self, j: int, c: np.ndarray, s: np.ndarray, ok: np.ndarray, limit: float,
               deadline: float) -> np.ndarray:
         """Survivors ``ok`` (indices into c, s) whose best cut bound for layers order[j:] is
@@ -748,8 +762,7 @@ class _CutPool:
                 self._add(mu)
             mus = np.array(self.mus[-len(picks):])
             rest = np.array([sf[j] for sf in self.suffix[-len(picks):]])
-            bound = c[ok] + (rest[None, :] - (self.cap - s[ok]) @ mus.T).max(axis=1)
-            ok = ok[bound <= limit]
+            ok = self._keep(ok, c, s, mus, rest, limit)
             if len(ok) > 0.8 * before:
                 break
         return ok

@@ -1238,7 +1238,71 @@ fail:
     return result;
 }
 
+PyDoc_STRVAR(pool_keep_doc,
+"pool_keep(ok, c, s, cap, pool_mu, pool_rest, limit, B) -> bytes\n\n"
+"The int64 indices of ``ok`` (into c and the rows of s) whose pool bound\n"
+"c + max_k (pool_rest[k] - (cap - s) . pool_mu[k]) is at most ``limit`` (_CutPool.prune's\n"
+"filter; one multiplier past the limit decides, as rounding is monotone).");
+
+static PyObject *pool_keep(PyObject *self, PyObject *args)
+{
+    Py_buffer bok, bc, bs, bcap, bmu, brest;
+    double limit;
+    Py_ssize_t B;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*y*dn", &bok, &bc, &bs, &bcap, &bmu, &brest, &limit, &B))
+        return NULL;
+    PyObject *result = NULL;
+    Py_buffer *all[] = {&bok, &bc, &bs, &bcap, &bmu, &brest};
+    Py_ssize_t n = bc.len / (Py_ssize_t)sizeof(double), m = bok.len / (Py_ssize_t)sizeof(int64_t);
+    Py_ssize_t K = brest.len / (Py_ssize_t)sizeof(double);
+    if (B < 1) {
+        PyErr_SetString(PyExc_ValueError, "need B >= 1");
+        goto fail;
+    }
+    if (need(&bs, n * B, sizeof(double), "s") || need(&bcap, B, sizeof(double), "cap")
+        || need(&bmu, K * B, sizeof(double), "pool_mu"))
+        goto fail;
+    const int64_t *ok = bok.buf;
+    for (Py_ssize_t i = 0; i < m; i++)
+        if (ok[i] < 0 || ok[i] >= n) {
+            PyErr_SetString(PyExc_ValueError, "ok: an index outside c");
+            goto fail;
+        }
+    int64_t *kept = malloc(sizeof(int64_t) * (m ? m : 1));
+    double *d = malloc(sizeof(double) * B);
+    if (!kept || !d) {
+        free(kept); free(d);
+        PyErr_NoMemory();
+        goto fail;
+    }
+    const double *c = bc.buf, *st = bs.buf, *cap = bcap.buf, *mu = bmu.buf, *rest = brest.buf;
+    Py_ssize_t n_kept = 0, last_cut = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < m; i++) {
+        int64_t r = ok[i];
+        for (Py_ssize_t b = 0; b < B; b++)
+            d[b] = cap[b] - st[r * B + b];
+        int cut = 0;
+        for (Py_ssize_t q = 0; q < K && !cut; q++) {
+            Py_ssize_t k = (q + last_cut) % K;
+            if (!(c[r] + (rest[k] - dot(d, mu + k * B, B)) <= limit)) {
+                cut = 1;
+                last_cut = k;
+            }
+        }
+        if (!cut)
+            kept[n_kept++] = r;
+    }
+    Py_END_ALLOW_THREADS
+    result = PyBytes_FromStringAndSize((const char *)kept, n_kept * (Py_ssize_t)sizeof(int64_t));
+    free(kept); free(d);
+fail:
+    release(all, sizeof(all) / sizeof(all[0]));
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"pool_keep", pool_keep, METH_VARARGS, pool_keep_doc},
     {"dominated", dominated, METH_VARARGS, dominated_doc},
     {"cheapest_within", cheapest_within, METH_VARARGS, cheapest_within_doc},
     {"price_table", price_table, METH_VARARGS, price_table_doc},

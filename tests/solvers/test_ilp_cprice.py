@@ -468,3 +468,39 @@ def test_tables_are_the_same_with_and_without_the_extension(name, monkeypatch):
         built.append([(t.variant, t.expert.tolist(), t.option.tolist(), t.cost.tobytes(), t.lat.tobytes())
                       for layer in tables.layers for t in layer])
     assert built[0] == built[1]
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31), B=st.integers(1, 6), K=st.integers(1, 8), n=st.integers(0, 300),
+       cut=st.floats(0.0, 1.0))
+def test_compiled_pool_filter_keeps_what_numpy_keeps(seed, B, K, n, cut):
+    """_CutPool's filter of survivors under several multipliers: the same indices kept, for a
+    subset of the states, at limits from none kept to all. The limits sit halfway between two
+    states' bounds: a bound within an ulp of the limit is judged by each path's own sum order
+    (numpy's matmul may sum in another), as docs/ilp.md says."""
+    rng = np.random.default_rng(seed)
+    c, s = rng.uniform(0, 1, n), rng.uniform(0, 2, (n, B))
+    cap, mus, rest = np.full(B, 2.0), rng.exponential(1.0, (K, B)), rng.uniform(0, 1, K)
+    ok = np.flatnonzero(rng.random(n) < 0.7)
+    bounds_ = np.sort((c[:, None] + (rest[None, :] - (cap - s) @ mus.T)).max(axis=1)) if n else np.zeros(0)
+    at = int(cut * n)
+    limit = (float(bounds_[0]) - 1.0 if at == 0 else float(bounds_[-1]) + 1.0 if at >= n
+             else float(bounds_[at - 1] + bounds_[at]) / 2) if n else 0.0
+    pool = bounds._CutPool([np.zeros(1)], [np.zeros((1, B))], [0], cap, 1.0)
+    kept = []
+    with pytest.MonkeyPatch.context() as mp:
+        for dp in (None, model._cprice):
+            mp.setattr(model, "_cprice", dp)
+            kept.append(pool._keep(ok, c, s, mus, rest, limit).tolist())
+    assert kept[0] == kept[1]
+
+
+def test_compiled_pool_filter_rejects_indices_outside_the_states():
+    c, s = np.zeros(3), np.zeros((3, 2))
+    args = [np.array([0, 2], dtype=np.int64), c, s, np.ones(2), np.ones((1, 2)), np.zeros(1), 1.0, 2]
+    assert np.frombuffer(model._cprice.pool_keep(*args), dtype=np.int64).tolist() == [0, 2]
+    for i, bad in ((0, np.array([3], dtype=np.int64)), (2, np.zeros((2, 2))), (4, np.ones((2, 3)))):
+        broken = list(args)
+        broken[i] = bad
+        with pytest.raises(ValueError):
+            model._cprice.pool_keep(*broken)

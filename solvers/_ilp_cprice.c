@@ -406,6 +406,15 @@ static int need(Py_buffer *buf, Py_ssize_t items, Py_ssize_t size, const char *n
     return 0;
 }
 
+static int need_batches(Py_ssize_t B)
+{
+    if (B < 1) {
+        PyErr_SetString(PyExc_ValueError, "need B >= 1");
+        return -1;
+    }
+    return 0;
+}
+
 /* The Python error for a failed DP (TIMEOUT, NOMEM); 0 when r is a result. */
 static int raise_for(Py_ssize_t r, const char *what)
 {
@@ -1007,10 +1016,8 @@ static PyObject *search_layer(PyObject *self, PyObject *args)
     Py_ssize_t K = bprest.len / (Py_ssize_t)sizeof(double);
     Py_ssize_t F = bfb.len / (Py_ssize_t)sizeof(int64_t);
     Py_ssize_t P = bfc.len / (Py_ssize_t)sizeof(double);
-    if (B < 1) {
-        PyErr_SetString(PyExc_ValueError, "need B >= 1");
+    if (need_batches(B))
         goto fail;
-    }
     if (need(&bsts, n_s * B, sizeof(double), "st_s") || need(&blat, n_p * B, sizeof(double), "lat")
         || need(&bcap, B, sizeof(double), "cap") || need(&bmu, B, sizeof(double), "mu")
         || need(&bpmu, K * B, sizeof(double), "pool_mu")
@@ -1057,10 +1064,8 @@ static PyObject *search_last(PyObject *self, PyObject *args)
     Py_buffer *all[] = {&bstc, &bsts, &bcost, &blat, &bcap};
     Py_ssize_t n_s = bstc.len / (Py_ssize_t)sizeof(double);
     Py_ssize_t n_p = bcost.len / (Py_ssize_t)sizeof(double);
-    if (B < 1) {
-        PyErr_SetString(PyExc_ValueError, "need B >= 1");
+    if (need_batches(B))
         goto fail;
-    }
     if (need(&bsts, n_s * B, sizeof(double), "st_s") || need(&blat, n_p * B, sizeof(double), "lat")
         || need(&bcap, B, sizeof(double), "cap"))
         goto fail;
@@ -1107,10 +1112,8 @@ static PyObject *cheapest_within(PyObject *self, PyObject *args)
     Py_buffer *all[] = {&blat, &badd, &bby, &bexpert, &bcap, &brows};
     Py_ssize_t n = bby.len / (Py_ssize_t)sizeof(int64_t);
     Py_ssize_t E = brows.len / (Py_ssize_t)sizeof(int64_t);
-    if (B < 1) {
-        PyErr_SetString(PyExc_ValueError, "need B >= 1");
+    if (need_batches(B))
         goto fail;
-    }
     if (need(&blat, n * B, sizeof(double), "lat") || need(&badd, B, sizeof(double), "add")
         || need(&bexpert, n, sizeof(int64_t), "expert") || need(&bcap, B, sizeof(double), "cap"))
         goto fail;
@@ -1255,10 +1258,8 @@ static PyObject *pool_keep(PyObject *self, PyObject *args)
     Py_buffer *all[] = {&bok, &bc, &bs, &bcap, &bmu, &brest};
     Py_ssize_t n = bc.len / (Py_ssize_t)sizeof(double), m = bok.len / (Py_ssize_t)sizeof(int64_t);
     Py_ssize_t K = brest.len / (Py_ssize_t)sizeof(double);
-    if (B < 1) {
-        PyErr_SetString(PyExc_ValueError, "need B >= 1");
+    if (need_batches(B))
         goto fail;
-    }
     if (need(&bs, n * B, sizeof(double), "s") || need(&bcap, B, sizeof(double), "cap")
         || need(&bmu, K * B, sizeof(double), "pool_mu"))
         goto fail;

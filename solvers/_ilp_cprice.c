@@ -69,6 +69,15 @@ static double pw_sum(const double *a, Py_ssize_t n)
     return pw_sum(a, n2) + pw_sum(a + n2, n - n2);
 }
 
+/* mu . latency and the like, summed in batch order */
+static double dot(const double *a, const double *b, Py_ssize_t B)
+{
+    double r = 0.;
+    for (Py_ssize_t i = 0; i < B; i++)
+        r += a[i] * b[i];
+    return r;
+}
+
 typedef struct {
     Py_ssize_t B;
     const double *add, *base, *mu;
@@ -533,11 +542,7 @@ static int admits(const Prune *p, double cost_rest, const double *s, double *lat
             x[b] = ceil((((lat[b] - p->start) + p->compute) + p->cold) / p->step - 1e-9) * p->step * p->price;
         extra = pw_sum(x, B) / (double)B;
     }
-    double value = cost_rest + extra;
-    double dot = 0.0;
-    for (Py_ssize_t b = 0; b < B; b++)
-        dot += lat[b] * p->mu[b];
-    value = value + dot;
+    double value = (cost_rest + extra) + dot(lat, p->mu, B);
     return value <= p->limit + 1e-9 * fabs(p->limit);
 }
 
@@ -905,12 +910,20 @@ static double front_at(const double *fc, const double *ft, Py_ssize_t n, double 
     return lo > 0 ? fc[lo - 1] : INFINITY;
 }
 
-static double dot(const double *a, const double *b, Py_ssize_t B)
+/* The cut pool's test of one partial plan (cost c, residual capacity d): is
+ * c + max_k (rest_k - mu_k . d) past the limit? Rounding is monotone, so one multiplier past
+ * it decides; the one that cut last (*last) is tried first. */
+static int pool_cuts(double c, const double *d, const double *mu, const double *rest,
+                     Py_ssize_t K, Py_ssize_t B, double limit, Py_ssize_t *last)
 {
-    double r = 0.;
-    for (Py_ssize_t i = 0; i < B; i++)
-        r += a[i] * b[i];
-    return r;
+    for (Py_ssize_t q = 0; q < K; q++) {
+        Py_ssize_t k = (q + *last) % K;
+        if (!(c + (rest[k] - dot(d, mu + k * B, B)) <= limit)) {
+            *last = k;
+            return 1;
+        }
+    }
+    return 0;
 }
 
 typedef struct {
@@ -953,17 +966,8 @@ static Py_ssize_t expand(const Stage *g, const double *st_c, const double *st_s,
             }
             if (!((c + g->rest) - dot(d, g->mu, B) <= g->limit))
                 continue;
-            /* The pool's best cut, c + max_k (rest_k - mu_k . d) <= limit (rounding is
-             * monotone: one multiplier past the limit decides), then each batch's front; the
-             * multiplier and the front that cut last are tried first. */
-            int cut = 0;
-            for (Py_ssize_t q = 0; q < g->K && !cut; q++) {
-                Py_ssize_t k = (q + last_cut) % g->K;
-                if (!(c + (g->pool_rest[k] - dot(d, g->pool_mu + k * B, B)) <= g->limit)) {
-                    cut = 1;
-                    last_cut = k;
-                }
-            }
+            /* The pool's cuts, then each batch's front (the front that cut last first). */
+            int cut = pool_cuts(c, d, g->pool_mu, g->pool_rest, g->K, B, g->limit, &last_cut);
             for (Py_ssize_t q = 0; q < g->F && !cut; q++) {
                 Py_ssize_t f = (q + last_front) % g->F;
                 Py_ssize_t lo = g->front_off[f], n = g->front_off[f + 1] - lo;
@@ -1283,15 +1287,7 @@ static PyObject *pool_keep(PyObject *self, PyObject *args)
         int64_t r = ok[i];
         for (Py_ssize_t b = 0; b < B; b++)
             d[b] = cap[b] - st[r * B + b];
-        int cut = 0;
-        for (Py_ssize_t q = 0; q < K && !cut; q++) {
-            Py_ssize_t k = (q + last_cut) % K;
-            if (!(c[r] + (rest[k] - dot(d, mu + k * B, B)) <= limit)) {
-                cut = 1;
-                last_cut = k;
-            }
-        }
-        if (!cut)
+        if (!pool_cuts(c[r], d, mu, rest, K, B, limit, &last_cut))
             kept[n_kept++] = r;
     }
     Py_END_ALLOW_THREADS

@@ -640,11 +640,7 @@ def _layer(
     if cprice is None:
         return _layer_numpy(st_c, st_s, cost, lat, cap, mu, rest, limit, pool, j, fronts)
     B = len(cap)
-    if pool is not None and pool.mus:
-        pool_mu = np.ascontiguousarray(pool.mus, dtype=np.float64)
-        pool_rest = np.array([sf[j] for sf in pool.suffix])
-    else:
-        pool_mu, pool_rest = np.zeros((0, B)), np.zeros(0)
+    pool_mu, pool_rest = pool.at(j) if pool is not None else (np.zeros((0, B)), np.zeros(0))
     fb = np.array([b for b, _, _ in fronts], dtype=np.int64)
     fm = np.array([m for _, m, _ in fronts], dtype=np.float64).reshape(-1, B)
     pts = [fr[j] for _, _, fr in fronts]
@@ -724,10 +720,12 @@ class _CutPool:
         """Survivors ``ok`` within ``limit`` under every multiplier of the pool."""
         if not self.mus or not len(ok):
             return ok
-        mus = np.array(self.mus)
-        rest = np.array([sf[j] for sf in self.suffix])
-        bound = c[ok] + (rest[None, :] - (self.cap - s[ok]) @ mus.T).max(axis=1)
-        return ok[bound <= limit]
+        return self._keep(ok, c, s, *self.at(j), limit)
+
+    def at(self, j: int) -> tuple[np.ndarray, np.ndarray]:
+        """Every multiplier of the pool (K, B) and its least cost of layers order[j:] (K,)."""
+        return (np.array(self.mus, dtype=np.float64).reshape(-1, len(self.cap)),
+                np.array([sf[j] for sf in self.suffix], dtype=np.float64))
 
     def _keep(self, ok: np.ndarray, c: np.ndarray, s: np.ndarray, mus: np.ndarray, rest: np.ndarray,
               limit: float) -> np.ndarray:

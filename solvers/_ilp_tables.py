@@ -170,8 +170,10 @@ class VariantTable:
         return FlatTable(
             cost=f(self.cost, dtype=np.float64), lat=f(self.lat, dtype=np.float64),
             active=f(self.active, dtype=np.float64), expert=f(self.expert, dtype=np.int64),
-            least_cost=f(self.least_cost, dtype=np.float64), least_slowest=f(self.least_slowest, dtype=np.float64), add=f(self.add, dtype=np.float64),
-            base=f(self.base, dtype=np.float64), by_expert_cost=f(self.by_expert_cost, dtype=np.int64),
+            least_cost=f(self.least_cost, dtype=np.float64),
+            least_slowest=f(self.least_slowest, dtype=np.float64),
+            add=f(self.add, dtype=np.float64), base=f(self.base, dtype=np.float64),
+            by_expert_cost=f(self.by_expert_cost, dtype=np.int64),
             groups=groups, offsets=offsets, rest=f(self.slowest_first[1], dtype=np.float64),
         )
 

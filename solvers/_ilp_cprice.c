@@ -199,23 +199,36 @@ typedef struct {
     double *cost, *value, *slow, *h;
 } Cands;
 
-static int cands_reserve(Cands *a, Py_ssize_t need)
+/* The capacity (doubling from ``first``) that holds ``need`` items; 0 when ``have`` does. */
+static Py_ssize_t grown(Py_ssize_t have, Py_ssize_t need, Py_ssize_t first)
 {
-    if (need <= a->cap)
+    if (need <= have)
         return 0;
-    Py_ssize_t cap = a->cap ? a->cap : 64;
+    Py_ssize_t cap = have ? have : first;
     while (cap < need)
         cap *= 2;
-    void *s = realloc(a->state, sizeof(int64_t) * cap), *r = realloc(a->row, sizeof(int64_t) * cap);
-    if (s) a->state = s;
-    if (r) a->row = r;
-    void *c = realloc(a->cost, sizeof(double) * cap), *v = realloc(a->value, sizeof(double) * cap);
-    if (c) a->cost = c;
-    if (v) a->value = v;
-    void *sl = realloc(a->slow, sizeof(double) * cap * a->B), *h = realloc(a->h, sizeof(double) * cap * a->B);
-    if (sl) a->slow = sl;
-    if (h) a->h = h;
-    if (!s || !r || !c || !v || !sl || !h)
+    return cap;
+}
+
+/* realloc *p to ``bytes``; on failure *p stays valid (the caller frees it) and NOMEM. */
+static int regrow(void *p, size_t bytes)
+{
+    void **at = p, *q = realloc(*at, bytes);
+    if (!q)
+        return NOMEM;
+    *at = q;
+    return 0;
+}
+
+static int cands_reserve(Cands *a, Py_ssize_t need)
+{
+    Py_ssize_t cap = grown(a->cap, need, 64);
+    if (!cap)
+        return 0;
+    size_t n = (size_t)cap, nb = n * (size_t)a->B;
+    if (regrow(&a->state, sizeof(int64_t) * n) || regrow(&a->row, sizeof(int64_t) * n)
+        || regrow(&a->cost, sizeof(double) * n) || regrow(&a->value, sizeof(double) * n)
+        || regrow(&a->slow, sizeof(double) * nb) || regrow(&a->h, sizeof(double) * nb))
         return NOMEM;
     a->cap = cap;
     return 0;
@@ -872,18 +885,11 @@ typedef struct {
 
 static int survivors_reserve(Survivors *a, Py_ssize_t need)
 {
-    if (need <= a->cap)
+    Py_ssize_t cap = grown(a->cap, need, 1024);
+    if (!cap)
         return 0;
-    Py_ssize_t cap = a->cap ? a->cap : 1024;
-    while (cap < need)
-        cap *= 2;
-    void *k = realloc(a->k, sizeof(int64_t) * cap);
-    if (k) a->k = k;
-    void *c = realloc(a->c, sizeof(double) * cap);
-    if (c) a->c = c;
-    void *s = realloc(a->s, sizeof(double) * cap * a->B);
-    if (s) a->s = s;
-    if (!k || !c || !s)
+    if (regrow(&a->k, sizeof(int64_t) * (size_t)cap) || regrow(&a->c, sizeof(double) * (size_t)cap)
+        || regrow(&a->s, sizeof(double) * (size_t)cap * (size_t)a->B))
         return NOMEM;
     a->cap = cap;
     return 0;

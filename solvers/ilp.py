@@ -70,6 +70,12 @@ BACKENDS = ("highs", "cbc")
 #: 60 s: 0.75 gave 8 rounds and a gap of 0.061 %, 0.9 gives 9 rounds and 0.013 %).
 BOUND_SHARE = 0.45
 BOUND_SHARE_WIDE = 0.9
+#: The incumbent search over the generated configurations (a heuristic: they are not every
+#: configuration): its first target's distance above the bound (relative), the candidates one
+#: search may expand, and how often a search that gave up is retried at a nearer target.
+SEARCH_FIRST_ROOM = 2e-4
+INCUMBENT_SEARCH_CANDIDATES = 200_000
+SEARCH_BACKOFFS = 3
 
 
 class IlpSolver(Solver):
@@ -161,7 +167,8 @@ class IlpSolver(Solver):
     def _layered(self, tables: Tables, tracker: Tracker, incumbent: tuple[Choice, ...]) -> Outcome:
         """1. the Lagrangian bound of the time rows by column generation with exact layer
         pricing (and the configurations it generates); 2. the best plan over those
-        configurations (exact search below the incumbent); 3. every configuration whose reduced
+        configurations (exact searches below rising targets; only where they find nothing, the
+        LP rounding's plan and configurations too); 3. every configuration whose reduced
         cost fits the gap (exact curves, Lagrangian-pruned), and the exact search over them:
         the proof. Out of time, the best plan and the best proven bound, named."""
         start = time.perf_counter()
@@ -182,11 +189,16 @@ class IlpSolver(Solver):
         steps = [f"root bound {lower:.9g} USD ({how}"
                  + (f", {bound.iterations} rounds" if bound is not None else "") + ")"]
         if bound is not None:  # the best plan over the generated configurations
-            columns, rounded = lp_rounding_columns(tables, bound.curves, deadline=end)
-            if (usd := self._adopt(tables, rounded, upper, tracker)) is not None:
-                incumbent, upper = rounded, usd
-            found = self._search(tables, columns, lower, upper,
-                                 time.perf_counter() + 0.2 * max(end - time.perf_counter(), 0.0))
+            columns = bound.curves
+            found, gave_up = self._search(tables, columns, lower, upper,
+                                          time.perf_counter() + 0.1 * max(end - time.perf_counter(), 0.0))
+            if found is None:
+                columns, rounded = lp_rounding_columns(tables, bound.curves, deadline=end)
+                if (usd := self._adopt(tables, rounded, upper, tracker)) is not None:
+                    incumbent, upper = rounded, usd
+                if not gave_up:
+                    found, _ = self._search(tables, columns, lower, upper,
+                                            time.perf_counter() + 0.1 * max(end - time.perf_counter(), 0.0))
             if (usd := self._adopt(tables, found, upper, tracker)) is not None:
                 incumbent, upper = found, usd
             steps.append(f"incumbent {upper:.9g} USD over {sum(len(c.cost) for c in columns)} "
@@ -228,34 +240,49 @@ class IlpSolver(Solver):
     def _search(
         self, tables: Tables, curves: list[LayerCurve], lower: float, upper: float,
         deadline: float,
-    ) -> tuple[Choice, ...] | None:
+    ) -> tuple[tuple[Choice, ...] | None, bool]:
         """A plan over ``curves`` cheaper than ``upper`` (a heuristic here: the curves are only
         the generated configurations), by exact searches below targets rising from ``lower``
         or from the LP over ``curves`` (no plan of them is below it), pruned with that LP's
-        duals (its Lagrangian bound over these curves is the LP's value)."""
+        duals (its Lagrangian bound over these curves is the LP's value); and whether the
+        search gave up (size or time) rather than finished."""
         costs, lats, keep = _feasible_points(tables, curves)
         const = tables.cost_const_usd
         try:
             lp = curve_lp(tables, [LayerCurve(tuple(cv.choices[i] for i in k), c, la, cv.active[k])
                                    for cv, c, la, k in zip(curves, costs, lats, keep, strict=True)])
         except RuntimeError:
-            return None
+            return None, True
         mu = lp.mu
         if lp.slack <= 0:
             lower = max(lower, lp.value_usd)
         if lower >= upper:
-            return None
-        room = max(min(upper - lower, 3e-4 * abs(lower)), 1e-12 * abs(upper))
+            return None, False
+        # Targets rise from the bound: a search's work grows steeply with its target, so the
+        # steps are small (x2) and a search that gives up on size is retried halfway between
+        # the last target proven empty and its own (at most SEARCH_BACKOFFS times).
+        room = max(min(upper - lower, SEARCH_FIRST_ROOM * abs(lower)), 1e-12 * abs(upper))
+        empty = 0.0  # no plan of the curves costs at most lower + empty
+        ceiling = math.inf  # the search below lower + ceiling gave up on size
+        backoffs = 0
         while time.perf_counter() < deadline:
             target = min(lower + room, upper)
             found = search(costs, lats, capacity(tables), mu, (target - const) * (1 + 1e-9),
-                           deadline, max_candidates=500_000)
+                           deadline, max_candidates=INCUMBENT_SEARCH_CANDIDATES)
             if found.status == "optimal":
-                return tuple(curves[li].choices[keep[li][p]] for li, p in enumerate(found.picks))
-            if found.status == "aborted" or target >= upper:
-                return None
-            room *= 4
-        return None
+                return tuple(curves[li].choices[keep[li][p]] for li, p in enumerate(found.picks)), False
+            if found.status == "aborted":
+                backoffs += 1
+                if backoffs > SEARCH_BACKOFFS or time.perf_counter() >= deadline:
+                    return None, True
+                ceiling = room
+                room = (empty + ceiling) / 2
+            elif target >= upper:
+                return None, False
+            else:
+                empty = room
+                room = min(2 * room, (room + ceiling) / 2)
+        return None, True
 
     def _improve(
         self, tables: Tables, bound: Bound, columns: list[LayerCurve], lower: float, upper: float,
@@ -291,8 +318,8 @@ class IlpSolver(Solver):
             rounds += 1
             if rounded is not None and milp_cost(tables, rounded) < upper:
                 best, upper = rounded, milp_cost(tables, rounded)
-            found = self._search(tables, columns, lower, upper,
-                                 time.perf_counter() + 0.25 * max(end - time.perf_counter(), 0.0))
+            found, _ = self._search(tables, columns, lower, upper,
+                                    time.perf_counter() + 0.25 * max(end - time.perf_counter(), 0.0))
             if found is not None and milp_cost(tables, found) < upper:
                 best, upper = found, milp_cost(tables, found)
                 if upper <= lower * (1 + float(self.options["mip_gap"])):

@@ -236,23 +236,24 @@ def test_highs_run_with_default_threads_first_does_not_break_later_programs():
 
 
 def test_a_bound_computed_before_the_budget_ends_is_reported(monkeypatch):
-    """When the budget ends after column generation (here: the LP-rounding step outlasts it,
-    as it did on mixtral-8x7b at 8 s), the Lagrangian bound already proven is reported, not
-    the weaker cheapest-options bound, and a plan that could not be priced is not used."""
+    """When the budget ends after column generation (here: the incumbent search over the
+    generated configurations outlasts it, as the LP-rounding step did on mixtral-8x7b at 8 s),
+    the Lagrangian bound already proven is reported, not the weaker cheapest-options bound, and
+    a plan that could not be priced is not used."""
     import time
 
     import solvers.ilp as ilp_module
 
-    real = ilp_module.lp_rounding_columns
+    real = ilp_module.IlpSolver._search
     seen = {}
 
-    def slow_rounding(tables, curves, *args, **kwargs):
-        out = real(tables, curves, *args, **kwargs)
+    def slow_search(self, *args, **kwargs):
+        out = real(self, *args, **kwargs)
         seen["called"] = True
         time.sleep(max(budget_s - (time.perf_counter() - started), 0.0) + 0.05)  # past the budget
         return out
 
-    monkeypatch.setattr(ilp_module, "lp_rounding_columns", slow_rounding)
+    monkeypatch.setattr(ilp_module.IlpSolver, "_search", slow_search)
     problem = builtin_problem("bert-moe-4")
     budget_s = 3.0
     started = time.perf_counter()

@@ -164,7 +164,9 @@ class VariantTable:
     @cached_property
     def flat(self) -> FlatTable:
         """The arrays the compiled loops read, contiguous float64 / int64, converted once per
-        table (pricing and the variant floor run tens of times per table)."""
+        table (pricing and the variant floor run tens of times per table). build_tables fills
+        it in for all its tables at once (:func:`_derive`); a table built elsewhere computes it
+        on first use."""
         f = np.ascontiguousarray
         groups, offsets = self.rows_slowest_first
         return FlatTable(
@@ -468,13 +470,16 @@ def build_tables(problem: DeploymentProblem, variants: tuple[Variant, ...]) -> T
             lat = np.ascontiguousarray(tv["lat"][:, l_idx, e_idx, k_idx].T)
             act = np.ascontiguousarray(active[:, l_idx, e_idx, k_idx].T)
             cut = np.searchsorted(j_idx, np.arange(ls.size + 1))
+            made = []
             for j, layer in enumerate(ls):
                 rows = slice(cut[j], cut[j + 1])
-                tables[int(layer), i] = VariantTable(
+                made.append(VariantTable(
                     layer=int(layer), variant=variants[i], expert=e_idx[rows], option=k_idx[rows],
                     cost=cost[rows], lat=lat[rows], active=act[rows], floor=tv["floor"].copy(),
                     lower=tv["lower"][layer].copy(), nonmoe=nonmoe[layer],
-                )
+                ))
+                tables[int(layer), i] = made[-1]
+            _derive(made, j_idx * E + e_idx, cut, E)
 
     layers: list[tuple[VariantTable, ...]] = []
     lower_bound = 0.0
@@ -494,6 +499,53 @@ def build_tables(problem: DeploymentProblem, variants: tuple[Variant, ...]) -> T
         problem, mem_k, g_k.astype(int), arm_k, tuple(layers), fixed, const, lower_bound + const,
         concurrency, (), options_before,
     )
+
+
+def _derive(made: list[VariantTable], group: np.ndarray, cut: np.ndarray, E: int) -> None:
+    """Fill in the derived arrays of one variant's tables (:attr:`VariantTable.flat` and what
+    it is made of) for all of them at once: their rows sit in one array, table after table,
+    each table's rows expert by expert (``group`` = table * E + expert, nondecreasing; every
+    expert has a row). The same values as each table's own properties (the same minima, sort
+    orders and sequential sums: tests/solvers/test_ilp_tables.py), in a few numpy calls
+    instead of a dozen per table."""
+    J = len(made)
+    if not J:
+        return
+    cost = np.concatenate([t.cost for t in made])
+    lat = np.concatenate([t.lat for t in made])
+    starts = np.searchsorted(group, np.arange(J * E))
+    lengths = np.diff(np.append(starts, len(group)))
+    assert (lengths > 0).all(), "every expert of a table has a row"
+    least_cost = np.minimum.reduceat(cost, starts).reshape(J, E)
+    least_finish = np.minimum.reduceat(lat, starts, axis=0).reshape(J, E, -1)
+    order = np.argsort(-least_finish.max(axis=2), axis=1, kind="stable")  # (J, E)
+    ordered = np.take_along_axis(least_cost, order, axis=1)
+    rest = np.zeros((J, E))
+    rest[:, :-1] = np.cumsum(ordered[:, ::-1], axis=1)[:, ::-1][:, 1:]
+    by_cost = np.lexsort((cost, group))  # table, expert, cost, row
+    # Each table's rows, experts in ``order``: runs of consecutive rows, concatenated.
+    run = (np.arange(J)[:, None] * E + order).ravel()
+    run_len = lengths[run]
+    run_at = np.repeat(starts[run] - np.cumsum(run_len) + run_len, run_len)
+    groups = np.arange(len(group)) + run_at  # global rows
+    offsets = np.zeros((J, E + 1), dtype=np.int64)
+    offsets[:, 1:] = np.cumsum(run_len.reshape(J, E), axis=1)
+    f = np.ascontiguousarray
+    for j, t in enumerate(made):
+        lo, hi = int(cut[j]), int(cut[j + 1])
+        rows = (groups[lo:hi] - lo).astype(np.int64)
+        t.__dict__.update(  # cached_property values (frozen: no __setattr__)
+            experts=E, least_cost=least_cost[j], least_finish=least_finish[j],
+            slowest_first=(order[j], rest[j]), rows_slowest_first=(rows, offsets[j]),
+            by_expert_cost=by_cost[lo:hi] - lo,
+        )
+        t.__dict__["flat"] = FlatTable(
+            cost=f(t.cost, dtype=np.float64), lat=f(t.lat, dtype=np.float64),
+            active=f(t.active, dtype=np.float64), expert=f(t.expert, dtype=np.int64),
+            least_cost=least_cost[j], least_slowest=f(t.least_slowest, dtype=np.float64),
+            add=f(t.add, dtype=np.float64), base=f(t.base, dtype=np.float64),
+            by_expert_cost=t.by_expert_cost, groups=rows, offsets=offsets[j], rest=rest[j],
+        )
 
 
 def _cheapest_sum(t: VariantTable) -> float:

@@ -221,3 +221,26 @@ def test_expert_rows_are_each_experts_rows_in_row_order(name):
     for t in (t for layer in tables.layers for t in layer):
         want = [np.flatnonzero(t.expert == e).tolist() for e in range(t.experts)]
         assert [rows.tolist() for rows in t.expert_rows] == want
+
+
+DERIVED = ("least_cost", "least_finish", "slowest_first", "rows_slowest_first", "by_expert_cost")
+
+
+@pytest.mark.parametrize("name", [n for n in PROBLEMS if not n.startswith("infeasible")])
+def test_derived_arrays_filled_in_by_build_tables_are_each_tables_own(name):
+    """build_tables fills in every table's derived arrays at once (_derive); a copy of the
+    table without them computes its own: the same arrays, bit for bit, dtype and layout too."""
+    problem = PROBLEMS[name]
+    for degrees in (PIPELINE_DEGREES, (64, 256)):
+        tables = build_tables(problem, variants_of(problem, degrees))
+        for t in (t for layer in tables.layers for t in layer):
+            assert "flat" in t.__dict__  # filled in, not computed on first use
+            own = VariantTable(**{f.name: getattr(t, f.name) for f in dataclasses.fields(t)})
+            assert t.experts == own.experts
+            for name_ in DERIVED:
+                got, want = getattr(t, name_), getattr(own, name_)
+                for g, w in zip(got if isinstance(got, tuple) else (got,),
+                                want if isinstance(want, tuple) else (want,), strict=True):
+                    _same_array(g, w, f"{t.layer} {t.variant} {name_}")
+            for f in dataclasses.fields(t.flat):
+                _same_array(getattr(t.flat, f.name), getattr(own.flat, f.name), f"flat.{f.name}")

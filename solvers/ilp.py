@@ -190,15 +190,14 @@ class IlpSolver(Solver):
                  + (f", {bound.iterations} rounds" if bound is not None else "") + ")"]
         if bound is not None:  # the best plan over the generated configurations
             columns = bound.curves
-            found, gave_up = self._search(tables, columns, lower, upper,
-                                          time.perf_counter() + 0.1 * max(end - time.perf_counter(), 0.0))
+            found = self._search(tables, columns, lower, upper,
+                                 time.perf_counter() + 0.1 * max(end - time.perf_counter(), 0.0))
             if found is None:
                 columns, rounded = lp_rounding_columns(tables, bound.curves, deadline=end)
                 if (usd := self._adopt(tables, rounded, upper, tracker)) is not None:
                     incumbent, upper = rounded, usd
-                if not gave_up:
-                    found, _ = self._search(tables, columns, lower, upper,
-                                            time.perf_counter() + 0.1 * max(end - time.perf_counter(), 0.0))
+                found = self._search(tables, columns, lower, upper,
+                                     time.perf_counter() + 0.1 * max(end - time.perf_counter(), 0.0))
             if (usd := self._adopt(tables, found, upper, tracker)) is not None:
                 incumbent, upper = found, usd
             steps.append(f"incumbent {upper:.9g} USD over {sum(len(c.cost) for c in columns)} "
@@ -240,24 +239,23 @@ class IlpSolver(Solver):
     def _search(
         self, tables: Tables, curves: list[LayerCurve], lower: float, upper: float,
         deadline: float,
-    ) -> tuple[tuple[Choice, ...] | None, bool]:
+    ) -> tuple[Choice, ...] | None:
         """A plan over ``curves`` cheaper than ``upper`` (a heuristic here: the curves are only
         the generated configurations), by exact searches below targets rising from ``lower``
         or from the LP over ``curves`` (no plan of them is below it), pruned with that LP's
-        duals (its Lagrangian bound over these curves is the LP's value); and whether the
-        search gave up (size or time) rather than finished."""
+        duals (its Lagrangian bound over these curves is the LP's value)."""
         costs, lats, keep = _feasible_points(tables, curves)
         const = tables.cost_const_usd
         try:
             lp = curve_lp(tables, [LayerCurve(tuple(cv.choices[i] for i in k), c, la, cv.active[k])
                                    for cv, c, la, k in zip(curves, costs, lats, keep, strict=True)])
         except RuntimeError:
-            return None, True
+            return None
         mu = lp.mu
         if lp.slack <= 0:
             lower = max(lower, lp.value_usd)
         if lower >= upper:
-            return None, False
+            return None
         # Targets rise from the bound: a search's work grows steeply with its target, so the
         # steps are small (x2) and a search that gives up on size is retried halfway between
         # the last target proven empty and its own (at most SEARCH_BACKOFFS times).
@@ -270,19 +268,19 @@ class IlpSolver(Solver):
             found = search(costs, lats, capacity(tables), mu, (target - const) * (1 + 1e-9),
                            deadline, max_candidates=INCUMBENT_SEARCH_CANDIDATES)
             if found.status == "optimal":
-                return tuple(curves[li].choices[keep[li][p]] for li, p in enumerate(found.picks)), False
+                return tuple(curves[li].choices[keep[li][p]] for li, p in enumerate(found.picks))
             if found.status == "aborted":
                 backoffs += 1
                 if backoffs > SEARCH_BACKOFFS or time.perf_counter() >= deadline:
-                    return None, True
+                    return None
                 ceiling = room
                 room = (empty + ceiling) / 2
             elif target >= upper:
-                return None, False
+                return None
             else:
                 empty = room
                 room = min(2 * room, (room + ceiling) / 2)
-        return None, True
+        return None
 
     def _improve(
         self, tables: Tables, bound: Bound, columns: list[LayerCurve], lower: float, upper: float,
@@ -318,8 +316,8 @@ class IlpSolver(Solver):
             rounds += 1
             if rounded is not None and milp_cost(tables, rounded) < upper:
                 best, upper = rounded, milp_cost(tables, rounded)
-            found, _ = self._search(tables, columns, lower, upper,
-                                    time.perf_counter() + 0.25 * max(end - time.perf_counter(), 0.0))
+            found = self._search(tables, columns, lower, upper,
+                                 time.perf_counter() + 0.25 * max(end - time.perf_counter(), 0.0))
             if found is not None and milp_cost(tables, found) < upper:
                 best, upper = found, milp_cost(tables, found)
                 if upper <= lower * (1 + float(self.options["mip_gap"])):

@@ -292,3 +292,93 @@ def test_ilp_runs_numpy_blas_on_one_thread_and_restores_it(monkeypatch):
     make_solver("ilp").solve(tiny_problem(), Budget(evaluations=10**6, seconds=20))
     assert seen and seen[0] and all(n == 1 for n in seen[0])
     assert blas_threads() == before
+
+
+def _search_targets(monkeypatch, status_at):
+    """Run ilp's incumbent search on bert-moe-4's generated configurations with a scripted
+    exact search: ``status_at(room / first room)`` says what each search returns. -> (the
+    rooms it asked for, relative to the first, what _search returned)."""
+    import time
+
+    import solvers.ilp as ilp_module
+    from solvers._ilp_bounds import LayerCurve, SearchResult, column_generation
+    from solvers._ilp_model import quick_incumbent
+
+    problem = builtin_problem("bert-moe-4")
+    tables = build_tables(problem, variants_of(problem, PIPELINE_DEGREES))
+    incumbent = quick_incumbent(tables)
+    upper = milp_cost(tables, incumbent)
+    B = len(tables.fixed_s)
+    columns = [LayerCurve((ch,), np.array([ch.cost_usd]), ch.latency_s[None], np.zeros((1, B)))
+               for ch in incumbent]
+    bound = column_generation(tables, columns, time.perf_counter() + 30, upper)
+    goals: list[float] = []
+
+    def scripted(costs, lats, cap, mu, goal, deadline, max_candidates, **kw):
+        assert max_candidates == ilp_module.INCUMBENT_SEARCH_CANDIDATES
+        goals.append(goal / (1 + 1e-9) + tables.cost_const_usd)
+        first = goals[0] / (1 + ilp_module.SEARCH_FIRST_ROOM)  # the search's own lower bound
+        status = status_at((goals[-1] - first) / (goals[0] - first))
+        picks = tuple(0 for _ in costs) if status == "optimal" else None
+        return SearchResult(status, picks, None, 1)
+
+    monkeypatch.setattr(ilp_module, "search", scripted)
+    found = make_solver("ilp")._search(tables, bound.curves, bound.usd, upper, time.perf_counter() + 30)
+    first = goals[0] / (1 + ilp_module.SEARCH_FIRST_ROOM)
+    return [(g - first) / (goals[0] - first) for g in goals], found
+
+
+def test_incumbent_search_targets_double_and_back_off_halfway_when_a_search_gives_up(monkeypatch):
+    """Targets rise x2 while nothing is below them; a search that gives up on size is retried
+    halfway between the last target proven empty and its own; the first plan found is it."""
+    def status(r):
+        return "none" if r <= 3.0 + 1e-9 else "aborted" if r >= 4 - 1e-9 else "optimal"
+
+    rooms, found = _search_targets(monkeypatch, status)
+    assert rooms == pytest.approx([1, 2, 4, 3, 3.5], rel=1e-6)
+    assert found is not None and len(found) == builtin_problem("bert-moe-4").layers
+
+
+def test_incumbent_search_stops_after_its_backoffs(monkeypatch):
+    import solvers.ilp as ilp_module
+
+    rooms, found = _search_targets(monkeypatch, lambda r: "aborted")
+    assert found is None
+    assert rooms == pytest.approx([0.5**k for k in range(ilp_module.SEARCH_BACKOFFS + 1)], rel=1e-6)
+
+
+def test_incumbent_search_stops_at_the_incumbent(monkeypatch):
+    """Nothing below the targets up to the incumbent's cost: no plan, and no target above it."""
+    rooms, found = _search_targets(monkeypatch, lambda r: "none")
+    assert found is None
+    assert rooms == sorted(rooms) and len(rooms) > 3
+    assert all(b == pytest.approx(2 * a, rel=1e-6) for a, b in zip(rooms[:-2], rooms[1:-1], strict=True))
+    assert rooms[-1] <= 2 * rooms[-2] * (1 + 1e-9)  # the last one is the incumbent's cost
+
+
+def test_lp_rounding_runs_only_where_the_incumbent_search_finds_nothing(monkeypatch):
+    """bert-moe-8: the search over the generated configurations finds a plan, no LP rounding.
+    With a search that finds nothing, LP rounding runs once, its configurations are searched
+    again, and the proof still reaches the same optimum."""
+    import solvers.ilp as ilp_module
+
+    calls = {"rounding": 0, "search": 0}
+    real_rounding = ilp_module.lp_rounding_columns
+
+    def rounding(*args, **kwargs):
+        calls["rounding"] += 1
+        return real_rounding(*args, **kwargs)
+
+    monkeypatch.setattr(ilp_module, "lp_rounding_columns", rounding)
+    problem = builtin_problem("bert-moe-8")
+    optimum = make_solver("ilp").solve(problem)
+    assert optimum.solution_status == SolutionStatus.PROVEN_OPTIMAL and calls["rounding"] == 0
+
+    def nothing(self, *args, **kwargs):
+        calls["search"] += 1
+        return None
+
+    monkeypatch.setattr(ilp_module.IlpSolver, "_search", nothing)
+    again = make_solver("ilp").solve(problem)
+    assert calls == {"rounding": 1, "search": 2}
+    assert again.solution_status == SolutionStatus.PROVEN_OPTIMAL and again.cost_usd == pytest.approx(optimum.cost_usd, rel=1e-6)

@@ -72,7 +72,7 @@ BOUND_SHARE = 0.45
 BOUND_SHARE_WIDE = 0.9
 #: The incumbent search over the generated configurations (a heuristic: they are not every
 #: configuration): its first target's distance above the bound (relative), the candidates one
-#: search may expand, and how often a search that gave up is retried at a nearer target.
+#: search may expand, and how many more searches bisect the targets once one gave up on size.
 SEARCH_FIRST_ROOM = 2e-4
 INCUMBENT_SEARCH_CANDIDATES = 200_000
 SEARCH_BACKOFFS = 3
@@ -257,8 +257,9 @@ class IlpSolver(Solver):
         if lower >= upper:
             return None
         # Targets rise from the bound: a search's work grows steeply with its target, so the
-        # steps are small (x2) and a search that gives up on size is retried halfway between
-        # the last target proven empty and its own (at most SEARCH_BACKOFFS times).
+        # steps are small (x2). Once a search gives up on size, the targets bisect between the
+        # last one proven empty and that one (at most SEARCH_BACKOFFS more searches; none when
+        # even the first target was too much: then the curves are too large to search).
         room = max(min(upper - lower, SEARCH_FIRST_ROOM * abs(lower)), 1e-12 * abs(upper))
         empty = 0.0  # no plan of the curves costs at most lower + empty
         ceiling = math.inf  # the search below lower + ceiling gave up on size
@@ -270,16 +271,20 @@ class IlpSolver(Solver):
             if found.status == "optimal":
                 return tuple(curves[li].choices[keep[li][p]] for li, p in enumerate(found.picks))
             if found.status == "aborted":
-                backoffs += 1
-                if backoffs > SEARCH_BACKOFFS or time.perf_counter() >= deadline:
+                if not empty:
                     return None
                 ceiling = room
-                room = (empty + ceiling) / 2
             elif target >= upper:
                 return None
             else:
                 empty = room
-                room = min(2 * room, (room + ceiling) / 2)
+            if ceiling < math.inf:  # bisect between the last empty target and the give-up
+                backoffs += 1
+                if backoffs > SEARCH_BACKOFFS:
+                    return None
+                room = (empty + ceiling) / 2
+            else:
+                room *= 2
         return None
 
     def _improve(

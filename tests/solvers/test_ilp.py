@@ -342,9 +342,15 @@ def test_incumbent_search_targets_double_and_back_off_halfway_when_a_search_give
 def test_incumbent_search_stops_after_its_backoffs(monkeypatch):
     import solvers.ilp as ilp_module
 
-    rooms, found = _search_targets(monkeypatch, lambda r: "aborted")
+    assert ilp_module.SEARCH_BACKOFFS == 3
+    rooms, found = _search_targets(monkeypatch, lambda r: "none" if r < 1.5 else "aborted")
     assert found is None
-    assert rooms == pytest.approx([0.5**k for k in range(ilp_module.SEARCH_BACKOFFS + 1)], rel=1e-6)
+    assert rooms == pytest.approx([1, 2, 1.5, 1.25, 1.375], rel=1e-6)  # then it stops
+
+
+def test_incumbent_search_gives_up_at_once_when_its_first_target_is_too_much(monkeypatch):
+    rooms, found = _search_targets(monkeypatch, lambda r: "aborted")
+    assert found is None and rooms == [1.0]
 
 
 def test_incumbent_search_stops_at_the_incumbent(monkeypatch):

@@ -40,8 +40,10 @@ EXTRA_COLUMNS = 4
 NEAR_COLUMNS = 2e-3
 #: Keep one batch's row exact per bound (2-D fronts of the remaining layers).
 PARTIAL_FRONTS = True
-#: LP cuts are generated at a layer only when more partial plans than this survive.
-CUT_MIN_STATES = 256
+#: LP cuts are generated at a layer only when its survivors times the next layer's options
+#: (the candidates they would expand to) exceed this: a cut round costs a few HiGHS LPs
+#: (~0.3 ms each), about what expanding ~100,000 candidates costs in the compiled search.
+CUT_MIN_CANDIDATES = 100_000
 #: A mu-dominance front of at least this many states runs in the compiled sweep
 #: (:mod:`solvers._ilp_kernels`). Paper problems never reach it (their fronts stay under 100
 #: states), so they do not pay the half second numba takes to load.
@@ -619,7 +621,7 @@ def search(
                                     pool if use_cuts else None, j + 1, fronts, deadline)
         except TimeoutError:
             return SearchResult("aborted", None, None, total)
-        if use_cuts and len(ok) > CUT_MIN_STATES:
+        if use_cuts and len(ok) * len(costs[order[j + 1]]) > CUT_MIN_CANDIDATES:
             keep = pool.prune(j + 1, st_c, st_s, np.arange(len(ok)), limit, deadline)
             ok, st_c, st_s = ok[keep], st_c[keep], st_s[keep]
         if not len(ok):
@@ -751,7 +753,8 @@ class _CutPool:
                                      self.cap, self.scale)
         lp = self.lps[j]
         for _ in range(self.ROUNDS):
-            if len(ok) <= CUT_MIN_STATES or time.perf_counter() > deadline:
+            if len(ok) * len(self.costs[self.order[j]]) <= CUT_MIN_CANDIDATES or (
+                    time.perf_counter() > deadline):
                 break
             before = len(ok)
             picks = ok[np.linspace(0, len(ok) - 1, min(self.SAMPLES, len(ok))).round().astype(int)]

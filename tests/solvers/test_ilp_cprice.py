@@ -316,8 +316,10 @@ def test_compiled_search_is_the_numpy_search(seed, L, B, n, slack, mu_zero, cap)
 
 
 def test_compiled_search_runs_the_cut_pool_as_numpy_does(monkeypatch):
-    """A search where more than CUT_MIN_STATES partial plans survive: the pool's LP cuts are
-    generated and applied between layers; the two paths still agree to the bit."""
+    """A search where the survivors would expand to more than CUT_MIN_CANDIDATES (lowered
+    here): the pool's LP cuts are generated and applied between layers; the two paths still
+    agree to the bit."""
+    monkeypatch.setattr(bounds, "CUT_MIN_CANDIDATES", 256 * 14)
     costs, lats, cap, mu = _random_curves(7, 7, 3, 14)
     calls = []
     prune = bounds._CutPool.prune

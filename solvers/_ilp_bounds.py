@@ -460,11 +460,8 @@ def column_generation(
                 if ch is not None and value < lp.pi[li] - tolerance * abs(lp.pi[li]):
                     added += 1
                 # The least one enters the LP; its near-least neighbours serve the incumbent.
-                for other in near:
-                    v = other.cost_usd + float(mu @ other.latency_s)
-                    if v <= value + NEAR_COLUMNS * abs(value):
-                        cv = _with_choice(cv, other, tables.concurrency)
-                curves[li] = _dedupe(cv)
+                curves[li] = _extend(cv, [other for other in near if other.cost_usd + float(
+                    mu @ other.latency_s) <= value + NEAR_COLUMNS * abs(value)], tables.concurrency)
         except TimeoutError:
             break
         bound = lagrangian_bound(tables, mu, minima)
@@ -480,21 +477,25 @@ def column_generation(
     return best
 
 
-def _dedupe(cv: LayerCurve) -> LayerCurve:
-    """Drop repeated configurations (same cost and latency)."""
-    _, first = np.unique(np.column_stack([cv.cost, cv.latency]), axis=0, return_index=True)
-    if len(first) == len(cv.cost):
+def _extend(cv: LayerCurve, chs: list[Choice], concurrency: bool) -> LayerCurve:
+    """``cv`` (no two configurations of it alike) with the configurations ``chs`` appended in
+    order, but none equal in cost and latency to one already there: a repeat adds nothing to
+    an LP or a search, only work."""
+    seen = set(zip(cv.cost.tolist(), map(tuple, cv.latency.tolist()), strict=True))
+    new = []
+    for ch in chs:
+        key = (ch.cost_usd, tuple(ch.latency_s.tolist()))
+        if key not in seen:
+            seen.add(key)
+            new.append(ch)
+    if not new:
         return cv
-    keep = np.sort(first)
-    return LayerCurve(tuple(cv.choices[i] for i in keep), cv.cost[keep], cv.latency[keep], cv.active[keep])
-
-
-def _with_choice(cv: LayerCurve, ch: Choice, concurrency: bool) -> LayerCurve:
-    lat = ch.latency_s
-    active = ch.table.active[ch.rows].sum(axis=0) if concurrency else np.zeros_like(lat)
+    lat = np.array([ch.latency_s for ch in new])
+    active = (np.array([ch.table.active[ch.rows].sum(axis=0) for ch in new]) if concurrency
+              else np.zeros_like(lat))
     return LayerCurve(
-        (*cv.choices, ch), np.append(cv.cost, ch.cost_usd), np.vstack([cv.latency, lat]),
-        np.vstack([cv.active, active]),
+        (*cv.choices, *new), np.append(cv.cost, [ch.cost_usd for ch in new]),
+        np.vstack([cv.latency, lat]), np.vstack([cv.active, active]),
     )
 
 
@@ -802,14 +803,15 @@ def lp_rounding_columns(
             return out + list(curves[li:]), None
         mean = w @ cv.latency / max(w.sum(), 1e-12)
         at_lp = None
+        caps = []
         for f in factors:
             ch = cap_choice(tables, li, mean * f)
             if ch is not None:
-                cv = _with_choice(cv, ch, tables.concurrency)
+                caps.append(ch)
                 if f == 1.0:
                     at_lp = ch
         plan.append(at_lp)
-        out.append(_dedupe(cv))
+        out.append(_extend(cv, caps, tables.concurrency))
     return out, _checked_plan(tables, plan)
 
 

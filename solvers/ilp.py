@@ -30,8 +30,7 @@ from moeopt.solver import Budget, BudgetExhausted, Outcome, Solver, SolverStatus
 from moeopt.space import PIPELINE_DEGREES
 from solvers._ilp_bounds import (
     Bound,
-    _dedupe,
-    _with_choice,
+    _extend,
     capacity,
     column_generation,
     curve_lp,
@@ -312,9 +311,7 @@ class IlpSolver(Solver):
                     # What the known configurations reach prunes (the near ones still pass).
                     known = float((cv.cost + cv.latency @ mu).min())
                     price_layer(tables, li, mu, known, end, near)
-                    for ch in near:
-                        cv = _with_choice(cv, ch, tables.concurrency)
-                    extended.append(_dedupe(cv))
+                    extended.append(_extend(cv, near, tables.concurrency))
             except TimeoutError:
                 break
             columns, rounded = lp_rounding_columns(tables, extended, deadline=end)

@@ -26,6 +26,7 @@ from moeopt.solver import Budget, SolutionStatus
 from moeopt.space import PIPELINE_DEGREES
 from solvers._ilp_bounds import (
     _compiled_front,
+    _extend,
     _mu_front,
     capacity,
     column_generation,
@@ -367,3 +368,47 @@ def test_the_front_of_a_sum_reads_as_the_front_of_every_sum(seed, n_front, n_poi
     times = np.concatenate([st_, st_ - 1e-9, st_ + 1e-9, [-1.0, 100.0]])
     np.testing.assert_array_equal(_front_at(merged, times), _front_at(reference, times))
     assert (np.diff(merged[1]) >= 0).all() and (np.diff(merged[0]) < 0).all()
+
+
+class _Config:
+    """A stand-in for a Choice: what _extend reads (cost, latency, the table's active rows)."""
+
+    def __init__(self, cost: float, latency: list[float], active: list[float]) -> None:
+        self.cost_usd, self.latency_s = cost, np.array(latency)
+        self.table = type("T", (), {"active": np.array([active])})()
+        self.rows = np.array([0])
+
+
+def _appended_then_deduped(cv: LayerCurve, chs: list, concurrency: bool) -> LayerCurve:
+    """What the generators did before _extend: append one by one, then drop repeats (the
+    first of equal cost and latency stays) by np.unique over rows."""
+    for ch in chs:
+        lat = ch.latency_s
+        act = ch.table.active[ch.rows].sum(axis=0) if concurrency else np.zeros_like(lat)
+        cv = LayerCurve((*cv.choices, ch), np.append(cv.cost, ch.cost_usd),
+                        np.vstack([cv.latency, lat]), np.vstack([cv.active, act]))
+    _, first = np.unique(np.column_stack([cv.cost, cv.latency]), axis=0, return_index=True)
+    keep = np.sort(first)
+    return LayerCurve(tuple(cv.choices[i] for i in keep), cv.cost[keep], cv.latency[keep],
+                      cv.active[keep])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data(), st.integers(1, 3), st.booleans())
+def test_extend_keeps_what_append_then_dedupe_kept(data, B, concurrency):
+    values = st.sampled_from([0.0, -0.0, 0.5, 1.0, 2.0])  # few values: many repeats
+    point = st.tuples(values, st.lists(values, min_size=B, max_size=B),
+                      st.lists(values, min_size=B, max_size=B))
+    base = {(c, tuple(la)): a for c, la, a in data.draw(st.lists(point, min_size=1, max_size=6))}
+    if not concurrency:
+        base = {k: [0.0] * B for k in base}
+    configs = [_Config(c, list(la), a) for (c, la), a in base.items()]  # no two alike
+    cv = LayerCurve(tuple(configs), np.array([c.cost_usd for c in configs]),
+                    np.array([c.latency_s for c in configs]),
+                    np.array([c.table.active[0] for c in configs], dtype=float))
+    chs = [_Config(c, la, a) for c, la, a in data.draw(st.lists(point, max_size=8))]
+    chs += data.draw(st.lists(st.sampled_from(configs), max_size=3))  # the same objects again
+    got, want = _extend(cv, chs, concurrency), _appended_then_deduped(cv, chs, concurrency)
+    assert got.choices == want.choices
+    for name in ("cost", "latency", "active"):
+        assert np.array_equal(getattr(got, name), getattr(want, name)), name

@@ -544,6 +544,32 @@ def _front_of_sum(front: tuple[np.ndarray, np.ndarray], c: np.ndarray, t: np.nda
     return sc[keep], st[keep]
 
 
+def _suffix_fronts(vals: list[np.ndarray], lats: list[np.ndarray], order: list[int],
+                   limits: np.ndarray, b: int, deadline: float) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Batch b's fronts for :func:`search`: for j = 0..L, the least value (``vals``) at every
+    time on batch b of layers order[j:], kept up to ``limits[j]`` (front L: the point (0, 0)).
+    One compiled call where the extension is built (the same least value at every time:
+    tests/solvers/test_ilp_cprice.py), else :func:`_front_of_sum` layer by layer."""
+    L = len(order)
+    cprice = _ilp_model._cprice
+    if cprice is None:
+        fr: list[tuple[np.ndarray, np.ndarray]] = [(np.zeros(1), np.zeros(1))]
+        for j in range(L - 1, -1, -1):
+            if time.perf_counter() > deadline:
+                raise TimeoutError("search fronts passed their deadline")
+            fr.insert(0, _front_of_sum(fr[0], vals[order[j]], lats[order[j]][:, b], float(limits[j])))
+        return fr
+    offsets = np.zeros(L + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([len(v) for v in vals])
+    f = np.ascontiguousarray
+    fc, ft, st = cprice.suffix_fronts(
+        f(np.concatenate(vals), dtype=np.float64), f(np.concatenate(lats), dtype=np.float64), offsets,
+        np.asarray(order, dtype=np.int64), f(limits, dtype=np.float64), lats[0].shape[1], b, deadline)
+    fc, ft = np.frombuffer(fc, dtype=np.float64), np.frombuffer(ft, dtype=np.float64)
+    at = np.frombuffer(st, dtype=np.int64).tolist()
+    return [(fc[at[j]:at[j + 1]], ft[at[j]:at[j + 1]]) for j in range(L + 1)]
+
+
 def _front_at(front: tuple[np.ndarray, np.ndarray], t: np.ndarray) -> np.ndarray:
     """Least value of the front with time at most ``t`` (inf where none fits)."""
     fc, ft = front
@@ -584,12 +610,10 @@ def search(
         minv = np.array([v.min() for v in vals])
         pre = np.concatenate([[0.0], np.cumsum(minv[order])])
         budget = target + float(m @ cap) - pre  # a suffix's value above this cannot be used
-        fr: list[tuple[np.ndarray, np.ndarray]] = [(np.zeros(1), np.zeros(1))]
-        for j in range(L - 1, -1, -1):
-            if time.perf_counter() > deadline:
-                return SearchResult("aborted", None, None, total)
-            li = order[j]
-            fr.insert(0, _front_of_sum(fr[0], vals[li], lats[li][:, b], budget[j] + 1e-12 * abs(budget[j])))
+        try:
+            fr = _suffix_fronts(vals, lats, order, budget[:L] + 1e-12 * np.abs(budget[:L]), b, deadline)
+        except TimeoutError:
+            return SearchResult("aborted", None, None, total)
         fronts.append((b, m, fr))
     minima = np.array([v.min() for v in gap_like])
     rest_min = np.concatenate([np.cumsum(minima[order][::-1])[::-1], [0.0]])  # suffix sums

@@ -1,7 +1,8 @@
 /* The inner loops of the exact solver, compiled: the Lagrangian pricing of one layer variant
  * (solvers/_ilp_bounds.py:_price_table), its exact Pareto curve (solvers/_ilp_model.py:
  * _exact_table_numpy), one layer of the exact search over layer curves
- * (solvers/_ilp_bounds.py:_layer_numpy, _last_layer), a table's cheapest rows within a
+ * (solvers/_ilp_bounds.py:_layer_numpy, _last_layer) and its per-batch fronts
+ * (_suffix_fronts), a table's cheapest rows within a
  * latency cap (solvers/_ilp_model.py:cheapest_within), and the dominance pass over the option
  * tables (solvers/_ilp_tables.py:_dominated).
  *
@@ -1304,6 +1305,166 @@ fail:
     return result;
 }
 
+/* -- the search's per-batch fronts (solvers/_ilp_bounds.py:search, _front_of_sum) ---------- */
+
+typedef struct {
+    Py_ssize_t n, cap;
+    double *c, *t;
+} Points;
+
+static int points_reserve(Points *a, Py_ssize_t need)
+{
+    Py_ssize_t cap = grown(a->cap, need, 256);
+    if (!cap)
+        return 0;
+    if (regrow(&a->c, sizeof(double) * (size_t)cap) || regrow(&a->t, sizeof(double) * (size_t)cap))
+        return NOMEM;
+    a->cap = cap;
+    return 0;
+}
+
+/* Of n points in time order (key: (time, index into c)), append to ``out`` (room reserved) the
+ * first and every one cheaper than all before it: the least value at every time, as _front
+ * keeps them (c < np.minimum.accumulate of the earlier ones). */
+static void staircase(const Keyed *key, Py_ssize_t n, const double *c, Points *out)
+{
+    double run = INFINITY;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double v = c[key[i].index];
+        if (i == 0 || v < run) {
+            out->c[out->n] = v;
+            out->t[out->n] = key[i].value;
+            out->n++;
+        }
+        if (i == 0 || v < run)
+            run = v;
+    }
+}
+
+PyDoc_STRVAR(suffix_fronts_doc,
+"suffix_fronts(vals, lat, offsets, order, limits, B, b, deadline) -> (fc, ft, starts)\n\n"
+"One batch's fronts of solvers/_ilp_bounds.py:search: front L is the point (0, 0); front j is\n"
+"the least value at every time of layer order[j]'s points (value vals, time lat[:, b]) plus\n"
+"front j + 1, over sums of value at most limits[j] (_front_of_sum: the same least value at\n"
+"every time). Layer l's points are rows offsets[l]:offsets[l + 1] of vals (n,) and lat (n, B).\n"
+"fc, ft: float64 bytes of fronts 0..L one after another, starts: int64 bytes (L + 2) where\n"
+"each begins. TimeoutError past ``deadline`` (time.perf_counter's clock).");
+
+static PyObject *suffix_fronts(PyObject *self, PyObject *args)
+{
+    Py_buffer bv, blat, boff, border, blim;
+    Py_ssize_t B, b;
+    double deadline;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*nnd", &bv, &blat, &boff, &border, &blim, &B, &b,
+                          &deadline))
+        return NULL;
+    PyObject *result = NULL;
+    Py_buffer *all[] = {&bv, &blat, &boff, &border, &blim};
+    Py_ssize_t n = bv.len / (Py_ssize_t)sizeof(double);
+    Py_ssize_t L = border.len / (Py_ssize_t)sizeof(int64_t);
+    Points fr = {0, 0, NULL, NULL}, own = {0, 0, NULL, NULL};
+    Keyed *key = NULL;
+    double *sums = NULL;
+    int64_t *at = NULL; /* where front L - k starts in fr, k = 0..L, then the end */
+    Py_ssize_t key_cap = 0;
+    if (need_batches(B))
+        goto fail;
+    if (need(&blat, n * B, sizeof(double), "lat") || need(&boff, L + 1, sizeof(int64_t), "offsets")
+        || need(&blim, L, sizeof(double), "limits"))
+        goto fail;
+    const double *vals = bv.buf, *lat = blat.buf, *limits = blim.buf;
+    const int64_t *off = boff.buf, *order = border.buf;
+    int bad = b < 0 || b >= B || off[0] != 0 || off[L] != n;
+    for (Py_ssize_t l = 0; l < L && !bad; l++)
+        bad = off[l + 1] < off[l] || order[l] < 0 || order[l] >= L;
+    if (bad) {
+        PyErr_SetString(PyExc_ValueError, "suffix_fronts: a batch, offset or layer outside the arrays");
+        goto fail;
+    }
+    at = malloc(sizeof(int64_t) * (size_t)(L + 2));
+    Py_ssize_t r = at && !points_reserve(&fr, 1) ? 0 : NOMEM;
+    Py_BEGIN_ALLOW_THREADS
+    if (!r) {
+        fr.c[0] = 0.0;
+        fr.t[0] = 0.0;
+        fr.n = 1;
+        at[0] = 0;
+        at[1] = 1;
+    }
+    for (Py_ssize_t j = L - 1; j >= 0 && !r; j--) {
+        if (now_s() > deadline) {
+            r = TIMEOUT;
+            break;
+        }
+        Py_ssize_t lo = off[order[j]], m = off[order[j] + 1] - lo;
+        Py_ssize_t prev = at[L - 1 - j], nf = at[L - j] - prev;
+        Py_ssize_t most = m > nf * m ? m : nf * m;
+        if (most > key_cap) {
+            key_cap = grown(key_cap, most, 256);
+            if (regrow(&key, sizeof(Keyed) * (size_t)key_cap)
+                || regrow(&sums, sizeof(double) * (size_t)key_cap)) {
+                r = NOMEM;
+                break;
+            }
+        }
+        for (Py_ssize_t i = 0; i < m; i++) {
+            key[i].value = lat[(lo + i) * B + b];
+            key[i].index = i;
+        }
+        qsort(key, (size_t)m, sizeof(Keyed), by_value);
+        own.n = 0;
+        if (points_reserve(&own, m)) {
+            r = NOMEM;
+            break;
+        }
+        staircase(key, m, vals + lo, &own);
+        Py_ssize_t k = 0; /* sums in (own point, front point) order, as numpy ravels them */
+        for (Py_ssize_t p = 0; p < own.n; p++)
+            for (Py_ssize_t q = 0; q < nf; q++) {
+                double c = own.c[p] + fr.c[prev + q];
+                if (c <= limits[j]) {
+                    key[k].value = own.t[p] + fr.t[prev + q];
+                    key[k].index = k;
+                    sums[k++] = c;
+                }
+            }
+        qsort(key, (size_t)k, sizeof(Keyed), by_value); /* stable: ties in index order */
+        if (points_reserve(&fr, fr.n + k)) {
+            r = NOMEM;
+            break;
+        }
+        staircase(key, k, sums, &fr);
+        at[L - j + 1] = fr.n;
+    }
+    Py_END_ALLOW_THREADS
+    if (raise_for(r, "search fronts"))
+        goto fail;
+    PyObject *fc = PyBytes_FromStringAndSize(NULL, fr.n * (Py_ssize_t)sizeof(double));
+    PyObject *ft = PyBytes_FromStringAndSize(NULL, fr.n * (Py_ssize_t)sizeof(double));
+    PyObject *st = PyBytes_FromStringAndSize(NULL, (L + 2) * (Py_ssize_t)sizeof(int64_t));
+    if (fc && ft && st) {
+        double *oc = (double *)PyBytes_AS_STRING(fc), *ot = (double *)PyBytes_AS_STRING(ft);
+        int64_t *os = (int64_t *)PyBytes_AS_STRING(st);
+        Py_ssize_t pos = 0;
+        for (Py_ssize_t j = 0; j <= L; j++) { /* front j was built (L - j)-th */
+            Py_ssize_t from = at[L - j], len = at[L - j + 1] - from;
+            memcpy(oc + pos, fr.c + from, sizeof(double) * (size_t)len);
+            memcpy(ot + pos, fr.t + from, sizeof(double) * (size_t)len);
+            os[j] = pos;
+            pos += len;
+        }
+        os[L + 1] = pos;
+        result = PyTuple_Pack(3, fc, ft, st);
+    }
+    Py_XDECREF(fc);
+    Py_XDECREF(ft);
+    Py_XDECREF(st);
+fail:
+    free(fr.c); free(fr.t); free(own.c); free(own.t); free(key); free(sums); free(at);
+    release(all, sizeof(all) / sizeof(all[0]));
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"pool_keep", pool_keep, METH_VARARGS, pool_keep_doc},
     {"dominated", dominated, METH_VARARGS, dominated_doc},
@@ -1313,6 +1474,7 @@ static PyMethodDef methods[] = {
     {"variant_floor", variant_floor, METH_VARARGS, variant_floor_doc},
     {"search_layer", search_layer, METH_VARARGS, search_layer_doc},
     {"search_last", search_last, METH_VARARGS, search_last_doc},
+    {"suffix_fronts", suffix_fronts, METH_VARARGS, suffix_fronts_doc},
     {NULL, NULL, 0, NULL},
 };
 

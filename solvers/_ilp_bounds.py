@@ -304,6 +304,18 @@ def variant_floor(t: VariantTable, mu: np.ndarray) -> float:
     return float(least.sum() + (least_own - least).max() + t.direct_usd)
 
 
+def layer_floors(tables: Tables, layer: int, mu: np.ndarray) -> list[float]:
+    """:func:`variant_floor` of every table of a layer: one compiled call where the extension
+    is built (the same floats: tests/solvers/test_ilp_cprice.py)."""
+    cprice = _ilp_model._cprice
+    if cprice is None:
+        return [variant_floor(t, mu) for t in tables.layers[layer]]
+    f = tables.layer_flats[layer]
+    return np.frombuffer(cprice.variant_floors(
+        f.cost, f.lat, f.expert, f.least, f.start, f.add, f.base, np.ascontiguousarray(mu, dtype=float),
+        f.rows, f.experts, f.params, f.lat.shape[1]), dtype=np.float64).tolist()
+
+
 def price_layer(
     tables: Tables, layer: int, mu: np.ndarray, upper: float = math.inf,
     deadline: float = math.inf, extra: list[Choice] | None = None,
@@ -314,7 +326,7 @@ def price_layer(
     given, collects a few more near-least configurations (for the incumbent)."""
     best: Choice | None = None
     value = upper
-    floors = [variant_floor(t, mu) for t in tables.layers[layer]]
+    floors = layer_floors(tables, layer, mu)
     for i in np.argsort(floors, kind="stable"):
         t = tables.layers[layer][i]
         if floors[i] >= value:

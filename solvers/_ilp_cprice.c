@@ -810,6 +810,43 @@ fail:
     return out;
 }
 
+/* One table's floor (solvers/_ilp_bounds.py:variant_floor): every expert at its cheapest option
+ * except the one that also pays its own option's latency price, the best such expert; own (E)
+ * and h (B) are scratch. */
+static double floor_of(const Prices *p, const double *cost, const double *lat,
+                       const int64_t *expert, Py_ssize_t n, const double *least, Py_ssize_t E,
+                       const double *start, double cnst, double *own, double *h)
+{
+    Py_ssize_t B = p->B;
+    for (Py_ssize_t e = 0; e < E; e++)
+        own[e] = INFINITY;
+    for (Py_ssize_t r = 0; r < n; r++) {
+        const double *l = lat + r * B;
+        for (Py_ssize_t b = 0; b < B; b++)
+            h[b] = batch_price(p, b, start[b] >= l[b] ? start[b] : l[b]);
+        double v = cost[r] + pw_sum(h, B);
+        if (v < own[expert[r]] || isnan(v)) /* np.minimum keeps NaN */
+            own[expert[r]] = v;
+    }
+    double most = -INFINITY;
+    for (Py_ssize_t e = 0; e < E; e++) {
+        double d = own[e] - least[e];
+        if (d > most || isnan(d)) /* np.max: NaN wins */
+            most = d;
+    }
+    return (pw_sum(least, E) + most) + cnst;
+}
+
+static int experts_inside(const int64_t *expert, Py_ssize_t n, Py_ssize_t E)
+{
+    for (Py_ssize_t r = 0; r < n; r++)
+        if (expert[r] < 0 || expert[r] >= E) {
+            PyErr_SetString(PyExc_ValueError, "expert: an index outside least");
+            return -1;
+        }
+    return 0;
+}
+
 PyDoc_STRVAR(variant_floor_doc,
 "variant_floor(cost, lat, expert, least, start, add, base, mu, B, step, nonmoe_start, compute,\n"
 "              cold, price, const) -> float\n\n"
@@ -837,12 +874,8 @@ static PyObject *variant_floor(PyObject *self, PyObject *args)
         || need(&bstart, B, sizeof(double), "start") || need(&badd, B, sizeof(double), "add")
         || need(&bbase, B, sizeof(double), "base") || need(&bmu, B, sizeof(double), "mu"))
         goto fail;
-    const int64_t *expert = bexpert.buf;
-    for (Py_ssize_t r = 0; r < n; r++)
-        if (expert[r] < 0 || expert[r] >= E) {
-            PyErr_SetString(PyExc_ValueError, "expert: an index outside least");
-            goto fail;
-        }
+    if (experts_inside(bexpert.buf, n, E))
+        goto fail;
     double *own = malloc(sizeof(double) * E), *h = malloc(sizeof(double) * B);
     if (!own || !h) {
         free(own); free(h);
@@ -850,26 +883,77 @@ static PyObject *variant_floor(PyObject *self, PyObject *args)
         goto fail;
     }
     Prices p = {B, badd.buf, bbase.buf, bmu.buf, step, nstart, compute, cold, pprice};
-    const double *cost = bcost.buf, *lat = blat.buf, *start = bstart.buf, *least = bleast.buf;
-    for (Py_ssize_t e = 0; e < E; e++)
-        own[e] = INFINITY;
-    for (Py_ssize_t r = 0; r < n; r++) {
-        const double *l = lat + r * B;
-        for (Py_ssize_t b = 0; b < B; b++)
-            h[b] = batch_price(&p, b, start[b] >= l[b] ? start[b] : l[b]);
-        double v = cost[r] + pw_sum(h, B);
-        if (v < own[expert[r]] || isnan(v)) /* np.minimum keeps NaN */
-            own[expert[r]] = v;
-    }
-    double most = -INFINITY;
-    for (Py_ssize_t e = 0; e < E; e++) {
-        double d = own[e] - least[e];
-        if (d > most || isnan(d)) /* np.max: NaN wins */
-            most = d;
-    }
-    result = PyFloat_FromDouble((pw_sum(least, E) + most) + cnst);
+    result = PyFloat_FromDouble(floor_of(&p, bcost.buf, blat.buf, bexpert.buf, n, bleast.buf, E,
+                                         bstart.buf, cnst, own, h));
     free(own); free(h);
 fail:
+    release(all, sizeof(all) / sizeof(all[0]));
+    return result;
+}
+
+PyDoc_STRVAR(variant_floors_doc,
+"variant_floors(cost, lat, expert, least, start, add, base, mu, rows, experts, params, B)\n"
+"    -> bytes\n\n"
+"variant_floor of T tables at once (a layer's variants, solvers/_ilp_tables.py:LayerFlat):\n"
+"table i has rows rows[i]:rows[i+1] of cost (n,), lat (n, B), expert (n,); experts\n"
+"experts[i]:experts[i+1] of least; row i of start, add, base (T, B); params (T, 6): billing\n"
+"step, non-MoE start, compute, cold, price per batch, constant. float64 bytes (T,).");
+
+static PyObject *variant_floors(PyObject *self, PyObject *args)
+{
+    Py_buffer bcost, blat, bexpert, bleast, bstart, badd, bbase, bmu, brows, bexp, bpar;
+    Py_ssize_t B;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*y*y*y*y*y*y*n", &bcost, &blat, &bexpert, &bleast,
+                          &bstart, &badd, &bbase, &bmu, &brows, &bexp, &bpar, &B))
+        return NULL;
+    PyObject *result = NULL;
+    Py_buffer *all[] = {&bcost, &blat, &bexpert, &bleast, &bstart, &badd, &bbase, &bmu, &brows,
+                        &bexp, &bpar};
+    Py_ssize_t n = bcost.len / (Py_ssize_t)sizeof(double);
+    Py_ssize_t m = bleast.len / (Py_ssize_t)sizeof(double);
+    Py_ssize_t T = brows.len / (Py_ssize_t)sizeof(int64_t) - 1;
+    double *own = NULL, *h = NULL;
+    if (B < 1 || B > 4096 || T < 0) {
+        PyErr_SetString(PyExc_ValueError, "need 1 <= B <= 4096 and row offsets");
+        goto fail;
+    }
+    if (need(&blat, n * B, sizeof(double), "lat") || need(&bexpert, n, sizeof(int64_t), "expert")
+        || need(&bstart, T * B, sizeof(double), "start") || need(&badd, T * B, sizeof(double), "add")
+        || need(&bbase, T * B, sizeof(double), "base") || need(&bmu, B, sizeof(double), "mu")
+        || need(&bexp, T + 1, sizeof(int64_t), "experts") || need(&bpar, T * 6, sizeof(double), "params"))
+        goto fail;
+    const int64_t *rows = brows.buf, *exps = bexp.buf, *expert = bexpert.buf;
+    int bad = rows[0] != 0 || rows[T] != n || exps[0] != 0 || exps[T] != m;
+    for (Py_ssize_t i = 0; i < T && !bad; i++)
+        bad = rows[i + 1] < rows[i] || exps[i + 1] <= exps[i];
+    if (bad) {
+        PyErr_SetString(PyExc_ValueError, "variant_floors: offsets outside the arrays");
+        goto fail;
+    }
+    for (Py_ssize_t i = 0; i < T; i++)
+        if (experts_inside(expert + rows[i], rows[i + 1] - rows[i], exps[i + 1] - exps[i]))
+            goto fail;
+    own = malloc(sizeof(double) * (size_t)(m > 0 ? m : 1));
+    h = malloc(sizeof(double) * (size_t)B);
+    result = PyBytes_FromStringAndSize(NULL, T * (Py_ssize_t)sizeof(double));
+    if (!own || !h || !result) {
+        Py_CLEAR(result);
+        if (!PyErr_Occurred())
+            PyErr_NoMemory();
+        goto fail;
+    }
+    double *out = (double *)PyBytes_AS_STRING(result);
+    const double *par = bpar.buf, *cost = bcost.buf, *lat = blat.buf, *least = bleast.buf;
+    for (Py_ssize_t i = 0; i < T; i++) {
+        const double *q = par + 6 * i;
+        Prices p = {B, (const double *)badd.buf + i * B, (const double *)bbase.buf + i * B,
+                    bmu.buf, q[0], q[1], q[2], q[3], q[4]};
+        out[i] = floor_of(&p, cost + rows[i], lat + rows[i] * B, expert + rows[i],
+                          rows[i + 1] - rows[i], least + exps[i], exps[i + 1] - exps[i],
+                          (const double *)bstart.buf + i * B, q[5], own, h);
+    }
+fail:
+    free(own); free(h);
     release(all, sizeof(all) / sizeof(all[0]));
     return result;
 }
@@ -1472,6 +1556,7 @@ static PyMethodDef methods[] = {
     {"price_table", price_table, METH_VARARGS, price_table_doc},
     {"exact_table", exact_table, METH_VARARGS, exact_table_doc},
     {"variant_floor", variant_floor, METH_VARARGS, variant_floor_doc},
+    {"variant_floors", variant_floors, METH_VARARGS, variant_floors_doc},
     {"search_layer", search_layer, METH_VARARGS, search_layer_doc},
     {"search_last", search_last, METH_VARARGS, search_last_doc},
     {"suffix_fronts", suffix_fronts, METH_VARARGS, suffix_fronts_doc},

@@ -226,6 +226,23 @@ class FlatTable:
 
 
 @dataclass(frozen=True, eq=False)
+class LayerFlat:
+    """A layer's variant tables in one set of arrays, table after table (the compiled variant
+    floors take a whole layer per call: :attr:`Tables.layer_flats`)."""
+
+    cost: np.ndarray  # (n,) every table's rows
+    lat: np.ndarray  # (n, B)
+    expert: np.ndarray  # (n,) int64, within its table
+    least: np.ndarray  # (sum of E,) each table's least cost per expert
+    start: np.ndarray  # (T, B) each table's least slowest finish
+    add: np.ndarray  # (T, B)
+    base: np.ndarray  # (T, B)
+    rows: np.ndarray  # (T + 1,) int64: where each table's rows start
+    experts: np.ndarray  # (T + 1,) int64: where each table's experts start in ``least``
+    params: np.ndarray  # (T, 6): billing step, non-MoE start, compute, cold, price per batch, const
+
+
+@dataclass(frozen=True, eq=False)
 class Tables:
     """All option tables of a problem plus the constants the end-to-end constraint needs."""
 
@@ -248,6 +265,27 @@ class Tables:
     @property
     def time_limit_s(self) -> float:
         return self.problem.slo.time_limit_s
+
+    @cached_property
+    def layer_flats(self) -> tuple[LayerFlat, ...]:
+        """Per layer, its tables' arrays concatenated (built on first use)."""
+        out = []
+        for layer in self.layers:
+            flats = [t.flat for t in layer]
+            B = len(self.fixed_s)
+            out.append(LayerFlat(
+                cost=np.concatenate([f.cost for f in flats]), lat=np.concatenate([f.lat for f in flats]),
+                expert=np.concatenate([f.expert for f in flats]),
+                least=np.concatenate([f.least_cost for f in flats]),
+                start=np.array([f.least_slowest for f in flats]).reshape(-1, B),
+                add=np.array([f.add for f in flats]).reshape(-1, B),
+                base=np.array([f.base for f in flats]).reshape(-1, B),
+                rows=np.cumsum([0] + [len(f.cost) for f in flats]).astype(np.int64),
+                experts=np.cumsum([0] + [len(f.least_cost) for f in flats]).astype(np.int64),
+                params=np.array([(*t.billing[:4], t.billing[4] / B, t.direct_usd) for t in layer],
+                                dtype=np.float64).reshape(-1, 6),
+            ))
+        return tuple(out)
 
 
 def variants_of(problem: DeploymentProblem, pipeline_degrees: tuple[int, ...]) -> tuple[Variant, ...]:

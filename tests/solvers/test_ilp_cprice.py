@@ -262,6 +262,43 @@ def test_compiled_variant_floor_is_the_numpy_floor(name, monkeypatch):
             assert floors[0] == floors[1]
 
 
+@pytest.mark.parametrize("name", ["bert-moe-4", "small", "full-scope-arm64", "full-scope-cold", "many-options"])
+def test_compiled_layer_floors_are_each_tables_numpy_floor(name, monkeypatch):
+    """A whole layer's floors in one compiled call (Tables.layer_flats): each table's numpy
+    floor, bit for bit, on every layer, at multipliers from zero to large."""
+    problem = PROBLEMS[name]()
+    tables = build_tables(problem, variants_of(problem, PIPELINE_DEGREES))
+    rng = np.random.default_rng(3)
+    B = len(tables.fixed_s)
+    for layer in range(len(tables.layers)):
+        for scale in (0.0, 1e-6, 1e-3, 10.0):
+            mu = rng.exponential(scale, size=B) if scale else np.zeros(B)
+            got = bounds.layer_floors(tables, layer, mu)
+            monkeypatch.setattr(model, "_cprice", None)
+            want = [bounds.variant_floor(t, mu) for t in tables.layers[layer]]
+            monkeypatch.undo()
+            assert np.array(got).tobytes() == np.array(want).tobytes()
+
+
+def test_compiled_layer_floors_reject_offsets_outside_the_arrays():
+    problem = PROBLEMS["small"]()
+    tables = build_tables(problem, variants_of(problem, PIPELINE_DEGREES))
+    f = tables.layer_flats[0]
+    B, T = f.lat.shape[1], len(f.params)
+    mu = np.zeros(B)
+    args = dict(cost=f.cost, lat=f.lat, expert=f.expert, least=f.least, start=f.start, add=f.add,
+                base=f.base, mu=mu, rows=f.rows, experts=f.experts, params=f.params)
+    assert len(model._cprice.variant_floors(*args.values(), B)) == 8 * T
+    bad_rows, bad_experts, bad_expert = f.rows.copy(), f.experts.copy(), f.expert.copy()
+    bad_rows[-1] -= 1
+    bad_experts[1] = bad_experts[0]
+    bad_expert[-1] = 10**6
+    for name, value in [("rows", bad_rows), ("experts", bad_experts), ("expert", bad_expert),
+                        ("params", f.params[:-1]), ("start", f.start[:-1]), ("lat", f.lat[:-1])]:
+        with pytest.raises(ValueError):
+            model._cprice.variant_floors(*{**args, name: value}.values(), B)
+
+
 @pytest.mark.parametrize("name", ["small", "full-scope-cold"])
 def test_ilp_without_the_extension_gives_the_same_proven_plan(name, monkeypatch):
     """An install without a C compiler runs the numpy DPs: the same proven plan, cost and

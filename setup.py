@@ -11,7 +11,8 @@ setup(
             "solvers._ilp_cprice",
             ["solvers/_ilp_cprice.c"],
             # No fused multiply-add: numpy rounds every product, and the floats must match.
-            extra_compile_args=["-O2", "-ffp-contract=off"],
+            extra_compile_args=["-O2", "-ffp-contract=off", "-pthread"],
+            extra_link_args=["-pthread"],  # the dominance pass runs on two threads
             optional=True,
         )
     ]

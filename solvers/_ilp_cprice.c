@@ -25,6 +25,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1250,33 +1251,27 @@ PyDoc_STRVAR(dominated_doc,
 "one whose latency terms all sit at the row's floor is dominated; when 2..pairwise_max\n"
 "options are left, each is dominated when an earlier one left is no worse in every term.");
 
-static PyObject *dominated(PyObject *self, PyObject *args)
+/* The dominance pass over rows r0, r0 + step, ... of a (D, R, K) array (rows are independent:
+ * two threads take every other row). key, floor, live, front: scratch of K, D, K, K. */
+typedef struct {
+    const double *vec;
+    Py_ssize_t D, R, K, pairwise_max, r0, step;
+    char *out;
+    Keyed *key;
+    double *floor;
+    Py_ssize_t *live, *front;
+} DomRows;
+
+static void *dominate_rows(void *arg)
 {
-    Py_buffer bvec, bout;
-    Py_ssize_t D, R, K, pairwise_max;
-    if (!PyArg_ParseTuple(args, "y*nnnnw*", &bvec, &D, &R, &K, &pairwise_max, &bout))
-        return NULL;
-    PyObject *result = NULL;
-    Py_buffer *all[] = {&bvec, &bout};
-    if (D < 1 || R < 0 || K < 1 || (R > 0 && D > PY_SSIZE_T_MAX / R / K)) {
-        PyErr_SetString(PyExc_ValueError, "need D >= 1, R >= 0, K >= 1");
-        goto fail;
-    }
-    if (need(&bvec, D * R * K, sizeof(double), "vec") || need(&bout, R * K, 1, "out"))
-        goto fail;
-    const double *vec = bvec.buf;
-    char *out = bout.buf;
-    Keyed *key = malloc(sizeof(Keyed) * K);
-    double *floor = malloc(sizeof(double) * D);
-    Py_ssize_t *live = malloc(sizeof(Py_ssize_t) * K), *front = malloc(sizeof(Py_ssize_t) * K);
-    if (!key || !floor || !live || !front) {
-        free(key); free(floor); free(live); free(front);
-        PyErr_NoMemory();
-        goto fail;
-    }
-    Py_BEGIN_ALLOW_THREADS
-    memset(out, 0, R * K);
-    for (Py_ssize_t r = 0; r < R; r++) {
+    const DomRows *a = arg;
+    const double *vec = a->vec;
+    Py_ssize_t D = a->D, R = a->R, K = a->K;
+    Keyed *key = a->key;
+    double *floor = a->floor;
+    Py_ssize_t *live = a->live, *front = a->front;
+    char *out = a->out;
+    for (Py_ssize_t r = a->r0; r < R; r += a->step) {
 #define TERM(d, k) vec[((d) * R + r) * K + (k)]
         Py_ssize_t n = 0, F = 0;
         for (Py_ssize_t k = 0; k < K; k++) { /* numpy's stable argsort of the finite costs */
@@ -1308,7 +1303,7 @@ static PyObject *dominated(PyObject *self, PyObject *args)
                 break;
             }
         }
-        if (n > 1 && n <= pairwise_max) {
+        if (n > 1 && n <= a->pairwise_max) {
             Py_ssize_t m = 0; /* the options left so far that nothing earlier dominates */
             for (Py_ssize_t i = 0; i < n; i++) {
                 Py_ssize_t k = live[i];
@@ -1328,9 +1323,58 @@ static PyObject *dominated(PyObject *self, PyObject *args)
         }
 #undef TERM
     }
-    Py_END_ALLOW_THREADS
-    free(key); free(floor); free(live); free(front);
-    result = Py_NewRef(Py_None);
+    return NULL;
+}
+
+/* Below this many (row, option) cells a second thread costs more than it saves. */
+#define DOMINANCE_THREAD_CELLS 20000
+
+static PyObject *dominated(PyObject *self, PyObject *args)
+{
+    Py_buffer bvec, bout;
+    Py_ssize_t D, R, K, pairwise_max;
+    if (!PyArg_ParseTuple(args, "y*nnnnw*", &bvec, &D, &R, &K, &pairwise_max, &bout))
+        return NULL;
+    PyObject *result = NULL;
+    Py_buffer *all[] = {&bvec, &bout};
+    if (D < 1 || R < 0 || K < 1 || (R > 0 && D > PY_SSIZE_T_MAX / R / K)) {
+        PyErr_SetString(PyExc_ValueError, "need D >= 1, R >= 0, K >= 1");
+        goto fail;
+    }
+    if (need(&bvec, D * R * K, sizeof(double), "vec") || need(&bout, R * K, 1, "out"))
+        goto fail;
+    int threads = R > 1 && R * K >= DOMINANCE_THREAD_CELLS ? 2 : 1;
+    DomRows part[2];
+    void *scratch[2][4] = {{NULL}};
+    int ok = 1;
+    for (int t = 0; t < threads; t++) {
+        scratch[t][0] = malloc(sizeof(Keyed) * K);
+        scratch[t][1] = malloc(sizeof(double) * D);
+        scratch[t][2] = malloc(sizeof(Py_ssize_t) * K);
+        scratch[t][3] = malloc(sizeof(Py_ssize_t) * K);
+        ok = ok && scratch[t][0] && scratch[t][1] && scratch[t][2] && scratch[t][3];
+        part[t] = (DomRows){bvec.buf, D, R, K, pairwise_max, t, threads, bout.buf,
+                            scratch[t][0], scratch[t][1], scratch[t][2], scratch[t][3]};
+    }
+    if (!ok) {
+        PyErr_NoMemory();
+    } else {
+        Py_BEGIN_ALLOW_THREADS
+        memset(bout.buf, 0, R * K);
+        pthread_t other;
+        int spawned = threads == 2 && pthread_create(&other, NULL, dominate_rows, &part[1]) == 0;
+        if (threads == 2 && !spawned) { /* no second thread: this one takes every row */
+            part[0].step = 1;
+        }
+        dominate_rows(&part[0]);
+        if (spawned)
+            pthread_join(other, NULL);
+        Py_END_ALLOW_THREADS
+        result = Py_NewRef(Py_None);
+    }
+    for (int t = 0; t < 2; t++)
+        for (int i = 0; i < 4; i++)
+            free(scratch[t][i]);
 fail:
     release(all, sizeof(all) / sizeof(all[0]));
     return result;

@@ -464,11 +464,14 @@ def test_compiled_cheapest_within_rejects_rows_outside_the_table():
 @pytest.mark.parametrize("seed", range(8))
 def test_compiled_dominance_is_the_numpy_dominance(seed, monkeypatch):
     """Random option vectors with ties, infinite and NaN terms, -inf costs, rows at the floor
-    and rows past the pairwise limit: the same options dominated."""
+    and rows past the pairwise limit: the same options dominated. Odd seeds: enough cells for
+    the compiled pass's second thread (every other row)."""
     from solvers._ilp_tables import PAIRWISE_MAX, _dominated
 
     rng = np.random.default_rng(seed)
     rows, k, d = 40, int(rng.integers(2, PAIRWISE_MAX + 150)), int(rng.integers(2, 7))
+    if seed % 2:
+        rows, k = 241, max(k, 100)  # >= 20,000 cells, an odd row count
     vec = rng.integers(0, 4 + seed, size=(rows, k, d)).astype(float)
     vec[rng.random((rows, k, d)) < 0.05] = np.inf
     vec[rng.random((rows, k)) < 0.2] = np.inf

@@ -396,6 +396,20 @@ class KnapsackLp:
         # refuses a run that asks for another size (see solve()).
         self.highs.setOptionValue("threads", 1)
         self.highs.passModel(lp)
+        self.slack_cols = np.arange(n, n + B)
+
+    def add_points(self, layer: int, cost: np.ndarray, lat: np.ndarray) -> None:
+        """New points (configurations) of ``layer``: columns appended to the built model, so
+        the next :meth:`solve` starts from the last basis (column generation adds a few per
+        round)."""
+        k, B = len(cost), self.B
+        if not k:
+            return
+        index = np.column_stack([np.full(k, layer), self.L + np.tile(np.arange(B), (k, 1))]).ravel()
+        value = np.column_stack([np.ones(k), lat]).ravel()
+        self.highs.addCols(k, np.asarray(cost, dtype=float) / self.scale, np.zeros(k), np.ones(k),
+                           k * (B + 1), np.arange(0, k * (B + 1), B + 1, dtype=np.int32),
+                           index.astype(np.int32), value)
 
     def solve(self, cap: np.ndarray | None = None) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
         """(value in USD, mu (B,), pi (L,), x) at capacities ``cap`` (default: as built)."""
@@ -457,9 +471,12 @@ def column_generation(
     curves = list(curves)
     best: Bound | None = None
     L = len(curves)
+    model = KnapsackLp([cv.cost for cv in curves], [cv.latency for cv in curves], capacity(tables),
+                       max(tables.lower_bound_usd, 1e-12))
     for it in range(1, max_iterations + 1):
-        lp = curve_lp(tables, curves)
-        mu = lp.mu
+        value_usd, mu, pi, x = model.solve()
+        lp = LpResult(float(value_usd + tables.cost_const_usd), mu, pi, [],
+                      float(x[model.slack_cols].sum()))
         minima = np.empty(L)
         added = 0
         try:
@@ -474,6 +491,8 @@ def column_generation(
                 # The least one enters the LP; its near-least neighbours serve the incumbent.
                 curves[li] = _extend(cv, [other for other in near if other.cost_usd + float(
                     mu @ other.latency_s) <= value + NEAR_COLUMNS * abs(value)], tables.concurrency)
+                had = len(cv.cost)
+                model.add_points(li, curves[li].cost[had:], curves[li].latency[had:])
         except TimeoutError:
             break
         bound = lagrangian_bound(tables, mu, minima)

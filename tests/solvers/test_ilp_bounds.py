@@ -412,3 +412,27 @@ def test_extend_keeps_what_append_then_dedupe_kept(data, B, concurrency):
     assert got.choices == want.choices
     for name in ("cost", "latency", "active"):
         assert np.array_equal(getattr(got, name), getattr(want, name)), name
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**31), L=st.integers(1, 5), B=st.integers(1, 4))
+def test_points_added_to_a_built_lp_give_the_lp_built_with_them(seed, L, B):
+    """Column generation appends its new configurations to the HiGHS model it built (warm
+    start): the same LP optimum as a model built with every point, and valid multipliers."""
+    from solvers._ilp_bounds import KnapsackLp
+
+    rng = np.random.default_rng(seed)
+    first = [int(rng.integers(1, 4)) for _ in range(L)]
+    more = [int(rng.integers(0, 4)) for _ in range(L)]
+    lats = [rng.uniform(0.5, 2.0, size=(a + b, B)) for a, b in zip(first, more, strict=True)]
+    costs = [2.0 / la.mean(axis=1) + rng.uniform(0, 0.1, size=len(la)) for la in lats]
+    cap = np.full(B, 1.2 * L)
+    grown = KnapsackLp([c[:a] for c, a in zip(costs, first, strict=True)],
+                       [la[:a] for la, a in zip(lats, first, strict=True)], cap, 2.0)
+    grown.solve()
+    for li in range(L):
+        grown.add_points(li, costs[li][first[li]:], lats[li][first[li]:])
+    value, mu, _, x = grown.solve()
+    whole_value, _, _, _ = KnapsackLp(costs, lats, cap, 2.0).solve()
+    assert value == pytest.approx(whole_value, rel=1e-9, abs=1e-12)
+    assert (mu >= 0).all() and len(x) == sum(first) + B + sum(more)

@@ -509,6 +509,7 @@ def lagrangian_prunes(
 def exact_curve(
     tables: Tables, layer: int, deadline: float, methods: set[int] | None = None,
     prune: Lagrangian | None = None, max_front: int | None = None,
+    floors: list[float] | None = None,
 ) -> LayerCurve | None:
     """Every Pareto-optimal configuration of a layer (cost, latency per batch), by dynamic
     programming over its experts with Pareto pruning of partial states; None past ``deadline``.
@@ -517,13 +518,18 @@ def exact_curve(
     another can never complete to anything better. ``prune``: configurations it does not admit
     cannot be part of a plan cheaper than a known one, so partial states whose cheapest
     completion (the remaining experts' cheapest options, latency as it stands, since it only
-    grows) it does not admit are dropped early.
+    grows) it does not admit are dropped early. ``floors``: each table's lower bound of
+    ``cost + prune.mu . latency`` (solvers/_ilp_bounds.py:layer_floors); a table whose floor is
+    past the prune's limit (by twice its tolerance: the floats are summed in another order)
+    has no configuration to give, and its DP is not run.
     """
     choices: list[Choice] = []
     vectors: list[np.ndarray] = []
     conc = tables.concurrency
-    for t in tables.layers[layer]:
+    for i, t in enumerate(tables.layers[layer]):
         if methods is not None and t.variant.method not in methods:
+            continue
+        if floors is not None and prune is not None and floors[i] > prune.limit + 2e-9 * abs(prune.limit):
             continue
         dp = _exact_table_compiled if _cprice is not None else _exact_table_numpy
         picks = dp(t, conc, deadline, prune, max_front)

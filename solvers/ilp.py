@@ -34,6 +34,7 @@ from solvers._ilp_bounds import (
     capacity,
     column_generation,
     curve_lp,
+    layer_floors,
     lp_rounding_columns,
     price_layer,
     search,
@@ -339,12 +340,14 @@ class IlpSolver(Solver):
         # far, the rounds start small so that the curves stay small.
         room = upper - lower if upper - lower <= 1e-3 * abs(lower) else 1e-4 * abs(lower)
         room = max(min(upper - lower, max(room, 1e-4 * abs(lower))), 1e-12 * abs(upper))
+        floors = [layer_floors(tables, li, bound.mu) for li in range(tables.problem.layers)]
         while time.perf_counter() < end:
             target = min(lower + room, upper)
             prunes = [Lagrangian(bound.mu, float(m) + (target - bound.usd)) for m in bound.minima]
             curves = []
             for li in range(tables.problem.layers):
-                curve = exact_curve(tables, li, end, prune=prunes[li], max_front=MAX_PROOF_FRONT)
+                curve = exact_curve(tables, li, end, prune=prunes[li], max_front=MAX_PROOF_FRONT,
+                                    floors=floors[li])
                 if curve is None:
                     return lower, None, False, done or "exact curves too large for the time left"
                 curves.append(curve)

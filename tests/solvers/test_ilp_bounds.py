@@ -436,3 +436,33 @@ def test_points_added_to_a_built_lp_give_the_lp_built_with_them(seed, L, B):
     whole_value, _, _, _ = KnapsackLp(costs, lats, cap, 2.0).solve()
     assert value == pytest.approx(whole_value, rel=1e-9, abs=1e-12)
     assert (mu >= 0).all() and len(x) == sum(first) + B + sum(more)
+
+
+@pytest.mark.parametrize("name", ["bert-moe-4", "full-scope"])
+def test_exact_curves_skipping_tables_by_their_floor_are_the_curves_without(name):
+    """The proof skips a variant table whose floor is past the prune's limit: the same curve
+    (configurations, costs, latencies) as running every table's DP, at limits that keep none,
+    some and every table."""
+    from moeopt.builtin_problems import builtin_problem
+    from solvers._ilp_bounds import layer_floors
+    from solvers._ilp_model import Lagrangian
+
+    problem = builtin_problem("bert-moe-4") if name == "bert-moe-4" else problem_from_dict(_spec(1), "test")
+    assert name == "bert-moe-4" or problem.cost_scope == "full"
+    tables = build_tables(problem, variants_of(problem, PIPELINE_DEGREES))
+    mu = np.full(len(tables.fixed_s), 1e-4)
+    skipped = 0
+    for li in sorted({0, problem.layers - 1}):
+        floors = layer_floors(tables, li, mu)
+        for limit in sorted(floors)[:: max(1, len(floors) // 4)] + [max(floors) * 1.01]:
+            prune = Lagrangian(mu, limit * (1 + 1e-6))
+            got = exact_curve(tables, li, math.inf, prune=prune, floors=floors)
+            want = exact_curve(tables, li, math.inf, prune=prune)
+            skipped += sum(f > prune.limit * (1 + 2e-9) for f in floors)
+            assert (got is None) == (want is None)
+            if got is not None:
+                assert [(c.table, c.rows.tolist()) for c in got.choices] == [
+                    (c.table, c.rows.tolist()) for c in want.choices]
+                assert got.cost.tobytes() == want.cost.tobytes()
+                assert got.latency.tobytes() == want.latency.tobytes()
+    assert skipped > 0

@@ -179,6 +179,18 @@ def test_tracker_keeps_the_first_of_equal_plans_and_feasible_before_cheaper(tiny
     assert tracker.seen_feasible and tracker.best_eval.feasible
 
 
+def test_tracker_best_plan_is_the_plan_priced_even_when_the_solver_reuses_its_arrays(tiny):
+    """The best plan is built when first read, from a copy of its arrays: a solver that
+    overwrites its PlanArrays after pricing them does not change it."""
+    tracker = _tracker(tiny, None)
+    plans = _plans(tiny, 3)
+    _, score, _ = tracker.evaluate(plans)
+    want = plans.plan(int(np.argmin(score)), tiny)
+    plans.memory_mb[...] = plans.memory_mb.max()
+    plans.replicas[...] = 1
+    assert tracker.best_plan == want
+
+
 def test_tracker_marks_nothing_feasible_on_an_impossible_problem():
     from moeopt.testing import small_problem
 

@@ -568,28 +568,30 @@ def _derive(made: list[VariantTable], group: np.ndarray, cut: np.ndarray, E: int
     groups = np.arange(len(group)) + run_at  # global rows
     offsets = np.zeros((J, E + 1), dtype=np.int64)
     offsets[:, 1:] = np.cumsum(run_len.reshape(J, E), axis=1)
+    first = np.repeat(cut[:-1], np.diff(cut)).astype(np.int64)  # each row's table's first row
+    groups, by_cost = groups - first, by_cost - first  # rows within their table
     f = np.ascontiguousarray
     for j, t in enumerate(made):
         lo, hi = int(cut[j]), int(cut[j + 1])
-        rows = (groups[lo:hi] - lo).astype(np.int64)
+        storage = t.variant.storage
+        add = np.zeros_like(t.floor) if storage else t.floor
+        base = t.floor if storage else np.zeros_like(t.floor)
+        least_slowest = t.lower - add
         t.__dict__.update(  # cached_property values (frozen: no __setattr__)
             experts=E, least_cost=least_cost[j], least_finish=least_finish[j],
-            slowest_first=(order[j], rest[j]), rows_slowest_first=(rows, offsets[j]),
-            by_expert_cost=by_cost[lo:hi] - lo,
+            slowest_first=(order[j], rest[j]), rows_slowest_first=(groups[lo:hi], offsets[j]),
+            by_expert_cost=by_cost[lo:hi], add=add, base=base, least_slowest=least_slowest,
         )
-        t.__dict__["flat"] = FlatTable(
-            cost=f(t.cost, dtype=np.float64), lat=f(t.lat, dtype=np.float64),
-            active=f(t.active, dtype=np.float64), expert=f(t.expert, dtype=np.int64),
-            least_cost=least_cost[j], least_slowest=f(t.least_slowest, dtype=np.float64),
-            add=f(t.add, dtype=np.float64), base=f(t.base, dtype=np.float64),
-            by_expert_cost=t.by_expert_cost, groups=rows, offsets=offsets[j], rest=rest[j],
+        t.__dict__["flat"] = FlatTable(  # build_tables' arrays are contiguous float64 / int64
+            cost=f(t.cost), lat=f(t.lat), active=f(t.active), expert=f(t.expert),
+            least_cost=least_cost[j], least_slowest=least_slowest, add=add, base=base,
+            by_expert_cost=by_cost[lo:hi], groups=groups[lo:hi], offsets=offsets[j], rest=rest[j],
         )
 
 
 def _cheapest_sum(t: VariantTable) -> float:
-    best = np.full(int(t.expert.max()) + 1, np.inf)
-    np.minimum.at(best, t.expert, t.cost)
-    return float(best.sum())
+    """Every expert at its cheapest option (the same per-expert minima as np.minimum.at)."""
+    return float(t.least_cost.sum())
 
 
 def _dominated(vec: np.ndarray) -> np.ndarray:

@@ -223,7 +223,8 @@ def test_expert_rows_are_each_experts_rows_in_row_order(name):
         assert [rows.tolist() for rows in t.expert_rows] == want
 
 
-DERIVED = ("least_cost", "least_finish", "slowest_first", "rows_slowest_first", "by_expert_cost")
+DERIVED = ("least_cost", "least_finish", "slowest_first", "rows_slowest_first", "by_expert_cost",
+           "add", "base", "least_slowest")
 
 
 @pytest.mark.parametrize("name", [n for n in PROBLEMS if not n.startswith("infeasible")])

@@ -110,11 +110,9 @@ def _price_table_compiled(
         np.ascontiguousarray(mu, dtype=float), picks, value, B, 1 + extra, step, start, compute,
         cold, price / B, float(upper - t.direct_usd), float(deadline),
     )
-    out = []
-    for p in picks[:found]:
-        rows = np.empty(E, dtype=np.int64)
-        rows[order] = p
-        out.append(Choice(t, rows))
+    rows = np.empty((found, E), dtype=np.int64)
+    rows[:, order] = picks[:found]
+    out, _, _ = _ilp_model.choices_of(t, rows)
     if values is not None:
         values.extend(value[:found].tolist())
     return out

@@ -65,6 +65,21 @@ class Choice:
         return lat
 
 
+def choices_of(t: VariantTable, rows: np.ndarray) -> tuple[list[Choice], np.ndarray, np.ndarray]:
+    """The configurations ``rows`` (P, E) of table ``t`` as Choices, with their costs (P,) and
+    latencies (P, B) computed for all at once and filled in (the same floats as each Choice's
+    own: a row's sum and max reduce as the 1-D ones do; tests/solvers/test_ilp_cprice.py)."""
+    latency = t.latency_of(t.lat[rows].max(axis=1))
+    cost = t.cost[rows].sum(axis=1) + t.extra_usd(latency)
+    latency.flags.writeable = False  # shared by every caller, as Choice.latency_s
+    out = []
+    for r, c, la in zip(rows, cost.tolist(), latency, strict=True):
+        ch = Choice(t, r)
+        ch.__dict__.update(cost_usd=c, latency_s=la)  # cached_property values
+        out.append(ch)
+    return out, cost, latency
+
+
 @dataclass(frozen=True)
 class MilpResult:
     """``status``: optimal, time_limit (incumbent, not proven), infeasible, no_solution, or
@@ -540,11 +555,9 @@ def exact_curve(
         order, _ = t.slowest_first
         rows = np.empty_like(picks)
         rows[:, order] = picks
-        # Choice.cost_usd and .latency_s of every configuration at once (the same floats).
-        latency = t.latency_of(t.lat[rows].max(axis=1))
-        cost = t.cost[rows].sum(axis=1) + t.extra_usd(latency)
+        made, cost, latency = choices_of(t, rows)  # Choice.cost_usd and .latency_s of all at once
         active = t.active[rows].sum(axis=1) if conc else np.zeros((len(rows), 0))
-        choices.extend(Choice(t, r) for r in rows)
+        choices.extend(made)
         vectors.append(np.column_stack([cost, latency, active]))
     if not choices:
         return None

@@ -237,6 +237,26 @@ def test_exact_curve_points_are_their_configurations_cost_and_latency():
         assert ch.latency_s.tobytes() == lat.tobytes()
 
 
+@pytest.mark.parametrize("name", ["bert-moe-4", "full-scope-cold"])
+def test_priced_configurations_carry_their_own_cost_and_latency(name):
+    """Pricing fills in each configuration's cost and latency for all of a table's at once:
+    what a fresh Choice of the same rows computes, to the bit."""
+    from solvers._ilp_model import Choice
+
+    problem = PROBLEMS[name]()
+    tables = build_tables(problem, variants_of(problem, PIPELINE_DEGREES))
+    mu = np.full(len(tables.fixed_s), 1e-4)
+    seen = 0
+    for t in tables.layers[0]:
+        for ch in bounds._price_table(t, mu, math.inf, math.inf, extra=4):
+            fresh = Choice(t, ch.rows.copy())
+            assert np.float64(ch.cost_usd).tobytes() == np.float64(fresh.cost_usd).tobytes()
+            assert ch.latency_s.tobytes() == fresh.latency_s.tobytes()
+            assert not ch.latency_s.flags.writeable
+            seen += 1
+    assert seen > len(tables.layers[0])
+
+
 def test_compiled_exact_curve_stops_at_its_deadline_and_its_limits():
     from solvers._ilp_model import _exact_table_compiled
 

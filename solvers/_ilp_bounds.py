@@ -396,14 +396,14 @@ class KnapsackLp:
         self.highs.passModel(lp)
         self.slack_cols = np.arange(n, n + B)
 
-    def add_points(self, layer: int, cost: np.ndarray, lat: np.ndarray) -> None:
-        """New points (configurations) of ``layer``: columns appended to the built model, so
-        the next :meth:`solve` starts from the last basis (column generation adds a few per
-        round)."""
+    def add_points(self, layer: np.ndarray, cost: np.ndarray, lat: np.ndarray) -> None:
+        """New points (configurations; ``layer``: each one's layer): columns appended to the
+        built model, so the next :meth:`solve` starts from the last basis (column generation
+        adds a few per layer and round)."""
         k, B = len(cost), self.B
         if not k:
             return
-        index = np.column_stack([np.full(k, layer), self.L + np.tile(np.arange(B), (k, 1))]).ravel()
+        index = np.column_stack([layer, self.L + np.tile(np.arange(B), (k, 1))]).ravel()
         value = np.column_stack([np.ones(k), lat]).ravel()
         self.highs.addCols(k, np.asarray(cost, dtype=float) / self.scale, np.zeros(k), np.ones(k),
                            k * (B + 1), np.arange(0, k * (B + 1), B + 1, dtype=np.int32),
@@ -477,6 +477,7 @@ def column_generation(
                       float(x[model.slack_cols].sum()))
         minima = np.empty(L)
         added = 0
+        new: list[tuple[int, LayerCurve, int]] = []  # (layer, its curve, points it had)
         try:
             for li in range(L):
                 cv = curves[li]
@@ -489,10 +490,14 @@ def column_generation(
                 # The least one enters the LP; its near-least neighbours serve the incumbent.
                 curves[li] = _extend(cv, [other for other in near if other.cost_usd + float(
                     mu @ other.latency_s) <= value + NEAR_COLUMNS * abs(value)], tables.concurrency)
-                had = len(cv.cost)
-                model.add_points(li, curves[li].cost[had:], curves[li].latency[had:])
+                if len(curves[li].cost) > len(cv.cost):
+                    new.append((li, curves[li], len(cv.cost)))
         except TimeoutError:
             break
+        if new:  # one call to HiGHS per round
+            model.add_points(np.concatenate([np.full(len(cv.cost) - had, li) for li, cv, had in new]),
+                             np.concatenate([cv.cost[had:] for _, cv, had in new]),
+                             np.concatenate([cv.latency[had:] for _, cv, had in new]))
         bound = lagrangian_bound(tables, mu, minima)
         if best is None or bound > best.usd:
             best = Bound(bound, mu, "Lagrangian relaxation of the time rows (column generation, "

@@ -430,8 +430,9 @@ def test_points_added_to_a_built_lp_give_the_lp_built_with_them(seed, L, B):
     grown = KnapsackLp([c[:a] for c, a in zip(costs, first, strict=True)],
                        [la[:a] for la, a in zip(lats, first, strict=True)], cap, 2.0)
     grown.solve()
-    for li in range(L):
-        grown.add_points(li, costs[li][first[li]:], lats[li][first[li]:])
+    grown.add_points(np.concatenate([np.full(more[li], li) for li in range(L)]),
+                     np.concatenate([costs[li][first[li]:] for li in range(L)]),
+                     np.concatenate([lats[li][first[li]:] for li in range(L)]))
     value, mu, _, x = grown.solve()
     whole_value, _, _, _ = KnapsackLp(costs, lats, cap, 2.0).solve()
     assert value == pytest.approx(whole_value, rel=1e-9, abs=1e-12)

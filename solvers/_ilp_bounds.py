@@ -578,30 +578,59 @@ def _front_of_sum(front: tuple[np.ndarray, np.ndarray], c: np.ndarray, t: np.nda
     return sc[keep], st[keep]
 
 
-def _suffix_fronts(vals: list[np.ndarray], lats: list[np.ndarray], order: list[int],
-                   limits: np.ndarray, b: int, deadline: float) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Batch b's fronts for :func:`search`: for j = 0..L, the least value (``vals``) at every
-    time on batch b of layers order[j:], kept up to ``limits[j]`` (front L: the point (0, 0)).
-    One compiled call where the extension is built (the same least value at every time:
-    tests/solvers/test_ilp_cprice.py), else :func:`_front_of_sum` layer by layer."""
-    L = len(order)
+@dataclass(frozen=True)
+class _Fronts:
+    """The per-batch fronts of one :func:`search`: front set f relaxes batch ``batch[f]`` by
+    multipliers ``m[f]`` (mu with that batch's entry 0); its front of layers order[j:] is
+    ``fc, ft[at[j * F + f]:at[j * F + f + 1]]``, fronts stored layer by layer (a layer's F
+    fronts side by side, as the compiled search layer reads them)."""
+
+    batch: np.ndarray  # (F,) int64
+    m: np.ndarray  # (F, B)
+    fc: np.ndarray
+    ft: np.ndarray
+    at: np.ndarray  # ((L + 1) * F + 1,) int64
+
+    def front(self, j: int, f: int) -> tuple[np.ndarray, np.ndarray]:
+        F = len(self.batch)
+        lo, hi = self.at[j * F + f], self.at[j * F + f + 1]
+        return self.fc[lo:hi], self.ft[lo:hi]
+
+
+def _batch_fronts(vals: list[list[np.ndarray]], lats: list[np.ndarray], order: list[int],
+                  limits: np.ndarray, batch: np.ndarray, m: np.ndarray, deadline: float) -> _Fronts:
+    """The fronts of :func:`search` for front sets f (values ``vals[f][layer]``, times on batch
+    ``batch[f]``): for j = 0..L, the least value at every time of layers order[j:], kept up to
+    ``limits[f, j]`` (front L: the point (0, 0)). One compiled call where the extension is
+    built (the same least value at every time: tests/solvers/test_ilp_cprice.py), else
+    :func:`_front_of_sum` layer by layer."""
+    L, F = len(order), len(batch)
     cprice = _ilp_model._cprice
     if cprice is None:
-        fr: list[tuple[np.ndarray, np.ndarray]] = [(np.zeros(1), np.zeros(1))]
-        for j in range(L - 1, -1, -1):
-            if time.perf_counter() > deadline:
-                raise TimeoutError("search fronts passed their deadline")
-            fr.insert(0, _front_of_sum(fr[0], vals[order[j]], lats[order[j]][:, b], float(limits[j])))
-        return fr
+        sets = []
+        for f in range(F):
+            fr: list[tuple[np.ndarray, np.ndarray]] = [(np.zeros(1), np.zeros(1))]
+            for j in range(L - 1, -1, -1):
+                if time.perf_counter() > deadline:
+                    raise TimeoutError("search fronts passed their deadline")
+                fr.insert(0, _front_of_sum(fr[0], vals[f][order[j]], lats[order[j]][:, batch[f]],
+                                           float(limits[f, j])))
+            sets.append(fr)
+        parts = [sets[f][j] for j in range(L + 1) for f in range(F)]
+        at = np.zeros(len(parts) + 1, dtype=np.int64)
+        at[1:] = np.cumsum([len(c) for c, _ in parts])
+        fc = np.concatenate([c for c, _ in parts]) if parts else np.zeros(0)
+        ft = np.concatenate([t for _, t in parts]) if parts else np.zeros(0)
+        return _Fronts(batch, m, fc, ft, at)
     offsets = np.zeros(L + 1, dtype=np.int64)
-    offsets[1:] = np.cumsum([len(v) for v in vals])
+    offsets[1:] = np.cumsum([len(la) for la in lats])
     f = np.ascontiguousarray
     fc, ft, st = cprice.suffix_fronts(
-        f(np.concatenate(vals), dtype=np.float64), f(np.concatenate(lats), dtype=np.float64), offsets,
-        np.asarray(order, dtype=np.int64), f(limits, dtype=np.float64), lats[0].shape[1], b, deadline)
-    fc, ft = np.frombuffer(fc, dtype=np.float64), np.frombuffer(ft, dtype=np.float64)
-    at = np.frombuffer(st, dtype=np.int64).tolist()
-    return [(fc[at[j]:at[j + 1]], ft[at[j]:at[j + 1]]) for j in range(L + 1)]
+        f(np.concatenate([np.concatenate(v) for v in vals]) if F else np.zeros(0), dtype=np.float64),
+        f(np.concatenate(lats), dtype=np.float64), offsets, np.asarray(order, dtype=np.int64),
+        f(limits, dtype=np.float64), f(batch, dtype=np.int64), lats[0].shape[1], deadline)
+    return _Fronts(batch, m, np.frombuffer(fc, dtype=np.float64), np.frombuffer(ft, dtype=np.float64),
+                   np.frombuffer(st, dtype=np.int64))
 
 
 def _front_at(front: tuple[np.ndarray, np.ndarray], t: np.ndarray) -> np.ndarray:
@@ -636,19 +665,21 @@ def search(
     gap_like = [c + la @ mu for c, la in zip(costs, lats, strict=True)]
     spread = [int((v - v.min() <= max(target - 0.0, 0) * 1e-3).sum()) for v in gap_like]
     order = list(np.argsort(spread, kind="stable")[::-1])  # most near-equal choices first
-    fronts = []  # per batch b: (relaxed mu, [front of layers order[j:] for j in 0..L])
-    for b in range(B) if PARTIAL_FRONTS else ():
-        m = mu.copy()
-        m[b] = 0.0
-        vals = [c + la @ m for c, la in zip(costs, lats, strict=True)]
-        minv = np.array([v.min() for v in vals])
+    # Per batch b: mu with b's entry 0 (b's row kept exact), and its fronts of the remaining layers.
+    batch = np.arange(B if PARTIAL_FRONTS else 0, dtype=np.int64)
+    ms = np.repeat(mu[None], len(batch), axis=0)
+    ms[batch, batch] = 0.0
+    vals, limits = [], np.empty((len(batch), L))
+    for f, m in enumerate(ms):
+        vals.append([c + la @ m for c, la in zip(costs, lats, strict=True)])
+        minv = np.array([v.min() for v in vals[-1]])
         pre = np.concatenate([[0.0], np.cumsum(minv[order])])
         budget = target + float(m @ cap) - pre  # a suffix's value above this cannot be used
-        try:
-            fr = _suffix_fronts(vals, lats, order, budget[:L] + 1e-12 * np.abs(budget[:L]), b, deadline)
-        except TimeoutError:
-            return SearchResult("aborted", None, None, total)
-        fronts.append((b, m, fr))
+        limits[f] = budget[:L] + 1e-12 * np.abs(budget[:L])
+    try:
+        fronts = _batch_fronts(vals, lats, order, limits, batch, ms, deadline)
+    except TimeoutError:
+        return SearchResult("aborted", None, None, total)
     minima = np.array([v.min() for v in gap_like])
     rest_min = np.concatenate([np.cumsum(minima[order][::-1])[::-1], [0.0]])  # suffix sums
     pool = _CutPool(costs, lats, order, cap, abs(target))
@@ -691,8 +722,8 @@ def search(
 
 def _layer(
     st_c: np.ndarray, st_s: np.ndarray, cost: np.ndarray, lat: np.ndarray, cap: np.ndarray,
-    mu: np.ndarray, rest: float, limit: float, pool: _CutPool | None, j: int,
-    fronts: list[tuple[int, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]], deadline: float,
+    mu: np.ndarray, rest: float, limit: float, pool: _CutPool | None, j: int, fronts: _Fronts,
+    deadline: float,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One non-final layer of :func:`search`: the partial plans (every state with every option)
     whose plain Lagrangian bound, pool cuts (``pool``, for layers ``order[j:]``) and per-batch
@@ -702,19 +733,15 @@ def _layer(
         return _layer_numpy(st_c, st_s, cost, lat, cap, mu, rest, limit, pool, j, fronts)
     B = len(cap)
     pool_mu, pool_rest = pool.at(j) if pool is not None else (np.zeros((0, B)), np.zeros(0))
-    fb = np.array([b for b, _, _ in fronts], dtype=np.int64)
-    fm = np.array([m for _, m, _ in fronts], dtype=np.float64).reshape(-1, B)
-    pts = [fr[j] for _, _, fr in fronts]
-    off = np.zeros(len(pts) + 1, dtype=np.int64)
-    off[1:] = np.cumsum([len(fc) for fc, _ in pts])
-    fc = np.concatenate([p[0] for p in pts]) if pts else np.zeros(0)
-    ft = np.concatenate([p[1] for p in pts]) if pts else np.zeros(0)
+    F = len(fronts.batch)
+    at = fronts.at[j * F:(j + 1) * F + 1]  # layer j's F fronts, side by side
+    off = at - at[0]
+    fc, ft = fronts.fc[at[0]:at[-1]], fronts.ft[at[0]:at[-1]]
     k, c, s = cprice.search_layer(
         np.ascontiguousarray(st_c, dtype=np.float64), np.ascontiguousarray(st_s, dtype=np.float64),
         np.ascontiguousarray(cost, dtype=np.float64), np.ascontiguousarray(lat, dtype=np.float64),
         np.ascontiguousarray(cap, dtype=np.float64), np.ascontiguousarray(mu, dtype=np.float64),
-        float(rest), float(limit), pool_mu, pool_rest, fb, off, fm,
-        np.ascontiguousarray(fc, dtype=np.float64), np.ascontiguousarray(ft, dtype=np.float64),
+        float(rest), float(limit), pool_mu, pool_rest, fronts.batch, off, fronts.m, fc, ft,
         B, deadline)
     return (np.frombuffer(k, dtype=np.int64), np.frombuffer(c, dtype=np.float64),
             np.frombuffer(s, dtype=np.float64).reshape(-1, B))
@@ -722,8 +749,7 @@ def _layer(
 
 def _layer_numpy(
     st_c: np.ndarray, st_s: np.ndarray, cost: np.ndarray, lat: np.ndarray, cap: np.ndarray,
-    mu: np.ndarray, rest: float, limit: float, pool: _CutPool | None, j: int,
-    fronts: list[tuple[int, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]],
+    mu: np.ndarray, rest: float, limit: float, pool: _CutPool | None, j: int, fronts: _Fronts,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     B = len(cap)
     c = (st_c[:, None] + cost[None]).ravel()
@@ -732,10 +758,10 @@ def _layer_numpy(
     ok = np.flatnonzero(c + rest - (cap - s) @ mu <= limit)
     if pool is not None:
         ok = pool.apply(j, c, s, ok, limit)
-    for b, m, fr in fronts:
+    for f, (b, m) in enumerate(zip(fronts.batch, fronts.m, strict=True)):
         if not len(ok):
             break
-        b_ok = c[ok] + _front_at(fr[j], cap[b] - s[ok, b]) - (cap - s[ok]) @ m
+        b_ok = c[ok] + _front_at(fronts.front(j, f), cap[b] - s[ok, b]) - (cap - s[ok]) @ m
         ok = ok[b_ok <= limit]
     return ok, c[ok], s[ok]
 

@@ -1470,125 +1470,150 @@ static void staircase(const Keyed *key, Py_ssize_t n, const double *c, Points *o
 }
 
 PyDoc_STRVAR(suffix_fronts_doc,
-"suffix_fronts(vals, lat, offsets, order, limits, B, b, deadline) -> (fc, ft, starts)\n\n"
-"One batch's fronts of solvers/_ilp_bounds.py:search: front L is the point (0, 0); front j is\n"
-"the least value at every time of layer order[j]'s points (value vals, time lat[:, b]) plus\n"
-"front j + 1, over sums of value at most limits[j] (_front_of_sum: the same least value at\n"
-"every time). Layer l's points are rows offsets[l]:offsets[l + 1] of vals (n,) and lat (n, B).\n"
-"fc, ft: float64 bytes of fronts 0..L one after another, starts: int64 bytes (L + 2) where\n"
-"each begins. TimeoutError past ``deadline`` (time.perf_counter's clock).");
+"suffix_fronts(vals, lat, offsets, order, limits, batches, B, deadline) -> (fc, ft, starts)\n\n"
+"The per-batch fronts of solvers/_ilp_bounds.py:search, for F batches at once: for front set f\n"
+"(batch b = batches[f]) front L is the point (0, 0) and front j the least value at every time of\n"
+"layer order[j]'s points (value vals[f, i], time lat[i, b]) plus front j + 1, over sums of\n"
+"value at most limits[f, j] (_front_of_sum: the same least value at every time). Layer l's\n"
+"points are rows offsets[l]:offsets[l + 1] of lat (n, B) and of each row of vals (F, n).\n"
+"fc, ft: float64 bytes of the fronts, layer-major (j = 0..L, then f); starts: int64 bytes\n"
+"((L + 1) * F + 1) where front (j, f) begins, at index j * F + f. TimeoutError past\n"
+"``deadline`` (time.perf_counter's clock).");
 
 static PyObject *suffix_fronts(PyObject *self, PyObject *args)
 {
-    Py_buffer bv, blat, boff, border, blim;
-    Py_ssize_t B, b;
+    Py_buffer bv, blat, boff, border, blim, bbat;
+    Py_ssize_t B;
     double deadline;
-    if (!PyArg_ParseTuple(args, "y*y*y*y*y*nnd", &bv, &blat, &boff, &border, &blim, &B, &b,
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*y*nd", &bv, &blat, &boff, &border, &blim, &bbat, &B,
                           &deadline))
         return NULL;
     PyObject *result = NULL;
-    Py_buffer *all[] = {&bv, &blat, &boff, &border, &blim};
-    Py_ssize_t n = bv.len / (Py_ssize_t)sizeof(double);
+    Py_buffer *all[] = {&bv, &blat, &boff, &border, &blim, &bbat};
     Py_ssize_t L = border.len / (Py_ssize_t)sizeof(int64_t);
-    Points fr = {0, 0, NULL, NULL}, own = {0, 0, NULL, NULL};
+    Py_ssize_t F = bbat.len / (Py_ssize_t)sizeof(int64_t);
+    Py_ssize_t n = 0;
+    Points *fr = NULL, own = {0, 0, NULL, NULL};
     Keyed *key = NULL;
     double *sums = NULL;
-    int64_t *at = NULL; /* where front L - k starts in fr, k = 0..L, then the end */
+    int64_t *at = NULL; /* per set f, L + 2 entries: where front L - k starts in fr[f], then the end */
     Py_ssize_t key_cap = 0;
     if (need_batches(B))
         goto fail;
-    if (need(&blat, n * B, sizeof(double), "lat") || need(&boff, L + 1, sizeof(int64_t), "offsets")
-        || need(&blim, L, sizeof(double), "limits"))
+    n = blat.len / (Py_ssize_t)sizeof(double) / B;
+    if (need(&bv, F * n, sizeof(double), "vals") || need(&blat, n * B, sizeof(double), "lat")
+        || need(&boff, L + 1, sizeof(int64_t), "offsets") || need(&blim, F * L, sizeof(double), "limits"))
         goto fail;
     const double *vals = bv.buf, *lat = blat.buf, *limits = blim.buf;
-    const int64_t *off = boff.buf, *order = border.buf;
-    int bad = b < 0 || b >= B || off[0] != 0 || off[L] != n;
+    const int64_t *off = boff.buf, *order = border.buf, *batches = bbat.buf;
+    int bad = off[0] != 0 || off[L] != n;
     for (Py_ssize_t l = 0; l < L && !bad; l++)
         bad = off[l + 1] < off[l] || order[l] < 0 || order[l] >= L;
+    for (Py_ssize_t f = 0; f < F && !bad; f++)
+        bad = batches[f] < 0 || batches[f] >= B;
     if (bad) {
         PyErr_SetString(PyExc_ValueError, "suffix_fronts: a batch, offset or layer outside the arrays");
         goto fail;
     }
-    at = malloc(sizeof(int64_t) * (size_t)(L + 2));
-    Py_ssize_t r = at && !points_reserve(&fr, 1) ? 0 : NOMEM;
+    fr = calloc((size_t)(F ? F : 1), sizeof(Points));
+    at = malloc(sizeof(int64_t) * (size_t)((L + 2) * (F ? F : 1)));
+    Py_ssize_t r = fr && at ? 0 : NOMEM;
     Py_BEGIN_ALLOW_THREADS
-    if (!r) {
-        fr.c[0] = 0.0;
-        fr.t[0] = 0.0;
-        fr.n = 1;
-        at[0] = 0;
-        at[1] = 1;
-    }
-    for (Py_ssize_t j = L - 1; j >= 0 && !r; j--) {
-        if (now_s() > deadline) {
-            r = TIMEOUT;
+    for (Py_ssize_t f = 0; f < F && !r; f++) {
+        Py_ssize_t b = batches[f];
+        Points *q = &fr[f];
+        int64_t *a = at + f * (L + 2);
+        const double *v = vals + f * n, *lim = limits + f * L;
+        if (points_reserve(q, 1)) {
+            r = NOMEM;
             break;
         }
-        Py_ssize_t lo = off[order[j]], m = off[order[j] + 1] - lo;
-        Py_ssize_t prev = at[L - 1 - j], nf = at[L - j] - prev;
-        Py_ssize_t most = m > nf * m ? m : nf * m;
-        if (most > key_cap) {
-            key_cap = grown(key_cap, most, 256);
-            if (regrow(&key, sizeof(Keyed) * (size_t)key_cap)
-                || regrow(&sums, sizeof(double) * (size_t)key_cap)) {
+        q->c[0] = 0.0;
+        q->t[0] = 0.0;
+        q->n = 1;
+        a[0] = 0;
+        a[1] = 1;
+        for (Py_ssize_t j = L - 1; j >= 0 && !r; j--) {
+            if (now_s() > deadline) {
+                r = TIMEOUT;
+                break;
+            }
+            Py_ssize_t lo = off[order[j]], m = off[order[j] + 1] - lo;
+            Py_ssize_t prev = a[L - 1 - j], nf = a[L - j] - prev;
+            Py_ssize_t most = m > nf * m ? m : nf * m;
+            if (most > key_cap) {
+                key_cap = grown(key_cap, most, 256);
+                if (regrow(&key, sizeof(Keyed) * (size_t)key_cap)
+                    || regrow(&sums, sizeof(double) * (size_t)key_cap)) {
+                    r = NOMEM;
+                    break;
+                }
+            }
+            for (Py_ssize_t i = 0; i < m; i++) {
+                key[i].value = lat[(lo + i) * B + b];
+                key[i].index = i;
+            }
+            qsort(key, (size_t)m, sizeof(Keyed), by_value);
+            own.n = 0;
+            if (points_reserve(&own, m)) {
                 r = NOMEM;
                 break;
             }
-        }
-        for (Py_ssize_t i = 0; i < m; i++) {
-            key[i].value = lat[(lo + i) * B + b];
-            key[i].index = i;
-        }
-        qsort(key, (size_t)m, sizeof(Keyed), by_value);
-        own.n = 0;
-        if (points_reserve(&own, m)) {
-            r = NOMEM;
-            break;
-        }
-        staircase(key, m, vals + lo, &own);
-        Py_ssize_t k = 0; /* sums in (own point, front point) order, as numpy ravels them */
-        for (Py_ssize_t p = 0; p < own.n; p++)
-            for (Py_ssize_t q = 0; q < nf; q++) {
-                double c = own.c[p] + fr.c[prev + q];
-                if (c <= limits[j]) {
-                    key[k].value = own.t[p] + fr.t[prev + q];
-                    key[k].index = k;
-                    sums[k++] = c;
+            staircase(key, m, v + lo, &own);
+            Py_ssize_t k = 0; /* sums in (own point, front point) order, as numpy ravels them */
+            for (Py_ssize_t p = 0; p < own.n; p++)
+                for (Py_ssize_t i = 0; i < nf; i++) {
+                    double c = own.c[p] + q->c[prev + i];
+                    if (c <= lim[j]) {
+                        key[k].value = own.t[p] + q->t[prev + i];
+                        key[k].index = k;
+                        sums[k++] = c;
+                    }
                 }
+            qsort(key, (size_t)k, sizeof(Keyed), by_value); /* stable: ties in index order */
+            if (points_reserve(q, q->n + k)) {
+                r = NOMEM;
+                break;
             }
-        qsort(key, (size_t)k, sizeof(Keyed), by_value); /* stable: ties in index order */
-        if (points_reserve(&fr, fr.n + k)) {
-            r = NOMEM;
-            break;
+            staircase(key, k, sums, q);
+            a[L - j + 1] = q->n;
         }
-        staircase(key, k, sums, &fr);
-        at[L - j + 1] = fr.n;
     }
     Py_END_ALLOW_THREADS
     if (raise_for(r, "search fronts"))
         goto fail;
-    PyObject *fc = PyBytes_FromStringAndSize(NULL, fr.n * (Py_ssize_t)sizeof(double));
-    PyObject *ft = PyBytes_FromStringAndSize(NULL, fr.n * (Py_ssize_t)sizeof(double));
-    PyObject *st = PyBytes_FromStringAndSize(NULL, (L + 2) * (Py_ssize_t)sizeof(int64_t));
+    Py_ssize_t total = 0;
+    for (Py_ssize_t f = 0; f < F; f++)
+        total += fr[f].n;
+    PyObject *fc = PyBytes_FromStringAndSize(NULL, total * (Py_ssize_t)sizeof(double));
+    PyObject *ft = PyBytes_FromStringAndSize(NULL, total * (Py_ssize_t)sizeof(double));
+    PyObject *st = PyBytes_FromStringAndSize(NULL, ((L + 1) * F + 1) * (Py_ssize_t)sizeof(int64_t));
     if (fc && ft && st) {
         double *oc = (double *)PyBytes_AS_STRING(fc), *ot = (double *)PyBytes_AS_STRING(ft);
         int64_t *os = (int64_t *)PyBytes_AS_STRING(st);
         Py_ssize_t pos = 0;
-        for (Py_ssize_t j = 0; j <= L; j++) { /* front j was built (L - j)-th */
-            Py_ssize_t from = at[L - j], len = at[L - j + 1] - from;
-            memcpy(oc + pos, fr.c + from, sizeof(double) * (size_t)len);
-            memcpy(ot + pos, fr.t + from, sizeof(double) * (size_t)len);
-            os[j] = pos;
-            pos += len;
-        }
-        os[L + 1] = pos;
+        for (Py_ssize_t j = 0; j <= L; j++)
+            for (Py_ssize_t f = 0; f < F; f++) { /* front j of set f was built (L - j)-th */
+                const int64_t *a = at + f * (L + 2);
+                Py_ssize_t from = a[L - j], len = a[L - j + 1] - from;
+                memcpy(oc + pos, fr[f].c + from, sizeof(double) * (size_t)len);
+                memcpy(ot + pos, fr[f].t + from, sizeof(double) * (size_t)len);
+                os[j * F + f] = pos;
+                pos += len;
+            }
+        os[(L + 1) * F] = pos;
         result = PyTuple_Pack(3, fc, ft, st);
     }
     Py_XDECREF(fc);
     Py_XDECREF(ft);
     Py_XDECREF(st);
 fail:
-    free(fr.c); free(fr.t); free(own.c); free(own.t); free(key); free(sums); free(at);
+    if (fr)
+        for (Py_ssize_t f = 0; f < F; f++) {
+            free(fr[f].c);
+            free(fr[f].t);
+        }
+    free(fr); free(own.c); free(own.t); free(key); free(sums); free(at);
     release(all, sizeof(all) / sizeof(all[0]));
     return result;
 }

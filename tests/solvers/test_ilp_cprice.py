@@ -577,27 +577,35 @@ def _steps(front, times):
 @given(seed=st.integers(0, 2**31), L=st.integers(1, 6), B=st.integers(1, 3), n=st.integers(1, 9),
        grid=st.booleans(), cut=st.floats(-0.5, 2.0))
 def test_compiled_suffix_fronts_have_the_numpy_fronts_least_values(seed, L, B, n, grid, cut):
-    """Every batch's fronts, C against numpy layer by layer: the same least value at every
-    time (at every breakpoint of either, and between), with equal times and values when
-    ``grid`` (the C sort breaks ties in another order), and limits from none kept to all."""
+    """Every batch's fronts in one call, C against numpy layer by layer: the same least value
+    at every time (at every breakpoint of either, and between), with equal times and values
+    when ``grid`` (the C sort breaks ties in another order), and limits from none kept to all;
+    front sets in any batch order, values differing per set."""
     rng = np.random.default_rng(seed)
     sizes = rng.integers(1, n + 1, size=L)
     draw = (lambda k: rng.integers(0, 4, size=k) / 2.0) if grid else (lambda k: rng.uniform(0, 2, size=k))
-    vals = [draw(k) for k in sizes]
     lats = [draw(k * B).reshape(k, B) for k in sizes]
     order = [int(x) for x in rng.permutation(L)]
-    suffix = np.concatenate([np.cumsum([vals[li].min() for li in order][::-1])[::-1], [0.0]])
-    limits = suffix[:L] + cut * (1 + suffix[:L])  # cut < 0: nothing fits at some layers
-    for b in range(B):
-        got = {}
-        for dp in (None, model._cprice):
-            with pytest.MonkeyPatch.context() as mp:
-                mp.setattr(model, "_cprice", dp)
-                got[dp is None] = bounds._suffix_fronts(vals, lats, order, limits, b, math.inf)
-        numpy_fr, c_fr = got[True], got[False]
-        assert len(numpy_fr) == len(c_fr) == L + 1
-        for (nc, nt), (cc, ct) in zip(numpy_fr, c_fr, strict=True):
+    batch = rng.permutation(B).astype(np.int64)
+    vals = [[draw(k) for k in sizes] for _ in batch]
+    limits = np.empty((B, L))
+    for f in range(B):
+        suffix = np.concatenate([np.cumsum([vals[f][li].min() for li in order][::-1])[::-1], [0.0]])
+        limits[f] = suffix[:L] + cut * (1 + suffix[:L])  # cut < 0: nothing fits at some layers
+    m = np.zeros((B, B))
+    got = {}
+    for dp in (None, model._cprice):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(model, "_cprice", dp)
+            got[dp is None] = bounds._batch_fronts(vals, lats, order, limits, batch, m, math.inf)
+    numpy_fr, c_fr = got[True], got[False]
+    assert len(c_fr.at) == len(numpy_fr.at) == (L + 1) * B + 1
+    for j in range(L + 1):
+        for f in range(B):
+            (nc, nt), (cc, ct) = numpy_fr.front(j, f), c_fr.front(j, f)
             assert np.all(np.diff(ct) >= 0) and np.all(np.diff(cc) < 0)  # a staircase
+            if j == L:
+                assert cc.tolist() == [0.0] and ct.tolist() == [0.0]
             times = np.concatenate([nt, ct, nt - 1e-3, ct + 1e-3, [-1.0, 1e9]])
             assert np.array_equal(_steps((nc, nt), times), _steps((cc, ct), times))
 
@@ -605,15 +613,19 @@ def test_compiled_suffix_fronts_have_the_numpy_fronts_least_values(seed, L, B, n
 def test_compiled_suffix_fronts_stop_at_their_deadline_and_reject_wrong_sizes():
     vals, lat = np.zeros(3), np.zeros((3, 2))
     off, order, lim = np.array([0, 3], dtype=np.int64), np.array([0], dtype=np.int64), np.ones(1)
-    fc, ft, st = model._cprice.suffix_fronts(vals, lat, off, order, lim, 2, 1, math.inf)
+    one = np.array([1], dtype=np.int64)
+    fc, ft, st = model._cprice.suffix_fronts(vals, lat, off, order, lim, one, 2, math.inf)
     assert np.frombuffer(st, dtype=np.int64).tolist() == [0, 1, 2]  # front 0: one point; front 1: (0, 0)
     with pytest.raises(TimeoutError):
-        model._cprice.suffix_fronts(vals, lat, off, order, lim, 2, 0, 0.0)
-    for args in [(vals, lat[:2], off, order, lim, 2, 0),  # lat rows
-                 (vals, lat, np.array([0, 2], dtype=np.int64), order, lim, 2, 0),  # offsets end
-                 (vals, lat, np.array([1, 3], dtype=np.int64), order, lim, 2, 0),  # offsets start
-                 (vals, lat, off, np.array([1], dtype=np.int64), lim, 2, 0),  # a layer outside
-                 (vals, lat, off, order, np.ones(2), 2, 0),  # limits
-                 (vals, lat, off, order, lim, 2, 2), (vals, lat, off, order, lim, 0, 0)]:  # batch
+        model._cprice.suffix_fronts(vals, lat, off, order, lim, one, 2, 0.0)
+    two = np.array([0, 1], dtype=np.int64)
+    for args in [(vals, lat[:2], off, order, lim, one, 2),  # lat rows
+                 (vals, lat, np.array([0, 2], dtype=np.int64), order, lim, one, 2),  # offsets end
+                 (vals, lat, np.array([1, 3], dtype=np.int64), order, lim, one, 2),  # offsets start
+                 (vals, lat, off, np.array([1], dtype=np.int64), lim, one, 2),  # a layer outside
+                 (vals, lat, off, order, np.ones(2), one, 2),  # limits
+                 (vals, lat, off, order, lim, two, 2),  # vals for one set, two sets
+                 (vals, lat, off, order, lim, np.array([2], dtype=np.int64), 2),  # batch outside
+                 (vals, lat, off, order, lim, one, 0)]:  # no batch
         with pytest.raises(ValueError):
             model._cprice.suffix_fronts(*args, math.inf)

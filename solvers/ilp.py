@@ -76,6 +76,9 @@ BOUND_SHARE_WIDE = 0.9
 SEARCH_FIRST_ROOM = 2e-4
 INCUMBENT_SEARCH_CANDIDATES = 200_000
 SEARCH_BACKOFFS = 3
+#: The search after LP rounding (only where the first found nothing: large problems) keeps
+#: the candidates and time share the one search had before the first one was added.
+ROUNDED_SEARCH_CANDIDATES = 500_000
 
 
 class IlpSolver(Solver):
@@ -197,7 +200,8 @@ class IlpSolver(Solver):
                 if (usd := self._adopt(tables, rounded, upper, tracker)) is not None:
                     incumbent, upper = rounded, usd
                 found = self._search(tables, columns, lower, upper,
-                                     time.perf_counter() + 0.1 * max(end - time.perf_counter(), 0.0))
+                                     time.perf_counter() + 0.2 * max(end - time.perf_counter(), 0.0),
+                                     max_candidates=ROUNDED_SEARCH_CANDIDATES)
             if (usd := self._adopt(tables, found, upper, tracker)) is not None:
                 incumbent, upper = found, usd
             steps.append(f"incumbent {upper:.9g} USD over {sum(len(c.cost) for c in columns)} "
@@ -238,7 +242,7 @@ class IlpSolver(Solver):
 
     def _search(
         self, tables: Tables, curves: list[LayerCurve], lower: float, upper: float,
-        deadline: float,
+        deadline: float, max_candidates: int = INCUMBENT_SEARCH_CANDIDATES,
     ) -> tuple[Choice, ...] | None:
         """A plan over ``curves`` cheaper than ``upper`` (a heuristic here: the curves are only
         the generated configurations), by exact searches below targets rising from ``lower``
@@ -267,7 +271,7 @@ class IlpSolver(Solver):
         while time.perf_counter() < deadline:
             target = min(lower + room, upper)
             found = search(costs, lats, capacity(tables), mu, (target - const) * (1 + 1e-9),
-                           deadline, max_candidates=INCUMBENT_SEARCH_CANDIDATES)
+                           deadline, max_candidates=max_candidates)
             if found.status == "optimal":
                 return tuple(curves[li].choices[keep[li][p]] for li, p in enumerate(found.picks))
             if found.status == "aborted":

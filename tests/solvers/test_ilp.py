@@ -380,11 +380,15 @@ def test_lp_rounding_runs_only_where_the_incumbent_search_finds_nothing(monkeypa
     optimum = make_solver("ilp").solve(problem)
     assert optimum.solution_status == SolutionStatus.PROVEN_OPTIMAL and calls["rounding"] == 0
 
-    def nothing(self, *args, **kwargs):
+    caps = []
+
+    def nothing(self, *args, max_candidates=ilp_module.INCUMBENT_SEARCH_CANDIDATES, **kwargs):
         calls["search"] += 1
+        caps.append(max_candidates)
         return None
 
     monkeypatch.setattr(ilp_module.IlpSolver, "_search", nothing)
     again = make_solver("ilp").solve(problem)
     assert calls == {"rounding": 1, "search": 2}
+    assert caps == [ilp_module.INCUMBENT_SEARCH_CANDIDATES, ilp_module.ROUNDED_SEARCH_CANDIDATES]
     assert again.solution_status == SolutionStatus.PROVEN_OPTIMAL and again.cost_usd == pytest.approx(optimum.cost_usd, rel=1e-6)

@@ -243,3 +243,30 @@ def test_leaderboard_refuses_a_device_and_utf16_with_one_error_line(tmp_path):
         assert done.returncode == 2, done.stderr
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in done.stderr
+
+
+BENCH = Path(__file__).parents[2] / "benchmarks"
+
+
+@pytest.mark.parametrize(("records", "folder"), [
+    (("results/full.jsonl", "results/small-budget.jsonl"), "results"),
+    (("references/best_known.json",), "references"),
+])
+def test_the_committed_plan_files_are_the_ones_pointed_at(records, folder):
+    """Every plan file the committed results and references point at is there, is the plan its
+    name says (sha256 of the plan's JSON), and no other file lies beside them (rows dropped to
+    re-record a solver leave their files behind otherwise)."""
+    import gzip
+    import hashlib
+    import json
+    import re
+
+    pointed = set()
+    for name in records:
+        pointed |= set(re.findall(r"plans/[0-9a-f]{20}\.json\.gz", (BENCH / name).read_text()))
+    present = {f"plans/{p.name}" for p in (BENCH / folder / "plans").glob("*")}
+    assert pointed == present
+    for rel in pointed:
+        with gzip.open(BENCH / folder / rel, "rt") as f:
+            text = json.dumps(json.load(f), sort_keys=True, separators=(",", ":"))
+        assert hashlib.sha256(text.encode()).hexdigest()[:20] == rel[len("plans/"):-len(".json.gz")]

@@ -168,8 +168,8 @@ class VariantTable:
     def flat(self) -> FlatTable:
         """The arrays the compiled loops read, contiguous float64 / int64, converted once per
         table (pricing and the variant floor run tens of times per table). build_tables fills
-        it in for all its tables at once (:func:`_derive`); a table built elsewhere computes it
-        on first use."""
+        in what it is made of for all its tables at once (:func:`_derive`) and converts it
+        then; a table built elsewhere computes it all on first use."""
         f = np.ascontiguousarray
         groups, offsets = self.rows_slowest_first
         return FlatTable(
@@ -273,9 +273,9 @@ class Tables:
     def layer_flats(self) -> tuple[LayerFlat, ...]:
         """Per layer, its tables' arrays concatenated (built on first use)."""
         out = []
+        B = len(self.fixed_s)
         for layer in self.layers:
             flats = [t.flat for t in layer]
-            B = len(self.fixed_s)
             out.append(LayerFlat(
                 cost=np.concatenate([f.cost for f in flats]), lat=np.concatenate([f.lat for f in flats]),
                 expert=np.concatenate([f.expert for f in flats]),
@@ -579,23 +579,14 @@ def _derive(made: list[VariantTable], group: np.ndarray, cut: np.ndarray, E: int
     offsets[:, 1:] = np.cumsum(run_len.reshape(J, E), axis=1)
     first = np.repeat(cut[:-1], np.diff(cut)).astype(np.int64)  # each row's table's first row
     groups, by_cost = groups - first, by_cost - first  # rows within their table
-    f = np.ascontiguousarray
     for j, t in enumerate(made):
         lo, hi = int(cut[j]), int(cut[j + 1])
-        storage = t.variant.storage
-        add = np.zeros_like(t.floor) if storage else t.floor
-        base = t.floor if storage else np.zeros_like(t.floor)
-        least_slowest = t.lower - add
         t.__dict__.update(  # cached_property values (frozen: no __setattr__)
             experts=E, least_cost=least_cost[j], least_finish=least_finish[j],
             slowest_first=(order[j], rest[j]), rows_slowest_first=(groups[lo:hi], offsets[j]),
-            by_expert_cost=by_cost[lo:hi], add=add, base=base, least_slowest=least_slowest,
+            by_expert_cost=by_cost[lo:hi],
         )
-        t.__dict__["flat"] = FlatTable(  # build_tables' arrays are contiguous float64 / int64
-            cost=f(t.cost), lat=f(t.lat), active=f(t.active), expert=f(t.expert),
-            least_cost=least_cost[j], least_slowest=least_slowest, add=add, base=base,
-            by_expert_cost=by_cost[lo:hi], groups=groups[lo:hi], offsets=offsets[j], rest=rest[j],
-        )
+        t.flat  # noqa: B018 - converted now, from the values above (0.4 ms for bert-moe-8's 132)
 
 
 def _cheapest_sum(t: VariantTable) -> float:

@@ -396,6 +396,13 @@ class KnapsackLp:
         self.highs.passModel(lp)
         self.slack_cols = np.arange(n, n + B)
 
+    @classmethod
+    def over(cls, tables: Tables, curves: list[LayerCurve]) -> KnapsackLp:
+        """The LP over layer curves at the tables' capacity (costs scaled by the
+        cheapest-options bound)."""
+        return cls([cv.cost for cv in curves], [cv.latency for cv in curves], capacity(tables),
+                   max(tables.lower_bound_usd, 1e-12))
+
     def add_points(self, layer: np.ndarray, cost: np.ndarray, lat: np.ndarray) -> None:
         """New points (configurations; ``layer``: each one's layer): columns appended to the
         built model, so the next :meth:`solve` starts from the last basis (column generation
@@ -429,12 +436,10 @@ class KnapsackLp:
 
 def curve_lp(tables: Tables, curves: list[LayerCurve]) -> LpResult:
     """The LP relaxation of the program over ``curves`` (see :class:`KnapsackLp`)."""
-    lp = KnapsackLp([cv.cost for cv in curves], [cv.latency for cv in curves], capacity(tables),
-                    max(tables.lower_bound_usd, 1e-12))
+    lp = KnapsackLp.over(tables, curves)
     value, mu, pi, x = lp.solve()
-    n = lp.n
-    weights = np.split(x[:n], np.cumsum(lp.sizes)[:-1])
-    return LpResult(float(value + tables.cost_const_usd), mu, pi, weights, float(x[n:].sum()))
+    weights = np.split(x[:lp.n], np.cumsum(lp.sizes)[:-1])
+    return LpResult(float(value + tables.cost_const_usd), mu, pi, weights, float(x[lp.slack_cols].sum()))
 
 
 @dataclass(frozen=True)
@@ -469,8 +474,7 @@ def column_generation(
     curves = list(curves)
     best: Bound | None = None
     L = len(curves)
-    model = KnapsackLp([cv.cost for cv in curves], [cv.latency for cv in curves], capacity(tables),
-                       max(tables.lower_bound_usd, 1e-12))
+    model = KnapsackLp.over(tables, curves)
     for it in range(1, max_iterations + 1):
         value_usd, mu, pi, x = model.solve()
         lp = LpResult(float(value_usd + tables.cost_const_usd), mu, pi, [],
@@ -809,10 +813,11 @@ class _CutPool:
             return ok
         return self._keep(ok, c, s, *self.at(j), limit)
 
-    def at(self, j: int) -> tuple[np.ndarray, np.ndarray]:
-        """Every multiplier of the pool (K, B) and its least cost of layers order[j:] (K,)."""
-        return (np.array(self.mus, dtype=np.float64).reshape(-1, len(self.cap)),
-                np.array([sf[j] for sf in self.suffix], dtype=np.float64))
+    def at(self, j: int, since: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """The pool's multipliers from the ``since``-th on (K, B) and their least cost of
+        layers order[j:] (K,)."""
+        return (np.array(self.mus[since:], dtype=np.float64).reshape(-1, len(self.cap)),
+                np.array([sf[j] for sf in self.suffix[since:]], dtype=np.float64))
 
     def _keep(self, ok: np.ndarray, c: np.ndarray, s: np.ndarray, mus: np.ndarray, rest: np.ndarray,
               limit: float) -> np.ndarray:
@@ -843,12 +848,11 @@ class _CutPool:
                 break
             before = len(ok)
             picks = ok[np.linspace(0, len(ok) - 1, min(self.SAMPLES, len(ok))).round().astype(int)]
+            new = len(self.mus)
             for i in picks:
                 _, mu, _, _ = lp.solve(self.cap - s[i])
                 self._add(mu)
-            mus = np.array(self.mus[-len(picks):])
-            rest = np.array([sf[j] for sf in self.suffix[-len(picks):]])
-            ok = self._keep(ok, c, s, mus, rest, limit)
+            ok = self._keep(ok, c, s, *self.at(j, since=new), limit)  # the new multipliers
             if len(ok) > 0.8 * before:
                 break
         return ok

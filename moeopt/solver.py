@@ -230,20 +230,22 @@ class Tracker:
         return batch, score, np.where(feasible, 0.0, np.maximum(violation, 1e-12))
 
 
-def _row(plans: PlanArrays, p: int) -> PlanArrays:
-    def one(a: np.ndarray | None) -> np.ndarray | None:
-        return None if a is None else a[p : p + 1].copy()
+def _rows(plans: PlanArrays, rows: slice, copy: bool = False) -> PlanArrays:
+    """Plans ``rows`` of ``plans`` (views, or copies when the caller keeps them while the
+    solver may reuse its arrays)."""
+    def part(a: np.ndarray | None) -> np.ndarray | None:
+        return None if a is None else a[rows].copy() if copy else a[rows]
 
-    return PlanArrays(one(plans.memory_mb), one(plans.replicas), one(plans.method),
-                      one(plans.pipeline_degree), one(plans.group), one(plans.arm64))
+    return PlanArrays(part(plans.memory_mb), part(plans.replicas), part(plans.method),
+                      part(plans.pipeline_degree), part(plans.group), part(plans.arm64))
+
+
+def _row(plans: PlanArrays, p: int) -> PlanArrays:
+    return _rows(plans, slice(p, p + 1), copy=True)
 
 
 def _take(plans: PlanArrays, n: int) -> PlanArrays:
-    return PlanArrays(
-        plans.memory_mb[:n], plans.replicas[:n], plans.method[:n], plans.pipeline_degree[:n],
-        None if plans.group is None else plans.group[:n],
-        None if plans.arm64 is None else plans.arm64[:n],
-    )
+    return _rows(plans, slice(0, n))
 
 
 def _concat_arrays(parts: list[PlanArrays]) -> PlanArrays:

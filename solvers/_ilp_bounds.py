@@ -286,14 +286,8 @@ def variant_floor(t: VariantTable, mu: np.ndarray) -> float:
     expert at its cheapest option, except one that also pays the latency price of its own option
     (the layer is at least as slow as any of its experts); the best such expert. At least the
     cheapest options at the layer's latency lower bound, often far more: it lets pricing skip
-    variants whole."""
-    if _ilp_model._cprice is not None:
-        step, start_s, compute, cold, price = t.billing
-        a = t.flat
-        return _ilp_model._cprice.variant_floor(
-            a.cost, a.lat, a.expert, a.least_cost, a.least_slowest, a.add, a.base,
-            np.ascontiguousarray(mu, dtype=float),
-            t.lat.shape[1], step, start_s, compute, cold, price / t.lat.shape[1], t.direct_usd)
+    variants whole. The numpy reference; pricing and the proof take a whole layer's floors in
+    one compiled call (:func:`layer_floors`)."""
     start = t.least_slowest
     own = t.cost + _batch_prices(t, mu, np.maximum(start, t.lat)).sum(axis=1)  # (n,)
     least = t.least_cost

@@ -848,54 +848,11 @@ static int experts_inside(const int64_t *expert, Py_ssize_t n, Py_ssize_t E)
     return 0;
 }
 
-PyDoc_STRVAR(variant_floor_doc,
-"variant_floor(cost, lat, expert, least, start, add, base, mu, B, step, nonmoe_start, compute,\n"
-"              cold, price, const) -> float\n\n"
-"solvers/_ilp_bounds.py:variant_floor, the same float: every expert at its cheapest option\n"
-"except the one that also pays its own option's latency price, the best such expert.");
-
-static PyObject *variant_floor(PyObject *self, PyObject *args)
-{
-    Py_buffer bcost, blat, bexpert, bleast, bstart, badd, bbase, bmu;
-    Py_ssize_t B;
-    double step, nstart, compute, cold, pprice, cnst;
-    if (!PyArg_ParseTuple(args, "y*y*y*y*y*y*y*y*ndddddd", &bcost, &blat, &bexpert, &bleast,
-                          &bstart, &badd, &bbase, &bmu, &B, &step, &nstart, &compute, &cold,
-                          &pprice, &cnst))
-        return NULL;
-    PyObject *result = NULL;
-    Py_buffer *all[] = {&bcost, &blat, &bexpert, &bleast, &bstart, &badd, &bbase, &bmu};
-    Py_ssize_t n = bcost.len / (Py_ssize_t)sizeof(double);
-    Py_ssize_t E = bleast.len / (Py_ssize_t)sizeof(double);
-    if (B < 1 || E < 1 || B > 4096) {
-        PyErr_SetString(PyExc_ValueError, "need 1 <= B <= 4096 and at least one expert");
-        goto fail;
-    }
-    if (need(&blat, n * B, sizeof(double), "lat") || need(&bexpert, n, sizeof(int64_t), "expert")
-        || need(&bstart, B, sizeof(double), "start") || need(&badd, B, sizeof(double), "add")
-        || need(&bbase, B, sizeof(double), "base") || need(&bmu, B, sizeof(double), "mu"))
-        goto fail;
-    if (experts_inside(bexpert.buf, n, E))
-        goto fail;
-    double *own = malloc(sizeof(double) * E), *h = malloc(sizeof(double) * B);
-    if (!own || !h) {
-        free(own); free(h);
-        PyErr_NoMemory();
-        goto fail;
-    }
-    Prices p = {B, badd.buf, bbase.buf, bmu.buf, step, nstart, compute, cold, pprice};
-    result = PyFloat_FromDouble(floor_of(&p, bcost.buf, blat.buf, bexpert.buf, n, bleast.buf, E,
-                                         bstart.buf, cnst, own, h));
-    free(own); free(h);
-fail:
-    release(all, sizeof(all) / sizeof(all[0]));
-    return result;
-}
-
 PyDoc_STRVAR(variant_floors_doc,
 "variant_floors(cost, lat, expert, least, start, add, base, mu, rows, experts, params, B)\n"
 "    -> bytes\n\n"
-"variant_floor of T tables at once (a layer's variants, solvers/_ilp_tables.py:LayerFlat):\n"
+"solvers/_ilp_bounds.py:variant_floor of T tables at once, the same floats (a layer's\n"
+"variants, solvers/_ilp_tables.py:LayerFlat):\n"
 "table i has rows rows[i]:rows[i+1] of cost (n,), lat (n, B), expert (n,); experts\n"
 "experts[i]:experts[i+1] of least; row i of start, add, base (T, B); params (T, 6): billing\n"
 "step, non-MoE start, compute, cold, price per batch, constant. float64 bytes (T,).");
@@ -1624,7 +1581,6 @@ static PyMethodDef methods[] = {
     {"cheapest_within", cheapest_within, METH_VARARGS, cheapest_within_doc},
     {"price_table", price_table, METH_VARARGS, price_table_doc},
     {"exact_table", exact_table, METH_VARARGS, exact_table_doc},
-    {"variant_floor", variant_floor, METH_VARARGS, variant_floor_doc},
     {"variant_floors", variant_floors, METH_VARARGS, variant_floors_doc},
     {"search_layer", search_layer, METH_VARARGS, search_layer_doc},
     {"search_last", search_last, METH_VARARGS, search_last_doc},

@@ -267,22 +267,6 @@ def test_compiled_exact_curve_stops_at_its_deadline_and_its_limits():
 
 
 @pytest.mark.parametrize("name", ["bert-moe-4", "small", "full-scope-arm64", "full-scope-cold", "many-options"])
-def test_compiled_variant_floor_is_the_numpy_floor(name, monkeypatch):
-    problem = PROBLEMS[name]()
-    tables = build_tables(problem, variants_of(problem, PIPELINE_DEGREES))
-    rng = np.random.default_rng(2)
-    B = len(tables.fixed_s)
-    for t in (t for layer in tables.layers[:2] for t in layer):
-        for scale in (0.0, 1e-6, 1e-3):
-            mu = rng.exponential(scale, size=B) if scale else np.zeros(B)
-            floors = []
-            for dp in (None, model._cprice):
-                monkeypatch.setattr(model, "_cprice", dp)
-                floors.append(np.float64(bounds.variant_floor(t, mu)).tobytes())
-            assert floors[0] == floors[1]
-
-
-@pytest.mark.parametrize("name", ["bert-moe-4", "small", "full-scope-arm64", "full-scope-cold", "many-options"])
 def test_compiled_layer_floors_are_each_tables_numpy_floor(name, monkeypatch):
     """A whole layer's floors in one compiled call (Tables.layer_flats): each table's numpy
     floor, bit for bit, on every layer, at multipliers from zero to large."""

@@ -11,8 +11,11 @@ never be needed, and an option whose latency alone breaks the time limit can nev
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TypeVar
 
 import numpy as np
 
@@ -25,6 +28,8 @@ OPTION_CONSTRAINTS = ("memory", "payload", "timeout")
 #: build_tables prices the replica times of this many (beta, replica tokens, memory) cells per
 #: call of the cost model (elementwise: the same floats in any chunks).
 TIMES_CHUNK_CELLS = 2**16
+
+Job = TypeVar("Job")
 #: Above this many live options per expert the pairwise dominance check is skipped (it is
 #: quadratic); keeping a dominated option costs the MILP time, never correctness.
 PAIRWISE_MAX = 256
@@ -308,6 +313,7 @@ def build_tables(problem: DeploymentProblem, variants: tuple[Variant, ...]) -> T
     Each variant is priced for every layer at once (arrays (B, L, E, K)), and every surviving
     (variant, layer) is pruned in one dominance pass: the per-element arithmetic is the
     per-layer formula's, so the tables are the same to the bit, at a fraction of the numpy calls.
+    Variants are priced, and pruned tables extracted, on two threads (they are independent).
     """
     c, model, fx = problem.constants, problem.model, fixed_parts(problem)
     arch = np.asarray([a == "arm64" for a in problem.architectures])
@@ -352,30 +358,17 @@ def build_tables(problem: DeploymentProblem, variants: tuple[Variant, ...]) -> T
     gather = at_uk[at_u]  # (B, L, E, K) into the (P, M) grid
     key_tokens, key_r = tokens_of[key // len(r_of), None], r_of[key % len(r_of), None]  # (P, 1)
 
-    ok_any = {name: np.zeros((L, E), dtype=bool) for name in (*OPTION_CONSTRAINTS, "all")}
     fits = np.zeros((V, L), dtype=bool)  # the variant fits every expert of the layer
-    priced: list[dict] = []  # per variant, every layer's unpruned table
-    billed_pm: list[np.ndarray] = [np.empty(0)] * V
-    finish_pm: list[np.ndarray] = [np.empty(0)] * V
-    for method in sorted({v.method for v in variants}):  # one call per method, betas stacked
-        which = [i for i, v in enumerate(variants) if v.method == method]
-        betas = np.asarray([float(variants[i].pipeline_degree) for i in which])[:, None, None]
-        gate = lm.gate_cpu_s(key_tokens, tb, method, c)
-        shape = (len(which), *np.broadcast_shapes(key_r.shape, per_m.shape))
-        # A few betas per call: the pipelined model's ~60 temporaries stay in cache (65,536
-        # cells, 0.5 MB each); one call over every beta was ~2 ms slower on bert-moe-8.
-        step = max(1, TIMES_CHUNK_CELLS // int(np.prod(shape[1:])))
-        for lo in range(0, len(which), step):
-            times = lm.replica_times(method, key_r, fetch[per_m], per_token[per_m], betas[lo:lo + step],
-                                     **timing, cpu=cpu_k[per_m], gate_s=gate)
-            part = (len(betas[lo:lo + step]), *shape[1:])
-            for j, i in enumerate(which[lo:lo + step]):
-                billed_pm[i] = np.broadcast_to(times.billed_s, part)[j]  # (P, M)
-                finish_pm[i] = np.broadcast_to(times.finish_s, part)[j]
-    for i, v in enumerate(variants):
+    priced: list[dict] = [{}] * V  # per variant, every layer's unpruned table
+    # Per variant and constraint name, which (layer, expert) keep an option without that
+    # constraint ("all": with every constraint): the infeasibility report's evidence.
+    evidence: list[dict[str, np.ndarray]] = [{}] * V
+
+    def price_variant(i: int, billed_pm: np.ndarray, finish_pm: np.ndarray) -> None:
+        v = variants[i]
         beta = float(v.pipeline_degree)
-        t = billed_pm[i].ravel()[at_uk]  # (U, K)
-        usd = lm.billed_seconds(billed_pm[i], c).ravel()[at_uk] * active_uk * price
+        t = billed_pm.ravel()[at_uk]  # (U, K)
+        usd = lm.billed_seconds(billed_pm, c).ravel()[at_uk] * active_uk * price
         if full:
             usd = usd + active_uk * c.lambda_request_usd
             flat = (1, -1, 1, 1)
@@ -393,19 +386,18 @@ def build_tables(problem: DeploymentProblem, variants: tuple[Variant, ...]) -> T
             "timeout": np.take(t <= c.lambda_timeout_max_s, at_u, axis=0).all(axis=0),  # max over b
         }
         feasible = ok["memory"] & ok["payload"] & ok["timeout"]  # (L, E, K)
+        evidence[i] = {"all": feasible.any(axis=2)}
         for name in OPTION_CONSTRAINTS:  # which constraint alone would leave options
             others = np.ones_like(feasible)
             for o in OPTION_CONSTRAINTS:
                 if o != name:
                     others &= ok[o]
-            ok_any[name] |= others.any(axis=2)
-        fits[i] = feasible.any(axis=2).all(axis=1)
-        ok_any["all"] |= feasible.any(axis=2)
+            evidence[i][name] = others.any(axis=2)
+        fits[i] = evidence[i]["all"].all(axis=1)
         if not fits[i].any():
-            priced.append({})
-            continue
+            return
         # Every replica's finish time; direct layers add T_load after the slowest one.
-        lat = np.take(finish_pm[i].ravel(), gather)  # (B, L, E, K)
+        lat = np.take(finish_pm.ravel(), gather)  # (B, L, E, K)
         lat_min = np.where(feasible, lat, np.inf).min(axis=3).max(axis=2).T  # (L, B)
         floor = np.full(B, fx.next_load_s)
         if v.storage:
@@ -414,8 +406,31 @@ def build_tables(problem: DeploymentProblem, variants: tuple[Variant, ...]) -> T
         else:
             lower = floor + lat_min
             clip = lat_min
-        priced.append(dict(feasible=feasible, cost=np.take(usd, at_u, axis=0).mean(axis=0), lat=lat, lower=lower,
-                           clip=clip, floor=floor))
+        priced[i] = dict(feasible=feasible, cost=np.take(usd, at_u, axis=0).mean(axis=0), lat=lat,
+                         lower=lower, clip=clip, floor=floor)
+
+    jobs = []  # (variants of one method, their betas): a few betas per call of the cost model
+    for method in sorted({v.method for v in variants}):
+        which = [i for i, v in enumerate(variants) if v.method == method]
+        betas = np.asarray([float(variants[i].pipeline_degree) for i in which])[:, None, None]
+        # A few betas per call: the pipelined model's ~60 temporaries stay in cache (65,536
+        # cells, 0.5 MB each); one call over every beta was ~2 ms slower on bert-moe-8.
+        step = max(1, TIMES_CHUNK_CELLS // (len(key_r) * len(per_m)))
+        jobs += [(which[lo:lo + step], betas[lo:lo + step]) for lo in range(0, len(which), step)]
+    gates = {m: lm.gate_cpu_s(key_tokens, tb, m, c) for m in {v.method for v in variants}}
+
+    def price_job(job: tuple[list[int], np.ndarray]) -> None:
+        which, betas = job
+        method = variants[which[0]].method
+        times = lm.replica_times(method, key_r, fetch[per_m], per_token[per_m], betas,
+                                 **timing, cpu=cpu_k[per_m], gate_s=gates[method])
+        part = (len(which), len(key_r), len(per_m))
+        for j, i in enumerate(which):  # (P, M) grids of this variant
+            price_variant(i, np.broadcast_to(times.billed_s, part)[j],
+                          np.broadcast_to(times.finish_s, part)[j])
+
+    _on_two_threads(price_job, jobs)
+    ok_any = {name: np.logical_or.reduce([k[name] for k in evidence]) for name in (*OPTION_CONSTRAINTS, "all")}
 
     binding: set[str] = set()
     for layer in range(L):
@@ -506,11 +521,13 @@ def build_tables(problem: DeploymentProblem, variants: tuple[Variant, ...]) -> T
             np.copyto(part, np.inf, where=~f)
             feas.append(f)
         dominated = _dominated(vec)
-        at = 0
-        for (i, ls), f in zip(batch, feas, strict=True):
+        starts = np.cumsum([0] + [ls.size * E for _, ls in batch])
+
+        def extract(k: int, batch: list[tuple[int, np.ndarray]] = batch, feas: list[np.ndarray] = feas,
+                    dominated: np.ndarray = dominated, starts: np.ndarray = starts) -> None:
+            (i, ls), f = batch[k], feas[k]
             tv = priced[i]
-            keep = f & ~dominated[at:at + ls.size * E].reshape(f.shape)
-            at += ls.size * E
+            keep = f & ~dominated[starts[k]:starts[k + 1]].reshape(f.shape)
             j_idx, e_idx, k_idx = np.nonzero(keep)  # layer by layer, as np.nonzero per layer
             l_idx = ls[j_idx]
             cost = tv["cost"][l_idx, e_idx, k_idx]
@@ -527,6 +544,8 @@ def build_tables(problem: DeploymentProblem, variants: tuple[Variant, ...]) -> T
                 ))
                 tables[int(layer), i] = made[-1]
             _derive(made, j_idx * E + e_idx, cut, E)
+
+        _on_two_threads(extract, list(range(len(batch))))
 
     layers: list[tuple[VariantTable, ...]] = []
     lower_bound = 0.0
@@ -546,6 +565,34 @@ def build_tables(problem: DeploymentProblem, variants: tuple[Variant, ...]) -> T
         problem, mem_k, g_k.astype(int), arm_k, tuple(layers), fixed, const, lower_bound + const,
         concurrency, (), options_before,
     )
+
+
+def _on_two_threads(work: Callable[[Job], None], jobs: list[Job]) -> None:
+    """``work`` over ``jobs``, every other one on a second thread: numpy releases the GIL in
+    its loops, so two streams of numpy-bound work use both cores. The second thread's error,
+    if any, is raised here."""
+    if len(jobs) < 2:
+        for job in jobs:
+            work(job)
+        return
+    failed: list[BaseException] = []
+
+    def other() -> None:
+        try:
+            for job in jobs[1::2]:
+                work(job)
+        except BaseException as exc:  # noqa: BLE001 - re-raised on the calling thread
+            failed.append(exc)
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    try:
+        for job in jobs[::2]:
+            work(job)
+    finally:
+        thread.join()
+    if failed:
+        raise failed[0]
 
 
 def _derive(made: list[VariantTable], group: np.ndarray, cut: np.ndarray, E: int) -> None:

@@ -13,7 +13,14 @@ from moeopt.builtin_problems import builtin_problem
 from moeopt.problem import DeploymentProblem, problem_from_dict
 from moeopt.space import PIPELINE_DEGREES
 from moeopt.testing import small_problem, tiny_problem
-from solvers._ilp_tables import Tables, VariantTable, _dominated, build_tables, variants_of
+from solvers._ilp_tables import (
+    Tables,
+    VariantTable,
+    _dominated,
+    _on_two_threads,
+    build_tables,
+    variants_of,
+)
 from tests.solvers._tables_reference import _dominated as reference_dominated
 from tests.solvers._tables_reference import reference_build_tables
 
@@ -245,3 +252,20 @@ def test_derived_arrays_filled_in_by_build_tables_are_each_tables_own(name):
                     _same_array(g, w, f"{t.layer} {t.variant} {name_}")
             for f in dataclasses.fields(t.flat):
                 _same_array(getattr(t.flat, f.name), getattr(own.flat, f.name), f"flat.{f.name}")
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 5])
+def test_two_threads_run_every_job_once(n):
+    done: list[int] = []
+    _on_two_threads(done.append, list(range(n)))
+    assert sorted(done) == list(range(n))
+
+
+@pytest.mark.parametrize("bad", [0, 1])
+def test_two_threads_raise_either_threads_error(bad):
+    def work(job: int) -> None:
+        if job == bad:
+            raise ValueError(f"job {job}")
+
+    with pytest.raises(ValueError, match=f"job {bad}"):
+        _on_two_threads(work, [0, 1, 2])

@@ -27,7 +27,7 @@ from moeopt.problem import DeploymentProblem
 OPTION_CONSTRAINTS = ("memory", "payload", "timeout")
 #: build_tables prices the replica times of this many (beta, replica tokens, memory) cells per
 #: call of the cost model (elementwise: the same floats in any chunks).
-TIMES_CHUNK_CELLS = 2**16
+TIMES_CHUNK_CELLS = 2**15
 
 Job = TypeVar("Job")
 #: Above this many live options per expert the pairwise dominance check is skipped (it is
@@ -568,18 +568,15 @@ def build_tables(problem: DeploymentProblem, variants: tuple[Variant, ...]) -> T
 
 
 def _on_two_threads(work: Callable[[Job], None], jobs: list[Job]) -> None:
-    """``work`` over ``jobs``, every other one on a second thread: numpy releases the GIL in
-    its loops, so two streams of numpy-bound work use both cores. The second thread's error,
-    if any, is raised here."""
-    if len(jobs) < 2:
-        for job in jobs:
-            work(job)
-        return
+    """``work`` over ``jobs`` on two threads, each taking the next job when it is free (give
+    the big jobs first): numpy releases the GIL in its loops, so two streams of numpy-bound
+    work use both cores. An error on the second thread is raised here."""
+    queue = iter(jobs)  # next() on a list iterator is atomic under the GIL
     failed: list[BaseException] = []
 
     def other() -> None:
         try:
-            for job in jobs[1::2]:
+            for job in queue:
                 work(job)
         except BaseException as exc:  # noqa: BLE001 - re-raised on the calling thread
             failed.append(exc)
@@ -587,7 +584,7 @@ def _on_two_threads(work: Callable[[Job], None], jobs: list[Job]) -> None:
     thread = threading.Thread(target=other)
     thread.start()
     try:
-        for job in jobs[::2]:
+        for job in queue:
             work(job)
     finally:
         thread.join()

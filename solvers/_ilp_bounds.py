@@ -79,16 +79,18 @@ def _batch_prices(t: VariantTable, mu: np.ndarray, slowest: np.ndarray) -> np.nd
 
 
 def _price_table(
-    t: VariantTable, mu: np.ndarray, upper: float, deadline: float, extra: int = 0
+    t: VariantTable, mu: np.ndarray, upper: float, deadline: float, extra: int = 0,
+    values: list[float] | None = None,
 ) -> list[Choice]:
     """The configuration of ``t`` with the least ``cost + mu . latency`` if it is below
     ``upper`` (else an empty list), then up to ``extra`` more of the final front by value
     (other mu-efficient configurations: candidates for the incumbent); raises TimeoutError
     past ``deadline``. The compiled DP (:mod:`solvers._ilp_cprice`) where it was built, else
-    :func:`_price_table_numpy`: the same configurations."""
+    :func:`_price_table_numpy`: the same configurations. ``values`` collects the DP's value of
+    each (without ``t.direct_usd``)."""
     if _ilp_model._cprice is not None:  # the one switch (tests turn it off there)
-        return _price_table_compiled(t, mu, upper, deadline, extra)
-    return _price_table_numpy(t, mu, upper, deadline, extra)
+        return _price_table_compiled(t, mu, upper, deadline, extra, values)
+    return _price_table_numpy(t, mu, upper, deadline, extra, values)
 
 
 def _price_table_compiled(
@@ -315,7 +317,19 @@ def price_layer(
     """The least ``cost + mu . latency`` over every configuration of a layer (concurrency
     relaxed), with a configuration that attains it; ``upper`` (a value some configuration is
     known to reach) prunes: when nothing is below it, returns (upper, None). ``extra``, when
-    given, collects a few more near-least configurations (for the incumbent)."""
+    given, collects a few more near-least configurations (for the incumbent). One compiled
+    call where the extension is built (:func:`_price_layer_compiled`), else the loop."""
+    if _ilp_model._cprice is not None:
+        return _price_layer_compiled(tables, layer, mu, upper, deadline, extra)
+    return _price_layer_loop(tables, layer, mu, upper, deadline, extra)
+
+
+def _price_layer_loop(
+    tables: Tables, layer: int, mu: np.ndarray, upper: float, deadline: float,
+    extra: list[Choice] | None,
+) -> tuple[float, Choice | None]:
+    """:func:`price_layer`, table by table: the floors, then each table's DP in their order
+    until a floor reaches the least value so far."""
     best: Choice | None = None
     value = upper
     floors = layer_floors(tables, layer, mu)
@@ -325,13 +339,52 @@ def price_layer(
             break  # this variant and every later one cannot go below ``value``
         # When near-least configurations are wanted, let them through the prune.
         slack = 1e-12 if extra is None else NEAR_COLUMNS
-        found = _price_table(t, mu, value + slack * abs(value), deadline, 0 if extra is None else EXTRA_COLUMNS)
+        values: list[float] = []
+        found = _price_table(t, mu, value + slack * abs(value), deadline,
+                             0 if extra is None else EXTRA_COLUMNS, values)
         if found:
-            v = found[0].cost_usd + float(mu @ found[0].latency_s)
+            v = values[0] + t.direct_usd  # the DP's value: what the compiled layer pricing compares
             if v < value:
                 best, value = found[0], v
             if extra is not None:
                 extra.extend(found)
+    if extra is not None and best is not None:
+        extra.append(best)
+    return value, best
+
+
+def _price_layer_compiled(
+    tables: Tables, layer: int, mu: np.ndarray, upper: float, deadline: float,
+    extra: list[Choice] | None,
+) -> tuple[float, Choice | None]:
+    """:func:`price_layer` in one compiled call (floors, their order, every table's DP); the
+    same value, configuration and ``extra``, in the same order (tests/solvers/test_ilp_cprice.py)."""
+    cprice = _ilp_model._cprice
+    assert cprice is not None
+    f = tables.layer_flats[layer]
+    want = 1 if extra is None else 1 + EXTRA_COLUMNS
+    T = len(f.params)
+    picks = np.empty(want * len(f.least), dtype=np.int64)
+    which = np.empty(want * T, dtype=np.int64)
+    values = np.empty(want * T)
+    found, at_best, value = cprice.price_layer(
+        f.cost, f.lat, f.expert, f.least, f.start, f.add, f.base, np.ascontiguousarray(mu, dtype=float),
+        f.rows, f.experts, f.params, f.groups, f.offsets, f.rest, picks, which, values, f.lat.shape[1],
+        float(upper), 1e-12 if extra is None else NEAR_COLUMNS, want, float(deadline))
+    best: Choice | None = None
+    k = at = 0
+    while k < found:  # each table's configurations are consecutive
+        t = tables.layers[layer][int(which[k])]
+        n = int(np.count_nonzero(which[k:found] == which[k]))
+        order, _ = t.slowest_first
+        rows = np.empty((n, t.experts), dtype=np.int64)
+        rows[:, order] = picks[at:at + n * t.experts].reshape(n, t.experts)
+        chs, _, _ = _ilp_model.choices_of(t, rows)
+        if k == at_best:  # the least one is the first of its table's
+            best = chs[0]
+        if extra is not None:
+            extra.extend(chs)
+        k, at = k + n, at + n * t.experts
     if extra is not None and best is not None:
         extra.append(best)
     return value, best

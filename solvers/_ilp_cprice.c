@@ -1,5 +1,6 @@
 /* The inner loops of the exact solver, compiled: the Lagrangian pricing of one layer variant
- * (solvers/_ilp_bounds.py:_price_table), its exact Pareto curve (solvers/_ilp_model.py:
+ * (solvers/_ilp_bounds.py:_price_table) and of a whole layer (_price_layer_loop: the variant
+ * floors, then each variant's pricing in their order), a variant's exact Pareto curve (solvers/_ilp_model.py:
  * _exact_table_numpy), one layer of the exact search over layer curves
  * (solvers/_ilp_bounds.py:_layer_numpy, _last_layer) and its per-batch fronts
  * (_suffix_fronts), a table's cheapest rows within a
@@ -848,6 +849,70 @@ static int experts_inside(const int64_t *expert, Py_ssize_t n, Py_ssize_t E)
     return 0;
 }
 
+/* A layer's variant tables in one set of arrays (solvers/_ilp_tables.py:LayerFlat): table i
+ * has rows rows[i]:rows[i+1] of cost (n,), lat (n, B), expert (n,); experts
+ * experts[i]:experts[i+1] of least; row i of start, add, base (T, B); params (T, 6): billing
+ * step, non-MoE start, compute, cold, price per batch, constant (the direct layer's non-MoE
+ * cost). */
+typedef struct {
+    Py_ssize_t n, m, T, B;
+    const double *cost, *lat, *least, *start, *add, *base, *par, *mu;
+    const int64_t *expert, *rows, *exps;
+} Layer;
+
+/* Fill *L from its buffers and check every size and offset (a Python error and -1 if not). */
+static int layer_of(Layer *L, Py_buffer *bcost, Py_buffer *blat, Py_buffer *bexpert,
+                    Py_buffer *bleast, Py_buffer *bstart, Py_buffer *badd, Py_buffer *bbase,
+                    Py_buffer *bmu, Py_buffer *brows, Py_buffer *bexp, Py_buffer *bpar,
+                    Py_ssize_t B)
+{
+    Py_ssize_t n = bcost->len / (Py_ssize_t)sizeof(double);
+    Py_ssize_t m = bleast->len / (Py_ssize_t)sizeof(double);
+    Py_ssize_t T = brows->len / (Py_ssize_t)sizeof(int64_t) - 1;
+    if (B < 1 || B > 4096 || T < 0) {
+        PyErr_SetString(PyExc_ValueError, "need 1 <= B <= 4096 and row offsets");
+        return -1;
+    }
+    if (need(blat, n * B, sizeof(double), "lat") || need(bexpert, n, sizeof(int64_t), "expert")
+        || need(bstart, T * B, sizeof(double), "start") || need(badd, T * B, sizeof(double), "add")
+        || need(bbase, T * B, sizeof(double), "base") || need(bmu, B, sizeof(double), "mu")
+        || need(bexp, T + 1, sizeof(int64_t), "experts") || need(bpar, T * 6, sizeof(double), "params"))
+        return -1;
+    const int64_t *rows = brows->buf, *exps = bexp->buf, *expert = bexpert->buf;
+    int bad = rows[0] != 0 || rows[T] != n || exps[0] != 0 || exps[T] != m;
+    for (Py_ssize_t i = 0; i < T && !bad; i++)
+        bad = rows[i + 1] < rows[i] || exps[i + 1] <= exps[i];
+    if (bad) {
+        PyErr_SetString(PyExc_ValueError, "layer: offsets outside the arrays");
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < T; i++)
+        if (experts_inside(expert + rows[i], rows[i + 1] - rows[i], exps[i + 1] - exps[i]))
+            return -1;
+    *L = (Layer){n, m, T, B, bcost->buf, blat->buf, bleast->buf, bstart->buf, badd->buf, bbase->buf,
+                 bpar->buf, bmu->buf, expert, rows, exps};
+    return 0;
+}
+
+/* Table i's prices at the layer's mu. */
+static Prices prices_of(const Layer *L, Py_ssize_t i)
+{
+    const double *q = L->par + 6 * i;
+    return (Prices){L->B, L->add + i * L->B, L->base + i * L->B, L->mu, q[0], q[1], q[2], q[3], q[4]};
+}
+
+/* Every table's floor into out (T); own (m) and h (B) are scratch. */
+static void floors_of(const Layer *L, double *out, double *own, double *h)
+{
+    const int64_t *rows = L->rows, *exps = L->exps;
+    for (Py_ssize_t i = 0; i < L->T; i++) {
+        Prices p = prices_of(L, i);
+        out[i] = floor_of(&p, L->cost + rows[i], L->lat + rows[i] * L->B, L->expert + rows[i],
+                          rows[i + 1] - rows[i], L->least + exps[i], exps[i + 1] - exps[i],
+                          L->start + i * L->B, L->par[6 * i + 5], own, h);
+    }
+}
+
 PyDoc_STRVAR(variant_floors_doc,
 "variant_floors(cost, lat, expert, least, start, add, base, mu, rows, experts, params, B)\n"
 "    -> bytes\n\n"
@@ -867,51 +932,138 @@ static PyObject *variant_floors(PyObject *self, PyObject *args)
     PyObject *result = NULL;
     Py_buffer *all[] = {&bcost, &blat, &bexpert, &bleast, &bstart, &badd, &bbase, &bmu, &brows,
                         &bexp, &bpar};
-    Py_ssize_t n = bcost.len / (Py_ssize_t)sizeof(double);
-    Py_ssize_t m = bleast.len / (Py_ssize_t)sizeof(double);
-    Py_ssize_t T = brows.len / (Py_ssize_t)sizeof(int64_t) - 1;
+    Layer L;
     double *own = NULL, *h = NULL;
-    if (B < 1 || B > 4096 || T < 0) {
-        PyErr_SetString(PyExc_ValueError, "need 1 <= B <= 4096 and row offsets");
+    if (layer_of(&L, &bcost, &blat, &bexpert, &bleast, &bstart, &badd, &bbase, &bmu, &brows, &bexp,
+                 &bpar, B))
         goto fail;
-    }
-    if (need(&blat, n * B, sizeof(double), "lat") || need(&bexpert, n, sizeof(int64_t), "expert")
-        || need(&bstart, T * B, sizeof(double), "start") || need(&badd, T * B, sizeof(double), "add")
-        || need(&bbase, T * B, sizeof(double), "base") || need(&bmu, B, sizeof(double), "mu")
-        || need(&bexp, T + 1, sizeof(int64_t), "experts") || need(&bpar, T * 6, sizeof(double), "params"))
-        goto fail;
-    const int64_t *rows = brows.buf, *exps = bexp.buf, *expert = bexpert.buf;
-    int bad = rows[0] != 0 || rows[T] != n || exps[0] != 0 || exps[T] != m;
-    for (Py_ssize_t i = 0; i < T && !bad; i++)
-        bad = rows[i + 1] < rows[i] || exps[i + 1] <= exps[i];
-    if (bad) {
-        PyErr_SetString(PyExc_ValueError, "variant_floors: offsets outside the arrays");
-        goto fail;
-    }
-    for (Py_ssize_t i = 0; i < T; i++)
-        if (experts_inside(expert + rows[i], rows[i + 1] - rows[i], exps[i + 1] - exps[i]))
-            goto fail;
-    own = malloc(sizeof(double) * (size_t)(m > 0 ? m : 1));
+    own = malloc(sizeof(double) * (size_t)(L.m > 0 ? L.m : 1));
     h = malloc(sizeof(double) * (size_t)B);
-    result = PyBytes_FromStringAndSize(NULL, T * (Py_ssize_t)sizeof(double));
+    result = PyBytes_FromStringAndSize(NULL, L.T * (Py_ssize_t)sizeof(double));
     if (!own || !h || !result) {
         Py_CLEAR(result);
         if (!PyErr_Occurred())
             PyErr_NoMemory();
         goto fail;
     }
-    double *out = (double *)PyBytes_AS_STRING(result);
-    const double *par = bpar.buf, *cost = bcost.buf, *lat = blat.buf, *least = bleast.buf;
-    for (Py_ssize_t i = 0; i < T; i++) {
-        const double *q = par + 6 * i;
-        Prices p = {B, (const double *)badd.buf + i * B, (const double *)bbase.buf + i * B,
-                    bmu.buf, q[0], q[1], q[2], q[3], q[4]};
-        out[i] = floor_of(&p, cost + rows[i], lat + rows[i] * B, expert + rows[i],
-                          rows[i + 1] - rows[i], least + exps[i], exps[i + 1] - exps[i],
-                          (const double *)bstart.buf + i * B, q[5], own, h);
-    }
+    floors_of(&L, (double *)PyBytes_AS_STRING(result), own, h);
 fail:
     free(own); free(h);
+    release(all, sizeof(all) / sizeof(all[0]));
+    return result;
+}
+
+/* np.argsort(kind="stable") of the floors: NaN last, ties by index. */
+static int by_floor(const void *x, const void *y)
+{
+    const Keyed *a = x, *b = y;
+    int na = isnan(a->value), nb = isnan(b->value);
+    if (na != nb)
+        return na - nb;
+    if (!na && a->value != b->value)
+        return a->value < b->value ? -1 : 1;
+    return (a->index > b->index) - (a->index < b->index);
+}
+
+PyDoc_STRVAR(price_layer_doc,
+"price_layer(cost, lat, expert, least, start, add, base, mu, rows, experts, params, groups,\n"
+"            offsets, rest, picks, tables, values, B, upper, slack, want, deadline)\n"
+"    -> (found, best, value)\n\n"
+"solvers/_ilp_bounds.py:price_layer over a LayerFlat (see variant_floors), the same floats:\n"
+"the tables in order of their floors, each priced (price_table, up to ``want``\n"
+"configurations below the least value so far, plus ``slack`` times its size) until a floor\n"
+"reaches that value. Table i's groups are groups[rows[i]:rows[i+1]] (its rows, experts in\n"
+"step order), its offsets offsets[experts[i] + i:experts[i + 1] + i + 1], its rest\n"
+"rest[experts[i]:experts[i + 1]]. Writes each configuration found, in that order: its table\n"
+"to ``tables``, its rows (step order) one after another to ``picks``, its DP value (with\n"
+"the table's constant) to ``values``; returns how many, the index of the least one (-1:\n"
+"none below ``upper``) and the least value (``upper`` when none). Raises TimeoutError past\n"
+"``deadline``.");
+
+static PyObject *price_layer(PyObject *self, PyObject *args)
+{
+    Py_buffer bcost, blat, bexpert, bleast, bstart, badd, bbase, bmu, brows, bexp, bpar, bgroups,
+        boffsets, brest, bpicks, btables, bvalues;
+    Py_ssize_t B, want;
+    double upper, slack, deadline;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*y*y*y*y*y*y*y*y*y*w*w*w*nddnd", &bcost, &blat, &bexpert,
+                          &bleast, &bstart, &badd, &bbase, &bmu, &brows, &bexp, &bpar, &bgroups,
+                          &boffsets, &brest, &bpicks, &btables, &bvalues, &B, &upper, &slack, &want,
+                          &deadline))
+        return NULL;
+    PyObject *result = NULL;
+    Py_buffer *all[] = {&bcost, &blat, &bexpert, &bleast, &bstart, &badd, &bbase, &bmu, &brows,
+                        &bexp, &bpar, &bgroups, &boffsets, &brest, &bpicks, &btables, &bvalues};
+    Layer L;
+    double *floors = NULL, *own = NULL, *h = NULL;
+    Keyed *order = NULL;
+    if (layer_of(&L, &bcost, &blat, &bexpert, &bleast, &bstart, &badd, &bbase, &bmu, &brows, &bexp,
+                 &bpar, B))
+        goto fail;
+    if (want < 1 || want > 1024) {
+        PyErr_SetString(PyExc_ValueError, "need 1 <= want <= 1024");
+        goto fail;
+    }
+    if (need(&bgroups, L.n, sizeof(int64_t), "groups") || need(&boffsets, L.m + L.T, sizeof(int64_t), "offsets")
+        || need(&brest, L.m, sizeof(double), "rest") || need(&bpicks, want * L.m, sizeof(int64_t), "picks")
+        || need(&btables, want * L.T, sizeof(int64_t), "tables")
+        || need(&bvalues, want * L.T, sizeof(double), "values"))
+        goto fail;
+    const int64_t *groups = bgroups.buf, *offsets = boffsets.buf;
+    for (Py_ssize_t i = 0; i < L.T; i++) {
+        Py_ssize_t ni = L.rows[i + 1] - L.rows[i], Ei = L.exps[i + 1] - L.exps[i];
+        const int64_t *off = offsets + L.exps[i] + i;
+        if (off[0] != 0 || off[Ei] != ni) {
+            PyErr_SetString(PyExc_ValueError, "offsets must rise from 0 to the table's rows");
+            goto fail;
+        }
+        if (check_groups(groups + L.rows[i], ni, off, Ei, ni))
+            goto fail;
+    }
+    floors = malloc(sizeof(double) * (size_t)(L.T > 0 ? L.T : 1));
+    order = malloc(sizeof(Keyed) * (size_t)(L.T > 0 ? L.T : 1));
+    own = malloc(sizeof(double) * (size_t)(L.m > 0 ? L.m : 1));
+    h = malloc(sizeof(double) * (size_t)B);
+    if (!floors || !order || !own || !h) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    int64_t *picks = bpicks.buf, *tables = btables.buf;
+    double *values = bvalues.buf, value = upper;
+    Py_ssize_t found = 0, at = 0, best = -1, r = 0;
+    Py_BEGIN_ALLOW_THREADS
+    floors_of(&L, floors, own, h);
+    for (Py_ssize_t i = 0; i < L.T; i++)
+        order[i] = (Keyed){floors[i], i};
+    qsort(order, (size_t)L.T, sizeof(Keyed), by_floor);
+    for (Py_ssize_t q = 0; q < L.T; q++) {
+        Py_ssize_t i = order[q].index, Ei = L.exps[i + 1] - L.exps[i];
+        if (floors[i] >= value)
+            break; /* this table and every later one cannot go below value */
+        Prices p = prices_of(&L, i);
+        double cnst = L.par[6 * i + 5];
+        r = price(&p, L.cost + L.rows[i], L.lat + L.rows[i] * B, groups + L.rows[i],
+                  offsets + L.exps[i] + i, Ei, (const double *)brest.buf + L.exps[i],
+                  L.start + i * B, (value + slack * fabs(value)) - cnst, want, deadline,
+                  picks + at, values + found);
+        if (r < 0)
+            break;
+        for (Py_ssize_t k = 0; k < r; k++) {
+            tables[found + k] = i;
+            values[found + k] += cnst;
+        }
+        if (r > 0 && values[found] < value) {
+            value = values[found];
+            best = found;
+        }
+        found += r;
+        at += r * Ei;
+    }
+    Py_END_ALLOW_THREADS
+    if (!raise_for(r < 0 ? r : 0, "pricing"))
+        result = Py_BuildValue("nnd", found, best, value);
+fail:
+    free(floors); free(order); free(own); free(h);
     release(all, sizeof(all) / sizeof(all[0]));
     return result;
 }
@@ -1582,6 +1734,7 @@ static PyMethodDef methods[] = {
     {"price_table", price_table, METH_VARARGS, price_table_doc},
     {"exact_table", exact_table, METH_VARARGS, exact_table_doc},
     {"variant_floors", variant_floors, METH_VARARGS, variant_floors_doc},
+    {"price_layer", price_layer, METH_VARARGS, price_layer_doc},
     {"search_layer", search_layer, METH_VARARGS, search_layer_doc},
     {"search_last", search_last, METH_VARARGS, search_last_doc},
     {"suffix_fronts", suffix_fronts, METH_VARARGS, suffix_fronts_doc},

@@ -248,6 +248,9 @@ class LayerFlat:
     rows: np.ndarray  # (T + 1,) int64: where each table's rows start
     experts: np.ndarray  # (T + 1,) int64: where each table's experts start in ``least``
     params: np.ndarray  # (T, 6): billing step, non-MoE start, compute, cold, price per batch, const
+    groups: np.ndarray  # (n,) int64: each table's FlatTable.groups (rows within the table)
+    offsets: np.ndarray  # (sum of E + T,) int64: each table's FlatTable.offsets
+    rest: np.ndarray  # (sum of E,) each table's FlatTable.rest
 
 
 @dataclass(frozen=True, eq=False)
@@ -292,6 +295,9 @@ class Tables:
                 experts=np.cumsum([0] + [len(f.least_cost) for f in flats]).astype(np.int64),
                 params=np.array([(*t.billing[:4], t.billing[4] / B, t.direct_usd) for t in layer],
                                 dtype=np.float64).reshape(-1, 6),
+                groups=np.concatenate([f.groups for f in flats]),
+                offsets=np.concatenate([f.offsets for f in flats]),
+                rest=np.concatenate([f.rest for f in flats]),
             ))
         return tuple(out)
 

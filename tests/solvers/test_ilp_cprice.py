@@ -303,6 +303,64 @@ def test_compiled_layer_floors_reject_offsets_outside_the_arrays():
             model._cprice.variant_floors(*{**args, name: value}.values(), B)
 
 
+def _layer_pricing(price, tables, layer, mu, upper, extra):
+    """One layer's pricing as comparable values: (value as bytes, best rows, extra rows)."""
+    near: list | None = [] if extra else None
+    value, best = price(tables, layer, mu, upper, math.inf, near)
+    return (np.float64(value).tobytes(), None if best is None else (best.table.variant, best.rows.tolist()),
+            None if near is None else [(ch.table.variant, ch.rows.tolist()) for ch in near])
+
+
+@pytest.mark.parametrize("name", ["bert-moe-4", "small", "top2", "full-scope-arm64", "full-scope-cold",
+                                  "many-options"])
+def test_compiled_layer_pricing_is_the_table_by_table_loop(name):
+    """price_layer in one compiled call: the loop's value (bit for bit), configuration and
+    near-least configurations in the same order, on every layer, with and without extras, at
+    multipliers from zero to large and at upper values that prune none, some and all."""
+    problem = PROBLEMS[name]()
+    tables = build_tables(problem, variants_of(problem, PIPELINE_DEGREES))
+    rng = np.random.default_rng(5)
+    B = len(tables.fixed_s)
+    pruned = 0
+    for layer in range(len(tables.layers)):
+        for scale in (0.0, 1e-6, 1e-4, 1e-2, 10.0):
+            mu = rng.exponential(scale, size=B) if scale else np.zeros(B)
+            mu[rng.random(B) < 0.2] = 0.0
+            least, _ = bounds._price_layer_loop(tables, layer, mu, math.inf, math.inf, None)
+            for upper in (math.inf, least * (1 + 1e-3), least, least * (1 - 1e-3)):
+                for extra in (False, True):
+                    want = _layer_pricing(bounds._price_layer_loop, tables, layer, mu, upper, extra)
+                    got = _layer_pricing(bounds._price_layer_compiled, tables, layer, mu, upper, extra)
+                    assert got == want, (layer, scale, upper, extra)
+                    pruned += want[1] is None
+    assert pruned  # some upper values leave nothing below them
+
+
+def test_compiled_layer_pricing_stops_at_its_deadline_and_rejects_wrong_sizes():
+    tables = _SMALL_TABLES
+    f = tables.layer_flats[0]
+    B, T = f.lat.shape[1], len(f.params)
+    mu = np.full(B, 1e-5)
+    with pytest.raises(TimeoutError):
+        bounds._price_layer_compiled(tables, 0, mu, math.inf, time.perf_counter() - 1.0, None)
+    picks, which, values = np.empty(len(f.least), dtype=np.int64), np.empty(T, dtype=np.int64), np.empty(T)
+    args = dict(cost=f.cost, lat=f.lat, expert=f.expert, least=f.least, start=f.start, add=f.add,
+                base=f.base, mu=mu, rows=f.rows, experts=f.experts, params=f.params, groups=f.groups,
+                offsets=f.offsets, rest=f.rest, picks=picks, tables=which, values=values)
+    assert model._cprice.price_layer(*args.values(), B, math.inf, 1e-12, 1, math.inf)[0] >= 1
+    bad_offsets, short, bad_groups = f.offsets.copy(), f.offsets.copy(), f.groups.copy()
+    bad_offsets[1] = -1
+    short[f.experts[1]] -= 1  # the first table's offsets end before its last row
+    bad_groups[0] = 10**6
+    for name, value in [("offsets", bad_offsets), ("offsets", short), ("groups", bad_groups), ("rest", f.rest[:-1]),
+                        ("picks", picks[:-1]), ("tables", which[:-1]), ("values", values[:-1]),
+                        ("rows", f.rows[:-1]), ("lat", f.lat[:-1])]:
+        with pytest.raises(ValueError):
+            model._cprice.price_layer(*{**args, name: value}.values(), B, math.inf, 1e-12, 1, math.inf)
+    with pytest.raises(ValueError):
+        model._cprice.price_layer(*args.values(), B, math.inf, 1e-12, 2, math.inf)  # want 2: picks too small
+
+
 @pytest.mark.parametrize("name", ["small", "full-scope-cold"])
 def test_ilp_without_the_extension_gives_the_same_proven_plan(name, monkeypatch):
     """An install without a C compiler runs the numpy DPs: the same proven plan, cost and

@@ -663,6 +663,15 @@ def _spread(values: np.ndarray, most: int) -> np.ndarray:
     return np.sort(order[np.unique(np.linspace(0, len(values) - 1, most).round().astype(int))])
 
 
+def _upper_triangle(n: int) -> np.ndarray:
+    """(n, n) bool, True above the diagonal: within a chunk, point i precedes point j."""
+    return np.triu(np.ones((n, n), dtype=bool), 1)
+
+
+_UPPER_256 = _upper_triangle(256)
+_UPPER_256.flags.writeable = False
+
+
 def _pareto(vec: np.ndarray, chunk: int = 256, deadline: float | None = None) -> np.ndarray | None:
     """Indices of the points no other point weakly dominates (the first of equal points);
     None once ``deadline`` (perf_counter seconds) passes: a front can take minutes."""
@@ -670,7 +679,7 @@ def _pareto(vec: np.ndarray, chunk: int = 256, deadline: float | None = None) ->
     v = vec[order]
     keep = np.zeros(len(v), dtype=bool)
     front = v[:0]
-    upper = np.triu(np.ones((chunk, chunk), dtype=bool), 1)
+    upper = _UPPER_256 if chunk <= 256 else _upper_triangle(chunk)  # its top-left corner serves
     for s in range(0, len(v), chunk):
         if deadline is not None and time.perf_counter() > deadline:
             return None

@@ -467,3 +467,16 @@ def test_exact_curves_skipping_tables_by_their_floor_are_the_curves_without(name
                 assert got.cost.tobytes() == want.cost.tobytes()
                 assert got.latency.tobytes() == want.latency.tobytes()
     assert skipped > 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**31), n=st.integers(0, 40), d=st.integers(1, 4), chunk=st.sampled_from([3, 7, 256]))
+def test_pareto_keeps_exactly_the_points_nothing_weakly_dominates(seed, n, d, chunk):
+    """_pareto against the definition: point i goes when another point is <= it everywhere,
+    and of equal points only the first stays (few distinct values: many ties)."""
+    from solvers._ilp_model import _pareto
+
+    vec = np.random.default_rng(seed).integers(0, 4, size=(n, d)).astype(float)
+    want = [i for i in range(n) if not any(
+        (vec[j] <= vec[i]).all() and ((vec[j] != vec[i]).any() or j < i) for j in range(n) if j != i)]
+    assert _pareto(vec, chunk=chunk).tolist() == want

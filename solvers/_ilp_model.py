@@ -706,6 +706,18 @@ def cheapest_within(t: VariantTable, cap: np.ndarray) -> np.ndarray | None:
                                            len(a.add)) else None
 
 
+def cheapest_choice(layer: tuple[VariantTable, ...]) -> Choice:
+    """The layer's configuration with every expert at its cheapest option (the first of
+    equals), in the variant where that costs least (its latency-dependent cost included):
+    what pricing at zero multipliers finds, when time costs nothing."""
+    out = []
+    for t in layer:
+        rows = cheapest_within(t, np.full(t.lat.shape[1], np.inf))
+        assert rows is not None, "every expert of a table has a row"
+        out.append(Choice(t, rows))
+    return min(out, key=lambda ch: ch.cost_usd)  # the first of equals
+
+
 def quick_incumbent(tables: Tables) -> tuple[Choice, ...] | None:
     """A feasible plan in milliseconds: every layer gets its latency lower bound plus an equal
     share of the slack, and takes its cheapest variant whose experts each fit that cap."""

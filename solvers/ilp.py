@@ -45,6 +45,7 @@ from solvers._ilp_model import (
     Lagrangian,
     LayerCurve,
     MilpResult,
+    cheapest_choice,
     exact_curve,
     quick_incumbent,
     solve_curves,
@@ -180,9 +181,13 @@ class IlpSolver(Solver):
         self._price(tables, incumbent, tracker)
         upper = milp_cost(tables, incumbent)
         B = len(tables.fixed_s)
-        columns = [LayerCurve((ch,), np.array([ch.cost_usd]), ch.latency_s[None],
-                              ch.table.active[ch.rows].sum(axis=0)[None] if tables.concurrency
-                              else np.zeros((1, B))) for ch in incumbent]
+        # Column generation starts from the incumbent and each layer's cheapest configuration,
+        # so its first LP already weighs cost against time (a round at zero multipliers would
+        # only find the cheapest ones).
+        columns = [_extend(LayerCurve((ch,), np.array([ch.cost_usd]), ch.latency_s[None],
+                                      ch.table.active[ch.rows].sum(axis=0)[None] if tables.concurrency
+                                      else np.zeros((1, B))), [cheapest_choice(layer)], tables.concurrency)
+                   for ch, layer in zip(incumbent, tables.layers, strict=True)]
         share = BOUND_SHARE_WIDE if _widest(tables) > PAIRWISE_MAX else BOUND_SHARE
         bound = column_generation(tables, columns, start + share * (end - start), upper)
         lower = tables.lower_bound_usd

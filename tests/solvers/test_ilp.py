@@ -392,3 +392,19 @@ def test_lp_rounding_runs_only_where_the_incumbent_search_finds_nothing(monkeypa
     assert calls == {"rounding": 1, "search": 2}
     assert caps == [ilp_module.INCUMBENT_SEARCH_CANDIDATES, ilp_module.ROUNDED_SEARCH_CANDIDATES]
     assert again.solution_status == SolutionStatus.PROVEN_OPTIMAL and again.cost_usd == pytest.approx(optimum.cost_usd, rel=1e-6)
+
+
+@pytest.mark.parametrize("name", ["small", "full-scope-arm64"])
+def test_cheapest_choice_is_each_experts_cheapest_option_in_the_cheapest_variant(name):
+    from solvers._ilp_model import Choice, cheapest_choice
+
+    problem = small_problem() if name == "small" else problem_from_dict(
+        _spec(cost_scope="full", architectures=["x86_64", "arm64"]), "test")
+    tables = build_tables(problem, variants_of(problem, PIPELINE_DEGREES))
+    for layer in tables.layers:
+        ch = cheapest_choice(layer)
+        assert (ch.table.cost[ch.rows] == ch.table.least_cost).all()
+        assert (ch.table.expert[ch.rows] == np.arange(ch.table.experts)).all()
+        others = [Choice(t, np.array([r[np.argmin(t.cost[r])] for r in t.expert_rows])) for t in layer]
+        assert ch.cost_usd == min(o.cost_usd for o in others)
+        assert ch.table is layer[[o.cost_usd for o in others].index(ch.cost_usd)]  # first of equals

@@ -15,6 +15,7 @@ searches). See docs/ilp.md.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import time
 from typing import Any, ClassVar
@@ -57,9 +58,16 @@ from solvers._ilp_tables import PAIRWISE_MAX, Tables, build_tables, variants_of
 def one_blas_thread() -> contextlib.AbstractContextManager:
     """numpy's BLAS on one thread while ilp runs: its products are small (layers x batches),
     and OpenBLAS's extra thread only spun: on bert-moe-4 it took 0.96 CPU s for a 0.58 s
-    solve, 0.56 CPU s on one thread, with the same wall time. HiGHS runs single-threaded too.
-    The BLAS libraries are looked up at each solve (0.5 ms): others may have loaded since."""
-    return ThreadpoolController().limit(limits=1, user_api="blas")
+    solve, 0.56 CPU s on one thread, with the same wall time. HiGHS runs single-threaded too."""
+    return _blas_controller().limit(limits=1, user_api="blas")
+
+
+@functools.cache
+def _blas_controller() -> ThreadpoolController:
+    """The BLAS libraries loaded at the first solve, looked up once (a lookup reads the
+    process's memory map: ~0.8 ms per solve). ilp's products are numpy's, and numpy's BLAS is
+    loaded with numpy; one loaded later does not run them."""
+    return ThreadpoolController()
 
 MODES = ("monolithic", "ods")
 #: A proof gives up on a layer whose exact Pareto DP holds more partial configurations.

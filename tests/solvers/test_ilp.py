@@ -269,29 +269,33 @@ def test_a_bound_computed_before_the_budget_ends_is_reported(monkeypatch):
 
 def test_ilp_runs_numpy_blas_on_one_thread_and_restores_it(monkeypatch):
     """ilp's matrix products are tiny: a second BLAS thread only spins (CPU 1.6x the wall
-    time on bert-moe-4). Inside the solve BLAS has one thread; afterwards, what it had."""
-    import scipy.linalg  # noqa: F401 - loads scipy's own OpenBLAS: a second pool, also limited
+    time on bert-moe-4). Inside the solve numpy's BLAS has one thread; afterwards, what it had.
+    Also when another BLAS (scipy's) was loaded after the first solve looked the pools up."""
     from threadpoolctl import ThreadpoolController
 
     import solvers.ilp as ilp_module
 
-    def blas_threads() -> list[int]:
-        return [i["num_threads"] for i in ThreadpoolController().info() if i["user_api"] == "blas"]
+    def numpy_blas_threads() -> list[int]:
+        return [i["num_threads"] for i in ThreadpoolController().info()
+                if i["user_api"] == "blas" and "numpy" in i["filepath"]]
 
-    before = blas_threads()
+    make_solver("ilp").solve(tiny_problem(), Budget(evaluations=10**6, seconds=20))
+    import scipy.linalg  # noqa: F401 - loads scipy's own OpenBLAS, which ilp never calls
+
+    before = numpy_blas_threads()
     if not before:
-        pytest.skip("threadpoolctl finds no BLAS thread pool in this process")
+        pytest.skip("threadpoolctl finds no numpy BLAS thread pool in this process")
     seen = []
     real = ilp_module.build_tables
 
     def spying(*args, **kwargs):
-        seen.append(blas_threads())
+        seen.append(numpy_blas_threads())
         return real(*args, **kwargs)
 
     monkeypatch.setattr(ilp_module, "build_tables", spying)
     make_solver("ilp").solve(tiny_problem(), Budget(evaluations=10**6, seconds=20))
     assert seen and seen[0] and all(n == 1 for n in seen[0])
-    assert blas_threads() == before
+    assert numpy_blas_threads() == before
 
 
 def _search_targets(monkeypatch, status_at):

@@ -708,14 +708,23 @@ def cheapest_within(t: VariantTable, cap: np.ndarray) -> np.ndarray | None:
 
 def cheapest_choice(layer: tuple[VariantTable, ...]) -> Choice:
     """The layer's configuration with every expert at its cheapest option (the first of
-    equals), in the variant where that costs least (its latency-dependent cost included):
-    what pricing at zero multipliers finds, when time costs nothing."""
-    out = []
-    for t in layer:
+    equals), in the variant where that costs least (its latency-dependent cost included; the
+    first of equals): what pricing at zero multipliers finds, when time costs nothing. Only
+    the variants whose bound (that cost at the variant's latency lower bound: the cost is
+    monotone in latency) does not exceed the best found are priced."""
+    keys = [float(t.least_cost.sum()) + float(t.extra_usd(t.lower)) for t in layer]
+    best: Choice | None = None
+    for i in sorted(range(len(layer)), key=keys.__getitem__):
+        if best is not None and keys[i] > best.cost_usd:
+            break
+        t = layer[i]
         rows = cheapest_within(t, np.full(t.lat.shape[1], np.inf))
         assert rows is not None, "every expert of a table has a row"
-        out.append(Choice(t, rows))
-    return min(out, key=lambda ch: ch.cost_usd)  # the first of equals
+        ch = Choice(t, rows)
+        if best is None or (ch.cost_usd, i) < (best.cost_usd, layer.index(best.table)):
+            best = ch
+    assert best is not None, "a layer has a table"
+    return best
 
 
 def quick_incumbent(tables: Tables) -> tuple[Choice, ...] | None:

@@ -412,3 +412,32 @@ def test_cheapest_choice_is_each_experts_cheapest_option_in_the_cheapest_variant
         others = [Choice(t, np.array([r[np.argmin(t.cost[r])] for r in t.expert_rows])) for t in layer]
         assert ch.cost_usd == min(o.cost_usd for o in others)
         assert ch.table is layer[[o.cost_usd for o in others].index(ch.cost_usd)]  # first of equals
+
+
+def test_cheapest_choice_prices_past_a_variant_whose_latency_cost_its_bound_misses():
+    """Full scope: a storage layer's latency costs (the next function waits), so a variant's
+    bound (cheapest options at its latency lower bound) can be far below what its cheapest
+    options cost. A storage variant made cheap and slow, its lower bound untouched: it has the
+    least bound, yet the choice is the variant whose cheapest options cost least."""
+    import dataclasses
+
+    from solvers._ilp_model import Choice, cheapest_choice
+
+    problem = problem_from_dict(_spec(cost_scope="full", architectures=["x86_64", "arm64"]), "test")
+    tables = build_tables(problem, variants_of(problem, PIPELINE_DEGREES))
+    layer = tables.layers[0]
+
+    def cheapest_options(t):
+        return Choice(t, np.array([r[np.argmin(t.cost[r])] for r in t.expert_rows]))
+
+    storage = min((t for t in layer if t.variant.storage), key=lambda t: cheapest_options(t).cost_usd)
+    assert storage.nonmoe is not None
+    # Its options at half the price, and 5 s slower: the least bound, not the least cost.
+    slow = dataclasses.replace(storage, cost=storage.cost / 2, lat=storage.lat + 5.0)
+    layer = tuple(slow if t is storage else t for t in layer)
+    bounds = [float(t.least_cost.sum()) + float(t.extra_usd(t.lower)) for t in layer]
+    assert min(bounds) == bounds[layer.index(slow)]
+    costs = [cheapest_options(t).cost_usd for t in layer]
+    ch = cheapest_choice(layer)
+    assert ch.table is not slow and ch.cost_usd == min(costs)
+    assert ch.table is layer[costs.index(min(costs))]

@@ -28,11 +28,11 @@ OPTION_CONSTRAINTS = ("memory", "payload", "timeout")
 #: build_tables prices the replica times of this many (beta, replica tokens, memory) cells per
 #: call of the cost model (elementwise: the same floats in any chunks).
 TIMES_CHUNK_CELLS = 2**15
-
-Job = TypeVar("Job")
 #: Above this many live options per expert the pairwise dominance check is skipped (it is
 #: quadratic); keeping a dominated option costs the MILP time, never correctness.
 PAIRWISE_MAX = 256
+
+Job = TypeVar("Job")
 
 
 @dataclass(frozen=True)
@@ -419,8 +419,9 @@ def build_tables(problem: DeploymentProblem, variants: tuple[Variant, ...]) -> T
     for method in sorted({v.method for v in variants}):
         which = [i for i, v in enumerate(variants) if v.method == method]
         betas = np.asarray([float(variants[i].pipeline_degree) for i in which])[:, None, None]
-        # A few betas per call: the pipelined model's ~60 temporaries stay in cache (65,536
-        # cells, 0.5 MB each); one call over every beta was ~2 ms slower on bert-moe-8.
+        # A few betas per call: the pipelined model's ~60 temporaries stay in cache (32,768
+        # cells, 0.25 MB each; one call over every beta was ~2 ms slower on bert-moe-8), and
+        # the jobs are small enough for the two threads to finish together.
         step = max(1, TIMES_CHUNK_CELLS // (len(key_r) * len(per_m)))
         jobs += [(which[lo:lo + step], betas[lo:lo + step]) for lo in range(0, len(which), step)]
     gates = {m: lm.gate_cpu_s(key_tokens, tb, m, c) for m in {v.method for v in variants}}

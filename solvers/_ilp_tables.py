@@ -319,7 +319,8 @@ def build_tables(problem: DeploymentProblem, variants: tuple[Variant, ...]) -> T
     Each variant is priced for every layer at once (arrays (B, L, E, K)), and every surviving
     (variant, layer) is pruned in one dominance pass: the per-element arithmetic is the
     per-layer formula's, so the tables are the same to the bit, at a fraction of the numpy calls.
-    Variants are priced, and pruned tables extracted, on two threads (they are independent).
+    Variants are priced, their pruning vectors filled and their pruned tables extracted on two
+    threads (they are independent).
     """
     c, model, fx = problem.constants, problem.model, fixed_parts(problem)
     arch = np.asarray([a == "arm64" for a in problem.architectures])
@@ -510,13 +511,15 @@ def build_tables(problem: DeploymentProblem, variants: tuple[Variant, ...]) -> T
     for batch in batches:
         if not batch:
             continue
-        vec = np.empty((D, sum(ls.size for _, ls in batch) * E, K))
-        feas = []
-        at = 0
-        for i, ls in batch:
+        starts = np.cumsum([0] + [ls.size * E for _, ls in batch])  # each variant's rows in vec
+        vec = np.empty((D, int(starts[-1]), K))
+        feas: list[np.ndarray] = [np.empty(0)] * len(batch)
+
+        def fill(k: int, batch: list[tuple[int, np.ndarray]] = batch, vec: np.ndarray = vec,
+                 feas: list[np.ndarray] = feas, starts: np.ndarray = starts) -> None:
+            i, ls = batch[k]
             tv, v, every = priced[i], variants[i], ls.size == L
-            part = vec[:, at:at + ls.size * E].reshape(D, ls.size, E, K)
-            at += ls.size * E
+            part = vec[:, starts[k]:starts[k + 1]].reshape(D, ls.size, E, K)
             part[0] = tv["cost"] if every else tv["cost"][ls]
             clipped = part[1:1 + B]
             np.maximum(tv["lat"] if every else tv["lat"][:, ls], tv["clip"][ls].T[:, :, None, None],
@@ -526,9 +529,10 @@ def build_tables(problem: DeploymentProblem, variants: tuple[Variant, ...]) -> T
             if concurrency:
                 part[1 + B:] = active if every else active[:, ls]
             np.copyto(part, np.inf, where=~f)
-            feas.append(f)
+            feas[k] = f
+
+        _on_two_threads(fill, list(range(len(batch))))
         dominated = _dominated(vec)
-        starts = np.cumsum([0] + [ls.size * E for _, ls in batch])
 
         def extract(k: int, batch: list[tuple[int, np.ndarray]] = batch, feas: list[np.ndarray] = feas,
                     dominated: np.ndarray = dominated, starts: np.ndarray = starts) -> None:

@@ -714,15 +714,16 @@ def cheapest_choice(layer: tuple[VariantTable, ...]) -> Choice:
     monotone in latency) does not exceed the best found are priced."""
     keys = [float(t.least_cost.sum()) + float(t.extra_usd(t.lower)) for t in layer]
     best: Choice | None = None
+    best_usd, best_at = math.inf, len(layer)
     for i in sorted(range(len(layer)), key=keys.__getitem__):
-        if best is not None and keys[i] > best.cost_usd:
+        if keys[i] > best_usd:
             break
         t = layer[i]
         rows = cheapest_within(t, np.full(t.lat.shape[1], np.inf))
         assert rows is not None, "every expert of a table has a row"
         ch = Choice(t, rows)
-        if best is None or (ch.cost_usd, i) < (best.cost_usd, layer.index(best.table)):
-            best = ch
+        if (ch.cost_usd, i) < (best_usd, best_at):
+            best, best_usd, best_at = ch, ch.cost_usd, i
     assert best is not None, "a layer has a table"
     return best
 

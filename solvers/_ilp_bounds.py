@@ -101,7 +101,6 @@ def _price_table_compiled(
     collects the DP's value of each configuration returned (tests compare them bit for bit)."""
     cprice = _ilp_model._cprice
     assert cprice is not None
-    order, _ = t.slowest_first
     a = t.flat
     E, B = t.experts, t.lat.shape[1]
     step, start, compute, cold, price = t.billing
@@ -112,9 +111,7 @@ def _price_table_compiled(
         np.ascontiguousarray(mu, dtype=float), picks, value, B, 1 + extra, step, start, compute,
         cold, price / B, float(upper - t.direct_usd), float(deadline),
     )
-    rows = np.empty((found, E), dtype=np.int64)
-    rows[:, order] = picks[:found]
-    out, _, _ = _ilp_model.choices_of(t, rows)
+    out, _, _ = _ilp_model.choices_of(t, t.rows_of_steps(picks[:found]))
     if values is not None:
         values.extend(value[:found].tolist())
     return out
@@ -126,7 +123,6 @@ def _price_table_numpy(
 ) -> list[Choice]:
     """:func:`_price_table` in numpy (the reference the compiled DP is tested against);
     ``values`` collects the DP's value of each configuration returned."""
-    E = t.experts
     order, rest = t.slowest_first
     const = t.direct_usd
     start = t.least_slowest
@@ -160,14 +156,10 @@ def _price_table_numpy(
         if not len(cost):
             return []
     value = cost + _batch_prices(t, mu, slow).sum(axis=1)
-    out = []
-    for best in np.argsort(value, kind="stable")[: 1 + extra]:
-        rows = np.empty(E, dtype=np.int64)
-        rows[order] = picks[best]
-        out.append(Choice(t, rows))
-        if values is not None:
-            values.append(float(value[best]))
-    return out
+    least = np.argsort(value, kind="stable")[: 1 + extra]
+    if values is not None:
+        values.extend(value[least].tolist())
+    return [Choice(t, rows) for rows in t.rows_of_steps(picks[least])]
 
 
 def _mu_front(c: np.ndarray, h: np.ndarray, chunk: int = 256, deadline: float = math.inf) -> np.ndarray:
@@ -376,10 +368,7 @@ def _price_layer_compiled(
     while k < found:  # each table's configurations are consecutive
         t = tables.layers[layer][int(which[k])]
         n = int(np.count_nonzero(which[k:found] == which[k]))
-        order, _ = t.slowest_first
-        rows = np.empty((n, t.experts), dtype=np.int64)
-        rows[:, order] = picks[at:at + n * t.experts].reshape(n, t.experts)
-        chs, _, _ = _ilp_model.choices_of(t, rows)
+        chs, _, _ = _ilp_model.choices_of(t, t.rows_of_steps(picks[at:at + n * t.experts].reshape(n, t.experts)))
         if k == at_best:  # the least one is the first of its table's
             best = chs[0]
         if extra is not None:

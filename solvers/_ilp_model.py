@@ -552,9 +552,7 @@ def exact_curve(
             return None
         if not len(picks):
             continue
-        order, _ = t.slowest_first
-        rows = np.empty_like(picks)
-        rows[:, order] = picks
+        rows = t.rows_of_steps(picks)
         made, cost, latency = choices_of(t, rows)  # Choice.cost_usd and .latency_s of all at once
         active = t.active[rows].sum(axis=1) if conc else np.zeros((len(rows), 0))
         choices.extend(made)
@@ -712,11 +710,10 @@ def cheapest_choice(layer: tuple[VariantTable, ...]) -> Choice:
     first of equals): what pricing at zero multipliers finds, when time costs nothing. Only
     the variants whose bound (that cost at the variant's latency lower bound: the cost is
     monotone in latency) does not exceed the best found are priced."""
-    keys = [float(t.least_cost.sum()) + float(t.extra_usd(t.lower)) for t in layer]
     best: Choice | None = None
     best_usd, best_at = math.inf, len(layer)
-    for i in sorted(range(len(layer)), key=keys.__getitem__):
-        if keys[i] > best_usd:
+    for i in sorted(range(len(layer)), key=lambda i: layer[i].cheapest_bound_usd):
+        if layer[i].cheapest_bound_usd > best_usd:
             break
         t = layer[i]
         rows = cheapest_within(t, np.full(t.lat.shape[1], np.inf))

@@ -142,6 +142,19 @@ class VariantTable:
         offsets = np.concatenate([[0], np.cumsum([len(g) for g in groups])]).astype(np.int64)
         return np.concatenate(groups).astype(np.int64), offsets
 
+    def rows_of_steps(self, picks: np.ndarray) -> np.ndarray:
+        """(P, E) rows, experts in order, from the layer DPs' picks (P, E) in step order
+        (:attr:`slowest_first`)."""
+        rows = np.empty_like(picks)
+        rows[:, self.slowest_first[0]] = picks
+        return rows
+
+    @cached_property
+    def cheapest_bound_usd(self) -> float:
+        """Every expert at its cheapest option, at the variant's latency lower bound: no
+        configuration of the table costs less (its latency-dependent cost only grows)."""
+        return float(self.least_cost.sum()) + float(self.extra_usd(self.lower))
+
     @cached_property
     def least_slowest(self) -> np.ndarray:
         """(B,) the slowest replica's least finish per batch: every configuration's slowest
@@ -554,7 +567,7 @@ def build_tables(problem: DeploymentProblem, variants: tuple[Variant, ...]) -> T
                     lower=tv["lower"][layer].copy(), nonmoe=nonmoe[layer],
                 ))
                 tables[int(layer), i] = made[-1]
-            _derive(made, j_idx * E + e_idx, cut, E)
+            _derive(made, cost, lat, j_idx * E + e_idx, cut, E)
 
         _on_two_threads(extract, list(range(len(batch))))
 
@@ -563,7 +576,7 @@ def build_tables(problem: DeploymentProblem, variants: tuple[Variant, ...]) -> T
     for layer in range(L):
         kept = [tables[layer, i] for i in range(V) if (layer, i) in tables]
         layers.append(tuple(kept))
-        lower_bound += min(_cheapest_sum(t) + float(t.extra_usd(t.lower)) for t in kept)
+        lower_bound += min(t.cheapest_bound_usd for t in kept)
     const = 0.0
     if full:
         # Full scope: the head function's billed time, and every non-MoE function's request
@@ -603,18 +616,17 @@ def _on_two_threads(work: Callable[[Job], None], jobs: list[Job]) -> None:
         raise failed[0]
 
 
-def _derive(made: list[VariantTable], group: np.ndarray, cut: np.ndarray, E: int) -> None:
+def _derive(made: list[VariantTable], cost: np.ndarray, lat: np.ndarray, group: np.ndarray,
+            cut: np.ndarray, E: int) -> None:
     """Fill in the derived arrays of one variant's tables (:attr:`VariantTable.flat` and what
-    it is made of) for all of them at once: their rows sit in one array, table after table,
-    each table's rows expert by expert (``group`` = table * E + expert, nondecreasing; every
-    expert has a row). The same values as each table's own properties (the same minima, sort
-    orders and sequential sums: tests/solvers/test_ilp_tables.py), in a few numpy calls
-    instead of a dozen per table."""
+    it is made of) for all of them at once: their rows sit in one array (``cost``, ``lat``:
+    table j's are rows cut[j]:cut[j + 1]), each table's rows expert by expert (``group`` =
+    table * E + expert, nondecreasing; every expert has a row). The same values as each
+    table's own properties (the same minima, sort orders and sequential sums:
+    tests/solvers/test_ilp_tables.py), in a few numpy calls instead of a dozen per table."""
     J = len(made)
     if not J:
         return
-    cost = np.concatenate([t.cost for t in made])
-    lat = np.concatenate([t.lat for t in made])
     starts = np.searchsorted(group, np.arange(J * E))
     lengths = np.diff(np.append(starts, len(group)))
     assert (lengths > 0).all(), "every expert of a table has a row"
@@ -642,11 +654,6 @@ def _derive(made: list[VariantTable], group: np.ndarray, cut: np.ndarray, E: int
             by_expert_cost=by_cost[lo:hi],
         )
         t.flat  # noqa: B018 - converted now, from the values above (0.4 ms for bert-moe-8's 132)
-
-
-def _cheapest_sum(t: VariantTable) -> float:
-    """Every expert at its cheapest option (the same per-expert minima as np.minimum.at)."""
-    return float(t.least_cost.sum())
 
 
 def _dominated(vec: np.ndarray) -> np.ndarray:

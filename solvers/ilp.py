@@ -192,9 +192,8 @@ class IlpSolver(Solver):
         # Column generation starts from the incumbent and each layer's cheapest configuration,
         # so its first LP already weighs cost against time (a round at zero multipliers would
         # only find the cheapest ones).
-        columns = [_extend(LayerCurve((ch,), np.array([ch.cost_usd]), ch.latency_s[None],
-                                      ch.table.active[ch.rows].sum(axis=0)[None] if tables.concurrency
-                                      else np.zeros((1, B))), [cheapest_choice(layer)], tables.concurrency)
+        none = LayerCurve((), np.zeros(0), np.zeros((0, B)), np.zeros((0, B)))
+        columns = [_extend(none, [ch, cheapest_choice(layer)], tables.concurrency)
                    for ch, layer in zip(incumbent, tables.layers, strict=True)]
         share = BOUND_SHARE_WIDE if _widest(tables) > PAIRWISE_MAX else BOUND_SHARE
         bound = column_generation(tables, columns, start + share * (end - start), upper)

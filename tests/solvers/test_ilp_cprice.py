@@ -89,6 +89,27 @@ def test_compiled_pricing_gives_the_numpy_configurations(name):
     assert checked >= 8
 
 
+@pytest.mark.parametrize("name", ["bert-moe-4", "full-scope-cold"])
+def test_priced_rows_are_the_configurations_the_dp_valued(name):
+    """The DPs pick experts in step order (slowest first); the rows they return, back in
+    expert order (each expert its own row), are configurations whose cost + mu . latency is
+    the DP's value."""
+    problem = PROBLEMS[name]()
+    tables = build_tables(problem, variants_of(problem, PIPELINE_DEGREES))
+    rng = np.random.default_rng(2)
+    B = len(tables.fixed_s)
+    reordered = 0
+    for t in tables.layers[0]:
+        reordered += (t.slowest_first[0] != np.arange(t.experts)).any()
+        mu = rng.exponential(1e-4, size=B)
+        for price in (bounds._price_table_numpy, bounds._price_table_compiled):
+            values: list[float] = []
+            for ch, v in zip(price(t, mu, math.inf, math.inf, 3, values), values, strict=True):
+                assert (t.expert[ch.rows] == np.arange(t.experts)).all()
+                assert ch.cost_usd + float(mu @ ch.latency_s) == pytest.approx(v + t.direct_usd, rel=1e-12)
+    assert reordered  # some table's step order is not the expert order
+
+
 def test_billed_waits_a_hair_past_a_millisecond_round_down_as_in_numpy():
     """billed_seconds' 1e-9 guard: a wait 5e-10 ms past a whole millisecond is billed that
     millisecond, not the next. Options whose finish lands there, on a full-scope storage

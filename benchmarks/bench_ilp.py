@@ -188,7 +188,7 @@ def legacy_final_program(problem, seconds: float):  # type: ignore[no-untyped-de
         solve_curves,
         time_multipliers,
     )
-    from solvers._ilp_tables import _cheapest_sum, build_tables, variants_of
+    from solvers._ilp_tables import build_tables, variants_of
     from solvers.ilp import milp_cost
 
     deadline = time.perf_counter() + seconds
@@ -209,7 +209,8 @@ def legacy_final_program(problem, seconds: float):  # type: ignore[no-untyped-de
     mu = time_multipliers(tables, curves)
     prunes = lagrangian_prunes(tables, upper, mu, curves, deadline)
     if prunes is None:
-        mins = [min(_cheapest_sum(t) for t in layer) for layer in tables.layers]
+        # each expert at its cheapest option (9e39597's _cheapest_sum, which review c000fea folded away)
+        mins = [min(float(t.least_cost.sum()) for t in layer) for layer in tables.layers]
         rest = sum(mins) + tables.cost_const_usd
         prunes = [Lagrangian(np.zeros(len(tables.fixed_s)), upper - (rest - m)) for m in mins]
     exact = []
